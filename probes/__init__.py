@@ -1,0 +1,1 @@
+"""Evidence producers: active probes and passive readers that yield records and never touch the DB."""

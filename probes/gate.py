@@ -1,0 +1,14 @@
+"""The scope gate every probe passes each target through before sending a packet."""
+
+from typing import Protocol
+
+
+class TargetGate(Protocol):
+    """Decides whether an address may be probed; implemented by ``orchestrator.scope.Scope``."""
+
+    def admit(self, address: str) -> None:
+        """Return if ``address`` may be probed, else raise ``OutOfScopeError``."""
+
+
+class OutOfScopeError(Exception):
+    """A target lies outside the configured scope: refused before any packet is sent."""
