@@ -1,1 +1,1 @@
-"""Evidence producers: active probes and passive readers that yield records and never touch the DB."""
+"""Evidence producers: active probes and passive readers; they yield records, never touch the DB."""

@@ -12,3 +12,10 @@ class TargetGate(Protocol):
 
 class OutOfScopeError(Exception):
     """A target lies outside the configured scope: refused before any packet is sent."""
+
+
+class NetworkGate(Protocol):
+    """Decides whether a whole network may be scanned; implemented by the scope."""
+
+    def admit_network(self, network: str) -> None:
+        """Return if every address of network may be probed, else raise OutOfScopeError."""

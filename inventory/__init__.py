@@ -1,0 +1,1 @@
+"""The asset inventory: tables, the store, role derivation, groups, findings and history."""

@@ -1,0 +1,115 @@
+"""Opening the inventory database: URL or path, SQLite pragmas, schema upgrades."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from inventory.errors import StoreError
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+BUSY_TIMEOUT_MS = 30_000
+
+
+def database_url(target: str) -> str:
+    """Return an SQLAlchemy URL for a URL or a filesystem path (SQLite)."""
+    if "://" in target:
+        return target
+    path = Path(target).expanduser()
+    _check_sqlite_path(path)
+    return f"sqlite:///{path.resolve()}"
+
+
+def _check_sqlite_path(path: Path) -> None:
+    """Raise StoreError unless path can hold an SQLite database."""
+    parent = path.parent if str(path.parent) else Path()
+    if not parent.is_dir():
+        raise StoreError(f"cannot create database {path}: directory {parent} does not exist")
+    if path.is_dir():
+        raise StoreError(f"cannot use database {path}: it is a directory")
+    if path.exists():
+        try:
+            with path.open("rb") as handle:
+                head = handle.read(len(SQLITE_MAGIC))
+        except OSError as exc:
+            raise StoreError(f"cannot read database {path}: {exc.strerror}") from exc
+        if head and head != SQLITE_MAGIC:
+            raise StoreError(f"{path} is not an SQLite database")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """Put every new SQLite connection in WAL mode with a busy timeout."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine; SQLite connections get WAL, a busy timeout and explicit transactions."""
+    try:
+        engine = create_engine(url)
+    except (SQLAlchemyError, ImportError, ValueError) as exc:
+        raise StoreError(f"cannot use database URL {url}: {exc}") from exc
+    if engine.dialect.name == "sqlite":
+        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+        event.listen(engine, "connect", _sqlite_pragmas)
+    elif engine.dialect.name != "postgresql":
+        raise StoreError(
+            f"database {engine.dialect.name} is not supported: use SQLite or PostgreSQL"
+        )
+    return engine
+
+
+def alembic_config(engine: Engine) -> Config:
+    """Return an Alembic config pointing at the packaged migrations."""
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    config.attributes["engine"] = engine
+    return config
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """Return the database's recorded schema revision (None for an empty database)."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def _known_revision(script: ScriptDirectory, revision: str) -> bool:
+    """Return whether this code's migrations know revision."""
+    try:
+        return script.get_revision(revision) is not None
+    except CommandError:
+        return False
+
+
+def upgrade_schema(engine: Engine, revision: str = "head") -> None:
+    """Create or upgrade the schema to revision; refuse a database newer than this code."""
+    config = alembic_config(engine)
+    script = ScriptDirectory.from_config(config)
+    try:
+        current = schema_revision(engine)
+        if current is not None and not _known_revision(script, current):
+            raise StoreError(
+                f"database schema {current} is newer than this rolecall: upgrade rolecall"
+            )
+        if revision == "head" and current == script.get_current_head():
+            return
+        command.upgrade(config, revision)
+    except StoreError:
+        raise
+    except DBAPIError as exc:
+        raise StoreError(f"cannot use database {engine.url}: {exc.orig}") from exc
+    except Exception as exc:
+        if exc.__class__.__module__.startswith("alembic"):
+            raise StoreError(f"database schema {engine.url} is not usable: {exc}") from exc
+        raise

@@ -1,0 +1,243 @@
+"""The SPEC's exports as streams of rows: column names are a contract."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime
+from itertools import groupby
+from typing import Any
+
+from sqlalchemy import Connection, Select, Table, select
+
+from inventory.tables import (
+    Asset,
+    AssetSource,
+    FindingRow,
+    FlowRow,
+    HostnameRow,
+    RoleRow,
+    RunRow,
+    ServiceRow,
+    SmtpRow,
+    SocksRow,
+)
+
+Row = dict[str, Any]
+
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "inventory": (
+        "address",
+        "hostnames",
+        "roles",
+        "groups",
+        "open_ports",
+        "first_seen",
+        "last_seen",
+        "sources",
+    ),
+    "services": (
+        "address",
+        "port",
+        "transport",
+        "protocol",
+        "product",
+        "version",
+        "auth",
+        "banner",
+        "first_seen",
+        "last_seen",
+        "source",
+    ),
+    "findings": (
+        "rule",
+        "address",
+        "severity",
+        "summary",
+        "evidence",
+        "first_seen",
+        "last_seen",
+        "status",
+    ),
+    "smtp": (
+        "ts",
+        "client",
+        "client_port",
+        "server",
+        "server_port",
+        "trans_depth",
+        "helo",
+        "mail_from",
+        "rcpt_to",
+        "refused_rcpt",
+        "subject",
+        "from",
+        "to",
+        "date",
+        "msg_id",
+        "user_agent",
+        "last_reply",
+        "tls",
+        "via_proxy",
+        "source",
+    ),
+    "socks": (
+        "ts",
+        "client",
+        "client_port",
+        "proxy",
+        "proxy_port",
+        "version",
+        "user",
+        "status",
+        "request_host",
+        "request_name",
+        "request_port",
+        "bound_host",
+        "bound_port",
+        "source",
+    ),
+    "flows": (
+        "client",
+        "server",
+        "server_port",
+        "transport",
+        "day",
+        "connections",
+        "packets",
+        "bytes",
+        "first_seen",
+        "last_seen",
+        "answered",
+        "source",
+    ),
+    "runs": ("id", "kind", "target", "started", "ended", "status", "counts", "error"),
+}
+JSON_LISTS = frozenset({"rcpt_to", "refused_rcpt", "to"})
+TABLES: dict[str, tuple[Any, tuple[str, ...]]] = {
+    "services": (ServiceRow, ("address", "port", "transport", "source")),
+    "findings": (FindingRow, ("address", "rule")),
+    "smtp": (SmtpRow, ("ts", "client", "client_port", "trans_depth")),
+    "socks": (SocksRow, ("ts", "client", "client_port")),
+    "flows": (FlowRow, ("day", "client", "server", "server_port", "transport")),
+    "runs": (RunRow, ("id",)),
+}
+
+
+def iso(value: datetime | None) -> str:
+    """ISO 8601 UTC text of a datetime ("" for none)."""
+    if value is None:
+        return ""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _plain(value: Any) -> Any:
+    """A value as exports carry it: times as ISO 8601 UTC, dates as ISO dates."""
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def _second(row: Any) -> Any:
+    """The value column of an (address, value) row."""
+    return row[1]
+
+
+def _port_proto(row: Any) -> str:
+    """The "port/proto" text of an (address, port, transport) row."""
+    return f"{row[1]}/{row[2]}"
+
+
+def _grouped(
+    connection: Connection, stmt: Select[Any], value: Callable[[Any], Any] = _second
+) -> Iterator[tuple[str, list[Any]]]:
+    """Stream (address, values) groups of a statement ordered by address."""
+    rows = connection.execute(stmt)
+    for address, group in groupby(rows, key=lambda row: row[0]):
+        yield address, [value(row) for row in group]
+
+
+class _Lookup:
+    """Merge-joins a stream of address groups against addresses taken in the same order."""
+
+    def __init__(self, groups: Iterator[tuple[str, list[Any]]]) -> None:
+        self._groups = groups
+        self._current = next(groups, None)
+
+    def take(self, address: str) -> list[Any]:
+        """Return the values for address, skipping groups of addresses before it."""
+        while self._current is not None and self._current[0] < address:
+            self._current = next(self._groups, None)
+        if self._current is not None and self._current[0] == address:
+            return self._current[1]
+        return []
+
+
+def _table(model: Any) -> Table:
+    """The Core table of a SQLModel class."""
+    table: Table = model.__table__
+    return table
+
+
+def _port_key(value: str) -> tuple[int, str]:
+    """Sort key for "port/proto" strings: numerically by port."""
+    port, _, proto = value.partition("/")
+    return int(port), proto
+
+
+def inventory_rows(connection: Connection) -> Iterator[Row]:
+    """One row per asset with its names, roles, groups, open ports and sources."""
+    hostname, role = _table(HostnameRow), _table(RoleRow)
+    service, source = _table(ServiceRow), _table(AssetSource)
+    asset = _table(Asset)
+    names = _Lookup(
+        _grouped(connection, select(hostname.c.address, hostname.c.name).order_by("address"))
+    )
+    roles = _Lookup(_grouped(connection, select(role.c.address, role.c.role).order_by("address")))
+    ports = _Lookup(
+        _grouped(
+            connection,
+            select(service.c.address, service.c.port, service.c.transport).order_by("address"),
+            _port_proto,
+        )
+    )
+    sources = _Lookup(
+        _grouped(connection, select(source.c.address, source.c.source).order_by("address"))
+    )
+    assets = connection.execute(
+        select(asset.c.address, asset.c.first_seen, asset.c.last_seen).order_by("address")
+    )
+    for address, first_seen, last_seen in assets:
+        yield {
+            "address": address,
+            "hostnames": sorted(set(names.take(address))),
+            "roles": sorted(set(roles.take(address))),
+            "groups": [],
+            "open_ports": sorted(set(ports.take(address)), key=_port_key),
+            "first_seen": iso(first_seen),
+            "last_seen": iso(last_seen),
+            "sources": sorted(set(sources.take(address))),
+        }
+
+
+def _table_rows(connection: Connection, what: str) -> Iterator[Row]:
+    """Rows of one stored table with the export's columns, in a stable order."""
+    model, order = TABLES[what]
+    table = _table(model)
+    columns = COLUMNS[what]
+    for row in connection.execute(select(table).order_by(*order)).mappings():
+        out = {column: _plain(row[column]) for column in columns}
+        for column in JSON_LISTS.intersection(columns):
+            out[column] = json.loads(out[column])
+        if what == "runs":
+            out["counts"] = json.loads(out["counts"])
+        yield out
+
+
+def export_rows(connection: Connection, what: str) -> Iterator[Row]:
+    """Stream the rows of one SPEC export ("inventory", "services", ..., "runs")."""
+    if what == "inventory":
+        return inventory_rows(connection)
+    return _table_rows(connection, what)

@@ -1,0 +1,230 @@
+"""The store: one transaction per batch of records, upserted by natural key; runs and files."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.dml import Insert
+
+from inventory import record_rows as rows
+from inventory import upserts
+from inventory.database import database_url, make_engine, upgrade_schema
+from inventory.errors import StoreError
+from inventory.tables import IngestedFile, RunRow
+from probes.records import (
+    Flow,
+    HostName,
+    Observation,
+    Record,
+    Service,
+    SmtpTransaction,
+    SocksRequest,
+)
+
+Row = dict[str, Any]
+KEYS: dict[str, tuple[str, ...]] = {
+    "asset": ("address",),
+    "asset_source": ("address", "source"),
+    "hostname": ("address", "name"),
+    "observation": ("address", "kind", "source", "port", "transport", "value_key"),
+    "service": ("address", "port", "transport", "source"),
+    "smtp": ("ts", "client", "client_port", "server", "server_port", "trans_depth", "source"),
+    "socks": ("ts", "client", "client_port", "proxy", "proxy_port", "source"),
+    "flow": ("client", "server", "server_port", "transport", "day", "source"),
+}
+
+
+def utcnow() -> datetime:
+    """Return the current time as an aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+@dataclass
+class _Pending:
+    """Rows of one table waiting to be written, merged by natural key."""
+
+    statement: Insert
+    key: tuple[str, ...]
+    merge: Callable[[Row, Row], None]
+    rows: dict[tuple[Any, ...], Row] = field(default_factory=dict)
+
+    def add(self, row: Row) -> None:
+        """Queue a row, folding it into a queued row with the same key."""
+        key = tuple(row[column] for column in self.key)
+        stored = self.rows.get(key)
+        if stored is None:
+            self.rows[key] = row
+        else:
+            self.merge(stored, row)
+
+
+class RecordWriter:
+    """Writes records inside one open transaction, in batches."""
+
+    def __init__(self, connection: Connection, batch_size: int = 50_000) -> None:
+        dialect = connection.dialect.name
+        self._connection = connection
+        self._batch_size = batch_size
+        self._queued = 0
+        self.counts: Counter[str] = Counter()
+        self._tables = {
+            "asset": _Pending(upserts.asset_upsert(dialect), KEYS["asset"], rows.merge_span),
+            "asset_source": _Pending(
+                upserts.asset_source_upsert(dialect), KEYS["asset_source"], rows.merge_span
+            ),
+            "hostname": _Pending(
+                upserts.hostname_upsert(dialect), KEYS["hostname"], rows.merge_span
+            ),
+            "observation": _Pending(
+                upserts.observation_upsert(dialect), KEYS["observation"], rows.merge_observation
+            ),
+            "service": _Pending(
+                upserts.service_upsert(dialect), KEYS["service"], rows.merge_service
+            ),
+            "smtp": _Pending(upserts.smtp_insert(dialect), KEYS["smtp"], rows.keep_first),
+            "socks": _Pending(upserts.socks_insert(dialect), KEYS["socks"], rows.keep_first),
+            "flow": _Pending(upserts.flow_upsert(dialect), KEYS["flow"], rows.merge_flow),
+        }
+
+    def _seen(self, address: str, source: str, first: datetime, last: datetime) -> None:
+        """Record that source saw address between first and last."""
+        span = {"first_seen": first, "last_seen": last}
+        self._tables["asset"].add({"address": address, **span})
+        self._tables["asset_source"].add({"address": address, "source": source, **span})
+
+    def add(self, record: Record) -> None:
+        """Queue one record (and the assets it names) for writing."""
+        self._route(record)
+        self.counts[type(record).__name__] += 1
+        self._queued += 1
+        if self._queued >= self._batch_size:
+            self.flush()
+
+    def add_all(self, records: Iterable[Record]) -> None:
+        """Queue every record of an iterable."""
+        for record in records:
+            self.add(record)
+
+    def _route(self, record: Record) -> None:
+        """Turn a record into rows of the tables it belongs in."""
+        match record:
+            case Observation():
+                self._tables["observation"].add(rows.observation_row(record))
+                self._seen(record.address, record.source, record.seen, record.seen)
+            case Service():
+                self._tables["service"].add(rows.service_row(record))
+                self._seen(record.address, record.source, record.seen, record.seen)
+            case HostName():
+                self._tables["hostname"].add(rows.hostname_row(record))
+                self._seen(record.address, record.source, record.seen, record.seen)
+            case SmtpTransaction():
+                self._tables["smtp"].add(rows.smtp_row(record))
+                self._seen(record.client, record.source, record.ts, record.ts)
+                self._seen(record.server, record.source, record.ts, record.ts)
+            case SocksRequest():
+                self._tables["socks"].add(rows.socks_row(record))
+                self._seen(record.client, record.source, record.ts, record.ts)
+                self._seen(record.proxy, record.source, record.ts, record.ts)
+            case Flow():
+                self._tables["flow"].add(rows.flow_row(record))
+                self._seen(record.client, record.source, record.first_seen, record.last_seen)
+                self._seen(record.server, record.source, record.first_seen, record.last_seen)
+
+    def flush(self) -> None:
+        """Write every queued row."""
+        for pending in self._tables.values():
+            if pending.rows:
+                self._connection.execute(pending.statement, list(pending.rows.values()))
+                pending.rows.clear()
+        self._queued = 0
+
+    def mark_ingested(self, kind: str, sha256: str, path: str, size: int, run_id: int) -> None:
+        """Remember that a file was ingested, in the same transaction as its records."""
+        self._connection.execute(
+            upserts.ingested_file_insert(self._connection.dialect.name),
+            [
+                {
+                    "kind": kind,
+                    "sha256": sha256,
+                    "path": path,
+                    "size": size,
+                    "run_id": run_id,
+                    "ingested": utcnow(),
+                }
+            ],
+        )
+
+
+class Store:
+    """The inventory database: opened, upgraded, and written in transactions."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, target: str) -> Store:
+        """Open (creating or upgrading as needed) the inventory at a path or URL."""
+        engine = make_engine(database_url(target))
+        upgrade_schema(engine)
+        return cls(engine)
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self.engine.dispose()
+
+    @contextmanager
+    def writer(self, batch_size: int = 50_000) -> Iterator[RecordWriter]:
+        """Yield a writer whose records commit together, or not at all."""
+        try:
+            with self.engine.begin() as connection:
+                writer = RecordWriter(connection, batch_size)
+                yield writer
+                writer.flush()
+        except DBAPIError as exc:
+            raise StoreError(f"cannot write to database {self.engine.url}: {exc.orig}") from exc
+
+    def start_run(self, kind: str, target: str) -> int:
+        """Record the start of a run and return its id."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                RunRow.__table__.insert().values(  # type: ignore[attr-defined]
+                    kind=kind,
+                    target=target,
+                    started=utcnow(),
+                    status="running",
+                    counts="{}",
+                    error="",
+                )
+            )
+            key = result.inserted_primary_key
+            if key is None:
+                raise StoreError("the database did not return the new run's id")
+            run_id: int = key[0]
+            return run_id
+
+    def finish_run(self, run_id: int, status: str, counts: dict[str, int], error: str = "") -> None:
+        """Record how a run ended, with what it counted."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(RunRow)
+                .where(RunRow.id == run_id)  # type: ignore[arg-type]
+                .values(ended=utcnow(), status=status, counts=json.dumps(counts), error=error)
+            )
+
+    def already_ingested(self, kind: str, sha256: str) -> bool:
+        """Return whether a file with this digest was ingested as kind before."""
+        with self.engine.connect() as connection:
+            found = connection.execute(
+                select(IngestedFile.id).where(  # type: ignore[call-overload]
+                    IngestedFile.kind == kind, IngestedFile.sha256 == sha256
+                )
+            ).first()
+        return found is not None

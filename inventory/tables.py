@@ -1,0 +1,250 @@
+"""SQLModel tables of the inventory; column names follow SPEC's exports."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class Asset(SQLModel, table=True):
+    """One address seen by any source."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    address: str = Field(unique=True)
+    first_seen: datetime
+    last_seen: datetime
+
+
+class AssetSource(SQLModel, table=True):
+    """Which sources saw an address, and when."""
+
+    __tablename__ = "asset_source"
+    __table_args__ = (UniqueConstraint("address", "source", name="uq_asset_source"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    address: str
+    source: str
+    first_seen: datetime
+    last_seen: datetime
+
+
+class HostnameRow(SQLModel, table=True):
+    """A name an address was seen under."""
+
+    __tablename__ = "hostname"
+    __table_args__ = (UniqueConstraint("address", "name", name="uq_hostname"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    address: str
+    name: str
+    source: str
+    first_seen: datetime
+    last_seen: datetime
+
+
+class ObservationRow(SQLModel, table=True):
+    """The append-only-by-key fact table: one row per distinct fact, counted."""
+
+    __tablename__ = "observation"
+    __table_args__ = (
+        UniqueConstraint(
+            "address", "kind", "source", "port", "transport", "value_key", name="uq_observation"
+        ),
+        Index("ix_observation_kind", "kind"),
+        Index("ix_observation_last_seen", "last_seen"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    address: str
+    kind: str
+    source: str
+    port: int
+    transport: str
+    value: str = Field(sa_column=Column(Text, nullable=False))
+    # A digest of value keeps the unique index small whatever a banner's length.
+    value_key: str
+    detail: str = Field(sa_column=Column(Text, nullable=False))
+    first_seen: datetime
+    last_seen: datetime
+    count: int
+
+
+class ServiceRow(SQLModel, table=True):
+    """A service on address/port/transport as one source saw it."""
+
+    __tablename__ = "service"
+    __table_args__ = (
+        UniqueConstraint("address", "port", "transport", "source", name="uq_service"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    address: str
+    port: int
+    transport: str
+    protocol: str
+    product: str
+    version: str
+    auth: str
+    banner: str = Field(sa_column=Column(Text, nullable=False))
+    source: str
+    first_seen: datetime
+    last_seen: datetime
+
+
+class RoleRow(SQLModel, table=True):
+    """A role an address plays, with the observations that show it."""
+
+    __tablename__ = "role"
+    __table_args__ = (UniqueConstraint("address", "role", "source", name="uq_role"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    address: str
+    role: str
+    source: str
+    evidence: str = Field(sa_column=Column(Text, nullable=False))
+    first_seen: datetime
+    last_seen: datetime
+
+
+class SmtpRow(SQLModel, table=True):
+    """One mail transaction (Zeek smtp.log fields); lists are JSON arrays."""
+
+    __tablename__ = "smtp"
+    __table_args__ = (
+        UniqueConstraint(
+            "ts",
+            "client",
+            "client_port",
+            "server",
+            "server_port",
+            "trans_depth",
+            "source",
+            name="uq_smtp",
+        ),
+        Index("ix_smtp_client", "client"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    ts: datetime
+    client: str
+    client_port: int
+    server: str
+    server_port: int
+    trans_depth: int
+    helo: str
+    mail_from: str
+    rcpt_to: str = Field(sa_column=Column(Text, nullable=False))
+    refused_rcpt: str = Field(sa_column=Column(Text, nullable=False))
+    subject: str = Field(sa_column=Column(Text, nullable=False))
+    from_: str = Field(sa_column=Column("from", Text, nullable=False))
+    to: str = Field(sa_column=Column(Text, nullable=False))
+    date: str
+    msg_id: str
+    user_agent: str
+    last_reply: str
+    tls: bool
+    via_proxy: str
+    source: str
+
+
+class SocksRow(SQLModel, table=True):
+    """One SOCKS request (Zeek socks.log fields)."""
+
+    __tablename__ = "socks"
+    __table_args__ = (
+        UniqueConstraint(
+            "ts", "client", "client_port", "proxy", "proxy_port", "source", name="uq_socks"
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    ts: datetime
+    client: str
+    client_port: int
+    proxy: str
+    proxy_port: int
+    version: int
+    user: str
+    password: str
+    status: str
+    request_host: str
+    request_name: str
+    request_port: int
+    bound_host: str
+    bound_port: int
+    source: str
+
+
+class FlowRow(SQLModel, table=True):
+    """Traffic per client, server, server port, transport and UTC day, additive."""
+
+    __tablename__ = "flow"
+    __table_args__ = (
+        UniqueConstraint(
+            "client", "server", "server_port", "transport", "day", "source", name="uq_flow"
+        ),
+        Index("ix_flow_day", "day"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    client: str
+    server: str
+    server_port: int
+    transport: str
+    day: date
+    source: str
+    connections: int
+    packets: int
+    bytes: int
+    first_seen: datetime
+    last_seen: datetime
+    answered: bool
+
+
+class FindingRow(SQLModel, table=True):
+    """A finding raised by a rule on an address, with its evidence and status."""
+
+    __tablename__ = "finding"
+    __table_args__ = (UniqueConstraint("rule", "address", name="uq_finding"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    rule: str
+    address: str
+    severity: str
+    summary: str = Field(sa_column=Column(Text, nullable=False))
+    evidence: str = Field(sa_column=Column(Text, nullable=False))
+    first_seen: datetime
+    last_seen: datetime
+    status: str
+
+
+class RunRow(SQLModel, table=True):
+    """Every scan, ingest and report: when, what, how it ended, what it counted."""
+
+    __tablename__ = "run"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str
+    target: str = Field(sa_column=Column(Text, nullable=False))
+    started: datetime
+    ended: datetime | None = None
+    status: str
+    counts: str = Field(sa_column=Column(Text, nullable=False))
+    error: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class IngestedFile(SQLModel, table=True):
+    """A file already ingested, by content digest, so ingesting it again changes nothing."""
+
+    __tablename__ = "ingested_file"
+    __table_args__ = (UniqueConstraint("kind", "sha256", name="uq_ingested_file"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str
+    sha256: str
+    path: str = Field(sa_column=Column(Text, nullable=False))
+    size: int
+    run_id: int
+    ingested: datetime

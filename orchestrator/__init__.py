@@ -1,0 +1,1 @@
+"""The command line, configuration, scope and the jobs that drive probes into the inventory."""

@@ -1,0 +1,215 @@
+"""The `rolecall` command line: parses arguments, calls the library, maps errors to exit status."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from inventory.errors import StoreError
+from inventory.store import Store
+from orchestrator.config import Config, load_config, parse_ports
+from orchestrator.errors import RunError, UsageError
+from orchestrator.export_job import export_to
+from orchestrator.ingest_job import IngestSummary, Reader, ingest_files
+from orchestrator.progress import Reporter
+from orchestrator.scan_job import scan_subnets
+from probes.errors import InputError, ProbeError
+from probes.gate import OutOfScopeError
+from probes.nmap_xml import read_nmap_xml_file
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Take a roll call of every host on a network and the roles it plays.",
+)
+scan_app = typer.Typer(no_args_is_help=True, help="Active scans of networks in scope.")
+ingest_app = typer.Typer(no_args_is_help=True, help="Passive evidence and existing scans.")
+app.add_typer(scan_app, name="scan")
+app.add_typer(ingest_app, name="ingest")
+
+BAD_INPUT = (UsageError, InputError, StoreError, OutOfScopeError)
+FAILURE = (RunError, ProbeError)
+
+
+class ExportWhat(StrEnum):
+    """The SPEC's export names."""
+
+    inventory = "inventory"
+    services = "services"
+    findings = "findings"
+    smtp = "smtp"
+    socks = "socks"
+    flows = "flows"
+    runs = "runs"
+
+
+class ExportFormat(StrEnum):
+    """Export formats."""
+
+    csv = "csv"
+    json = "json"
+    jsonl = "jsonl"
+
+
+@dataclass
+class Session:
+    """What every command needs: the config, where the database is, how to talk."""
+
+    config: Config
+    database: str
+    reporter: Reporter
+    _store: Store | None = field(default=None, init=False)
+
+    def store(self) -> Store:
+        """Open the inventory on first use."""
+        if self._store is None:
+            self._store = Store.open(self.database)
+        return self._store
+
+
+def _session(ctx: typer.Context) -> Session:
+    """The session the root callback built."""
+    session: Session = ctx.obj
+    return session
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="TOML config (default ./rolecall.toml).")
+    ] = None,
+    db: Annotated[
+        str | None, typer.Option("--db", help="Inventory: an SQLite path or SQLAlchemy URL.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Tracebacks on errors.")] = False,
+) -> None:
+    """Take a roll call of every host on a network and the roles it plays."""
+    loaded, _ = load_config(config)
+    ctx.obj = Session(loaded, db or loaded.database.url, Reporter(quiet=quiet))
+
+
+@scan_app.command("subnet")
+def scan_subnet(
+    ctx: typer.Context,
+    targets: Annotated[list[str], typer.Argument(metavar="CIDR...", help="Networks to scan.")],
+    ports: Annotated[
+        str | None, typer.Option("--ports", help="TCP ports, e.g. 22,25,80,8000-8100.")
+    ] = None,
+) -> None:
+    """Discover open ports on networks in scope and store what was found."""
+    session = _session(ctx)
+    if ports is not None:
+        try:
+            ports = parse_ports(ports)
+        except ValueError as exc:
+            raise UsageError(f"--ports: {exc}") from None
+    summary = scan_subnets(session.store(), session.config, targets, session.reporter, ports)
+    counts = summary.counts
+    typer.echo(
+        f"scanned {summary.addresses} addresses: {counts['hosts_up']} hosts up,"
+        f" {counts['open_ports']} open ports (run {summary.run_id})"
+    )
+
+
+def _ingest(ctx: typer.Context, kind: str, files: list[Path], reader: Reader) -> None:
+    """Run an ingest and turn its summary into output and exit status."""
+    session = _session(ctx)
+    summary = ingest_files(session.store(), kind, files, reader, session.reporter)
+    typer.echo(_describe_ingest(kind, summary))
+    for warning in summary.warnings:
+        session.reporter.note(f"warning: {warning.where}: {warning.message}")
+    if summary.failures or summary.counts["warnings"]:
+        raise typer.Exit(2)
+
+
+def _describe_ingest(kind: str, summary: IngestSummary) -> str:
+    """One line saying what an ingest stored and skipped."""
+    counts = summary.counts
+    stored = sum(n for name, n in counts.items() if name[0].isupper())
+    text = f"ingested {counts['files']} {kind} file(s): {stored} records (run {summary.run_id})"
+    if counts["files_already_ingested"]:
+        text += f"; {counts['files_already_ingested']} already ingested, unchanged"
+    if counts["warnings"]:
+        text += f"; {counts['warnings']} damaged entries skipped"
+    if summary.failures:
+        text += f"; {len(summary.failures)} file(s) could not be read"
+    return text
+
+
+@ingest_app.command("nmap-xml")
+def ingest_nmap_xml(
+    ctx: typer.Context,
+    files: Annotated[list[Path], typer.Argument(metavar="FILE...", help="nmap -oX files.")],
+) -> None:
+    """Import scans made with nmap -oX."""
+    _ingest(ctx, "nmap-xml", files, read_nmap_xml_file)
+
+
+@app.command("export")
+def export(
+    ctx: typer.Context,
+    what: Annotated[ExportWhat, typer.Argument(help="What to export.")],
+    fmt: Annotated[ExportFormat, typer.Option("--format", help="Output format.")] = (
+        ExportFormat.csv
+    ),
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+) -> None:
+    """Export a table of the inventory with SPEC's columns."""
+    session = _session(ctx)
+    count = export_to(session.store(), what.value, fmt.value, output)
+    if output is not None:
+        session.reporter.note(f"wrote {count} {what.value} rows to {output}")
+
+
+def _exit_code(exc: BaseException) -> int | None:
+    """The exit status for an error rolecall knows, or None for an unexpected one."""
+    if isinstance(exc, BAD_INPUT):
+        return 2
+    if isinstance(exc, FAILURE):
+        return 1
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; errors become one sentence on stderr and an exit status."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        result = app(args=args, prog_name="rolecall", standalone_mode=False)
+    except typer.Exit as exc:
+        return exc.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        print("rolecall: interrupted", file=sys.stderr)
+        return 130
+    except typer.TyperException as exc:
+        # Typer's usage errors (unknown option, missing argument) print themselves.
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        return int(getattr(exc, "exit_code", 2))
+    except Exception as exc:
+        code = _exit_code(exc)
+        if debug:
+            raise
+        if code is None:
+            print(f"rolecall: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
+        print(f"rolecall: {exc}", file=sys.stderr)
+        return code
+    return result if isinstance(result, int) else 0
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

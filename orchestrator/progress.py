@@ -1,0 +1,69 @@
+"""Progress for people: a rich progress bar on a terminal, plain lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Protocol, TextIO
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+
+class Advance(Protocol):
+    """Moves a task forward by some units, with a note of what was just done."""
+
+    def __call__(self, units: int, note: str) -> None:
+        """Advance by units and say what was done."""
+
+
+class Reporter:
+    """Tells the person running rolecall what is happening, on stderr."""
+
+    def __init__(self, stream: TextIO | None = None, quiet: bool = False) -> None:
+        self._stream = stream if stream is not None else sys.stderr
+        self._quiet = quiet
+        self._console = Console(file=self._stream, highlight=False)
+
+    @property
+    def interactive(self) -> bool:
+        """Whether the stream is a terminal (progress bars) or not (plain lines)."""
+        return self._stream.isatty()
+
+    def note(self, message: str) -> None:
+        """Say one line."""
+        if self._quiet:
+            return
+        if self.interactive:
+            self._console.print(message, markup=False)
+        else:
+            print(message, file=self._stream, flush=True)
+
+    @contextmanager
+    def task(self, description: str, total: int) -> Iterator[Advance]:
+        """Yield a function that advances a task of total units."""
+        if not self.interactive or self._quiet:
+            done = 0
+
+            def advance_plain(units: int, note: str) -> None:
+                nonlocal done
+                done += units
+                self.note(f"{description}: {done}/{total} {note}".rstrip())
+
+            yield advance_plain
+            return
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[note]}"),
+        )
+        with Progress(*columns, console=self._console, transient=False) as progress:
+            task_id = progress.add_task(description, total=total, note="")
+
+            def advance_bar(units: int, note: str) -> None:
+                progress.update(task_id, advance=units, note=note)
+
+            yield advance_bar

@@ -1,0 +1,69 @@
+"""The scope: which networks may be probed. Every probe's targets pass through here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import netaddr
+
+from orchestrator.config import ScopeConfig
+from orchestrator.errors import UsageError
+from probes.gate import OutOfScopeError
+
+
+def parse_target(text: str) -> netaddr.IPNetwork:
+    """Parse a command-line target: an address or CIDR network, nothing else."""
+    try:
+        return netaddr.IPNetwork(text, flags=netaddr.NOHOST).cidr
+    except (netaddr.AddrFormatError, ValueError, TypeError):
+        raise UsageError(f"target {text!r} is not an address or CIDR network") from None
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Allowed networks minus excluded ones; admit() is the one gate probes pass."""
+
+    allowed: netaddr.IPSet
+    excluded: netaddr.IPSet
+    from_command_line: bool = False
+
+    @classmethod
+    def from_config(cls, config: ScopeConfig, targets: Sequence[netaddr.IPNetwork] = ()) -> Scope:
+        """Build the run's scope; with no configured scope the explicit targets become it."""
+        excluded = netaddr.IPSet(config.exclude)
+        if config.allow:
+            return cls(netaddr.IPSet(config.allow), excluded)
+        return cls(netaddr.IPSet(targets), excluded, from_command_line=bool(targets))
+
+    def admit(self, address: str) -> None:
+        """Return if address may be probed, else raise OutOfScopeError."""
+        try:
+            ip = netaddr.IPAddress(address)
+        except (netaddr.AddrFormatError, ValueError):
+            raise OutOfScopeError(f"{address!r} is not an address") from None
+        if ip not in self.allowed or ip in self.excluded:
+            raise OutOfScopeError(f"{address} is outside the configured scope")
+
+    def admit_network(self, network: str) -> None:
+        """Return if every address of network may be probed, else raise OutOfScopeError."""
+        wanted = netaddr.IPSet([parse_target(network)])
+        if wanted - self.allowed or wanted & self.excluded:
+            raise OutOfScopeError(f"network {network} is not wholly inside the configured scope")
+
+    def plan(self, targets: Sequence[netaddr.IPNetwork], max_addresses: int) -> netaddr.IPSet:
+        """Return the addresses to scan: targets minus exclusions; refuse any outside scope."""
+        for target in targets:
+            outside = netaddr.IPSet([target]) - self.allowed
+            if outside:
+                first = next(iter(outside.iter_cidrs()))
+                raise OutOfScopeError(
+                    f"target {target} is outside the configured scope ({first} is not allowed)"
+                )
+        wanted = netaddr.IPSet(targets) - self.excluded
+        if wanted.size > max_addresses:
+            raise UsageError(
+                f"the targets hold {wanted.size} addresses, more than scope.max_addresses"
+                f" ({max_addresses}); scan smaller networks or raise the limit"
+            )
+        return wanted

@@ -1,0 +1,1 @@
+"""What users read: exports and reports rendered from the inventory."""
