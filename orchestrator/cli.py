@@ -207,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"rolecall: {exc}", file=sys.stderr)
         return code
+    if result == 130:
+        # Typer turns Ctrl-C into exit status 130 without a word; say what happened.
+        print("rolecall: interrupted", file=sys.stderr)
     return result if isinstance(result, int) else 0
 
 

@@ -50,8 +50,6 @@ def _records(stream: IO[bytes], where: str, source: str) -> Iterator[Record]:
         elif event == "end" and element.tag == "finished" and element.get("exit") == "error":
             message = element.get("errormsg", "unknown error")
             raise InputError(f"{where}: nmap reported an error: {message}")
-    if root is None:
-        raise InputError(f"{where}: empty file, not an nmap XML file")
 
 
 def _timestamp(value: str | None, fallback: datetime) -> datetime:
@@ -150,7 +148,10 @@ def read_nmap_xml_file(path: Path) -> Iterator[Record]:
     """Yield the records of an nmap XML file; InputError if it cannot be read."""
     try:
         handle = path.open("rb")
+        empty = path.stat().st_size == 0
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
     with handle:
+        if empty:
+            raise InputError(f"{path}: empty file, not an nmap XML file")
         yield from read_nmap_xml(handle, str(path), "nmap-xml")
