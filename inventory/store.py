@@ -17,6 +17,7 @@ from sqlalchemy.sql.dml import Insert
 from inventory import record_rows as rows
 from inventory import upserts
 from inventory.database import database_url, make_engine, upgrade_schema
+from inventory.derive import derive_roles
 from inventory.errors import StoreError
 from inventory.tables import IngestedFile, RunRow
 from probes.records import (
@@ -190,6 +191,11 @@ class Store:
                 writer.flush()
         except DBAPIError as exc:
             raise StoreError(f"cannot write to database {self.engine.url}: {exc.orig}") from exc
+
+    def derive_roles(self) -> int:
+        """Rebuild the roles from all stored evidence; return how many hold."""
+        with self.engine.begin() as connection:
+            return derive_roles(connection)
 
     def start_run(self, kind: str, target: str) -> int:
         """Record the start of a run and return its id."""

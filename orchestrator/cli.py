@@ -104,15 +104,28 @@ def scan_subnet(
     ports: Annotated[
         str | None, typer.Option("--ports", help="TCP ports, e.g. 22,25,80,8000-8100.")
     ] = None,
+    probes: Annotated[
+        str | None,
+        typer.Option(
+            "--probes",
+            help="Active probes on open ports, e.g. socks,smtp (default: [probes] enabled;"
+            " 'none' for port discovery only).",
+        ),
+    ] = None,
 ) -> None:
-    """Discover open ports on networks in scope and store what was found."""
+    """Discover open ports on networks in scope, probe what they speak, store what was found."""
     session = _session(ctx)
     if ports is not None:
         try:
             ports = parse_ports(ports)
         except ValueError as exc:
             raise UsageError(f"--ports: {exc}") from None
-    summary = scan_subnets(session.store(), session.config, targets, session.reporter, ports)
+    chosen = None
+    if probes is not None:
+        chosen = [] if probes == "none" else [name.strip() for name in probes.split(",")]
+    summary = scan_subnets(
+        session.store(), session.config, targets, session.reporter, ports, chosen
+    )
     counts = summary.counts
     typer.echo(
         f"scanned {summary.addresses} addresses: {counts['hosts_up']} hosts up,"

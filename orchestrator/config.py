@@ -77,12 +77,32 @@ class ScanConfig(_Section):
     chunk_addresses: int = Field(default=256, ge=1)
 
 
+class ProbesConfig(_Section):
+    """[probes]"""
+
+    enabled: list[str] = Field(
+        default_factory=lambda: ["socks", "smtp", "web", "dns", "ssh", "ftp", "pop3", "imap"]
+    )
+    connect_timeout: float = Field(default=3.0, gt=0)
+    read_timeout: float = Field(default=4.0, gt=0)
+    banner_timeout: float = Field(default=2.0, gt=0)
+    host_budget: float = Field(default=60.0, gt=0)
+    concurrency: int = Field(default=32, ge=1)
+    connect_rate: float = Field(default=200.0, gt=0)
+    relay_sender: str = "rolecall-probe@example.com"
+    relay_recipient: str = "rolecall-probe@example.net"
+    helo_name: str = "rolecall-probe.invalid"
+    canary_bind: str = ""
+    ftp_anonymous: bool = True
+
+
 class Config(_Section):
     """The whole configuration, with safe defaults for every setting."""
 
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     scope: ScopeConfig = Field(default_factory=ScopeConfig)
     scan: ScanConfig = Field(default_factory=ScanConfig)
+    probes: ProbesConfig = Field(default_factory=ProbesConfig)
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from inventory.store import Store
+from orchestrator.interrupts import Interrupts, deferred_interrupts
 from orchestrator.progress import Reporter
 from probes.errors import InputError
 from probes.records import Item, ReadWarning
@@ -42,7 +43,12 @@ def file_digest(path: Path) -> tuple[str, int]:
 
 
 def _ingest_one(
-    store: Store, kind: str, path: Path, reader: Reader, summary: IngestSummary
+    store: Store,
+    kind: str,
+    path: Path,
+    reader: Reader,
+    summary: IngestSummary,
+    interrupts: Interrupts,
 ) -> None:
     """Store one file's records in one transaction, unless it was ingested before."""
     digest, size = file_digest(path)
@@ -52,6 +58,7 @@ def _ingest_one(
     warnings: list[ReadWarning] = []
     with store.writer() as writer:
         for item in reader(path):
+            interrupts.check()
             if isinstance(item, ReadWarning):
                 warnings.append(item)
             else:
@@ -70,10 +77,13 @@ def ingest_files(
     summary = IngestSummary(store.start_run(f"ingest {kind}", " ".join(map(str, paths))))
     status = "ok"
     try:
-        with reporter.task(f"ingesting {kind}", len(paths)) as advance:
+        with (
+            deferred_interrupts() as interrupts,
+            reporter.task(f"ingesting {kind}", len(paths)) as advance,
+        ):
             for path in paths:
                 try:
-                    _ingest_one(store, kind, path, reader, summary)
+                    _ingest_one(store, kind, path, reader, summary, interrupts)
                 except InputError as exc:
                     summary.failures.append(str(exc))
                     reporter.note(f"rolecall: {exc}")
@@ -84,6 +94,8 @@ def ingest_files(
     except Exception as exc:
         store.finish_run(summary.run_id, "failed", dict(summary.counts), str(exc))
         raise
+    if summary.counts["files"]:
+        summary.counts["roles"] = store.derive_roles()
     if summary.failures or summary.counts["warnings"]:
         status = "partial" if summary.counts["files"] else "failed"
     store.finish_run(summary.run_id, status, dict(summary.counts), "; ".join(summary.failures))

@@ -8,9 +8,14 @@ from dataclasses import dataclass, field
 
 from inventory.store import Store
 from orchestrator.config import Config
+from orchestrator.errors import UsageError
+from orchestrator.interrupts import deferred_interrupts
 from orchestrator.progress import Reporter
 from orchestrator.scope import Scope, parse_target
+from probes.active import run_probes
+from probes.errors import InputError
 from probes.nmap_scan import NmapScanner, NmapSettings, chunk_networks
+from probes.probe_settings import ProbeSettings
 from probes.records import Observation, Record
 
 
@@ -39,6 +44,44 @@ def nmap_settings(config: Config, ports: str | None = None) -> NmapSettings:
     )
 
 
+def probe_settings(config: Config, probes: Sequence[str] | None = None) -> ProbeSettings:
+    """The active-probe settings of a config, with an optional probe list from the command line."""
+    section = config.probes
+    try:
+        return ProbeSettings(
+            connect_timeout=section.connect_timeout,
+            read_timeout=section.read_timeout,
+            banner_timeout=section.banner_timeout,
+            host_budget=section.host_budget,
+            concurrency=section.concurrency,
+            connect_rate=section.connect_rate,
+            probes=tuple(section.enabled if probes is None else probes),
+            relay_sender=section.relay_sender,
+            relay_recipient=section.relay_recipient,
+            helo_name=section.helo_name,
+            canary_bind=section.canary_bind,
+            ftp_anonymous=section.ftp_anonymous,
+        )
+    except InputError as exc:
+        raise UsageError(str(exc).rstrip(".")) from None
+
+
+def _probe_open_ports(
+    records: Sequence[Record], scope: Scope, settings: ProbeSettings
+) -> list[Record]:
+    """Run the active probes on every open TCP port nmap found."""
+    hints = {
+        (record.address, record.port): record.value
+        for record in records
+        if isinstance(record, Observation)
+        and record.kind == "port-open"
+        and record.transport == "tcp"
+    }
+    if not hints:
+        return []
+    return run_probes(sorted(hints), scope, settings, hints)
+
+
 def _tally(counts: Counter[str], records: Sequence[Record]) -> None:
     """Count hosts up and open ports among a chunk's records."""
     for record in records:
@@ -53,9 +96,11 @@ def scan_subnets(
     targets: Sequence[str],
     reporter: Reporter,
     ports: str | None = None,
+    probes: Sequence[str] | None = None,
 ) -> ScanSummary:
     """Scan targets within scope and store every result; the run is recorded however it ends."""
     networks = [parse_target(target) for target in targets]
+    active = probe_settings(config, probes)
     scope = Scope.from_config(config.scope, networks)
     if scope.from_command_line:
         reporter.note(
@@ -66,9 +111,15 @@ def scan_subnets(
     scanner = NmapScanner(nmap_settings(config, ports), scope)
     summary = ScanSummary(store.start_run("scan", " ".join(targets)), addresses.size)
     try:
-        with reporter.task("scanning", addresses.size) as advance:
+        with (
+            deferred_interrupts() as interrupts,
+            reporter.task("scanning", addresses.size) as advance,
+        ):
             for chunk in chunk_networks(addresses, config.scan.chunk_addresses):
+                interrupts.check()
                 records = scanner.scan(chunk)
+                if active.probes:
+                    records += _probe_open_ports(records, scope, active)
                 with store.writer() as writer:
                     writer.add_all(records)
                 _tally(summary.counts, records)
@@ -84,5 +135,6 @@ def scan_subnets(
     except Exception as exc:
         store.finish_run(summary.run_id, "failed", dict(summary.counts), str(exc))
         raise
+    summary.counts["roles"] = store.derive_roles()
     store.finish_run(summary.run_id, "ok", dict(summary.counts))
     return summary

@@ -8,6 +8,13 @@ Observation kinds in use (``Observation.kind``), by producer:
 
 - nmap (scan, nmap-xml): ``host-up``, ``port-open`` (value: nmap's service
   name), ``service`` (value: "name product version").
+- active probes (probe): ``protocol`` (socks5, socks4, smtp, http, https, tls,
+  dns, ssh, ftp, pop3, imap), ``socks5-auth``, ``socks5-relay`` /
+  ``socks4-relay`` ("relayed to canary", "handshake-open, relay unverified",
+  "refused"), ``smtp-extensions``, ``smtp-starttls``, ``smtp-auth``,
+  ``smtp-plaintext-auth``, ``smtp-relay`` (open-relay, relay-refused,
+  auth-required, inconclusive), ``tls-certificate``, ``ftp-anonymous``,
+  ``unclassified`` (with the bytes seen).
 """
 
 from __future__ import annotations

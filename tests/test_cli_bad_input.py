@@ -174,7 +174,7 @@ def test_interrupted_import_leaves_the_database_as_it_was(db_path: Path, tmp_pat
     assert proc.poll() is None, "the import finished before it could be interrupted"
     os.kill(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    assert proc.returncode == 130, err
     assert err.strip().splitlines()[-1] == "rolecall: interrupted"
     assert _counts(db_path) == before
     with sqlite3.connect(db_path) as conn:

@@ -46,7 +46,11 @@ def test_scan_finds_exactly_the_open_ports(
         "127.0.77.2": "8080/tcp",
         "127.0.77.3": "1080/tcp;8124/tcp",
     }
-    assert all(row["sources"] == "scan" for row in rows.values())
+    # Hosts with open ports were probed too; the others only seen by the scan.
+    assert {
+        addr: row["sources"] for addr, row in rows.items() if addr in open_ports
+    } == dict.fromkeys(open_ports, "probe;scan")
+    assert {row["sources"] for addr, row in rows.items() if addr not in open_ports} == {"scan"}
 
     services = run_cli(capsys, "--db", str(db_path), "export", "services", "--format", "csv")
     found = {(r["address"], int(r["port"])) for r in csv.DictReader(io.StringIO(services.out))}

@@ -1,0 +1,460 @@
+"""Real loopback servers for the active-probe tests: SOCKS proxies, SMTP servers and bad peers."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ipaddress
+import os
+import re
+import signal
+import socket
+import socketserver
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, AnyStr
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from probes.gate import OutOfScopeError
+from probes.probe_settings import ProbeSettings
+from probes.records import Observation, Record, Service
+
+FAST = ProbeSettings(connect_timeout=2.0, read_timeout=2.0, banner_timeout=0.5, host_budget=20.0)
+"""Settings for loopback tests: short waits, the real code paths."""
+
+
+class LoopbackGate:
+    """A scope that admits one loopback network and records every address it was asked about."""
+
+    def __init__(self, network: str = "127.0.0.0/8") -> None:
+        """Admit addresses inside ``network`` only."""
+        self.network = ipaddress.ip_network(network)
+        self.asked: list[str] = []
+
+    def admit(self, address: str) -> None:
+        """Return if ``address`` is inside the network, else raise OutOfScopeError."""
+        self.asked.append(address)
+        if ipaddress.ip_address(address) not in self.network:
+            raise OutOfScopeError(f"{address} is outside {self.network}")
+
+
+def wait_listening(address: str, port: int, timeout: float = 5.0) -> None:
+    """Block until a TCP listener accepts on address:port (AssertionError after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((address, port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listens on {address}:{port}")
+
+
+@contextmanager
+def process(args: list[str], address: str, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a server process in its own session until the block ends, then stop its group."""
+    proc = subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        wait_listening(address, port)
+        yield proc
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+@contextmanager
+def microsocks(address: str, port: int, user: str = "", password: str = "") -> Iterator[None]:
+    """Run Debian's microsocks (SOCKS5) on address:port, with user/password if given."""
+    args = ["microsocks", "-i", address, "-p", str(port)]
+    if user:
+        args += ["-u", user, "-P", password]
+    with process(args, address, port):
+        yield
+
+
+DANTE_CONF = """\
+logoutput: {log}
+internal: {address} port = {port}
+external: {address}
+socksmethod: none
+clientmethod: none
+user.privileged: root
+user.unprivileged: nobody
+client pass {{
+  from: 127.0.0.0/8 to: 0.0.0.0/0
+  log: connect error
+}}
+socks {verdict} {{
+  from: 127.0.0.0/8 to: 0.0.0.0/0
+  command: connect
+  log: connect error
+}}
+"""
+
+
+@contextmanager
+def dante(tmp_path: Path, port: int, *, refuse: bool = False) -> Iterator[Path]:
+    """Run dante-server (SOCKS4 and SOCKS5, no auth) on 127.0.0.1:port; yield its log path.
+
+    Dante binds only addresses configured on an interface, so it takes 127.0.0.1.
+    With ``refuse`` its rules block every CONNECT.
+    """
+    log = tmp_path / f"danted-{port}.log"
+    conf = tmp_path / f"danted-{port}.conf"
+    verdict = "block" if refuse else "pass"
+    conf.write_text(DANTE_CONF.format(log=log, address="127.0.0.1", port=port, verdict=verdict))
+    with process(["danted", "-f", str(conf), "-N", "1"], "127.0.0.1", port):
+        yield log
+
+
+DOVECOT_CONF = """\
+base_dir = {root}/run
+state_dir = {root}/state
+protocols = imap pop3
+listen = {address}
+ssl = no
+log_path = {root}/dovecot.log
+passdb {{
+  driver = static
+  args = password=never-used
+}}
+userdb {{
+  driver = static
+  args = uid=nobody gid=nogroup home={root}/home
+}}
+service imap-login {{
+  inet_listener imap {{
+    port = {imap}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    port = {pop3}
+  }}
+  inet_listener pop3s {{
+    port = 0
+  }}
+}}
+"""
+
+
+@contextmanager
+def dovecot(tmp_path: Path, address: str, imap: int, pop3: int) -> Iterator[None]:
+    """Run Dovecot (IMAP and POP3, no TLS) in the foreground on address."""
+    conf = tmp_path / "dovecot.conf"
+    conf.write_text(DOVECOT_CONF.format(root=tmp_path, address=address, imap=imap, pop3=pop3))
+    with process(["dovecot", "-F", "-c", str(conf)], address, imap):
+        wait_listening(address, pop3)
+        yield
+
+
+def dante_destinations(log: Path) -> list[str]:
+    """Return every destination ("addr.port") dante was asked to connect to, from its log."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return re.findall(r"tcp/connect \[: \S+ \S+ -> \S+ (\S+)", text)
+
+
+def make_certificate(directory: Path, name: str) -> tuple[Path, Path]:
+    """Write a self-signed certificate and key for ``name``; return their paths."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def server_tls(directory: Path, name: str) -> ssl.SSLContext:
+    """Return a server TLS context with a fresh self-signed certificate for ``name``."""
+    cert, key = make_certificate(directory, name)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+@dataclass
+class MailLog:
+    """Every SMTP command verb a server received, in order."""
+
+    commands: list[str] = field(default_factory=list)
+
+
+class RecordingSMTP(SMTP):
+    """aiosmtpd's SMTP server that logs every command verb and can send reply lines slowly."""
+
+    def __init__(self, handler: Any, log: MailLog, line_delay: float, **kwargs: Any) -> None:
+        """Serve like aiosmtpd, logging into ``log``; wait ``line_delay`` before each reply line."""
+        super().__init__(handler, **kwargs)
+        self.mail_log = log
+        self.line_delay = line_delay
+
+    async def push(self, status: AnyStr) -> None:
+        """Send one reply line, after a pause so each line travels in its own TCP segment."""
+        if self.line_delay:
+            await asyncio.sleep(self.line_delay)
+        await super().push(status)
+
+    def _record(self, verb: str) -> None:
+        """Log a command verb."""
+        self.mail_log.commands.append(verb)
+
+    async def smtp_EHLO(self, arg: str) -> None:  # noqa: N802
+        """Log and serve EHLO."""
+        self._record("EHLO")
+        await super().smtp_EHLO(arg)
+
+    async def smtp_MAIL(self, arg: str) -> None:  # noqa: N802
+        """Log and serve MAIL."""
+        self._record("MAIL")
+        await super().smtp_MAIL(arg)
+
+    async def smtp_RCPT(self, arg: str) -> None:  # noqa: N802
+        """Log and serve RCPT."""
+        self._record("RCPT")
+        await super().smtp_RCPT(arg)
+
+    async def smtp_DATA(self, arg: str) -> None:  # noqa: N802
+        """Log and serve DATA (the probe must never send it)."""
+        self._record("DATA")
+        await super().smtp_DATA(arg)
+
+    async def smtp_RSET(self, arg: str) -> None:  # noqa: N802
+        """Log and serve RSET."""
+        self._record("RSET")
+        await super().smtp_RSET(arg)
+
+    async def smtp_QUIT(self, arg: str) -> None:  # noqa: N802
+        """Log and serve QUIT."""
+        self._record("QUIT")
+        await super().smtp_QUIT(arg)
+
+
+class RelayPolicy:
+    """An aiosmtpd handler: accept every recipient, or only those of ``local_domain``."""
+
+    def __init__(self, local_domain: str = "") -> None:
+        """Refuse (550) recipients outside ``local_domain`` when it is given."""
+        self.local_domain = local_domain
+
+    async def handle_RCPT(  # noqa: N802
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        """Accept or refuse one recipient."""
+        if self.local_domain and not address.lower().endswith("@" + self.local_domain):
+            return "550 5.7.1 Relaying denied"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(  # noqa: N802
+        self, server: SMTP, session: Session, envelope: Envelope
+    ) -> str:
+        """Accept a message (never reached by the probe)."""
+        return "250 Message accepted"
+
+
+def _refuse_everyone(*_args: Any) -> AuthResult:
+    """An authenticator no credentials satisfy."""
+    return AuthResult(success=False, handled=False)
+
+
+class MailServer(Controller):
+    """A real aiosmtpd server in a thread, logging commands into ``log``."""
+
+    def __init__(
+        self,
+        address: str,
+        port: int,
+        policy: RelayPolicy,
+        *,
+        line_delay: float = 0.0,
+        **smtp_kwargs: Any,
+    ) -> None:
+        """Serve on address:port with ``policy``; extra keywords go to aiosmtpd's SMTP."""
+        super().__init__(policy, hostname=address, port=port, **smtp_kwargs)
+        self.log = MailLog()
+        self.line_delay = line_delay
+
+    def factory(self) -> RecordingSMTP:
+        """Build the recording server for each connection."""
+        return RecordingSMTP(self.handler, self.log, self.line_delay, **self.SMTP_kwargs)
+
+
+def submission_kwargs(tls: ssl.SSLContext) -> dict[str, Any]:
+    """aiosmtpd settings of a submission server: STARTTLS first, then AUTH required."""
+    return {
+        "tls_context": tls,
+        "require_starttls": True,
+        "auth_required": True,
+        "auth_require_tls": True,
+        "authenticator": _refuse_everyone,
+    }
+
+
+class _Tarpit(socketserver.BaseRequestHandler):
+    """Drips one byte per second, forever (until the server stops)."""
+
+    def handle(self) -> None:
+        """Send "2", then a byte a second, never a whole line."""
+        stop: threading.Event = self.server.stop  # type: ignore[attr-defined]
+        while not stop.wait(1.0):
+            try:
+                self.request.sendall(b"2")
+            except OSError:
+                return
+
+
+class _Garbage(socketserver.BaseRequestHandler):
+    """Answers anything with bytes no protocol uses, then waits and repeats."""
+
+    def handle(self) -> None:
+        """Send garbage on connect and after every read."""
+        self.request.settimeout(3.0)
+        try:
+            self.request.sendall(b"\x8f\x00garbage\xfe\xff??\r\n")
+            while self.request.recv(4096):
+                self.request.sendall(b"\xde\xad\xbe\xef nonsense\r\n")
+        except OSError:
+            return
+
+
+class _Silent(socketserver.BaseRequestHandler):
+    """Accepts and never says a word."""
+
+    def handle(self) -> None:
+        """Read and discard until the peer leaves or the server stops."""
+        stop: threading.Event = self.server.stop  # type: ignore[attr-defined]
+        self.request.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                if not self.request.recv(4096):
+                    return
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+
+class _Server(socketserver.ThreadingTCPServer):
+    """A threading TCP server whose handlers can see a stop event."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], handler: type[socketserver.BaseRequestHandler]):
+        """Bind and prepare the stop event."""
+        self.stop = threading.Event()
+        super().__init__(address, handler)
+
+
+BAD_PEERS: dict[str, type[socketserver.BaseRequestHandler]] = {
+    "tarpit": _Tarpit,
+    "garbage": _Garbage,
+    "silent": _Silent,
+}
+
+
+@contextmanager
+def bad_peer(kind: str, address: str, port: int) -> Iterator[None]:
+    """Run a tarpit, garbage-speaking or silent TCP server on address:port."""
+    server = _Server((address, port), BAD_PEERS[kind])
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.stop.set()
+        server.shutdown()
+        server.server_close()
+
+
+class _Head(BaseHTTPRequestHandler):
+    """Answers HEAD and GET with an empty 200."""
+
+    def do_HEAD(self) -> None:
+        """Reply 200 with no body."""
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_HEAD  # noqa: N815 - the stdlib's handler naming
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Stay quiet."""
+
+
+class _LoopbackHTTPServer(ThreadingHTTPServer):
+    """Python's HTTP server without its reverse-DNS lookup of the bound address."""
+
+    def server_bind(self) -> None:
+        """Bind; name the server by its address (http.server would ask the system resolver)."""
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Ignore peers that reset the connection (scanners do)."""
+
+
+@contextmanager
+def web_server(address: str, port: int, tls: ssl.SSLContext | None = None) -> Iterator[None]:
+    """Run Python's HTTP server (over TLS when a context is given) on address:port."""
+    server = _LoopbackHTTPServer((address, port), _Head)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def observed(records: list[Record], port: int, kind: str) -> list[str]:
+    """Return the values of the observations of ``kind`` on ``port``."""
+    return [
+        r.value for r in records if isinstance(r, Observation) and r.kind == kind and r.port == port
+    ]
+
+
+def services(records: list[Record], port: int) -> list[Service]:
+    """Return the Service records for ``port``."""
+    return [r for r in records if isinstance(r, Service) and r.port == port]
