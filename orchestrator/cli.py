@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -19,8 +20,11 @@ from orchestrator.ingest_job import IngestSummary, Reader, ingest_files
 from orchestrator.progress import Reporter
 from orchestrator.scan_job import scan_subnets
 from probes.errors import InputError, ProbeError
+from probes.firewall_log import FirewallSettings, read_firewall
 from probes.gate import OutOfScopeError
 from probes.nmap_xml import read_nmap_xml_file
+from probes.zeek_log import zeek_files
+from probes.zeek_records import ZeekSettings, read_zeek
 
 app = typer.Typer(
     add_completion=False,
@@ -165,6 +169,41 @@ def ingest_nmap_xml(
 ) -> None:
     """Import scans made with nmap -oX."""
     _ingest(ctx, "nmap-xml", files, read_nmap_xml_file)
+
+
+@ingest_app.command("zeek")
+def ingest_zeek(
+    ctx: typer.Context,
+    paths: Annotated[
+        list[Path], typer.Argument(metavar="DIR|FILE...", help="Zeek logs or log directories.")
+    ],
+) -> None:
+    """Import Zeek logs (TSV or JSON, gzip'd, rotated, whole archive trees)."""
+    files = zeek_files(paths)
+    if not files:
+        raise UsageError(f"no Zeek logs found in {', '.join(map(str, paths))}")
+    settings = ZeekSettings(keep_passwords=_session(ctx).config.zeek.keep_passwords)
+    _ingest(ctx, "zeek", files, partial(read_zeek, settings=settings))
+
+
+@ingest_app.command("firewall")
+def ingest_firewall(
+    ctx: typer.Context,
+    files: Annotated[
+        list[Path], typer.Argument(metavar="FILE...", help="syslog/journal text with LOG lines.")
+    ],
+) -> None:
+    """Import netfilter LOG lines; outbound SMTP denies are the direct-to-Internet signal."""
+    section = _session(ctx).config.firewall
+    try:
+        settings = FirewallSettings(
+            deny_prefixes=tuple(section.deny_prefixes),
+            accept_prefixes=tuple(section.accept_prefixes),
+            timezone=section.timezone,
+        )
+    except ValueError as exc:
+        raise UsageError(f"firewall.timezone: {exc}") from None
+    _ingest(ctx, "firewall", files, partial(read_firewall, settings=settings))
 
 
 @app.command("export")

@@ -96,6 +96,20 @@ class ProbesConfig(_Section):
     ftp_anonymous: bool = True
 
 
+class ZeekConfig(_Section):
+    """[zeek]"""
+
+    keep_passwords: bool = False
+
+
+class FirewallConfig(_Section):
+    """[firewall]"""
+
+    deny_prefixes: list[str] = Field(default_factory=lambda: ["RC-DENY"])
+    accept_prefixes: list[str] = Field(default_factory=lambda: ["RC-ACCEPT"])
+    timezone: str = "UTC"
+
+
 class Config(_Section):
     """The whole configuration, with safe defaults for every setting."""
 
@@ -103,6 +117,8 @@ class Config(_Section):
     scope: ScopeConfig = Field(default_factory=ScopeConfig)
     scan: ScanConfig = Field(default_factory=ScanConfig)
     probes: ProbesConfig = Field(default_factory=ProbesConfig)
+    zeek: ZeekConfig = Field(default_factory=ZeekConfig)
+    firewall: FirewallConfig = Field(default_factory=FirewallConfig)
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

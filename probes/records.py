@@ -15,6 +15,11 @@ Observation kinds in use (``Observation.kind``), by producer:
   ``smtp-plaintext-auth``, ``smtp-relay`` (open-relay, relay-refused,
   auth-required, inconclusive), ``tls-certificate``, ``ftp-anonymous``,
   ``unclassified`` (with the bytes seen).
+- Zeek (zeek): ``host-up``, ``software``, ``mail-client-software``,
+  ``dns-query``, ``dns-mx-query``, ``http-host``, ``http-user-agent``,
+  ``tls-sni``.
+- firewall: ``fw-smtp-deny`` (address: the inside host, port: 25/465/587,
+  value: the outside destination).
 """
 
 from __future__ import annotations

@@ -1,0 +1,272 @@
+"""Benchmark: ingest a large Zeek conn.log and smtp.log; prints lines per second and peak RSS.
+
+Generates the logs (Zeek's TSV, realistic values) in a temporary directory,
+never in the repository, then times a subprocess that ingests each one. The
+subprocess is ``INGEST_COMMAND``: today it only consumes ``read_zeek``; once the
+store is ready it becomes ``rolecall --db {db} ingest zeek {log}``. The conn log
+is ingested at a fifth of its size and at full size, to show that memory stays
+flat as the file grows.
+
+    python -m bench.zeek_ingest [--lines 5000000] [--smtp-lines 500000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from probes.records import ReadWarning
+from probes.zeek_records import ZeekSettings, read_zeek
+
+REPO = Path(__file__).resolve().parent.parent
+# The one place to switch to the real command: rolecall --db {db} ingest zeek {log}
+INGEST_COMMAND = [sys.executable, "-m", "bench.zeek_ingest", "--consume", "{log}"]
+
+CONN_FIELDS = [
+    "ts",
+    "uid",
+    "id.orig_h",
+    "id.orig_p",
+    "id.resp_h",
+    "id.resp_p",
+    "proto",
+    "service",
+    "duration",
+    "orig_bytes",
+    "resp_bytes",
+    "conn_state",
+    "local_orig",
+    "local_resp",
+    "missed_bytes",
+    "history",
+    "orig_pkts",
+    "orig_ip_bytes",
+    "resp_pkts",
+    "resp_ip_bytes",
+    "tunnel_parents",
+]
+CONN_TYPES = [
+    "time",
+    "string",
+    "addr",
+    "port",
+    "addr",
+    "port",
+    "enum",
+    "string",
+    "interval",
+    "count",
+    "count",
+    "string",
+    "bool",
+    "bool",
+    "count",
+    "string",
+    "count",
+    "count",
+    "count",
+    "count",
+    "set[string]",
+]
+SMTP_FIELDS = [
+    "ts",
+    "uid",
+    "id.orig_h",
+    "id.orig_p",
+    "id.resp_h",
+    "id.resp_p",
+    "trans_depth",
+    "helo",
+    "mailfrom",
+    "rcptto",
+    "date",
+    "from",
+    "to",
+    "cc",
+    "reply_to",
+    "msg_id",
+    "in_reply_to",
+    "subject",
+    "x_originating_ip",
+    "first_received",
+    "second_received",
+    "last_reply",
+    "path",
+    "user_agent",
+    "tls",
+    "fuids",
+]
+SMTP_TYPES = [
+    "time",
+    "string",
+    "addr",
+    "port",
+    "addr",
+    "port",
+    "count",
+    "string",
+    "string",
+    "set[string]",
+    "string",
+    "string",
+    "set[string]",
+    "set[string]",
+    "string",
+    "string",
+    "string",
+    "string",
+    "addr",
+    "string",
+    "string",
+    "string",
+    "vector[addr]",
+    "string",
+    "bool",
+    "vector[string]",
+]
+START = 1795392000.0  # 2026-11-23 00:00:00 UTC
+
+
+def header(path: str, fields: list[str], types: list[str]) -> str:
+    """The header block Zeek's ASCII writer puts at the top of a log."""
+    tab = "\t"
+    return (
+        "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n"
+        f"#path\t{path}\n#open\t2026-11-23-00-00-00\n"
+        f"#fields\t{tab.join(fields)}\n#types\t{tab.join(types)}\n"
+    )
+
+
+def conn_lines(count: int, rng: random.Random) -> Iterator[str]:
+    """Conn lines over two days: 4000 clients using two resolvers, a mail relay and the web.
+
+    Each client browses its own 40 sites, drawn by popularity (Zipf-like), so
+    a (client, server, port) sees several connections a day, as on a real network.
+    """
+    clients = [f"10.{i // 250}.{i % 250}.{rng.randrange(1, 250)}" for i in range(4000)]
+    servers = [f"198.51.{rng.randrange(0, 100)}.{rng.randrange(1, 250)}" for _ in range(3000)]
+    # web servers by popularity (Zipf-like): a few sites get most connections
+    sites = [[servers[int(3000 * rng.random() ** 3)] for _ in range(40)] for _ in range(4000)]
+    services = [("udp", "53", "dns", "192.0.2.53"), ("udp", "53", "dns", "192.0.2.54")]
+    services += [("tcp", "25", "smtp", "192.0.2.25"), ("tcp", "587", "smtp", "192.0.2.25")]
+    states = [("SF", "ShADadFf"), ("S0", "S"), ("REJ", "Sr"), ("SF", "Dd"), ("RSTO", "ShADR")]
+    step = 2 * 86400 / max(count, 1)
+    for n in range(count):
+        pick, who = rng.random(), rng.randrange(4000)
+        if pick < 0.5:
+            proto, port, service, server = ("tcp", "443", "ssl", sites[who][int(pick * 80)])
+        elif pick < 0.6:
+            proto, port, service, server = ("tcp", "80", "http", sites[who][int(pick * 400) % 40])
+        else:
+            proto, port, service, server = services[int(pick * 100) % 4]
+        state, history = states[n % 5] if proto == "tcp" else ("SF", "Dd")
+        opk, rpk = rng.randrange(1, 40), (0 if state == "S0" else rng.randrange(1, 60))
+        ob, rb = opk * 80, rpk * 700
+        yield (
+            f"{START + n * step:.6f}\tC{n:017x}\t{clients[who]}\t"
+            f"{rng.randrange(1024, 65535)}\t{server}\t{port}\t{proto}\t"
+            f"{service if rpk else '-'}\t{rng.random() * 20:.6f}\t{ob}\t{rb}\t{state}\tT\tF\t0\t"
+            f"{history}\t{opk}\t{ob + opk * 40}\t{rpk}\t{rb + rpk * 40}\t(empty)\n"
+        )
+
+
+def smtp_lines(count: int, rng: random.Random) -> Iterator[str]:
+    """SMTP transactions from a few hundred clients to a handful of relays."""
+    agents = ["Microsoft Outlook 16.0", "The Bat! (v9.4.2)", "Apple Mail (2.3654)", "-"]
+    step = 86400 / max(count, 1)
+    for n in range(count):
+        client = f"10.1.{rng.randrange(0, 4)}.{rng.randrange(1, 250)}"
+        rcpts = ",".join(
+            f"user{rng.randrange(10**6)}@example.{t}" for t in ("com", "net")[: n % 2 + 1]
+        )
+        yield (
+            f"{START + n * step:.6f}\tC{n:017x}\t{client}\t{rng.randrange(1024, 65535)}\t"
+            f"192.0.2.{n % 5 + 1}\t25\t{n % 3 + 1}\tws{n % 997}.example.org\t"
+            f"sender{n % 5000}@example.org\t{rcpts}\tMon, 23 Nov 2026 01:02:03 +0000\t"
+            f"<sender{n % 5000}@example.org>\t<{rcpts.split(',')[0]}>\t-\t-\t"
+            f"<{n:x}@example.org>\t-\tOffer number {n % 50}\t-\t-\t-\t250 2.0.0 Ok: queued\t"
+            f"192.0.2.{n % 5 + 1},{client}\t{agents[n % 4]}\tF\tF{n:017x}\n"
+        )
+
+
+def write_log(path: Path, head: str, lines: Iterator[str]) -> None:
+    """Write a log: its header, its lines, and Zeek's #close line."""
+    with path.open("w", encoding="utf-8", buffering=1 << 20) as out:
+        out.write(head)
+        out.writelines(lines)
+        out.write("#close\t2026-11-25-00-00-00\n")
+
+
+def run_ingest(log: Path, db: Path) -> tuple[float, float, int]:
+    """Run INGEST_COMMAND on one log; return its wall and CPU seconds and peak RSS in KiB."""
+    argv = [part.format(log=log, db=db) for part in INGEST_COMMAND]
+    started = time.perf_counter()
+    pid = os.posix_spawnp(argv[0], argv, {**os.environ, "PYTHONPATH": str(REPO)})
+    _pid, status, usage = os.wait4(pid, 0)
+    elapsed = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"ingest of {log} failed: {argv}")
+    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss
+
+
+def consume(log: Path) -> None:
+    """Read a log fully with read_zeek (the subprocess side) and print what came out."""
+    records = warnings = 0
+    for item in read_zeek(log, ZeekSettings()):
+        if isinstance(item, ReadWarning):
+            warnings += 1
+        else:
+            records += 1
+    print(f"  {log.name}: {records} records, {warnings} warnings")
+
+
+def report(name: str, lines: int, log: Path, db: Path) -> None:
+    """Ingest one log and print its figures (CPU time too: the machine may be shared)."""
+    seconds, cpu, rss = run_ingest(log, db)
+    print(
+        f"{name}: {lines} lines in {seconds:.2f} s = {lines / seconds:,.0f} lines/s "
+        f"({lines / cpu:,.0f} per CPU second), peak RSS {rss / 1024:.1f} MiB"
+    )
+
+
+def main() -> None:
+    """Generate the logs, ingest them, print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lines", type=int, default=5_000_000, help="conn.log lines")
+    parser.add_argument("--smtp-lines", type=int, default=0, help="smtp.log lines (lines/10)")
+    parser.add_argument("--consume", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.consume:
+        consume(args.consume)
+        return
+    smtp_count = args.smtp_lines or args.lines // 10
+    rng = random.Random(1)
+    with tempfile.TemporaryDirectory(prefix="rolecall-bench-") as tmp:
+        folder = Path(tmp)
+        small, full = folder / "small" / "conn.log", folder / "conn.log"
+        small.parent.mkdir()
+        started = time.perf_counter()
+        write_log(small, header("conn", CONN_FIELDS, CONN_TYPES), conn_lines(args.lines // 5, rng))
+        write_log(full, header("conn", CONN_FIELDS, CONN_TYPES), conn_lines(args.lines, rng))
+        write_log(
+            folder / "smtp.log",
+            header("smtp", SMTP_FIELDS, SMTP_TYPES),
+            smtp_lines(smtp_count, rng),
+        )
+        print(
+            f"generated in {time.perf_counter() - started:.1f} s "
+            f"(conn.log {full.stat().st_size / 2**20:.0f} MiB); command: {INGEST_COMMAND}"
+        )
+        report("conn.log (1/5)", args.lines // 5, small, folder / "small.db")
+        report("conn.log", args.lines, full, folder / "conn.db")
+        report("smtp.log", smtp_count, folder / "smtp.log", folder / "smtp.db")
+
+
+if __name__ == "__main__":
+    main()
