@@ -23,6 +23,7 @@ from probes.errors import InputError, ProbeError
 from probes.firewall_log import FirewallSettings, read_firewall
 from probes.gate import OutOfScopeError
 from probes.nmap_xml import read_nmap_xml_file
+from probes.pcap_ingest import PcapSettings, read_pcap
 from probes.zeek_log import zeek_files
 from probes.zeek_records import ZeekSettings, read_zeek
 
@@ -169,6 +170,23 @@ def ingest_nmap_xml(
 ) -> None:
     """Import scans made with nmap -oX."""
     _ingest(ctx, "nmap-xml", files, read_nmap_xml_file)
+
+
+@ingest_app.command("pcap")
+def ingest_pcap(
+    ctx: typer.Context,
+    files: Annotated[
+        list[Path], typer.Argument(metavar="FILE...", help="pcap or pcapng captures, .gz too.")
+    ],
+) -> None:
+    """Read packet captures: SMTP and SOCKS by content, tunnelled mail, flows, names."""
+    section = _session(ctx).config.pcap
+    settings = PcapSettings(
+        idle_timeout=section.idle_timeout,
+        capture_socks_password=section.capture_socks_password,
+        egress_window=section.egress_window,
+    )
+    _ingest(ctx, "pcap", files, partial(read_pcap, settings=settings))
 
 
 @ingest_app.command("zeek")

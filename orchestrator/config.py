@@ -96,6 +96,14 @@ class ProbesConfig(_Section):
     ftp_anonymous: bool = True
 
 
+class PcapConfig(_Section):
+    """[pcap]"""
+
+    idle_timeout: float = Field(default=300.0, gt=0)
+    capture_socks_password: bool = False
+    egress_window: float = Field(default=30.0, gt=0)
+
+
 class ZeekConfig(_Section):
     """[zeek]"""
 
@@ -117,6 +125,7 @@ class Config(_Section):
     scope: ScopeConfig = Field(default_factory=ScopeConfig)
     scan: ScanConfig = Field(default_factory=ScanConfig)
     probes: ProbesConfig = Field(default_factory=ProbesConfig)
+    pcap: PcapConfig = Field(default_factory=PcapConfig)
     zeek: ZeekConfig = Field(default_factory=ZeekConfig)
     firewall: FirewallConfig = Field(default_factory=FirewallConfig)
 

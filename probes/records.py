@@ -18,6 +18,10 @@ Observation kinds in use (``Observation.kind``), by producer:
 - Zeek (zeek): ``host-up``, ``software``, ``mail-client-software``,
   ``dns-query``, ``dns-mx-query``, ``http-host``, ``http-user-agent``,
   ``tls-sni``.
+- captures (pcap): ``dns-query`` (value: the name asked), ``http-host``,
+  ``http-user-agent``, ``tls-sni``, ``smtp-rcpt-refused`` (detail: server,
+  reply, via_proxy), ``proxy-egress`` (address: the proxy, value: the client
+  whose CONNECT caused the proxy's own outgoing connection).
 - firewall: ``fw-smtp-deny`` (address: the inside host, port: 25/465/587,
   value: the outside destination).
 """

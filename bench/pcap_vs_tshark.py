@@ -1,0 +1,209 @@
+"""Benchmark: rolecall's pcap reader against tshark on a large mail-heavy capture.
+
+Records real mail traffic on loopback (smtplib to aiosmtpd, directly and through
+microsocks, Ethernet-sized segments), then builds a capture of at least
+``--packets`` packets by repeating that recording with every copy's addresses
+rewritten into its own 10.x.y.0/24 (many distinct hosts) and its timestamps
+shifted. Everything is generated in a temporary directory, never in the
+repository. Each tool then runs in a fresh subprocess whose peak RSS and CPU
+time are read with ``getrusage(RUSAGE_CHILDREN)``; wall-clock and CPU figures
+are both printed (CPU time is the steadier one on a shared machine).
+
+``INGEST_COMMAND`` is what is timed for rolecall: today a ``python -c`` that
+consumes ``read_pcap`` fully; switch it to ``rolecall --db {db} ingest pcap
+{pcap}`` once the command line exists.
+
+    python -m bench.pcap_vs_tshark [--packets 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import dpkt
+
+REPO = Path(__file__).resolve().parent.parent
+CONSUME = (
+    "import sys; from pathlib import Path; "
+    "from probes.pcap_ingest import PcapSettings, read_pcap; "
+    "n = sum(1 for _ in read_pcap(Path(sys.argv[1]), PcapSettings())); print(n)"
+)
+# The one place to switch to the real command:
+#   ["rolecall", "--db", "{db}", "ingest", "pcap", "{pcap}"]
+INGEST_COMMAND = [sys.executable, "-c", CONSUME, "{pcap}"]
+TSHARK_FIELDS = [
+    "ip.src",
+    "tcp.srcport",
+    "ip.dst",
+    "tcp.dstport",
+    "smtp.req.command",
+    "smtp.req.parameter",
+    "smtp.response.code",
+    "imf.subject",
+    "imf.from",
+    "imf.to",
+    "imf.date",
+    "imf.message_id",
+    "imf.ext.mailer",
+    "imf.user_agent",
+    "socks.version",
+    "socks.username",
+    "socks.remote_name",
+    "socks.dst",
+    "socks.dstport",
+    "socks.results",
+]
+TSHARK_COMMAND = ["tshark", "-n", "-r", "{pcap}", "-T", "fields"] + [
+    arg for f in TSHARK_FIELDS for arg in ("-e", f)
+]
+NET = "127.0.192.0/24"
+# A short note, a typical mail, one with an attachment: about 65 kB on average, which is
+# what mail measured in the wild averages (most packets are then message data).
+MESSAGE_SIZES = (4_000, 40_000, 150_000)
+
+
+def record(path: Path) -> None:
+    """Record mail traffic on loopback: direct sessions and sessions through SOCKS5."""
+    from tests.pcap_helpers import (  # noqa: PLC0415 (test helpers only when recording)
+        SourcedSMTP,
+        aiosmtpd_server,
+        loopback_capture,
+        message,
+        microsocks,
+    )
+
+    with (
+        aiosmtpd_server("127.0.192.2") as (host, port, _),
+        microsocks("127.0.192.3") as proxy,
+        loopback_capture(path, NET),
+    ):
+        for session in range(40):
+            via = proxy if session % 4 == 3 else None
+            client = SourcedSMTP(f"127.0.192.{10 + session % 20}", via)
+            client.connect(host, port)
+            client.ehlo("bench.example")
+            for n, size in enumerate(MESSAGE_SIZES):
+                rcpt = f"user{n}@example.net"
+                body = message("a@example.org", rcpt, f"bench {session} {n}", "The Bat! (v9)", size)
+                client.sendmail("a@example.org", [rcpt], body)
+            client.quit()
+
+
+def resegment(ts: float, frame: bytes, mss: int = 1448) -> list[tuple[float, bytes]]:
+    """Cut a loopback super-packet (GSO) into Ethernet-sized TCP segments, as a wire shows them."""
+    eth = dpkt.ethernet.Ethernet(frame)
+    ip = eth.data
+    if not isinstance(ip, dpkt.ip.IP) or not isinstance(ip.data, dpkt.tcp.TCP):
+        return [(ts, frame)]
+    tcp = ip.data
+    if len(tcp.data) <= mss:
+        return [(ts, frame)]
+    out = []
+    payload = bytes(tcp.data)
+    for i in range(0, len(payload), mss):
+        seg = dpkt.tcp.TCP(bytes(tcp))
+        seg.data = payload[i : i + mss]
+        seg.seq = (tcp.seq + i) % (1 << 32)
+        seg.sum = 0
+        part = dpkt.ip.IP(bytes(ip))
+        part.data = seg
+        part.len = part.hl * 4 + len(bytes(seg))
+        part.sum = 0
+        eth_part = dpkt.ethernet.Ethernet(bytes(eth))
+        eth_part.data = part
+        out.append((ts + i * 1e-7, bytes(eth_part)))
+    return out
+
+
+def replicate(source: Path, target: Path, packets: int) -> int:
+    """Write ``packets`` or more packets: copies of ``source`` in distinct 10.x.y.0/24 nets."""
+    with source.open("rb") as fh:
+        recorded = [seg for ts, frame in dpkt.pcap.Reader(fh) for seg in resegment(ts, frame)]
+    first, last = recorded[0][0], recorded[-1][0]
+    span = last - first + 1.0
+    written = 0
+    with target.open("wb") as out:
+        writer = dpkt.pcap.Writer(out, linktype=1, snaplen=65535)
+        copy = 0
+        while written < packets:
+            net = struct.pack("!BBB", 10, 1 + copy // 250, copy % 250)
+            for ts, frame in recorded:
+                moved = frame
+                if frame[12:14] == b"\x08\x00":
+                    moved = frame[:26] + net + frame[29:30] + net + frame[33:]
+                writer.writepkt(moved, ts=ts + copy * span)
+                written += 1
+            copy += 1
+    return written
+
+
+def run_measured(command: list[str], out: Path) -> tuple[float, float, int, str]:
+    """Run ``command`` in a fresh interpreter: wall and CPU seconds, peak RSS (KiB), last line."""
+    probe = (
+        "import resource, subprocess, sys, time, json\n"
+        "t = time.perf_counter()\n"
+        "p = subprocess.run(json.loads(sys.argv[1]), stdout=open(sys.argv[2], 'wb'))\n"
+        "elapsed = time.perf_counter() - t\n"
+        "use = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+        "print(json.dumps([elapsed, use.ru_utime + use.ru_stime, use.ru_maxrss, p.returncode]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, json.dumps(command), str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+    )
+    elapsed, cpu, rss, code = json.loads(done.stdout)
+    if code != 0:
+        raise SystemExit(f"{command[0]} failed with status {code}")
+    lines = out.read_bytes().splitlines()
+    return float(elapsed), float(cpu), int(rss), lines[-1].decode(errors="replace") if lines else ""
+
+
+def main() -> None:
+    """Build the capture, time both tools, print the comparison."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--packets", type=int, default=1_000_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="rolecall-bench-") as tmp:
+        tmpdir = Path(tmp)
+        recorded = tmpdir / "recorded.pcap"
+        record(recorded)
+        big = tmpdir / "big.pcap"
+        started = time.perf_counter()
+        count = replicate(recorded, big, args.packets)
+        print(
+            f"capture: {count} packets, {big.stat().st_size / 1e6:.0f} MB "
+            f"(built in {time.perf_counter() - started:.0f} s)"
+        )
+        fill = {"{pcap}": str(big), "{db}": str(tmpdir / "bench.db")}
+        ours = [fill.get(arg, arg) for arg in INGEST_COMMAND]
+        theirs = [fill.get(arg, arg) for arg in TSHARK_COMMAND]
+        r_time, r_cpu, r_rss, r_last = run_measured(ours, tmpdir / "rolecall.out")
+        t_time, t_cpu, t_rss, _ = run_measured(theirs, tmpdir / "tshark.out")
+        for name, wall, cpu, rss in (
+            ("rolecall", r_time, r_cpu, r_rss),
+            ("tshark", t_time, t_cpu, t_rss),
+        ):
+            print(
+                f"{name:9} {wall:6.1f} s wall {count / wall:10,.0f} packets/s   "
+                f"{cpu:6.1f} s CPU {count / cpu:10,.0f} packets/CPU-s   "
+                f"peak RSS {rss / 1024:6.1f} MiB"
+            )
+        print(f"rolecall emitted {r_last} records")
+        print(
+            f"speed ratio rolecall/tshark: {t_time / r_time:.2f}x (wall), "
+            f"{t_cpu / r_cpu:.2f}x (CPU); peak RSS ratio: {r_rss / t_rss:.3f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
