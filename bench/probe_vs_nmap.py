@@ -1,18 +1,21 @@
 """Benchmark: rolecall's active probes against nmap -sT -sV with its SOCKS/SMTP scripts.
 
 Starts a loopback lab of real servers (microsocks, dante, aiosmtpd, Python's
-HTTP server), probes it with ``probes.active.probe_services`` and with one nmap
-run, and prints the wall-time ratio and a per-host table of which tool got
-each role right. Loopback only: nmap's resolver is pointed at a lab dnsmasq and
-its proxy test at a lab web server, so neither tool talks to anything else.
+HTTP server, OpenSSH, pyftpdlib, Dovecot, dnsmasq), runs the full active cycle
+``rolecall scan subnet`` (nmap port discovery, then rolecall's probes, stored in
+a fresh SQLite inventory) and one nmap run with -sV and its SOCKS/SMTP scripts,
+and prints the wall-time ratio and a per-host table of which tool got each
+role right (roles are per address, as the inventory holds them). Loopback only:
+nmap's resolver is pointed at a lab dnsmasq and its proxy test at a lab web
+server, so neither tool talks to anything else.
 
 Run: python -m bench.probe_vs_nmap
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import json
 import subprocess
 import sys
 import tempfile
@@ -23,12 +26,7 @@ from pathlib import Path
 
 import defusedxml.ElementTree as SafeET
 
-from inventory.roles import roles_from_observation
-from probes.active import probe_services
-from probes.probe_settings import ProbeSettings
-from probes.records import Observation
 from tests.probe_helpers import (
-    LoopbackGate,
     MailServer,
     RelayPolicy,
     dante,
@@ -166,17 +164,39 @@ def lab(directory: Path) -> Iterator[None]:
             raise SystemExit("a lab SMTP server received DATA")
 
 
-def rolecall_roles() -> tuple[float, dict[tuple[str, int], set[str]]]:
-    """Probe the lab with rolecall; return the wall time and roles per (address, port)."""
+RUN_CLI = "import sys; from orchestrator.cli import main; sys.exit(main(sys.argv[1:]))"
+SCAN_CONFIG = """
+[scope]
+allow = [{allow}]
+[scan]
+resolve_names = false
+skip_host_discovery = true
+"""
+
+
+def rolecall_roles(directory: Path) -> tuple[float, dict[str, set[str]]]:
+    """Run `rolecall scan subnet` on the lab; return the wall time and roles per address."""
+    addresses = sorted({h.address for h in LAB})
+    ports = ",".join(sorted({str(h.port) for h in LAB}, key=int))
+    config = directory / "rolecall.toml"
+    config.write_text(SCAN_CONFIG.format(allow=", ".join(f'"{a}/32"' for a in addresses)))
+    base = [sys.executable, "-c", RUN_CLI, "--config", str(config), "--db", str(directory / "db")]
     started = time.monotonic()
-    records = asyncio.run(
-        probe_services([(h.address, h.port) for h in LAB], LoopbackGate(), ProbeSettings())
+    subprocess.run(
+        [*base, "-q", "scan", "subnet", *(f"{a}/32" for a in addresses), "--ports", ports],
+        check=True,
+        capture_output=True,
     )
     elapsed = time.monotonic() - started
-    found: dict[tuple[str, int], set[str]] = {(h.address, h.port): set() for h in LAB}
-    for record in records:
-        if isinstance(record, Observation):
-            found[(record.address, record.port)].update(roles_from_observation(record))
+    exported = subprocess.run(
+        [*base, "export", "inventory", "--format", "json"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    found: dict[str, set[str]] = {address: set() for address in addresses}
+    for row in json.loads(exported):
+        found[row["address"]] = set(row["roles"])
     return elapsed, found
 
 
@@ -244,16 +264,16 @@ def _nmap_port_roles(port_number: int, name: str, scripts: dict[str, str]) -> se
     return roles
 
 
-def nmap_roles() -> tuple[float, dict[tuple[str, int], set[str]], dict[tuple[str, int], str]]:
-    """Scan the lab with nmap; return wall time, roles and service names per (address, port)."""
+def nmap_roles() -> tuple[float, dict[str, set[str]], dict[str, str]]:
+    """Scan the lab with nmap; return wall time, roles and service names per address."""
     with tempfile.TemporaryDirectory() as tmp:
         xml = Path(tmp) / "scan.xml"
         started = time.monotonic()
         subprocess.run(nmap_command(xml), check=True, capture_output=True)
         elapsed = time.monotonic() - started
         root = SafeET.parse(xml).getroot()
-    found: dict[tuple[str, int], set[str]] = {}
-    names: dict[tuple[str, int], str] = {}
+    found: dict[str, set[str]] = {}
+    names: dict[str, str] = {}
     if root is None:
         return elapsed, found, names
     for host in root.iter("host"):
@@ -267,45 +287,49 @@ def nmap_roles() -> tuple[float, dict[tuple[str, int], set[str]], dict[tuple[str
             service = port.find("service")
             name = service.get("name", "") if service is not None else ""
             scripts = {s.get("id", ""): s.get("output", "") for s in port.iter("script")}
-            found[(address, number)] = _nmap_port_roles(number, name, scripts)
-            names[(address, number)] = name
+            found.setdefault(address, set()).update(_nmap_port_roles(number, name, scripts))
+            names[address] = ",".join(filter(None, [names.get(address, ""), name]))
     return elapsed, found, names
+
+
+def expected_roles() -> dict[str, tuple[str, frozenset[str]]]:
+    """The lab's truth per address: a label and the union of its services' roles."""
+    truth: dict[str, tuple[str, frozenset[str]]] = {}
+    for host in LAB:
+        label, roles = truth.get(host.address, ("", frozenset()))
+        truth[host.address] = (" + ".join(filter(None, [label, host.label])), roles | host.expected)
+    return truth
 
 
 def main() -> int:
     """Run both tools on the lab and print the comparison; exit 1 if rolecall is worse."""
     with tempfile.TemporaryDirectory() as tmp, lab(Path(tmp)):
-        ours_time, ours = rolecall_roles()
+        ours_time, ours = rolecall_roles(Path(tmp))
         nmap_time, theirs, names = nmap_roles()
-    print(f"rolecall probes: {ours_time:6.2f} s   nmap -sT -sV + scripts: {nmap_time:6.2f} s")
+    print(f"rolecall scan subnet: {ours_time:6.2f} s   nmap -sT -sV + scripts: {nmap_time:6.2f} s")
     print(f"speed: rolecall is {nmap_time / ours_time:.1f}x faster than nmap -sV")
     print()
-    header = f"{'host':44} {'rolecall':9} {'nmap':9} differences (missed -, wrong +)"
+    header = f"{'host':58} {'rolecall':9} {'nmap':9} differences (missed -, wrong +)"
     print(header)
     print("-" * len(header))
+    truth = expected_roles()
     ours_right = theirs_right = 0
-    for host in LAB:
-        key = (host.address, host.port)
-        mine, other = ours.get(key, set()), theirs.get(key, set())
-        ours_ok, theirs_ok = mine == host.expected, other == host.expected
+    worse = False
+    for address, (label, expected) in truth.items():
+        mine, other = ours.get(address, set()), theirs.get(address, set())
+        ours_ok, theirs_ok = mine == expected, other == expected
         ours_right += ours_ok
         theirs_right += theirs_ok
+        worse |= theirs_ok and not ours_ok
         notes = []
-        for tool, got in (("rolecall", mine), (f"nmap[{names.get(key, '')}]", other)):
-            diff = sorted(f"-{r}" for r in host.expected - got) + sorted(
-                f"+{r}" for r in got - host.expected
-            )
+        for tool, got in (("rolecall", mine), (f"nmap[{names.get(address, '')}]", other)):
+            diff = sorted(f"-{r}" for r in expected - got) + sorted(f"+{r}" for r in got - expected)
             if diff:
                 notes.append(f"{tool}: {' '.join(diff)}")
         mark = {True: "right", False: "WRONG"}
-        print(f"{host.label:44} {mark[ours_ok]:9} {mark[theirs_ok]:9} {'; '.join(notes)}")
+        print(f"{label[:58]:58} {mark[ours_ok]:9} {mark[theirs_ok]:9} {'; '.join(notes)}")
     print()
-    print(f"hosts right: rolecall {ours_right}/{len(LAB)}, nmap {theirs_right}/{len(LAB)}")
-    worse = any(
-        theirs.get((h.address, h.port), set()) == h.expected
-        and ours.get((h.address, h.port), set()) != h.expected
-        for h in LAB
-    )
+    print(f"hosts right: rolecall {ours_right}/{len(truth)}, nmap {theirs_right}/{len(truth)}")
     return 1 if worse or ours_time >= nmap_time else 0
 
 

@@ -48,7 +48,7 @@ from probes.service_probe import (
     probe_ftp_anonymous,
     probe_http,
 )
-from probes.smtp_probe import is_smtp_banner, probe_smtp, run_session, session_records
+from probes.smtp_probe import converse, is_smtp_banner, probe_smtp
 from probes.socks_probe import probe_socks4, probe_socks5
 
 IMPLICIT_TLS_SMTP: Final = frozenset({465})
@@ -165,8 +165,7 @@ async def _greeted(
             return ProbeResult(seen=bytes(conn.seen))
         if not settings.runs("smtp"):
             return banner_records(address, port, "smtp", "\n".join(banner))
-        session = await run_session(conn, banner, settings, implicit_tls=False)
-        return session_records(address, port, session)
+        return await converse(address, port, conn, banner, settings, implicit_tls=False)
     if not protocol:
         return ProbeResult(seen=first)
     text = first.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", errors="replace")

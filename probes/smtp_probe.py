@@ -46,6 +46,7 @@ class SmtpSession:
     extensions_after_tls: dict[str, str] = field(default_factory=dict)
     steps: list[dict[str, object]] = field(default_factory=list)
     error: str = ""
+    tls_error: str = ""
 
 
 def is_smtp_banner(lines: list[str]) -> bool:
@@ -87,7 +88,12 @@ async def _starttls(conn: ProbeConnection, session: SmtpSession, settings: Probe
     session.starttls_reply = await _command(conn, session, "STARTTLS")
     if reply_code(session.starttls_reply) != 220:
         return
-    await conn.start_tls()
+    try:
+        await conn.start_tls()
+    except NETWORK_ERRORS as exc:
+        # The connection is unusable now; the caller runs the relay test on a new one.
+        session.tls_error = str(exc) or type(exc).__name__
+        return
     session.tls_ok = True
     session.certificate = certificate_summary(conn.peer_certificate)
     session.ehlo_after_tls = await _greet(conn, session, settings.helo_name)
@@ -104,20 +110,35 @@ async def _relay_test(conn: ProbeConnection, session: SmtpSession, settings: Pro
 
 
 async def run_session(
-    conn: ProbeConnection, banner: list[str], settings: ProbeSettings, *, implicit_tls: bool
+    conn: ProbeConnection,
+    banner: list[str],
+    settings: ProbeSettings,
+    *,
+    implicit_tls: bool,
+    session: SmtpSession | None = None,
 ) -> SmtpSession:
-    """Hold the whole probe conversation on an open connection whose banner was read."""
-    session = SmtpSession(banner=banner, implicit_tls=implicit_tls)
+    """Hold the whole probe conversation on an open connection whose banner was read.
+
+    Given the session of an earlier connection whose STARTTLS handshake failed,
+    continue it in plaintext: greet and run only the relay test.
+    """
+    retry = session is not None
+    if session is None:
+        session = SmtpSession(banner=banner, implicit_tls=implicit_tls)
     if implicit_tls:
         session.certificate = certificate_summary(conn.peer_certificate)
     try:
         if reply_code(banner) != 220:
             await _command(conn, session, "QUIT")
             return session
-        session.ehlo = await _greet(conn, session, settings.helo_name)
-        session.extensions = parse_extensions(session.ehlo)
-        if "STARTTLS" in session.extensions and not implicit_tls:
-            await _starttls(conn, session, settings)
+        ehlo = await _greet(conn, session, settings.helo_name)
+        if not retry:
+            session.ehlo = ehlo
+            session.extensions = parse_extensions(ehlo)
+            if "STARTTLS" in session.extensions and not implicit_tls:
+                await _starttls(conn, session, settings)
+                if session.tls_error:
+                    return session
         await _relay_test(conn, session, settings)
     except NETWORK_ERRORS as exc:
         session.error = str(exc) or type(exc).__name__
@@ -173,6 +194,7 @@ def session_records(address: str, port: int, session: SmtpSession) -> ProbeResul
             reply=session.starttls_reply,
             certificate=session.certificate,
             ehlo_after_tls=session.ehlo_after_tls,
+            error=session.tls_error,
         )
         result.records.append(observation(address, port, "smtp-starttls", value, detail))
     if session.certificate:
@@ -237,7 +259,40 @@ async def probe_smtp(
         if not is_smtp_banner(banner):
             result.seen = bytes(conn.seen)
             return result
-        session = await run_session(conn, banner, settings, implicit_tls=implicit_tls)
+        return await converse(address, port, conn, banner, settings, implicit_tls=implicit_tls)
     finally:
         await conn.close()
+
+
+async def converse(
+    address: str,
+    port: int,
+    conn: ProbeConnection,
+    banner: list[str],
+    settings: ProbeSettings,
+    *,
+    implicit_tls: bool,
+) -> ProbeResult:
+    """Run the SMTP probe on a connection whose banner was read, and say what it showed."""
+    session = await run_session(conn, banner, settings, implicit_tls=implicit_tls)
+    if session.tls_error:
+        await _relay_test_in_plaintext(address, port, settings, session)
     return session_records(address, port, session)
+
+
+async def _relay_test_in_plaintext(
+    address: str, port: int, settings: ProbeSettings, session: SmtpSession
+) -> None:
+    """After a failed STARTTLS handshake, run the relay test on a new plaintext connection."""
+    try:
+        conn = await ProbeConnection.open(address, port, settings, tls=False)
+    except NETWORK_ERRORS as exc:
+        session.error = str(exc) or type(exc).__name__
+        return
+    try:
+        banner = await conn.read_reply()
+        await run_session(conn, banner, settings, implicit_tls=False, session=session)
+    except NETWORK_ERRORS as exc:
+        session.error = str(exc) or type(exc).__name__
+    finally:
+        await conn.close()

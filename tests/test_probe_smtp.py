@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import socket
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -170,3 +171,20 @@ def test_smtp_probe_switched_off_still_names_the_banner_but_sends_no_command() -
     assert observed(records, 2527, "protocol") == ["smtp"]
     assert observed(records, 2527, "smtp-relay") == []
     assert server.log.commands == []
+
+
+def test_failed_starttls_handshake_still_gets_a_plaintext_relay_test(tmp_path: Path) -> None:
+    """STARTTLS answered 220 but the handshake fails: the relay test runs on a new connection."""
+    broken = server_tls(tmp_path, "broken.corp.test")
+    broken.maximum_version = ssl.TLSVersion.TLSv1_2
+    broken.set_ciphers("PSK")  # no PSK callback: no cipher the client can share
+    with mail_server("127.0.5.9", 25, RelayPolicy(), tls_context=broken) as server:
+        records = run_probes([("127.0.5.9", 25)], LoopbackGate(), FAST)
+    assert observed(records, 25, "smtp-starttls") == ["failed"]
+    assert detail_of(records, 25, "smtp-starttls")["error"]
+    assert observed(records, 25, "smtp-relay") == ["open-relay"]
+    assert "smtp-open-relay" in roles_of(records, 25)
+    # one EHLO on the connection whose handshake failed, one on the plaintext retry
+    assert server.log.commands.count("EHLO") == 2
+    assert server.log.commands.count("RCPT") == 1
+    assert "DATA" not in server.log.commands

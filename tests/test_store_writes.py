@@ -1,0 +1,63 @@
+"""The store's batched upserts: merge rules hold across batches and across transactions."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from inventory.store import Store
+from inventory.tables import Asset, AssetSource, FlowRow, ObservationRow, ServiceRow
+from probes.records import Flow, Observation, Service
+
+T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+
+
+def _rows(store: Store, model: Any) -> list[Any]:
+    """Every stored row of a table."""
+    with store.engine.connect() as conn:
+        return list(conn.execute(select(model.__table__)).all())
+
+
+def _write(store: Store, records: list[Observation | Service | Flow], batch: int) -> None:
+    """Write records in one transaction with the given batch size."""
+    with store.writer(batch_size=batch) as writer:
+        writer.add_all(records)
+
+
+def test_merges_hold_within_and_across_batches(db_path: Path) -> None:
+    store = Store.open(str(db_path))
+    obs = [
+        Observation("192.0.2.7", "protocol", "probe", T0 + timedelta(hours=h), 25, "tcp", "smtp")
+        for h in range(5)
+    ]
+    flows = [
+        Flow("192.0.2.7", "198.51.100.1", 25, "tcp", date(2026, 11, 23), "pcap",
+             T0 + timedelta(minutes=m), T0 + timedelta(minutes=m + 1), 1, 10, 1000, m == 3)
+        for m in range(5)
+    ]  # fmt: skip
+    rich = Service("192.0.2.7", 25, "tcp", "probe", T0, "smtp", "Postfix", "3.7", "", "220 mx")
+    sparse = Service("192.0.2.7", 25, "tcp", "probe", T0 + timedelta(days=1), "smtp")
+    # batch size 2 forces several flushes inside the transaction, then a second transaction
+    _write(store, [*obs[:3], *flows[:2], rich], batch=2)
+    _write(store, [*obs[3:], *flows[2:], sparse], batch=2)
+
+    (observation,) = _rows(store, ObservationRow)
+    assert observation.count == 5
+    assert observation.first_seen == T0
+    assert observation.last_seen == T0 + timedelta(hours=4)
+    (flow,) = _rows(store, FlowRow)
+    assert (flow.connections, flow.packets, flow.bytes, flow.answered) == (5, 50, 5000, True)
+    assert flow.day == date(2026, 11, 23)
+    (service,) = _rows(store, ServiceRow)
+    # a sparse later sighting widens the span but never erases the richer description
+    assert (service.product, service.version, service.banner) == ("Postfix", "3.7", "220 mx")
+    assert service.last_seen == T0 + timedelta(days=1)
+    spans = {row.address: (row.first_seen, row.last_seen) for row in _rows(store, Asset)}
+    assert spans["192.0.2.7"] == (T0, T0 + timedelta(days=1))
+    assert "198.51.100.1" in spans
+    sources = sorted((row.address, row.source) for row in _rows(store, AssetSource))
+    assert sources == [("192.0.2.7", "pcap"), ("192.0.2.7", "probe"), ("198.51.100.1", "pcap")]
+    store.close()
