@@ -9,11 +9,12 @@ repository. Each tool then runs in a fresh subprocess whose peak RSS and CPU
 time are read with ``getrusage(RUSAGE_CHILDREN)``; wall-clock and CPU figures
 are both printed (CPU time is the steadier one on a shared machine).
 
-``INGEST_COMMAND`` is what is timed for rolecall: today a ``python -c`` that
-consumes ``read_pcap`` fully; switch it to ``rolecall --db {db} ingest pcap
-{pcap}`` once the command line exists.
+``INGEST_COMMAND`` is what is timed for rolecall: the real ``rolecall --db {db}
+ingest pcap {pcap}`` into a fresh SQLite inventory, roles derived included.
+``--reader-only`` times the reader alone (records counted, nothing stored).
+Needs tshark (``apt-get install tshark``).
 
-    python -m bench.pcap_vs_tshark [--packets 1000000]
+    python -m bench.pcap_vs_tshark [--packets 1000000] [--reader-only]
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ CONSUME = (
     "from probes.pcap_ingest import PcapSettings, read_pcap; "
     "n = sum(1 for _ in read_pcap(Path(sys.argv[1]), PcapSettings())); print(n)"
 )
-# The one place to switch to the real command:
-#   ["rolecall", "--db", "{db}", "ingest", "pcap", "{pcap}"]
-INGEST_COMMAND = [sys.executable, "-c", CONSUME, "{pcap}"]
+READER_COMMAND = [sys.executable, "-c", CONSUME, "{pcap}"]
+RUN_CLI = "import sys; from orchestrator.cli import main; sys.exit(main(sys.argv[1:]))"
+INGEST_COMMAND = [sys.executable, "-c", RUN_CLI, "--db", "{db}", "-q", "ingest", "pcap", "{pcap}"]
 TSHARK_FIELDS = [
     "ip.src",
     "tcp.srcport",
@@ -172,7 +173,9 @@ def main() -> None:
     """Build the capture, time both tools, print the comparison."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--packets", type=int, default=1_000_000)
+    parser.add_argument("--reader-only", action="store_true", help="time read_pcap alone")
     args = parser.parse_args()
+    command = READER_COMMAND if args.reader_only else INGEST_COMMAND
     with tempfile.TemporaryDirectory(prefix="rolecall-bench-") as tmp:
         tmpdir = Path(tmp)
         recorded = tmpdir / "recorded.pcap"
@@ -185,7 +188,7 @@ def main() -> None:
             f"(built in {time.perf_counter() - started:.0f} s)"
         )
         fill = {"{pcap}": str(big), "{db}": str(tmpdir / "bench.db")}
-        ours = [fill.get(arg, arg) for arg in INGEST_COMMAND]
+        ours = [fill.get(arg, arg) for arg in command]
         theirs = [fill.get(arg, arg) for arg in TSHARK_COMMAND]
         r_time, r_cpu, r_rss, r_last = run_measured(ours, tmpdir / "rolecall.out")
         t_time, t_cpu, t_rss, _ = run_measured(theirs, tmpdir / "tshark.out")
@@ -198,7 +201,7 @@ def main() -> None:
                 f"{cpu:6.1f} s CPU {count / cpu:10,.0f} packets/CPU-s   "
                 f"peak RSS {rss / 1024:6.1f} MiB"
             )
-        print(f"rolecall emitted {r_last} records")
+        print(f"rolecall: {r_last}")
         print(
             f"speed ratio rolecall/tshark: {t_time / r_time:.2f}x (wall), "
             f"{t_cpu / r_cpu:.2f}x (CPU); peak RSS ratio: {r_rss / t_rss:.3f}"

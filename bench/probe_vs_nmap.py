@@ -26,6 +26,7 @@ from pathlib import Path
 
 import defusedxml.ElementTree as SafeET
 
+from orchestrator.lab_tls import server_tls
 from tests.probe_helpers import (
     MailServer,
     RelayPolicy,
@@ -33,7 +34,6 @@ from tests.probe_helpers import (
     dovecot,
     microsocks,
     process,
-    server_tls,
     submission_kwargs,
     web_server,
 )

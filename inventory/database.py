@@ -17,6 +17,13 @@ from inventory.errors import StoreError
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 30_000
+# Tables other libraries keep in the inventory database; migrations leave them alone.
+FOREIGN_TABLES = frozenset({"apscheduler_jobs"})
+
+
+def owned_by_migrations(name: str | None, type_: str, _parents: Any) -> bool:
+    """Whether a schema object is rolecall's to migrate (alembic's include_name hook)."""
+    return not (type_ == "table" and name in FOREIGN_TABLES)
 
 
 def database_url(target: str) -> str:

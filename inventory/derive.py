@@ -1,24 +1,48 @@
-"""Role derivation: the stored evidence, run through the rule set, becomes the role table.
+"""Derivation: stored evidence, run through the role rules and finding rules, once per change.
 
-Deriving is a pure function of the evidence: it rebuilds the role table in one
-transaction, so deriving twice gives the same result.
+Each derivation reads only the evidence stored since the previous one (see
+``evidence_delta``), merges the roles it supports, re-judges the hosts whose
+roles, names or services changed (workstation, groups, state rules), raises
+findings, and updates the daily series. A change of settings, or ``full=True``,
+derives everything again from all evidence. Deriving twice gives the same result.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, select
+from sqlalchemy import Connection, Table, delete, func, select, update
 
-from inventory.roles import roles_from_observation
-from inventory.tables import FlowRow, ObservationRow, RoleRow, SmtpRow, SocksRow
+from inventory import evidence_delta as delta
+from inventory import history
+from inventory.address_set import AddressSet
+from inventory.findings import resolve, resolve_before, resolve_stale, store_raised
+from inventory.groups import groups_of, update_groups
+from inventory.role_table import (
+    RoleAccumulator,
+    judge_workstations,
+    merge_roles,
+    role_count,
+)
+from inventory.roles import (
+    ANY_VALUE_KINDS,
+    VALUE_KINDS,
+    roles_from_observation,
+    roles_of_kind,
+)
+from inventory.rules import all_rules
+from inventory.rules.base import Collector, RowHandler, Rule, RuleContext
+from inventory.rules.host_roles import first_smtp_client, smtp_senders
+from inventory.rules.smtp_client_surge import NAME as SURGE
+from inventory.rules.smtp_client_surge import judge_days
+from inventory.settings import DeriveSettings, settings_json
+from inventory.tables import Asset, AssetGroupRow, FindingRow, RoleRow
 from probes.records import Observation
 
-MAX_EVIDENCE = 20
+MAIL_EPOCH = "mail_epoch"  # derive_state key: when the store first saw any host send SMTP
 # Passive server roles from answered flows, by server port (the capture saw a reply).
 FLOW_SERVER_ROLES: dict[tuple[str, int], tuple[str, str]] = {
     ("tcp", 80): ("web-server", "web-client"),
@@ -30,6 +54,16 @@ FLOW_SERVER_ROLES: dict[tuple[str, int], tuple[str, str]] = {
 }
 
 
+@dataclass(frozen=True)
+class DeriveSummary:
+    """What a derivation did: roles held, open findings, hosts re-judged, full or not."""
+
+    roles: int
+    findings: int
+    hosts_judged: int
+    full: bool
+
+
 def _table(model: Any) -> Table:
     """The Core table of a SQLModel class."""
     table: Table = model.__table__
@@ -37,100 +71,252 @@ def _table(model: Any) -> Table:
 
 
 @dataclass
-class _Role:
-    """A role being derived: its evidence and when it was seen."""
+class _Pass:
+    """What one derivation gathers from the new evidence."""
 
-    first_seen: datetime
-    last_seen: datetime
-    evidence: list[str] = field(default_factory=list)
-
-
-class _Roles:
-    """Roles by (address, role, source), merged as evidence arrives."""
-
-    def __init__(self) -> None:
-        self.found: dict[tuple[str, str, str], _Role] = {}
-
-    def add(self, key: tuple[str, str, str], first: datetime, last: datetime, proof: str) -> None:
-        """Add one piece of evidence for a role."""
-        role = self.found.get(key)
-        if role is None:
-            self.found[key] = _Role(first, last, [proof])
-            return
-        role.first_seen = min(role.first_seen, first)
-        role.last_seen = max(role.last_seen, last)
-        if len(role.evidence) < MAX_EVIDENCE:
-            role.evidence.append(proof)
+    roles: RoleAccumulator
+    rows: Collector
+    smtp_clients: set[str]
+    days: set[date]
 
 
-def _from_observations(connection: Connection, roles: _Roles) -> None:
-    """Roles supported by single observations (the active probes' rule table)."""
-    table = _table(ObservationRow)
-    for row in connection.execute(select(table)).mappings():
-        obs = Observation(
-            row["address"],
-            row["kind"],
-            row["source"],
-            row["last_seen"],
-            row["port"],
-            row["transport"],
-            row["value"],
-        )
-        for role in roles_from_observation(obs):
-            key = (row["address"], role, row["source"])
-            roles.add(key, row["first_seen"], row["last_seen"], f"observation:{row['id']}")
+def _observation_roles(row: Any, found: RoleAccumulator) -> None:
+    """Roles one observation row supports."""
+    obs = Observation(
+        row.address, row.kind, row.source, row.last_seen, row.port, row.transport, row.value
+    )
+    for role in roles_from_observation(obs):
+        key = (row.address, role, row.source)
+        found.add(key, row.first_seen, row.last_seen, f"observation:{row.id}")
 
 
-def _from_traffic(connection: Connection, roles: _Roles) -> None:
-    """Roles shown by traffic: mail transactions, SOCKS requests and answered flows."""
-    smtp = _table(SmtpRow)
-    for row in connection.execute(
-        select(smtp.c.id, smtp.c.client, smtp.c.server, smtp.c.ts, smtp.c.source)
-    ):
+def _span_roles(span: Any, found: RoleAccumulator) -> None:
+    """Roles of a kind that supports them whatever the value (a row or an aggregated span)."""
+    ids = (span.first_id, span.last_id) if hasattr(span, "first_id") else (span.id,)
+    for role in roles_of_kind(span.kind):
+        key = (span.address, role, span.source)
+        for proof in ids:
+            found.add(key, span.first_seen, span.last_seen, f"observation:{proof}")
+
+
+def _read(
+    connection: Connection, ctx: RuleContext, rules: Iterable[Rule], marks: delta.Marks | None
+) -> _Pass:
+    """Stream the new evidence through the role rules and the row rules."""
+    rules = tuple(rule for rule in rules if rule.active(ctx))
+    found = _Pass(RoleAccumulator(), Collector(), set(), set())
+    by_kind: dict[str, list[RowHandler]] = {}
+    for rule in rules:
+        for kind in rule.observation_kinds:
+            if rule.observation is not None:
+                by_kind.setdefault(kind, []).append(rule.observation)
+    # Reading everything, the database aggregates the value-free kinds; reading what is
+    # new since the marks, one pass over the new rows serves every kind.
+    kinds = frozenset(VALUE_KINDS | set(by_kind))
+    if marks is None:
+        for span in delta.observation_spans(connection, ANY_VALUE_KINDS - set(by_kind)):
+            _span_roles(span, found.roles)
+    else:
+        kinds |= ANY_VALUE_KINDS
+    for row in delta.observations(connection, kinds, marks):
+        if row.kind in VALUE_KINDS:
+            _observation_roles(row, found.roles)
+        elif row.kind in ANY_VALUE_KINDS:
+            _span_roles(row, found.roles)
+        for handler in by_kind.get(row.kind, ()):
+            handler(ctx, row, found.rows)
+    smtp_rules = [rule.smtp for rule in rules if rule.smtp is not None]
+    for row in delta.smtp_rows(connection, marks):
         proof = f"smtp:{row.id}"
-        roles.add((row.client, "smtp-client", row.source), row.ts, row.ts, proof)
-        roles.add((row.server, "smtp-server", row.source), row.ts, row.ts, proof)
-    socks = _table(SocksRow)
-    for row in connection.execute(
-        select(socks.c.id, socks.c.client, socks.c.proxy, socks.c.ts, socks.c.source)
-    ):
+        found.roles.add((row.client, "smtp-client", row.source), row.ts, row.ts, proof)
+        found.roles.add((row.server, "smtp-server", row.source), row.ts, row.ts, proof)
+        found.smtp_clients.add(row.client)
+        found.days.add(row.ts.date())
+        for handler in smtp_rules:
+            handler(ctx, row, found.rows)
+    socks_rules = [rule.socks for rule in rules if rule.socks is not None]
+    for row in delta.socks_rows(connection, marks):
         proof = f"socks:{row.id}"
-        roles.add((row.client, "socks-client", row.source), row.ts, row.ts, proof)
-        roles.add((row.proxy, "socks-proxy", row.source), row.ts, row.ts, proof)
-    flow = _table(FlowRow)
-    answered = select(flow).where(flow.c.answered.is_(True))
-    for found in connection.execute(answered).mappings():
-        server_role, client_role = FLOW_SERVER_ROLES.get(
-            (found["transport"], found["server_port"]), ("", "")
+        found.roles.add((row.client, "socks-client", row.source), row.ts, row.ts, proof)
+        found.roles.add((row.proxy, "socks-proxy", row.source), row.ts, row.ts, proof)
+        for handler in socks_rules:
+            handler(ctx, row, found.rows)
+    _read_flows(connection, ctx, rules, marks, found)
+    return found
+
+
+def _read_flows(
+    connection: Connection,
+    ctx: RuleContext,
+    rules: tuple[Rule, ...],
+    marks: delta.Marks | None,
+    found: _Pass,
+) -> None:
+    """Flows: roles (aggregated per host when reading everything), rules, history days."""
+    flow_rules = [rule for rule in rules if rule.flow is not None]
+    ports: set[int] | None = set(history.FIREWALL_SMTP_PORTS)
+    for rule in flow_rules:
+        ports = None if ports is None or rule.flow_ports is None else ports | rule.flow_ports
+    if marks is None:
+        role_ports = frozenset(port for _, port in FLOW_SERVER_ROLES)
+        for side, index in (("server", 0), ("client", 1)):
+            for span in delta.flow_spans(connection, side, role_ports):
+                role = FLOW_SERVER_ROLES.get((span.transport, span.server_port), ("", ""))[index]
+                if role:
+                    for proof in (span.first_id, span.last_id):
+                        key = (span.address, role, span.source)
+                        found.roles.add(key, span.first_seen, span.last_seen, f"flow:{proof}")
+    wanted = None if ports is None else frozenset(ports)
+    handlers = [(rule.flow, rule.flow_ports) for rule in flow_rules if rule.flow is not None]
+    for row in delta.flow_rows(connection, marks, wanted):
+        if marks is not None:
+            _flow_roles(row, found.roles)
+        if row.transport == "tcp" and row.server_port in history.FIREWALL_SMTP_PORTS:
+            found.days.add(row.day)
+        for handler, only in handlers:
+            if only is None or row.server_port in only:
+                handler(ctx, row, found.rows)
+
+
+def _flow_roles(row: Any, found: RoleAccumulator) -> None:
+    """Roles an answered flow shows, by its server port."""
+    if not row.answered:
+        return
+    server_role, client_role = FLOW_SERVER_ROLES.get((row.transport, row.server_port), ("", ""))
+    span = (row.first_seen, row.last_seen, f"flow:{row.id}")
+    if server_role:
+        found.add((row.server, server_role, row.source), *span)
+    if client_role:
+        found.add((row.client, client_role, row.source), *span)
+
+
+def _newest(connection: Connection) -> datetime:
+    """The newest evidence time in the store: derivation's notion of "now"."""
+    table = _table(Asset)
+    newest: datetime | None = connection.execute(select(func.max(table.c.last_seen))).scalar()
+    return newest or datetime.now(UTC)
+
+
+def _all_addresses(connection: Connection) -> set[str]:
+    """Every asset's address."""
+    return set(connection.execute(select(_table(Asset).c.address)).scalars())
+
+
+def _start_full(connection: Connection) -> None:
+    """Forget derived roles and groups, and the evidence of findings (statuses stay)."""
+    connection.execute(delete(_table(RoleRow)))
+    connection.execute(delete(_table(AssetGroupRow)))
+
+
+def _resolve_unraised(connection: Connection, raised: set[tuple[str, str]]) -> None:
+    """After a full derivation: open findings no evidence supports any more are resolved."""
+    table = _table(FindingRow)
+    rows = connection.execute(
+        select(table.c.id, table.c.rule, table.c.address).where(table.c.status == "open")
+    )
+    gone = [row.id for row in rows if (row.rule, row.address) not in raised and row.rule != SURGE]
+    for start in range(0, len(gone), 500):
+        connection.execute(
+            update(table).where(table.c.id.in_(gone[start : start + 500])).values(status="resolved")
         )
-        span = (found["first_seen"], found["last_seen"], f"flow:{found['id']}")
-        if server_role:
-            roles.add((found["server"], server_role, found["source"]), *span)
-        if client_role:
-            roles.add((found["client"], client_role, found["source"]), *span)
 
 
-def _rows(roles: _Roles) -> Iterator[dict[str, Any]]:
-    """Role-table rows of the derived roles."""
-    for (address, role, source), found in roles.found.items():
-        yield {
-            "address": address,
-            "role": role,
-            "source": source,
-            "evidence": json.dumps(found.evidence),
-            "first_seen": found.first_seen,
-            "last_seen": found.last_seen,
-        }
+def derive(connection: Connection, settings: DeriveSettings, full: bool = False) -> DeriveSummary:
+    """Bring roles, groups, findings and the daily series up to date with the stored evidence."""
+    marks, fingerprint, _ = delta.stored_state(connection)
+    full = full or fingerprint != settings.fingerprint()
+    now_marks = delta.current_marks(connection)
+    if full:
+        _start_full(connection)
+    newest = _newest(connection)
+    ctx = RuleContext(
+        connection,
+        settings,
+        AddressSet(settings.inside),
+        AddressSet(settings.approved_relays),
+        AddressSet(settings.blocklist),
+        {},
+        newest,
+    )
+    rules = all_rules()
+    found = _read(connection, ctx, rules, None if full else marks)
+    gained, touched = merge_roles(connection, found.roles, empty=full)
+    if full:
+        changed = _all_addresses(connection)
+    else:
+        changed = gained | delta.new_addresses(connection, marks)
+    window = settings.workstation_window_days
+    everything = found.roles if full else None
+    # Hosts whose client roles only grew are judged again too: their workstation role's
+    # span and evidence must come out as a full derivation would give them.
+    judge_workstations(connection, sorted(changed | touched), newest, window, everything)
+    update_groups(connection, sorted(changed), settings.groups)
+    groups = groups_of(connection) if settings.groups else {}
+    ctx = RuleContext(
+        connection, settings, ctx.inside, ctx.approved_relays, ctx.blocklist, groups, newest
+    )
+    # Host rules judge mail senders only: a host that sends nothing breaks no mail policy.
+    senders = smtp_senders(connection)
+    judged = sorted((changed & senders) | found.smtp_clients)
+    first_mail = first_smtp_client(connection)
+    mail_epoch = first_mail.isoformat() if first_mail else ""
+    if not full and mail_epoch != delta.state_value(connection, MAIL_EPOCH):
+        # Mail older than any seen before moves the start of the mail history, and with
+        # it what "new" means for every sender (new-smtp-client): judge them all again.
+        judged = sorted(senders | found.smtp_clients)
+    hosts = Collector()
+    for rule in rules:
+        if rule.hosts is not None:
+            rule.hosts(ctx, judged, hosts)
+    store_raised(connection, found.rows.found.values(), replace=full)
+    store_raised(connection, hosts.found.values(), replace=True)
+    for rule in rules:
+        if rule.hosts is not None:
+            resolve(connection, rule.name, [a for a in judged if (rule.name, a) not in hosts.found])
+    if full:
+        _resolve_unraised(connection, set(found.rows.found) | set(hosts.found))
+    _update_history(connection, settings, found, groups)
+    resolve_stale(connection, timedelta(hours=settings.resolve_after_hours))
+    delta.save_state(
+        connection,
+        now_marks,
+        settings.fingerprint(),
+        settings_json(settings),
+        {MAIL_EPOCH: mail_epoch},
+    )
+    return DeriveSummary(role_count(connection), _open_findings(connection), len(judged), full)
+
+
+def _update_history(
+    connection: Connection, settings: DeriveSettings, found: _Pass, groups: dict[str, list[str]]
+) -> None:
+    """Recompute the touched days of the series, add denies, expire, and judge surges."""
+    newest = max([*found.days, *history.newest_day(connection)], default=None)
+    if newest is None:
+        return
+    oldest = newest - timedelta(days=settings.history_retention_days)
+    days = {day for day in found.days if day >= oldest}
+    history.recompute_days(connection, days, groups)
+    history.expire(connection, newest, settings.history_retention_days)
+    raised, calm = judge_days(
+        connection, days, [spec.name for spec in settings.groups], settings.surge
+    )
+    store_raised(connection, raised, replace=False)
+    for address, day in calm:
+        resolve_before(connection, SURGE, address, day)
+
+
+def _open_findings(connection: Connection) -> int:
+    """How many findings are open."""
+    table = _table(FindingRow)
+    return int(
+        connection.execute(
+            select(func.count()).select_from(table).where(table.c.status == "open")
+        ).scalar()
+        or 0
+    )
 
 
 def derive_roles(connection: Connection) -> int:
-    """Rebuild the role table from all stored evidence; return how many roles hold."""
-    roles = _Roles()
-    _from_observations(connection, roles)
-    _from_traffic(connection, roles)
-    table = _table(RoleRow)
-    connection.execute(delete(table))
-    rows = list(_rows(roles))
-    if rows:
-        connection.execute(table.insert(), rows)
-    return len(rows)
+    """Derive with default settings; return how many roles hold (kept for older callers)."""
+    return derive(connection, DeriveSettings()).roles

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, Select, Table, select
 
 from inventory.tables import (
     Asset,
+    AssetGroupRow,
     AssetSource,
     FindingRow,
     FlowRow,
@@ -196,6 +197,10 @@ def inventory_rows(connection: Connection) -> Iterator[Row]:
         _grouped(connection, select(hostname.c.address, hostname.c.name).order_by("address"))
     )
     roles = _Lookup(_grouped(connection, select(role.c.address, role.c.role).order_by("address")))
+    group = _table(AssetGroupRow)
+    groups = _Lookup(
+        _grouped(connection, select(group.c.address, group.c.name).order_by("address"))
+    )
     ports = _Lookup(
         _grouped(
             connection,
@@ -214,7 +219,7 @@ def inventory_rows(connection: Connection) -> Iterator[Row]:
             "address": address,
             "hostnames": sorted(set(names.take(address))),
             "roles": sorted(set(roles.take(address))),
-            "groups": [],
+            "groups": sorted(set(groups.take(address))),
             "open_ports": sorted(set(ports.take(address)), key=_port_key),
             "first_seen": iso(first_seen),
             "last_seen": iso(last_seen),

@@ -79,11 +79,55 @@ _BY_PORT: Final[tuple[tuple[str, Callable[[Observation], bool], tuple[str, ...]]
 )
 """Roles that also depend on the port: (kind, condition, roles)."""
 
+_BY_KIND: Final[dict[str, tuple[str, ...]]] = {
+    "dns-query": ("dns-client",),
+    "http-host": ("web-client",),
+    "tls-sni": ("web-client",),
+}
+"""Client roles an observation supports whatever its value (the host asked for a name)."""
+
+VALUE_KINDS: Final = frozenset({kind for kind, _ in _BY_VALUE} | {kind for kind, _, _ in _BY_PORT})
+"""Observation kinds whose roles depend on the value or port: read row by row."""
+
+ANY_VALUE_KINDS: Final = frozenset(_BY_KIND)
+"""Observation kinds whose roles depend on the kind alone: aggregated per host."""
+
+ROLE_KINDS: Final = VALUE_KINDS | ANY_VALUE_KINDS
+"""Every observation kind some role rule reads."""
+
+CLIENT_ROLES: Final = frozenset({"smtp-client", "socks-client", "dns-client", "web-client"})
+"""Roles that show a host acting as a client."""
+
+MAIL_SERVER_ROLES: Final = frozenset(
+    {"smtp-server", "smtp-open-relay", "smtp-submission", "smtp-auth-required"}
+)
+"""Roles of a host that handles mail as a server."""
+
+NON_MAIL_SERVER_ROLES: Final = frozenset(
+    {
+        "web-server",
+        "https-server",
+        "dns-server",
+        "ftp-server",
+        "ssh-server",
+        "pop3-server",
+        "imap-server",
+        "socks-proxy",
+    }
+)
+"""Server roles that give a host no reason to send mail (the default policy)."""
+
 
 def roles_from_observation(obs: Observation) -> tuple[str, ...]:
     """Return the roles (sorted, no repeats) that this one observation supports."""
     roles = set(_BY_VALUE.get((obs.kind, obs.value), ()))
+    roles.update(_BY_KIND.get(obs.kind, ()))
     for kind, condition, extra in _BY_PORT:
         if obs.kind == kind and condition(obs):
             roles.update(extra)
     return tuple(sorted(roles))
+
+
+def roles_of_kind(kind: str) -> tuple[str, ...]:
+    """The roles any observation of a kind supports, whatever its value."""
+    return _BY_KIND.get(kind, ())

@@ -17,8 +17,10 @@ from sqlalchemy.sql.dml import Insert
 from inventory import record_rows as rows
 from inventory import upserts
 from inventory.database import database_url, make_engine, upgrade_schema
-from inventory.derive import derive_roles
+from inventory.derive import DeriveSummary, derive
 from inventory.errors import StoreError
+from inventory.evidence_delta import stored_state
+from inventory.settings import DeriveSettings, settings_from_json
 from inventory.tables import IngestedFile, RunRow
 from probes.records import (
     Flow,
@@ -31,6 +33,7 @@ from probes.records import (
 )
 
 Row = dict[str, Any]
+_Compiled = tuple[str, list[str], list[Any], dict[str, Any], bool]
 KEYS: dict[str, tuple[str, ...]] = {
     "asset": ("address",),
     "asset_source": ("address", "source"),
@@ -56,6 +59,7 @@ class _Pending:
     key: tuple[str, ...]
     merge: Callable[[Row, Row], None]
     rows: dict[tuple[Any, ...], Row] = field(default_factory=dict)
+    _compiled: _Compiled | None = None
 
     def add(self, row: Row) -> None:
         """Queue a row, folding it into a queued row with the same key."""
@@ -65,6 +69,54 @@ class _Pending:
             self.rows[key] = row
         else:
             self.merge(stored, row)
+
+    def write(self, connection: Connection) -> None:
+        """Write the queued rows with one executemany of the pre-compiled statement."""
+        if not self.rows:
+            return
+        sql, names, processors, constants, positional = self._compile(
+            connection, next(iter(self.rows.values()))
+        )
+        # SQLAlchemy's per-row parameter handling costs more than SQLite's insert itself
+        # at ingest rates; the statement is compiled once and rows go straight to the driver.
+        converted = (
+            [
+                value if convert is None or value is None else convert(value)
+                for value, convert in zip(
+                    [row[name] if name in row else constants[name] for name in names],
+                    processors,
+                    strict=True,
+                )
+            ]
+            for row in self.rows.values()
+        )
+        params: list[Any] = (
+            [tuple(values) for values in converted]
+            if positional
+            else [dict(zip(names, values, strict=True)) for values in converted]
+        )
+        connection.exec_driver_sql(sql, params)
+        self.rows.clear()
+
+    def _compile(self, connection: Connection, sample: Row) -> _Compiled:
+        """The statement's SQL, parameter names, bind processors, constants, and style."""
+        if self._compiled is None:
+            dialect = connection.dialect
+            compiled = self.statement.compile(dialect=dialect, column_keys=list(sample))
+            if compiled.positional and compiled.positiontup is not None:
+                names = list(compiled.positiontup)
+            else:
+                names = [compiled.bind_names[bind] for bind in compiled.binds.values()]
+            # Literals inside ON CONFLICT (e.g. the '' of "unless empty") are binds too.
+            constants = {
+                name: bind.effective_value
+                for name, bind in compiled.binds.items()
+                if name not in sample
+            }
+            processors = [compiled.binds[name].type.bind_processor(dialect) for name in names]
+            self._compiled = (compiled.string, names, processors, constants, compiled.positional)
+        compiled_once: _Compiled = self._compiled
+        return compiled_once
 
 
 class RecordWriter:
@@ -97,6 +149,12 @@ class RecordWriter:
 
     def _seen(self, address: str, source: str, first: datetime, last: datetime) -> None:
         """Record that source saw address between first and last."""
+        queued = self._tables["asset_source"].rows.get((address, source))
+        if queued is not None:
+            # The common case at ingest rates: widen in place, no new rows.
+            queued["first_seen"] = min(queued["first_seen"], first)
+            queued["last_seen"] = max(queued["last_seen"], last)
+            return
         span = {"first_seen": first, "last_seen": last}
         self._tables["asset"].add({"address": address, **span})
         self._tables["asset_source"].add({"address": address, "source": source, **span})
@@ -141,10 +199,14 @@ class RecordWriter:
 
     def flush(self) -> None:
         """Write every queued row."""
+        for address, source in self._tables["asset_source"].rows:
+            # Assets were queued only on first sight; carry the widened spans over.
+            span = self._tables["asset_source"].rows[(address, source)]
+            asset = self._tables["asset"].rows[(address,)]
+            asset["first_seen"] = min(asset["first_seen"], span["first_seen"])
+            asset["last_seen"] = max(asset["last_seen"], span["last_seen"])
         for pending in self._tables.values():
-            if pending.rows:
-                self._connection.execute(pending.statement, list(pending.rows.values()))
-                pending.rows.clear()
+            pending.write(self._connection)
         self._queued = 0
 
     def mark_ingested(self, kind: str, sha256: str, path: str, size: int, run_id: int) -> None:
@@ -192,10 +254,22 @@ class Store:
         except DBAPIError as exc:
             raise StoreError(f"cannot write to database {self.engine.url}: {exc.orig}") from exc
 
+    def derive(self, settings: DeriveSettings | None = None, full: bool = False) -> DeriveSummary:
+        """Bring roles, groups, findings and history up to date with the evidence.
+
+        Without settings, the settings of the last derivation (or the defaults) apply.
+        """
+        try:
+            with self.engine.begin() as connection:
+                if settings is None:
+                    settings = settings_from_json(stored_state(connection)[2])
+                return derive(connection, settings, full)
+        except DBAPIError as exc:
+            raise StoreError(f"cannot derive in database {self.engine.url}: {exc.orig}") from exc
+
     def derive_roles(self) -> int:
-        """Rebuild the roles from all stored evidence; return how many hold."""
-        with self.engine.begin() as connection:
-            return derive_roles(connection)
+        """Derive with the last settings used (or the defaults); return how many roles hold."""
+        return self.derive().roles
 
     def start_run(self, kind: str, target: str) -> int:
         """Record the start of a run and return its id."""

@@ -97,7 +97,10 @@ class RoleRow(SQLModel, table=True):
     """A role an address plays, with the observations that show it."""
 
     __tablename__ = "role"
-    __table_args__ = (UniqueConstraint("address", "role", "source", name="uq_role"),)
+    __table_args__ = (
+        UniqueConstraint("address", "role", "source", name="uq_role"),
+        Index("ix_role_role", "role"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     address: str
@@ -124,6 +127,7 @@ class SmtpRow(SQLModel, table=True):
             name="uq_smtp",
         ),
         Index("ix_smtp_client", "client"),
+        Index("ix_smtp_ts", "ts"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -157,6 +161,8 @@ class SocksRow(SQLModel, table=True):
         UniqueConstraint(
             "ts", "client", "client_port", "proxy", "proxy_port", "source", name="uq_socks"
         ),
+        Index("ix_socks_client", "client"),
+        Index("ix_socks_proxy", "proxy"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -218,6 +224,8 @@ class FindingRow(SQLModel, table=True):
     first_seen: datetime
     last_seen: datetime
     status: str
+    note: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    acknowledged: datetime | None = None
 
 
 class RunRow(SQLModel, table=True):
@@ -248,3 +256,39 @@ class IngestedFile(SQLModel, table=True):
     size: int
     run_id: int
     ingested: datetime
+
+
+class AssetGroupRow(SQLModel, table=True):
+    """An address's membership of a configured asset group."""
+
+    __tablename__ = "asset_group"
+    __table_args__ = (
+        UniqueConstraint("address", "name", name="uq_asset_group"),
+        Index("ix_asset_group_name", "name"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    address: str
+    name: str
+
+
+class DailyMetricRow(SQLModel, table=True):
+    """One day's value of a history series, network-wide (grp "") or for one group."""
+
+    __tablename__ = "daily_metric"
+    __table_args__ = (UniqueConstraint("metric", "grp", "day", name="uq_daily_metric"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    metric: str
+    grp: str
+    day: date
+    value: int
+
+
+class DeriveStateRow(SQLModel, table=True):
+    """Where the last derivation stopped (watermarks) and with which settings."""
+
+    __tablename__ = "derive_state"
+
+    key: str = Field(primary_key=True)
+    value: str = Field(sa_column=Column(Text, nullable=False))

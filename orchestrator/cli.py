@@ -14,18 +14,22 @@ import typer
 from inventory.errors import StoreError
 from inventory.store import Store
 from orchestrator.config import Config, load_config, parse_ports
+from orchestrator.demo import demo as demo_command
+from orchestrator.derive_config import derive_settings
 from orchestrator.errors import RunError, UsageError
 from orchestrator.export_job import export_to
-from orchestrator.ingest_job import IngestSummary, Reader, ingest_files
+from orchestrator.findings_cli import add_commands as add_findings_commands
+from orchestrator.ingest_job import IngestSummary, Reader, ingest_files, readers
 from orchestrator.progress import Reporter
+from orchestrator.report_cli import mail_app, report_app
 from orchestrator.scan_job import scan_subnets
+from orchestrator.schedule_cli import run as run_daemon_command
+from orchestrator.schedule_cli import schedule_app
 from probes.errors import InputError, ProbeError
 from probes.firewall_log import FirewallSettings, read_firewall
 from probes.gate import OutOfScopeError
 from probes.nmap_xml import read_nmap_xml_file
-from probes.pcap_ingest import PcapSettings, read_pcap
 from probes.zeek_log import zeek_files
-from probes.zeek_records import ZeekSettings, read_zeek
 
 app = typer.Typer(
     add_completion=False,
@@ -38,6 +42,12 @@ scan_app = typer.Typer(no_args_is_help=True, help="Active scans of networks in s
 ingest_app = typer.Typer(no_args_is_help=True, help="Passive evidence and existing scans.")
 app.add_typer(scan_app, name="scan")
 app.add_typer(ingest_app, name="ingest")
+app.add_typer(report_app, name="report")
+app.add_typer(mail_app, name="mail")
+app.add_typer(schedule_app, name="schedule")
+add_findings_commands(app)
+app.command("run")(run_daemon_command)
+app.command("demo")(demo_command)
 
 BAD_INPUT = (UsageError, InputError, StoreError, OutOfScopeError)
 FAILURE = (RunError, ProbeError)
@@ -141,7 +151,8 @@ def scan_subnet(
 def _ingest(ctx: typer.Context, kind: str, files: list[Path], reader: Reader) -> None:
     """Run an ingest and turn its summary into output and exit status."""
     session = _session(ctx)
-    summary = ingest_files(session.store(), kind, files, reader, session.reporter)
+    derivation = derive_settings(session.config)
+    summary = ingest_files(session.store(), kind, files, reader, session.reporter, derivation)
     typer.echo(_describe_ingest(kind, summary))
     for warning in summary.warnings:
         session.reporter.note(f"warning: {warning.where}: {warning.message}")
@@ -180,13 +191,7 @@ def ingest_pcap(
     ],
 ) -> None:
     """Read packet captures: SMTP and SOCKS by content, tunnelled mail, flows, names."""
-    section = _session(ctx).config.pcap
-    settings = PcapSettings(
-        idle_timeout=section.idle_timeout,
-        capture_socks_password=section.capture_socks_password,
-        egress_window=section.egress_window,
-    )
-    _ingest(ctx, "pcap", files, partial(read_pcap, settings=settings))
+    _ingest(ctx, "pcap", files, readers(_session(ctx).config)["pcap"])
 
 
 @ingest_app.command("zeek")
@@ -200,8 +205,7 @@ def ingest_zeek(
     files = zeek_files(paths)
     if not files:
         raise UsageError(f"no Zeek logs found in {', '.join(map(str, paths))}")
-    settings = ZeekSettings(keep_passwords=_session(ctx).config.zeek.keep_passwords)
-    _ingest(ctx, "zeek", files, partial(read_zeek, settings=settings))
+    _ingest(ctx, "zeek", files, readers(_session(ctx).config)["zeek"])
 
 
 @ingest_app.command("firewall")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import netaddr
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
@@ -118,6 +118,97 @@ class FirewallConfig(_Section):
     timezone: str = "UTC"
 
 
+class ReportConfig(_Section):
+    """[report]"""
+
+    template_dir: str = ""
+    html_rows: int = Field(default=500, ge=10)
+
+
+class EmailConfig(_Section):
+    """[email]"""
+
+    host: str = ""
+    port: int = Field(default=587, ge=1, le=65535)
+    tls: Literal["starttls", "implicit", "none"] = "starttls"
+    user: str = ""
+    password: str = ""
+    password_file: str = ""
+    sender: str = "rolecall@localhost"
+    to: list[str] = Field(default_factory=list)
+    timeout: float = Field(default=30.0, gt=0)
+    keep_dir: str = "reports"
+    ca_file: str = ""
+
+
+class GeoConfig(_Section):
+    """[geo]"""
+
+    databases: list[str] = Field(default_factory=list)
+
+
+class ScheduleEntry(_Section):
+    """One [[schedule]] entry: a job (scan, ingest, report-email) and when it runs."""
+
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    job: Literal["scan", "ingest", "report-email"]
+    cron: str = ""
+    every: int = Field(default=0, ge=0)
+    subnets: list[Network] = Field(default_factory=list)
+    ports: Ports | None = None
+    probes: list[str] | None = None
+    watch: str = ""
+    to: list[str] = Field(default_factory=list)
+
+
+class DaemonConfig(_Section):
+    """[daemon]"""
+
+    log_file: str = ""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    misfire_grace_time: int = Field(default=7 * 24 * 3600, ge=1)
+    stop_timeout: float = Field(default=300.0, ge=0)
+    watch_settle: float = Field(default=10.0, ge=0)
+
+
+class GroupConfig(_Section):
+    """One [[groups]] entry: members by network, address, hostname, roles or ports; a policy."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    networks: list[Network] = Field(default_factory=list)
+    addresses: list[Network] = Field(default_factory=list)
+    hostnames: list[str] = Field(default_factory=list)
+    roles: list[str] = Field(default_factory=list)
+    ports: list[str] = Field(default_factory=list)
+    exclude_networks: list[Network] = Field(default_factory=list)
+    exclude_groups: list[str] = Field(default_factory=list)
+    expected_roles: list[str] = Field(default_factory=list)
+    forbidden_roles: list[str] = Field(default_factory=list)
+    may_send_mail: bool | None = None
+    mail_relays: list[str] = Field(default_factory=list)
+
+
+class FindingsConfig(_Section):
+    """[findings]"""
+
+    approved_relays: list[Network] = Field(default_factory=list)
+    mass_mailers: list[str] = Field(default_factory=list)
+    blocklists: list[str] = Field(default_factory=list)
+    resolve_after_hours: float = Field(default=24.0, gt=0)
+    new_client_learning_days: float = Field(default=7.0, ge=0)
+    workstation_window_days: int = Field(default=30, ge=1)
+
+
+class HistoryConfig(_Section):
+    """[history]"""
+
+    retention_days: int = Field(default=400, ge=1)
+    surge_baseline_days: int = Field(default=28, ge=2)
+    surge_min_baseline_days: int = Field(default=7, ge=1)
+    surge_threshold_mads: float = Field(default=3.0, gt=0)
+    surge_min_increase: int = Field(default=3, ge=1)
+
+
 class Config(_Section):
     """The whole configuration, with safe defaults for every setting."""
 
@@ -128,6 +219,14 @@ class Config(_Section):
     pcap: PcapConfig = Field(default_factory=PcapConfig)
     zeek: ZeekConfig = Field(default_factory=ZeekConfig)
     firewall: FirewallConfig = Field(default_factory=FirewallConfig)
+    daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+    schedule: list[ScheduleEntry] = Field(default_factory=list)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+    groups: list[GroupConfig] = Field(default_factory=list)
+    findings: FindingsConfig = Field(default_factory=FindingsConfig)
+    history: HistoryConfig = Field(default_factory=HistoryConfig)
+    email: EmailConfig = Field(default_factory=EmailConfig)
+    geo: GeoConfig = Field(default_factory=GeoConfig)
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

@@ -5,14 +5,20 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
+from inventory.settings import DeriveSettings
 from inventory.store import Store
+from orchestrator.config import Config
 from orchestrator.interrupts import Interrupts, deferred_interrupts
 from orchestrator.progress import Reporter
 from probes.errors import InputError
+from probes.pcap_ingest import PcapSettings, read_pcap
 from probes.records import Item, ReadWarning
+from probes.zeek_records import ZeekSettings, read_zeek
 
 Reader = Callable[[Path], Iterator[Item]]
 MAX_WARNINGS_SHOWN = 5
@@ -42,6 +48,15 @@ def file_digest(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+class _AlreadyIngestedError(Exception):
+    """Raised inside the writer to roll back a file found to be ingested before."""
+
+
+def _known(store: Store, kind: str, digest: Future[tuple[str, int]]) -> bool:
+    """Whether the file's digest, once computed, names a file ingested before."""
+    return digest.done() and store.already_ingested(kind, digest.result()[0])
+
+
 def _ingest_one(
     store: Store,
     kind: str,
@@ -51,19 +66,31 @@ def _ingest_one(
     interrupts: Interrupts,
 ) -> None:
     """Store one file's records in one transaction, unless it was ingested before."""
-    digest, size = file_digest(path)
-    if store.already_ingested(kind, digest):
-        summary.counts["files_already_ingested"] += 1
-        return
     warnings: list[ReadWarning] = []
-    with store.writer() as writer:
-        for item in reader(path):
-            interrupts.check()
-            if isinstance(item, ReadWarning):
-                warnings.append(item)
-            else:
-                writer.add(item)
-        writer.mark_ingested(kind, digest, str(path), size, summary.run_id)
+    # Hashing a large capture costs as much as a third of reading it; hashlib releases the
+    # GIL, so the digest is computed on the other core while the reader parses.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        digest = pool.submit(file_digest, path)
+        try:
+            with store.writer() as writer:
+                checked = False
+                for count, item in enumerate(reader(path)):
+                    interrupts.check()
+                    if not checked and count % 4096 == 0 and digest.done():
+                        checked = True
+                        if _known(store, kind, digest):
+                            raise _AlreadyIngestedError
+                    if isinstance(item, ReadWarning):
+                        warnings.append(item)
+                    else:
+                        writer.add(item)
+                sha256, size = digest.result()
+                if store.already_ingested(kind, sha256):
+                    raise _AlreadyIngestedError
+                writer.mark_ingested(kind, sha256, str(path), size, summary.run_id)
+        except _AlreadyIngestedError:
+            summary.counts["files_already_ingested"] += 1
+            return
     summary.counts.update(writer.counts)
     summary.counts["files"] += 1
     summary.counts["warnings"] += len(warnings)
@@ -71,9 +98,17 @@ def _ingest_one(
 
 
 def ingest_files(
-    store: Store, kind: str, paths: Sequence[Path], reader: Reader, reporter: Reporter
+    store: Store,
+    kind: str,
+    paths: Sequence[Path],
+    reader: Reader,
+    reporter: Reporter,
+    derivation: DeriveSettings | None = None,
 ) -> IngestSummary:
-    """Ingest every file; a file that cannot be read is reported and the rest go on."""
+    """Ingest every file, then derive; a file that cannot be read is reported, the rest go on.
+
+    Derivation uses the given settings (the config's), or those of the last derivation.
+    """
     summary = IngestSummary(store.start_run(f"ingest {kind}", " ".join(map(str, paths))))
     status = "ok"
     try:
@@ -95,8 +130,21 @@ def ingest_files(
         store.finish_run(summary.run_id, "failed", dict(summary.counts), str(exc))
         raise
     if summary.counts["files"]:
-        summary.counts["roles"] = store.derive_roles()
+        derived = store.derive(derivation)
+        summary.counts["roles"] = derived.roles
+        summary.counts["findings"] = derived.findings
     if summary.failures or summary.counts["warnings"]:
         status = "partial" if summary.counts["files"] else "failed"
     store.finish_run(summary.run_id, status, dict(summary.counts), "; ".join(summary.failures))
     return summary
+
+
+def readers(config: Config) -> dict[str, Reader]:
+    """The pcap and Zeek readers with the config's settings (as `ingest pcap|zeek` builds them)."""
+    pcap = PcapSettings(
+        idle_timeout=config.pcap.idle_timeout,
+        capture_socks_password=config.pcap.capture_socks_password,
+        egress_window=config.pcap.egress_window,
+    )
+    zeek = ZeekSettings(keep_passwords=config.zeek.keep_passwords)
+    return {"pcap": partial(read_pcap, settings=pcap), "zeek": partial(read_zeek, settings=zeek)}

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from inventory.store import Store
 from orchestrator.config import Config
+from orchestrator.derive_config import derive_settings
 from orchestrator.errors import UsageError
 from orchestrator.interrupts import deferred_interrupts
 from orchestrator.progress import Reporter
@@ -101,6 +102,7 @@ def scan_subnets(
     """Scan targets within scope and store every result; the run is recorded however it ends."""
     networks = [parse_target(target) for target in targets]
     active = probe_settings(config, probes)
+    derivation = derive_settings(config)
     scope = Scope.from_config(config.scope, networks)
     if scope.from_command_line:
         reporter.note(
@@ -135,6 +137,8 @@ def scan_subnets(
     except Exception as exc:
         store.finish_run(summary.run_id, "failed", dict(summary.counts), str(exc))
         raise
-    summary.counts["roles"] = store.derive_roles()
+    derived = store.derive(derivation)
+    summary.counts["roles"] = derived.roles
+    summary.counts["findings"] = derived.findings
     store.finish_run(summary.run_id, "ok", dict(summary.counts))
     return summary

@@ -9,6 +9,7 @@ from typing import Any, TextIO
 
 FORMULA_LEAD = ("=", "+", "-", "@", "\t", "\r")
 FORMATS = ("csv", "json", "jsonl")
+BOM = "\ufeff"
 
 
 def neutralise(text: str) -> str:
@@ -28,11 +29,20 @@ def csv_cell(value: Any) -> str:
 
 
 def write_rows(
-    rows: Iterable[dict[str, Any]], columns: Sequence[str], fmt: str, out: TextIO
+    rows: Iterable[dict[str, Any]],
+    columns: Sequence[str],
+    fmt: str,
+    out: TextIO,
+    bom: bool = False,
 ) -> int:
-    """Write rows to out in fmt (csv, json or jsonl), streaming; return how many were written."""
+    """Write rows to out in fmt (csv, json or jsonl), streaming; return how many were written.
+
+    bom starts a CSV with a UTF-8 byte order mark, which spreadsheets need to read UTF-8.
+    """
     count = 0
     if fmt == "csv":
+        if bom:
+            out.write(BOM)
         writer = csv.writer(out, lineterminator="\r\n")
         writer.writerow(columns)
         for row in rows:

@@ -17,6 +17,7 @@ from typing import TypeVar
 import dpkt
 from aiosmtpd.controller import Controller
 
+from orchestrator.lab_tls import wait_listening
 from probes.pcap_ingest import PcapSettings, read_pcap
 from probes.records import Item, ReadWarning, SmtpTransaction, SocksRequest
 
@@ -241,18 +242,6 @@ def free_port(address: str) -> int:
     with socket.socket() as sock:
         sock.bind((address, 0))
         return int(sock.getsockname()[1])
-
-
-def wait_listening(address: str, port: int, timeout: float = 5.0) -> None:
-    """Wait until something accepts connections on address:port."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((address, port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listens on {address}:{port}")
 
 
 def small_mss_socket(source: str) -> socket.socket:

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import ipaddress
 import os
 import re
 import signal
-import socket
 import socketserver
 import ssl
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,11 +20,8 @@ from typing import Any, AnyStr
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from orchestrator.lab_tls import wait_listening
 from probes.gate import OutOfScopeError
 from probes.probe_settings import ProbeSettings
 from probes.records import Observation, Record, Service
@@ -49,18 +43,6 @@ class LoopbackGate:
         self.asked.append(address)
         if ipaddress.ip_address(address) not in self.network:
             raise OutOfScopeError(f"{address} is outside {self.network}")
-
-
-def wait_listening(address: str, port: int, timeout: float = 5.0) -> None:
-    """Block until a TCP listener accepts on address:port (AssertionError after ``timeout``)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((address, port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listens on {address}:{port}")
 
 
 @contextmanager
@@ -172,41 +154,6 @@ def dante_destinations(log: Path) -> list[str]:
     """Return every destination ("addr.port") dante was asked to connect to, from its log."""
     text = log.read_text(errors="replace") if log.exists() else ""
     return re.findall(r"tcp/connect \[: \S+ \S+ -> \S+ (\S+)", text)
-
-
-def make_certificate(directory: Path, name: str) -> tuple[Path, Path]:
-    """Write a self-signed certificate and key for ``name``; return their paths."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
-def server_tls(directory: Path, name: str) -> ssl.SSLContext:
-    """Return a server TLS context with a fresh self-signed certificate for ``name``."""
-    cert, key = make_certificate(directory, name)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    return context
 
 
 @dataclass
@@ -325,83 +272,6 @@ def submission_kwargs(tls: ssl.SSLContext) -> dict[str, Any]:
         "auth_require_tls": True,
         "authenticator": _refuse_everyone,
     }
-
-
-class _Tarpit(socketserver.BaseRequestHandler):
-    """Drips one byte per second, forever (until the server stops)."""
-
-    def handle(self) -> None:
-        """Send "2", then a byte a second, never a whole line."""
-        stop: threading.Event = self.server.stop  # type: ignore[attr-defined]
-        while not stop.wait(1.0):
-            try:
-                self.request.sendall(b"2")
-            except OSError:
-                return
-
-
-class _Garbage(socketserver.BaseRequestHandler):
-    """Answers anything with bytes no protocol uses, then waits and repeats."""
-
-    def handle(self) -> None:
-        """Send garbage on connect and after every read."""
-        self.request.settimeout(3.0)
-        try:
-            self.request.sendall(b"\x8f\x00garbage\xfe\xff??\r\n")
-            while self.request.recv(4096):
-                self.request.sendall(b"\xde\xad\xbe\xef nonsense\r\n")
-        except OSError:
-            return
-
-
-class _Silent(socketserver.BaseRequestHandler):
-    """Accepts and never says a word."""
-
-    def handle(self) -> None:
-        """Read and discard until the peer leaves or the server stops."""
-        stop: threading.Event = self.server.stop  # type: ignore[attr-defined]
-        self.request.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                if not self.request.recv(4096):
-                    return
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-
-
-class _Server(socketserver.ThreadingTCPServer):
-    """A threading TCP server whose handlers can see a stop event."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], handler: type[socketserver.BaseRequestHandler]):
-        """Bind and prepare the stop event."""
-        self.stop = threading.Event()
-        super().__init__(address, handler)
-
-
-BAD_PEERS: dict[str, type[socketserver.BaseRequestHandler]] = {
-    "tarpit": _Tarpit,
-    "garbage": _Garbage,
-    "silent": _Silent,
-}
-
-
-@contextmanager
-def bad_peer(kind: str, address: str, port: int) -> Iterator[None]:
-    """Run a tarpit, garbage-speaking or silent TCP server on address:port."""
-    server = _Server((address, port), BAD_PEERS[kind])
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        server.stop.set()
-        server.shutdown()
-        server.server_close()
 
 
 class _Head(BaseHTTPRequestHandler):

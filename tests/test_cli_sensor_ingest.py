@@ -61,7 +61,11 @@ def test_zeek_smtp_log_lands_once_and_is_exported(
 
     inventory = run_cli(capsys, *base, "export", "inventory", "--format", "json").out
     roles = {r["address"]: r["roles"] for r in json.loads(inventory)}
-    assert roles == {"10.20.30.40": ["smtp-client"], "198.51.100.25": ["smtp-server"]}
+    # only ever seen as a client, with no services: a workstation (SPEC)
+    assert roles == {
+        "10.20.30.40": ["smtp-client", "workstation"],
+        "198.51.100.25": ["smtp-server"],
+    }
 
 
 def test_zeek_path_without_logs_is_bad_input(

@@ -13,19 +13,19 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.lab_tls import server_tls
 from probes.active import run_probes
 from probes.errors import InputError
 from probes.gate import OutOfScopeError
 from probes.probe_settings import ProbeSettings
 from probes.records import Observation, Record
+from tests.bad_peers import bad_peer
 from tests.probe_helpers import (
     FAST,
     LoopbackGate,
-    bad_peer,
     dovecot,
     observed,
     process,
-    server_tls,
     services,
     web_server,
 )

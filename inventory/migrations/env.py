@@ -5,6 +5,7 @@ from sqlalchemy import Engine
 from sqlmodel import SQLModel
 
 import inventory.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
+from inventory.database import owned_by_migrations
 
 
 def run_migrations() -> None:
@@ -15,6 +16,7 @@ def run_migrations() -> None:
             connection=connection,
             target_metadata=SQLModel.metadata,
             render_as_batch=connection.dialect.name == "sqlite",
+            include_name=owned_by_migrations,
         )
         with context.begin_transaction():
             context.run_migrations()

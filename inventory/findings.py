@@ -1,0 +1,236 @@
+"""The finding table: raised findings merged in, statuses kept, acknowledgements recorded."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Final
+
+from sqlalchemy import Connection, Table, bindparam, select, update
+
+from inventory.tables import Asset, FindingRow
+
+STATUSES: Final = ("open", "resolved", "acknowledged")
+SEVERITIES: Final = ("high", "medium", "low", "info")
+MAX_EVIDENCE: Final = 50
+
+
+@dataclass(frozen=True)
+class FindingView:
+    """A finding as reports and the CLI read it; evidence is a list of "table:id" references."""
+
+    rule: str
+    address: str
+    severity: str
+    summary: str
+    evidence: list[str]
+    first_seen: datetime
+    last_seen: datetime
+    status: str
+
+
+@dataclass
+class Raised:
+    """A finding a rule raises: merged with what the table holds by (rule, address)."""
+
+    rule: str
+    address: str
+    severity: str
+    summary: str
+    first_seen: datetime
+    last_seen: datetime
+    evidence: list[str] = field(default_factory=list)
+
+    def merge(self, other: Raised) -> None:
+        """Fold another raise of the same finding into this one."""
+        self.first_seen = min(self.first_seen, other.first_seen)
+        if other.last_seen >= self.last_seen:
+            self.summary = other.summary
+            self.severity = other.severity
+        self.last_seen = max(self.last_seen, other.last_seen)
+        self.evidence = merged_evidence(self.evidence, other.evidence)
+
+
+def merged_evidence(old: Sequence[str], new: Sequence[str]) -> list[str]:
+    """Evidence references in order, without repeats, at most MAX_EVIDENCE of them."""
+    return list(dict.fromkeys([*old, *new]))[:MAX_EVIDENCE]
+
+
+def _table(model: Any) -> Table:
+    """The Core table of a SQLModel class."""
+    table: Table = model.__table__
+    return table
+
+
+def view(row: Any) -> FindingView:
+    """A FindingView of a finding-table row."""
+    return FindingView(
+        row.rule,
+        row.address,
+        row.severity,
+        row.summary,
+        json.loads(row.evidence),
+        row.first_seen,
+        row.last_seen,
+        row.status,
+    )
+
+
+def store_raised(connection: Connection, raised: Iterable[Raised], replace: bool) -> None:
+    """Merge raised findings into the table; `replace` drops the stored evidence first."""
+    table = _table(FindingRow)
+    folded: dict[tuple[str, str], Raised] = {}
+    for item in raised:
+        known = folded.get((item.rule, item.address))
+        if known is None:
+            folded[item.rule, item.address] = item
+        else:
+            known.merge(item)
+    found = list(folded.values())
+    if not found:
+        return
+    rules = sorted({item.rule for item in found})
+    stored = {
+        (row.rule, row.address): row
+        for row in connection.execute(select(table).where(table.c.rule.in_(rules)))
+    }
+    inserts, updates = [], []
+    for item in found:
+        row = stored.get((item.rule, item.address))
+        if row is None:
+            inserts.append(_insert_values(item))
+        else:
+            updates.append(_update_values(row, item, replace))
+    if inserts:
+        connection.execute(table.insert(), inserts)
+    if updates:
+        connection.execute(
+            update(table)
+            .where(table.c.id == bindparam("fid"))
+            .values(
+                severity=bindparam("severity"),
+                summary=bindparam("summary"),
+                evidence=bindparam("evidence"),
+                first_seen=bindparam("first"),
+                last_seen=bindparam("last"),
+                status=bindparam("state"),
+            ),
+            updates,
+        )
+
+
+def _insert_values(found: Raised) -> dict[str, Any]:
+    """Column values of a newly raised finding."""
+    return {
+        "rule": found.rule,
+        "address": found.address,
+        "severity": found.severity,
+        "summary": found.summary,
+        "evidence": json.dumps(found.evidence),
+        "first_seen": found.first_seen,
+        "last_seen": found.last_seen,
+        "status": "open",
+        "note": "",
+    }
+
+
+def _update_values(row: Any, found: Raised, replace: bool) -> dict[str, Any]:
+    """Parameters that fold a raise into a stored finding (reopening it if it was resolved)."""
+    merged = found
+    if not replace:
+        merged = Raised(
+            row.rule,
+            row.address,
+            row.severity,
+            row.summary,
+            row.first_seen,
+            row.last_seen,
+            json.loads(row.evidence),
+        )
+        merged.merge(found)
+    # A re-judged finding starts open again; resolve_stale then resolves it if it is stale.
+    reopened = row.status == "resolved" and (replace or found.last_seen > row.last_seen)
+    return {
+        "fid": row.id,
+        "severity": merged.severity,
+        "summary": merged.summary,
+        "evidence": json.dumps(merged.evidence),
+        "first": merged.first_seen,
+        "last": merged.last_seen,
+        "state": "open" if reopened else row.status,
+    }
+
+
+def resolve(connection: Connection, rule: str, addresses: Iterable[str]) -> None:
+    """Mark the open findings of a rule on these addresses resolved: their evidence is gone."""
+    table = _table(FindingRow)
+    wanted = set(addresses)
+    rows = connection.execute(
+        select(table.c.id, table.c.address).where(table.c.rule == rule, table.c.status == "open")
+    )
+    ids = [row.id for row in rows if row.address in wanted]
+    for start in range(0, len(ids), 500):
+        connection.execute(
+            update(table).where(table.c.id.in_(ids[start : start + 500])).values(status="resolved")
+        )
+
+
+def resolve_before(connection: Connection, rule: str, address: str, day: date) -> None:
+    """Resolve an open finding whose evidence all predates a day that showed none."""
+    table = _table(FindingRow)
+    start = datetime.combine(day, time(), tzinfo=UTC)
+    connection.execute(
+        update(table)
+        .where(
+            table.c.rule == rule,
+            table.c.address == address,
+            table.c.status == "open",
+            table.c.last_seen < start,
+        )
+        .values(status="resolved")
+    )
+
+
+def resolve_stale(connection: Connection, after: timedelta) -> None:
+    """Resolve open findings whose host was seen `after` past the finding's last evidence."""
+    table, asset = _table(FindingRow), _table(Asset)
+    stale = connection.execute(
+        select(table.c.id, table.c.last_seen, asset.c.last_seen.label("host_seen"))
+        .join(asset, asset.c.address == table.c.address)
+        .where(table.c.status == "open")
+    )
+    ids = [row.id for row in stale if row.host_seen - row.last_seen > after]
+    if ids:
+        connection.execute(update(table).where(table.c.id.in_(ids)).values(status="resolved"))
+
+
+def acknowledge(
+    connection: Connection, rule: str, address: str, note: str, when: datetime
+) -> FindingView | None:
+    """Acknowledge one finding; None if there is no such finding."""
+    table = _table(FindingRow)
+    connection.execute(
+        update(table)
+        .where(table.c.rule == rule, table.c.address == address)
+        .values(status="acknowledged", note=note, acknowledged=when)
+    )
+    row = connection.execute(
+        select(table).where(table.c.rule == rule, table.c.address == address)
+    ).first()
+    return None if row is None else view(row)
+
+
+def list_findings(
+    connection: Connection, status: str | None = None, rule: str | None = None
+) -> list[FindingView]:
+    """Findings, most severe first, optionally of one status or rule."""
+    table = _table(FindingRow)
+    stmt = select(table)
+    if status is not None:
+        stmt = stmt.where(table.c.status == status)
+    if rule is not None:
+        stmt = stmt.where(table.c.rule == rule)
+    found = [view(row) for row in connection.execute(stmt)]
+    return sorted(found, key=lambda f: (SEVERITIES.index(f.severity), f.rule, f.address))

@@ -1,0 +1,190 @@
+"""Asset groups: membership from config (networks, addresses, names, roles, ports) and queries."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import netaddr
+from sqlalchemy import Connection, Table, delete, select
+
+from inventory.settings import GroupSpec
+from inventory.tables import AssetGroupRow, HostnameRow, RoleRow, ServiceRow
+
+UNGROUPED: Final = "ungrouped"
+"""The name the mail-client query gives hosts that are in no configured group."""
+CHUNK: Final = 500
+
+
+@dataclass(frozen=True)
+class GroupMailClients:
+    """How many hosts of a group send SMTP, and which."""
+
+    group: str
+    count: int
+    addresses: list[str]
+
+
+@dataclass
+class HostFacts:
+    """What group rules look at for one address."""
+
+    address: str
+    roles: set[str] = field(default_factory=set)
+    ports: set[str] = field(default_factory=set)
+    hostnames: set[str] = field(default_factory=set)
+
+
+def _table(model: Any) -> Table:
+    """The Core table of a SQLModel class."""
+    table: Table = model.__table__
+    return table
+
+
+def _port_matches(wanted: str, ports: set[str]) -> bool:
+    """Whether "25" (any transport) or "53/udp" is among a host's "port/transport" ports."""
+    if "/" in wanted:
+        return wanted in ports
+    return any(port.partition("/")[0] == wanted for port in ports)
+
+
+def _in_networks(address: str, networks: Sequence[str]) -> bool:
+    """Whether an address lies in any of the networks."""
+    if not networks:
+        return False
+    try:
+        ip = netaddr.IPAddress(address)
+    except (netaddr.AddrFormatError, ValueError):
+        return False
+    return any(ip in netaddr.IPNetwork(network) for network in networks)
+
+
+def _selected(spec: GroupSpec, host: HostFacts) -> bool:
+    """Whether a host meets a group's positive criteria (all given criteria must hold)."""
+    static = spec.networks or spec.addresses or spec.hostnames
+    if static:
+        by_static = (
+            _in_networks(host.address, spec.networks)
+            or host.address in spec.addresses
+            or any(
+                fnmatch.fnmatchcase(name.lower(), pattern.lower())
+                for name in host.hostnames
+                for pattern in spec.hostnames
+            )
+        )
+        if not by_static:
+            return False
+    if not set(spec.roles) <= host.roles:
+        return False
+    if not all(_port_matches(port, host.ports) for port in spec.ports):
+        return False
+    return bool(static or spec.roles or spec.ports)
+
+
+def groups_for(host: HostFacts, specs: Sequence[GroupSpec]) -> list[str]:
+    """The groups a host belongs to, in declaration order (exclusions see earlier groups)."""
+    member: list[str] = []
+    for spec in specs:
+        if not _selected(spec, host):
+            continue
+        if _in_networks(host.address, spec.exclude_networks):
+            continue
+        if any(name in member for name in spec.exclude_groups):
+            continue
+        member.append(spec.name)
+    return member
+
+
+def _chunks(addresses: Sequence[str]) -> Iterable[Sequence[str]]:
+    """Slices of at most CHUNK addresses (bound parameters are limited)."""
+    for start in range(0, len(addresses), CHUNK):
+        yield addresses[start : start + CHUNK]
+
+
+def host_facts(connection: Connection, addresses: Sequence[str]) -> dict[str, HostFacts]:
+    """Roles, open ports and names of the given addresses."""
+    facts = {address: HostFacts(address) for address in addresses}
+    role, service, hostname = _table(RoleRow), _table(ServiceRow), _table(HostnameRow)
+    for chunk in _chunks(addresses):
+        for row in connection.execute(
+            select(role.c.address, role.c.role).where(role.c.address.in_(chunk))
+        ):
+            facts[row.address].roles.add(row.role)
+        for address, port, transport in connection.execute(
+            select(service.c.address, service.c.port, service.c.transport).where(
+                service.c.address.in_(chunk)
+            )
+        ):
+            facts[address].ports.add(f"{port}/{transport}")
+        for row in connection.execute(
+            select(hostname.c.address, hostname.c.name).where(hostname.c.address.in_(chunk))
+        ):
+            facts[row.address].hostnames.add(row.name)
+    return facts
+
+
+def update_groups(
+    connection: Connection, addresses: Sequence[str], specs: Sequence[GroupSpec]
+) -> None:
+    """Recompute the group memberships of the given addresses."""
+    table = _table(AssetGroupRow)
+    for chunk in _chunks(addresses):
+        connection.execute(delete(table).where(table.c.address.in_(chunk)))
+    if not specs:
+        return
+    facts = host_facts(connection, addresses)
+    rows = [
+        {"address": address, "name": name}
+        for address, host in facts.items()
+        for name in groups_for(host, specs)
+    ]
+    if rows:
+        connection.execute(table.insert(), rows)
+
+
+def groups_of(connection: Connection) -> dict[str, list[str]]:
+    """Address -> the names of the groups it belongs to (sorted); ungrouped addresses absent."""
+    table = _table(AssetGroupRow)
+    found: dict[str, list[str]] = defaultdict(list)
+    for row in connection.execute(
+        select(table.c.address, table.c.name).order_by(table.c.address, table.c.name)
+    ):
+        found[row.address].append(row.name)
+    return dict(found)
+
+
+def groups_of_addresses(connection: Connection, addresses: Sequence[str]) -> dict[str, list[str]]:
+    """Like groups_of, for the given addresses only."""
+    table = _table(AssetGroupRow)
+    found: dict[str, list[str]] = defaultdict(list)
+    for chunk in _chunks(addresses):
+        for row in connection.execute(
+            select(table.c.address, table.c.name).where(table.c.address.in_(chunk))
+        ):
+            found[row.address].append(row.name)
+    return {address: sorted(names) for address, names in found.items()}
+
+
+def mail_clients_by_group(connection: Connection) -> list[GroupMailClients]:
+    """Per group, the hosts seen sending SMTP (hosts in no group under "ungrouped")."""
+    role = _table(RoleRow)
+    clients = sorted(
+        {
+            row.address
+            for row in connection.execute(
+                select(role.c.address).where(role.c.role == "smtp-client").distinct()
+            )
+        }
+    )
+    member = groups_of_addresses(connection, clients)
+    by_group: dict[str, list[str]] = defaultdict(list)
+    for address in clients:
+        for name in member.get(address, [UNGROUPED]):
+            by_group[name].append(address)
+    return sorted(
+        (GroupMailClients(name, len(hosts), hosts) for name, hosts in by_group.items()),
+        key=lambda entry: (-entry.count, entry.group),
+    )

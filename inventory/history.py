@@ -1,0 +1,245 @@
+"""Daily history series kept in the store, and their robust baselines (median and MAD).
+
+Series: ``smtp_clients`` (distinct hosts sending SMTP that day), ``smtp_connections``
+(TCP connections to port 25 that day, from flows) and ``fw_smtp_denies`` (outbound
+SMTP the firewall denied that day). Each is kept network-wide (group "") and per group.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Final
+
+from sqlalchemy import Connection, Table, and_, delete, func, select
+
+from inventory.settings import SurgeSettings
+from inventory.tables import DailyMetricRow, FlowRow, ObservationRow, SmtpRow
+
+METRICS: Final = ("smtp_clients", "smtp_connections", "fw_smtp_denies")
+SMTP_PORTS: Final = (25,)
+FIREWALL_SMTP_PORTS: Final = (25, 465, 587)
+MAD_SCALE: Final = 1.4826
+"""MAD times this estimates a normal standard deviation."""
+
+
+@dataclass(frozen=True)
+class DayPoint:
+    """One day of a series with its baseline band (None while too little history)."""
+
+    day: date
+    value: int
+    median: float | None
+    low: float | None
+    high: float | None
+
+
+@dataclass(frozen=True)
+class Band:
+    """A baseline: the median of trailing days, their MAD, and the band it allows."""
+
+    median: float
+    mad: float
+    low: float
+    high: float
+    days: int
+
+
+def _table(model: Any) -> Table:
+    """The Core table of a SQLModel class."""
+    table: Table = model.__table__
+    return table
+
+
+def baseline_band(values: Sequence[int], surge: SurgeSettings) -> Band | None:
+    """The band of trailing values (None if fewer than surge.min_baseline_days of them)."""
+    if len(values) < surge.min_baseline_days:
+        return None
+    median = float(statistics.median(values))
+    mad = float(statistics.median(abs(value - median) for value in values))
+    # A floor of one keeps a perfectly flat history from flagging a change of one.
+    spread = max(mad * MAD_SCALE, 1.0) * surge.threshold_mads
+    return Band(median, mad, max(0.0, median - spread), median + spread, len(values))
+
+
+def _first_day(connection: Connection, metric: str, group: str) -> date | None:
+    """The first day a series has a stored value."""
+    table = _table(DailyMetricRow)
+    first: date | None = connection.execute(
+        select(func.min(table.c.day)).where(table.c.metric == metric, table.c.grp == group)
+    ).scalar()
+    return first
+
+
+def stored_values(
+    connection: Connection, metric: str, group: str, start: date, end: date
+) -> dict[date, int]:
+    """Stored values of a series for start <= day <= end (missing days are zero)."""
+    table = _table(DailyMetricRow)
+    rows = connection.execute(
+        select(table.c.day, table.c.value).where(
+            table.c.metric == metric,
+            table.c.grp == group,
+            table.c.day >= start,
+            table.c.day <= end,
+        )
+    )
+    return {row.day: row.value for row in rows}
+
+
+def daily_points(
+    connection: Connection,
+    metric: str,
+    days: int,
+    until: date,
+    group: str | None = None,
+    surge: SurgeSettings | None = None,
+) -> list[DayPoint]:
+    """One point per day for the `days` days ending `until` (zero-filled), each with its band."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown history metric {metric!r}; one of {', '.join(METRICS)}")
+    surge = surge or SurgeSettings()
+    grp = group or ""
+    start = until - timedelta(days=days - 1)
+    values = stored_values(
+        connection, metric, grp, start - timedelta(days=surge.baseline_days), until
+    )
+    first = _first_day(connection, metric, grp)
+    points = []
+    for offset in range(days):
+        day = start + timedelta(days=offset)
+        band = None
+        if first is not None:
+            trailing = [
+                values.get(day - timedelta(days=back), 0)
+                for back in range(1, surge.baseline_days + 1)
+                if day - timedelta(days=back) >= first
+            ]
+            band = baseline_band(trailing, surge)
+        points.append(
+            DayPoint(
+                day,
+                values.get(day, 0),
+                band.median if band else None,
+                band.low if band else None,
+                band.high if band else None,
+            )
+        )
+    return points
+
+
+def _day_span(day: date) -> tuple[datetime, datetime]:
+    """The UTC start of a day and of the next one."""
+    start = datetime.combine(day, time(), tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+def _smtp_clients(connection: Connection, day: date) -> set[str]:
+    """Distinct hosts that sent SMTP on a day."""
+    smtp = _table(SmtpRow)
+    start, end = _day_span(day)
+    rows = connection.execute(
+        select(smtp.c.client).distinct().where(and_(smtp.c.ts >= start, smtp.c.ts < end))
+    )
+    return {row.client for row in rows}
+
+
+def _smtp_connections(connection: Connection, day: date) -> Counter[str]:
+    """Connections to the SMTP port on a day, by client."""
+    flow = _table(FlowRow)
+    rows = connection.execute(
+        select(flow.c.client, func.sum(flow.c.connections))
+        .where(
+            flow.c.day == day,
+            flow.c.transport == "tcp",
+            flow.c.server_port.in_(SMTP_PORTS),
+        )
+        .group_by(flow.c.client)
+    )
+    return Counter({row[0]: int(row[1]) for row in rows})
+
+
+def _denies(connection: Connection, day: date) -> Counter[str]:
+    """Outbound SMTP connections the firewall denied on a day, by inside host.
+
+    The firewall reader writes a day's denied connections as flows and marks each
+    (host, port, destination) it denied with an fw-smtp-deny fact; the flows keep the days.
+    """
+    flow, obs = _table(FlowRow), _table(ObservationRow)
+    denied = (
+        select(obs.c.id)
+        .where(
+            obs.c.address == flow.c.client,
+            obs.c.kind == "fw-smtp-deny",
+            obs.c.source == "firewall",
+            obs.c.port == flow.c.server_port,
+            obs.c.transport == "tcp",
+            obs.c.value == flow.c.server,
+        )
+        .exists()
+    )
+    rows = connection.execute(
+        select(flow.c.client, func.sum(flow.c.connections))
+        .where(
+            flow.c.day == day,
+            flow.c.source == "firewall",
+            flow.c.transport == "tcp",
+            flow.c.server_port.in_(FIREWALL_SMTP_PORTS),
+            denied,
+        )
+        .group_by(flow.c.client)
+    )
+    return Counter({row[0]: int(row[1]) for row in rows})
+
+
+def _write_day(connection: Connection, metric: str, day: date, values: Mapping[str, int]) -> None:
+    """Replace one day of one metric, for every group at once."""
+    table = _table(DailyMetricRow)
+    connection.execute(delete(table).where(table.c.metric == metric, table.c.day == day))
+    rows = [
+        {"metric": metric, "grp": grp, "day": day, "value": value}
+        for grp, value in values.items()
+        if value or grp == ""
+    ]
+    connection.execute(table.insert(), rows)
+
+
+def recompute_days(
+    connection: Connection, days: Iterable[date], groups: Mapping[str, list[str]]
+) -> None:
+    """Recompute every series on the given days."""
+    for day in sorted(set(days)):
+        clients = _smtp_clients(connection, day)
+        per_group: Counter[str] = Counter({"": len(clients)})
+        for client in clients:
+            per_group.update(groups.get(client, ()))
+        _write_day(connection, "smtp_clients", day, per_group)
+        by_client = _smtp_connections(connection, day)
+        totals: Counter[str] = Counter({"": sum(by_client.values())})
+        for client, count in by_client.items():
+            for name in groups.get(client, ()):
+                totals[name] += count
+        _write_day(connection, "smtp_connections", day, totals)
+        denied = _denies(connection, day)
+        per_group = Counter({"": sum(denied.values())})
+        for client, count in denied.items():
+            for name in groups.get(client, ()):
+                per_group[name] += count
+        _write_day(connection, "fw_smtp_denies", day, per_group)
+
+
+def newest_day(connection: Connection) -> list[date]:
+    """The newest day any series holds (an empty list if none)."""
+    newest: date | None = connection.execute(
+        select(func.max(_table(DailyMetricRow).c.day))
+    ).scalar()
+    return [] if newest is None else [newest]
+
+
+def expire(connection: Connection, newest: date, retention_days: int) -> None:
+    """Drop series days older than the retention window before the newest day."""
+    table = _table(DailyMetricRow)
+    connection.execute(delete(table).where(table.c.day < newest - timedelta(days=retention_days)))

@@ -1,0 +1,235 @@
+"""The role table: roles found in new evidence merged in, and workstations judged per host."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    Table,
+    Update,
+    bindparam,
+    case,
+    delete,
+    func,
+    select,
+    update,
+)
+
+from inventory.findings import merged_evidence
+from inventory.roles import CLIENT_ROLES
+from inventory.rules.host_roles import HeldRole, roles_of
+from inventory.tables import RoleRow, ServiceRow
+
+MAX_EVIDENCE: Final = 20
+CHUNK: Final = 500
+WORKSTATION_SOURCE: Final = "derived"
+"""The source of roles judged from other roles rather than read from evidence."""
+
+RoleKey = tuple[str, str, str]
+
+
+def _table(model: Any) -> Table:
+    """The Core table of a SQLModel class."""
+    table: Table = model.__table__
+    return table
+
+
+@dataclass
+class FoundRole:
+    """A role being derived: its evidence and when it was seen."""
+
+    first_seen: datetime
+    last_seen: datetime
+    evidence: list[str] = field(default_factory=list)
+
+
+class RoleAccumulator:
+    """Roles by (address, role, source), merged as evidence arrives."""
+
+    def __init__(self) -> None:
+        self.found: dict[RoleKey, FoundRole] = {}
+
+    def add(self, key: RoleKey, first: datetime, last: datetime, proof: str) -> None:
+        """Add one piece of evidence for a role."""
+        role = self.found.get(key)
+        if role is None:
+            self.found[key] = FoundRole(first, last, [proof])
+            return
+        role.first_seen = min(role.first_seen, first)
+        role.last_seen = max(role.last_seen, last)
+        if len(role.evidence) < MAX_EVIDENCE and proof not in role.evidence:
+            role.evidence.append(proof)
+
+
+def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    """Slices of at most CHUNK items."""
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]
+
+
+def _stored(connection: Connection, keys: Iterable[RoleKey]) -> dict[RoleKey, tuple[int, str]]:
+    """(id, evidence JSON) of the stored roles among the given roles' hosts, role by role."""
+    table = _table(RoleRow)
+    by_role: dict[str, set[str]] = defaultdict(set)
+    for address, role, _ in keys:
+        by_role[role].add(address)
+    stored: dict[RoleKey, tuple[int, str]] = {}
+    columns = (table.c.id, table.c.address, table.c.source, table.c.evidence)
+    for role, addresses in by_role.items():
+        for chunk in _chunks(sorted(addresses)):
+            rows = connection.execute(
+                select(*columns).where(table.c.role == role, table.c.address.in_(chunk))
+            )
+            for rid, address, source, evidence in rows:
+                stored[address, role, source] = (rid, evidence)
+    return stored
+
+
+def _stretch(table: Table, where: Any) -> Update:
+    """The statement that widens stored spans to include (first, last), in the database."""
+    first: BindParameter[Any] = bindparam("first")
+    last: BindParameter[Any] = bindparam("last")
+    return (
+        update(table)
+        .where(where)
+        .values(
+            first_seen=case((table.c.first_seen < first, table.c.first_seen), else_=first),
+            last_seen=case((table.c.last_seen > last, table.c.last_seen), else_=last),
+        )
+    )
+
+
+def merge_roles(
+    connection: Connection, found: RoleAccumulator, empty: bool
+) -> tuple[set[str], set[str]]:
+    """Merge derived roles into the table; return (hosts with a new role, hosts touched).
+
+    Spans are widened in the database; evidence is appended while under the cap.
+    """
+    table = _table(RoleRow)
+    addresses = sorted({key[0] for key in found.found})
+    stored = {} if empty else _stored(connection, found.found)
+    held = {(key[0], key[1]) for key in stored}
+    inserts: list[dict[str, Any]] = []
+    spans: list[dict[str, Any]] = []
+    evidence_updates: list[dict[str, Any]] = []
+    gained: set[str] = set()
+    for key, role in found.found.items():
+        known = stored.get(key)
+        if known is None:
+            inserts.append(
+                {
+                    "address": key[0],
+                    "role": key[1],
+                    "source": key[2],
+                    "evidence": json.dumps(role.evidence),
+                    "first_seen": role.first_seen,
+                    "last_seen": role.last_seen,
+                }
+            )
+            if (key[0], key[1]) not in held:
+                gained.add(key[0])
+            continue
+        rid, text = known
+        spans.append({"rid": rid, "first": role.first_seen, "last": role.last_seen})
+        before = json.loads(text)
+        if len(before) < MAX_EVIDENCE:
+            after = merged_evidence(before, role.evidence)[:MAX_EVIDENCE]
+            if after != before:
+                evidence_updates.append({"rid": rid, "evidence": json.dumps(after)})
+    if inserts:
+        connection.execute(table.insert(), inserts)
+    if spans:
+        connection.execute(_stretch(table, table.c.id == bindparam("rid")), spans)
+    if evidence_updates:
+        connection.execute(
+            update(table)
+            .where(table.c.id == bindparam("rid"))
+            .values(evidence=bindparam("evidence")),
+            evidence_updates,
+        )
+    return gained, set(addresses)
+
+
+def _serving(connection: Connection, addresses: Sequence[str], since: datetime) -> set[str]:
+    """Addresses with a service seen since a time."""
+    table = _table(ServiceRow)
+    found: set[str] = set()
+    for chunk in _chunks(addresses):
+        found.update(
+            connection.execute(
+                select(table.c.address)
+                .where(table.c.address.in_(chunk), table.c.last_seen >= since)
+                .distinct()
+            ).scalars()
+        )
+    return found
+
+
+def _held(found: RoleAccumulator) -> dict[str, dict[str, HeldRole]]:
+    """The roles of a derivation that read everything, by host (no need to read them back)."""
+    held: dict[str, dict[str, HeldRole]] = defaultdict(dict)
+    for (address, role, _), seen in found.found.items():
+        known = held[address].get(role)
+        if known is None:
+            held[address][role] = HeldRole(seen.first_seen, seen.last_seen, [], seen.evidence)
+        else:
+            known.first_seen = min(known.first_seen, seen.first_seen)
+            known.last_seen = max(known.last_seen, seen.last_seen)
+            known.known_evidence = merged_evidence(known.known_evidence, seen.evidence)
+    return held
+
+
+def judge_workstations(
+    connection: Connection,
+    addresses: Sequence[str],
+    newest: datetime,
+    window_days: int,
+    everything: RoleAccumulator | None = None,
+) -> None:
+    """Give `workstation` to hosts seen only as clients, with no service, over the window.
+
+    `everything`: the roles of a full derivation, used instead of reading the table.
+    """
+    table = _table(RoleRow)
+    for chunk in _chunks(addresses if everything is None else []):
+        connection.execute(
+            delete(table).where(table.c.address.in_(chunk), table.c.role == "workstation")
+        )
+    since = newest - timedelta(days=window_days)
+    serving = _serving(connection, addresses, since)
+    rows = []
+    hosts = _held(everything) if everything is not None else roles_of(connection, addresses)
+    for address, roles in hosts.items():
+        recent = {name: held for name, held in roles.items() if held.last_seen >= since}
+        recent.pop("workstation", None)
+        if address in serving or not recent or not set(recent) <= CLIENT_ROLES:
+            continue
+        evidence: list[str] = []
+        for held in recent.values():
+            evidence = merged_evidence(evidence, held.evidence)
+        evidence = evidence[:MAX_EVIDENCE]
+        rows.append(
+            {
+                "address": address,
+                "role": "workstation",
+                "source": WORKSTATION_SOURCE,
+                "evidence": json.dumps(evidence),
+                "first_seen": min(held.first_seen for held in recent.values()),
+                "last_seen": max(held.last_seen for held in recent.values()),
+            }
+        )
+    if rows:
+        connection.execute(table.insert(), rows)
+
+
+def role_count(connection: Connection) -> int:
+    """How many (address, role, source) roles hold."""
+    return int(connection.execute(select(func.count()).select_from(_table(RoleRow))).scalar() or 0)

@@ -1,0 +1,87 @@
+"""What a finding rule is: the evidence rows it reacts to, and what it may consult.
+
+A rule reacts to new evidence rows (``observation``, ``smtp``, ``socks``, ``flow``:
+the finding grows with its evidence) or looks at a host's current state
+(``hosts``: roles and groups; the finding is replaced, or resolved if no longer
+supported). ``smtp-client-surge`` reads the daily series instead (see history).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection
+
+from inventory.address_set import AddressSet
+from inventory.findings import Raised
+from inventory.settings import DeriveSettings
+
+Row = Any
+
+
+@dataclass(frozen=True)
+class RuleContext:
+    """What rules may consult besides the row in hand."""
+
+    connection: Connection
+    settings: DeriveSettings
+    inside: AddressSet
+    approved_relays: AddressSet
+    blocklist: AddressSet
+    groups: Mapping[str, list[str]]
+    newest: datetime
+
+    def is_inside(self, address: str) -> bool:
+        """Whether an address is inside the configured scope (never, if none is configured)."""
+        return address in self.inside
+
+    def is_approved_relay(self, address: str) -> bool:
+        """Whether an address is one of the approved outside mail relays."""
+        return address in self.approved_relays
+
+    def is_blocklisted(self, address: str) -> bool:
+        """Whether an address is on a configured blocklist."""
+        return address in self.blocklist
+
+
+@dataclass
+class Collector:
+    """Findings raised during one derivation, merged by (rule, address)."""
+
+    found: dict[tuple[str, str], Raised] = field(default_factory=dict)
+
+    def raise_(self, raised: Raised) -> None:
+        """Add one raise of a finding."""
+        key = (raised.rule, raised.address)
+        stored = self.found.get(key)
+        if stored is None:
+            self.found[key] = raised
+        else:
+            stored.merge(raised)
+
+
+RowHandler = Callable[[RuleContext, Row, Collector], None]
+HostHandler = Callable[[RuleContext, Sequence[str], Collector], None]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One finding rule: its id, severity, and what evidence it reacts to."""
+
+    name: str
+    severity: str
+    observation_kinds: frozenset[str] = frozenset()
+    observation: RowHandler | None = None
+    smtp: RowHandler | None = None
+    socks: RowHandler | None = None
+    flow: RowHandler | None = None
+    flow_ports: frozenset[int] | None = None
+    hosts: HostHandler | None = None
+    applies: Callable[[RuleContext], bool] | None = None
+
+    def active(self, ctx: RuleContext) -> bool:
+        """Whether the rule can raise anything with these settings (else it is skipped)."""
+        return self.applies is None or self.applies(ctx)

@@ -1,0 +1,101 @@
+"""A host's current roles, merged over sources, for the rules that judge a host's state."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Table, func, select
+
+from inventory.findings import merged_evidence
+from inventory.tables import RoleRow, SmtpRow
+
+CHUNK = 500
+
+
+@dataclass
+class HeldRole:
+    """One role of a host over every source: its span and (still JSON) evidence."""
+
+    first_seen: datetime
+    last_seen: datetime
+    raw_evidence: list[str] = field(default_factory=list)
+    known_evidence: list[str] = field(default_factory=list)
+
+    @property
+    def evidence(self) -> list[str]:
+        """The evidence references of every source, merged."""
+        merged: list[str] = list(self.known_evidence)
+        for raw in self.raw_evidence:
+            merged = merged_evidence(merged, json.loads(raw))
+        return merged
+
+
+def _table(model: Any) -> Table:
+    """The Core table of a SQLModel class."""
+    table: Table = model.__table__
+    return table
+
+
+def roles_of(connection: Connection, addresses: Sequence[str]) -> dict[str, dict[str, HeldRole]]:
+    """Address -> role -> what holds it, for the given addresses."""
+    table = _table(RoleRow)
+    found: dict[str, dict[str, HeldRole]] = defaultdict(dict)
+    for start in range(0, len(addresses), CHUNK):
+        chunk = addresses[start : start + CHUNK]
+        rows = connection.execute(
+            select(
+                table.c.address,
+                table.c.role,
+                table.c.first_seen,
+                table.c.last_seen,
+                table.c.evidence,
+            ).where(table.c.address.in_(chunk))
+        )
+        for address, role, first_seen, last_seen, evidence in rows:
+            held = found[address].get(role)
+            if held is None:
+                found[address][role] = HeldRole(first_seen, last_seen, [evidence])
+                continue
+            held.first_seen = min(held.first_seen, first_seen)
+            held.last_seen = max(held.last_seen, last_seen)
+            held.raw_evidence.append(evidence)
+    return dict(found)
+
+
+def smtp_senders(connection: Connection) -> set[str]:
+    """Every host with the smtp-client role."""
+    table = _table(RoleRow)
+    return set(
+        connection.execute(
+            select(table.c.address).where(table.c.role == "smtp-client").distinct()
+        ).scalars()
+    )
+
+
+def first_smtp_client(connection: Connection) -> datetime | None:
+    """When the store first saw any host send SMTP."""
+    table = _table(RoleRow)
+    first: datetime | None = connection.execute(
+        select(func.min(table.c.first_seen)).where(table.c.role == "smtp-client")
+    ).scalar()
+    return first
+
+
+def mail_servers_of(connection: Connection, clients: Sequence[str]) -> dict[str, set[str]]:
+    """Client -> the servers it sent mail to, for the given clients."""
+    table = _table(SmtpRow)
+    found: dict[str, set[str]] = defaultdict(set)
+    for start in range(0, len(clients), CHUNK):
+        rows = connection.execute(
+            select(table.c.client, table.c.server)
+            .where(table.c.client.in_(clients[start : start + CHUNK]))
+            .distinct()
+        )
+        for client, server in rows:
+            found[client].add(server)
+    return found

@@ -1,0 +1,35 @@
+"""mass-mailer-software: mail sent with a client known for bulk mailing."""
+
+from __future__ import annotations
+
+from inventory.findings import Raised
+from inventory.mailer_signatures import matching_signature
+from inventory.rules.base import Collector, Row, Rule, RuleContext
+
+NAME = "mass-mailer-software"
+SEVERITY = "high"
+
+
+def from_smtp(ctx: RuleContext, row: Row, out: Collector) -> None:
+    """A sent message's X-Mailer / User-Agent matches a bulk-mail signature.
+
+    Only SMTP transactions count: a header read in POP3 or IMAP is mail being read.
+    """
+    signature = matching_signature(row.user_agent, ctx.settings.mass_mailers)
+    if signature is None:
+        return
+    out.raise_(
+        Raised(
+            NAME,
+            row.client,
+            SEVERITY,
+            f"{row.client} sent mail to {row.server} with {row.user_agent!r},"
+            f" a bulk-mail client ({signature}).",
+            row.ts,
+            row.ts,
+            [f"smtp:{row.id}"],
+        )
+    )
+
+
+RULE = Rule(NAME, SEVERITY, smtp=from_smtp)

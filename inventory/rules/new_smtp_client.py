@@ -1,0 +1,44 @@
+"""new-smtp-client: a host seen sending SMTP for the first time."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+from inventory.findings import Raised
+from inventory.rules.base import Collector, Rule, RuleContext
+from inventory.rules.host_roles import first_smtp_client, roles_of
+
+NAME = "new-smtp-client"
+SEVERITY = "info"
+
+
+def judge(ctx: RuleContext, addresses: Sequence[str], out: Collector) -> None:
+    """Raise on hosts whose first SMTP came after the learning period of the store's mail history.
+
+    Until the store has watched mail for new_client_learning_days, every sender
+    is part of the known population, not new.
+    """
+    first_ever = first_smtp_client(ctx.connection)
+    if first_ever is None:
+        return
+    learned = first_ever + timedelta(days=ctx.settings.new_client_learning_days)
+    for address, roles in roles_of(ctx.connection, addresses).items():
+        client = roles.get("smtp-client")
+        if client is None or client.first_seen <= learned:
+            continue
+        out.raise_(
+            Raised(
+                NAME,
+                address,
+                SEVERITY,
+                f"{address} sent SMTP for the first time on {client.first_seen:%Y-%m-%d %H:%M}"
+                " UTC.",
+                client.first_seen,
+                client.first_seen,
+                client.evidence[:5],
+            )
+        )
+
+
+RULE = Rule(NAME, SEVERITY, hosts=judge)

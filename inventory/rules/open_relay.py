@@ -1,0 +1,32 @@
+"""open-relay: an SMTP server accepted a foreign recipient from anyone, without AUTH."""
+
+from __future__ import annotations
+
+from inventory.findings import Raised
+from inventory.rules.base import Collector, Row, Rule, RuleContext
+
+NAME = "open-relay"
+SEVERITY = "high"
+
+
+def from_observation(ctx: RuleContext, row: Row, out: Collector) -> None:
+    """Only the probe's "open-relay" verdict counts: a refused or inconclusive test does not."""
+    if row.value != "open-relay":
+        return
+    out.raise_(
+        Raised(
+            NAME,
+            row.address,
+            SEVERITY,
+            f"SMTP server {row.address} port {row.port} accepted a recipient in a foreign domain"
+            " from an unauthenticated outside sender (rolecall stopped at RCPT).",
+            row.first_seen,
+            row.last_seen,
+            [f"observation:{row.id}"],
+        )
+    )
+
+
+RULE = Rule(
+    NAME, SEVERITY, observation_kinds=frozenset({"smtp-relay"}), observation=from_observation
+)

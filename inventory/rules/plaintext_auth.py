@@ -1,0 +1,33 @@
+"""plaintext-auth: an SMTP server offers AUTH before TLS."""
+
+from __future__ import annotations
+
+from inventory.findings import Raised
+from inventory.rules.base import Collector, Row, Rule, RuleContext
+
+NAME = "plaintext-auth"
+SEVERITY = "medium"
+
+
+def from_observation(ctx: RuleContext, row: Row, out: Collector) -> None:
+    """The probe saw AUTH mechanisms advertised on a connection not yet encrypted."""
+    out.raise_(
+        Raised(
+            NAME,
+            row.address,
+            SEVERITY,
+            f"SMTP server {row.address} port {row.port} offers AUTH {row.value} before TLS,"
+            " so passwords can cross the network in clear.",
+            row.first_seen,
+            row.last_seen,
+            [f"observation:{row.id}"],
+        )
+    )
+
+
+RULE = Rule(
+    NAME,
+    SEVERITY,
+    observation_kinds=frozenset({"smtp-plaintext-auth"}),
+    observation=from_observation,
+)

@@ -1,0 +1,137 @@
+"""Reading everything one report shows from the inventory, for a period."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection
+
+from inventory.changes import Changes, changes_between
+from inventory.exports import iso
+from inventory.groups import groups_of, mail_clients_by_group
+from inventory.history import daily_points
+from inventory.store import utcnow
+from reports import queries
+from reports.charts import BarChart, LineChart, SeriesPoint, bar_chart, line_chart
+from reports.cluster import ClusterResult, cluster_mail
+from reports.geo import GeoLookup
+from reports.model import ChangesView, GroupHosts, ReportData
+
+REPORT_CLUSTERS = (("subject", "rcpt"), ("src_org", "client"), ("src_prefix", "client"))
+CLUSTERS_SHOWN = 25
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """How a report looks: its title and how many rows a table shows before summarising."""
+
+    title: str = "rolecall report"
+    row_limit: int = 500
+
+
+def _last_day(until: datetime) -> datetime:
+    """The last instant inside a half-open period ending at until."""
+    return until - timedelta(microseconds=1)
+
+
+def history_chart(
+    connection: Connection, title: str, metric: str, days: int, until: datetime
+) -> LineChart:
+    """A chart of one history series over the days ending with the period's last day."""
+    points = daily_points(connection, metric, days, _last_day(until).date())
+    series = [SeriesPoint(point.day, point.value, point.low, point.high) for point in points]
+    return line_chart(title, series)
+
+
+def _group_section(connection: Connection, limit: int) -> tuple[BarChart, list[GroupHosts]]:
+    """The email-clients-per-group bar chart and the host lists its bars link to."""
+    counted = mail_clients_by_group(connection)
+    targets = [
+        GroupHosts(f"group-{index}", item.group, sorted(item.addresses)[:limit], item.count)
+        for index, item in enumerate(counted, start=1)
+    ]
+    chart = bar_chart(
+        "Email clients per asset group",
+        [(target.group, target.count, f"#{target.anchor}") for target in targets],
+    )
+    return chart, targets
+
+
+def _changes_view(connection: Connection, changes: Changes, limit: int) -> ChangesView:
+    """The period's changes cut to the row limit, with whole counts."""
+    return ChangesView(
+        changes.new_assets[:limit],
+        [f"{address} {role}" for address, role in changes.new_roles[:limit]],
+        [f"{address} {role}" for address, role in changes.lost_roles[:limit]],
+        queries.finding_items(connection, changes.new_findings[:limit]),
+        queries.finding_items(connection, changes.resolved_findings[:limit]),
+        {
+            "new_assets": len(changes.new_assets),
+            "new_roles": len(changes.new_roles),
+            "lost_roles": len(changes.lost_roles),
+            "new_findings": len(changes.new_findings),
+            "resolved_findings": len(changes.resolved_findings),
+            "open_findings": len(changes.open_findings),
+        },
+    )
+
+
+def mail_clusters(
+    connection: Connection, geo: GeoLookup, since: datetime, until: datetime
+) -> list[ClusterResult]:
+    """The report's mail clusters for the period: subjects by recipient, senders by network."""
+    found = []
+    for field_name, on in REPORT_CLUSTERS:
+        result = cluster_mail(connection, field_name, on, [], geo, since=since, until=until)
+        shown = result.clusters[:CLUSTERS_SHOWN]
+        found.append(ClusterResult(result.field, result.on, result.messages, shown))
+    return found
+
+
+def build_report(
+    connection: Connection,
+    settings: ReportSettings,
+    since: datetime,
+    until: datetime,
+    geo: GeoLookup,
+) -> ReportData:
+    """Everything the report of [since, until) shows, read in one connection."""
+    limit = settings.row_limit
+    groups = groups_of(connection)
+    group_counts = Counter(name for names in groups.values() for name in names)
+    open_counts = queries.finding_counts(connection)
+    findings = queries.open_findings(connection, limit)
+    chart, targets = _group_section(connection, limit)
+    return ReportData(
+        title=settings.title,
+        since=iso(since),
+        until=iso(until),
+        generated=iso(utcnow()),
+        assets=queries.count_assets(connection),
+        roles=queries.role_counts(connection),
+        groups=sorted(group_counts.items(), key=lambda item: (-item[1], item[0])),
+        open_by_severity=open_counts,
+        changes=_changes_view(connection, changes_between(connection, since, until), limit),
+        findings=findings,
+        findings_total=sum(open_counts.values()),
+        hosts=queries.host_details(connection, findings, groups),
+        clients_chart=history_chart(
+            connection, "Distinct SMTP clients per day, 90 days", "smtp_clients", 90, until
+        ),
+        connections_chart=history_chart(
+            connection,
+            "Port-25 connections per day, 7 days, with the baseline band",
+            "smtp_connections",
+            7,
+            until,
+        ),
+        groups_chart=chart,
+        group_hosts=targets,
+        software=queries.mail_software(connection, since, until, limit),
+        servers=queries.servers(connection, limit),
+        clusters=mail_clusters(connection, geo, since, until),
+        inventory=queries.inventory_page(connection, groups, limit),
+        row_limit=limit,
+    )

@@ -1,0 +1,85 @@
+"""Misbehaving peers for the probes' robustness tests: a tarpit, a garbage talker, a mute port."""
+
+from __future__ import annotations
+
+import socketserver
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class _Tarpit(socketserver.BaseRequestHandler):
+    """Drips one byte per second, forever (until the server stops)."""
+
+    def handle(self) -> None:
+        """Send "2", then a byte a second, never a whole line."""
+        stop: threading.Event = self.server.stop  # type: ignore[attr-defined]
+        while not stop.wait(1.0):
+            try:
+                self.request.sendall(b"2")
+            except OSError:
+                return
+
+
+class _Garbage(socketserver.BaseRequestHandler):
+    """Answers anything with bytes no protocol uses, then waits and repeats."""
+
+    def handle(self) -> None:
+        """Send garbage on connect and after every read."""
+        self.request.settimeout(3.0)
+        try:
+            self.request.sendall(b"\x8f\x00garbage\xfe\xff??\r\n")
+            while self.request.recv(4096):
+                self.request.sendall(b"\xde\xad\xbe\xef nonsense\r\n")
+        except OSError:
+            return
+
+
+class _Silent(socketserver.BaseRequestHandler):
+    """Accepts and never says a word."""
+
+    def handle(self) -> None:
+        """Read and discard until the peer leaves or the server stops."""
+        stop: threading.Event = self.server.stop  # type: ignore[attr-defined]
+        self.request.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                if not self.request.recv(4096):
+                    return
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+
+class _Server(socketserver.ThreadingTCPServer):
+    """A threading TCP server whose handlers can see a stop event."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], handler: type[socketserver.BaseRequestHandler]):
+        """Bind and prepare the stop event."""
+        self.stop = threading.Event()
+        super().__init__(address, handler)
+
+
+BAD_PEERS: dict[str, type[socketserver.BaseRequestHandler]] = {
+    "tarpit": _Tarpit,
+    "garbage": _Garbage,
+    "silent": _Silent,
+}
+
+
+@contextmanager
+def bad_peer(kind: str, address: str, port: int) -> Iterator[None]:
+    """Run a tarpit, garbage-speaking or silent TCP server on address:port."""
+    server = _Server((address, port), BAD_PEERS[kind])
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.stop.set()
+        server.shutdown()
+        server.server_close()

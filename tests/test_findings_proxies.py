@@ -1,0 +1,94 @@
+"""open-socks-proxy and blocklisted-peer from real captures: Zeek traces, curl via microsocks."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.cli_helpers import run_cli
+from tests.findings_helpers import at, capture, findings, ingest, write_config
+from tests.probe_helpers import microsocks, web_server
+
+CONFORMANCE = Path("/work/shared/conformance/zeek")
+
+
+def _curl(source: str, proxy: str, url: str, credentials: str = "") -> None:
+    """Fetch a URL with curl through a SOCKS5 proxy."""
+    args = ["curl", "-sS", "--max-time", "5", "--interface", source, "-o", "/dev/null"]
+    if credentials:
+        args += ["--proxy-user", credentials]
+    subprocess.run([*args, "--socks5", proxy, url], check=True)
+
+
+def test_proxy_relaying_without_credentials_is_open(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+) -> None:
+    with (
+        web_server(at(30), 8080),
+        microsocks(at(7), 1080),
+        microsocks(at(8), 1080, user="alice", password="secret"),
+        capture(tmp_path, "socks") as pcap,
+    ):
+        _curl(at(10), f"{at(7)}:1080", f"http://{at(30)}:8080/")
+        _curl(at(11), f"{at(8)}:1080", f"http://{at(30)}:8080/", "alice:secret")
+    ingest(capsys, db_path, None, pcap)
+    found = findings(capsys, db_path)
+    summary = found["open-socks-proxy", at(7)]["summary"]
+    assert at(10) in summary
+    assert "without credentials" in summary
+    assert ("open-socks-proxy", at(8)) not in found
+
+
+def test_zeek_traces_open_proxy_and_password_proxy(
+    capsys: pytest.CaptureFixture[str], db_path: Path
+) -> None:
+    ingest(capsys, db_path, None, CONFORMANCE / "socks-trace1" / "trace.pcap")
+    ingest(capsys, db_path, None, CONFORMANCE / "socks-auth" / "trace.pcap")
+    found = findings(capsys, db_path)
+    assert ("open-socks-proxy", "60.190.189.214") in found
+    assert ("open-socks-proxy", "192.168.0.1") not in found  # it demanded a password
+
+
+def test_traffic_with_a_blocklisted_address(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+) -> None:
+    drop = tmp_path / "drop.txt"
+    drop.write_text(
+        "; Spamhaus DROP List 2026/11/24\n"
+        "127.0.120.64/28 ; SBL123456\n"
+        "# a plain list entry too\n"
+        "127.0.120.99\n"
+    )
+    config = write_config(tmp_path, f'[findings]\nblocklists = ["{drop}"]\n')
+    with (
+        web_server(at(66), 8080),
+        web_server(at(31), 8080),
+        capture(tmp_path, "peers") as pcap,
+    ):
+        subprocess.run(
+            ["curl", "-sS", "--interface", at(10), "-o", "/dev/null", f"http://{at(66)}:8080/"],
+            check=True,
+        )
+        subprocess.run(
+            ["curl", "-sS", "--interface", at(11), "-o", "/dev/null", f"http://{at(31)}:8080/"],
+            check=True,
+        )
+    ingest(capsys, db_path, config, pcap)
+    found = findings(capsys, db_path, config)
+    assert at(66) in found["blocklisted-peer", at(10)]["summary"]
+    assert ("blocklisted-peer", at(11)) not in found
+    assert ("blocklisted-peer", at(66)) not in found
+
+
+def test_a_damaged_blocklist_is_bad_input_naming_file_and_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+) -> None:
+    drop = tmp_path / "drop.txt"
+    drop.write_text("10.0.0.0/8 ; SBL1\nnot-an-address ; SBL2\n")
+    config = write_config(tmp_path, f'[findings]\nblocklists = ["{drop}"]\n')
+    result = run_cli(capsys, "--db", str(db_path), "--config", str(config), "findings", "list")
+    assert result.code == 2
+    assert f"{drop}:2" in result.err
+    assert "Traceback" not in result.err
