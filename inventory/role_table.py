@@ -22,6 +22,7 @@ from sqlalchemy import (
     update,
 )
 
+from inventory.bulk import BulkStatement
 from inventory.findings import merged_evidence
 from inventory.roles import CLIENT_ROLES
 from inventory.rules.host_roles import HeldRole, roles_of
@@ -94,8 +95,9 @@ def _stored(connection: Connection, keys: Iterable[RoleKey]) -> dict[RoleKey, tu
 
 def _stretch(table: Table, where: Any) -> Update:
     """The statement that widens stored spans to include (first, last), in the database."""
-    first: BindParameter[Any] = bindparam("first")
-    last: BindParameter[Any] = bindparam("last")
+    # Typed, so the bulk path converts datetimes exactly as the column stores them.
+    first: BindParameter[Any] = bindparam("first", type_=table.c.first_seen.type)
+    last: BindParameter[Any] = bindparam("last", type_=table.c.last_seen.type)
     return (
         update(table)
         .where(where)
@@ -144,17 +146,12 @@ def merge_roles(
             after = merged_evidence(before, role.evidence)[:MAX_EVIDENCE]
             if after != before:
                 evidence_updates.append({"rid": rid, "evidence": json.dumps(after)})
-    if inserts:
-        connection.execute(table.insert(), inserts)
-    if spans:
-        connection.execute(_stretch(table, table.c.id == bindparam("rid")), spans)
-    if evidence_updates:
-        connection.execute(
-            update(table)
-            .where(table.c.id == bindparam("rid"))
-            .values(evidence=bindparam("evidence")),
-            evidence_updates,
-        )
+    row_id = bindparam("rid", type_=table.c.id.type)
+    BulkStatement(table.insert()).execute(connection, inserts)
+    BulkStatement(_stretch(table, table.c.id == row_id)).execute(connection, spans)
+    BulkStatement(
+        update(table).where(table.c.id == row_id).values(evidence=bindparam("evidence"))
+    ).execute(connection, evidence_updates)
     return gained, set(addresses)
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.sql.dml import Insert
 
 from inventory import record_rows as rows
 from inventory import upserts
+from inventory.bulk import BulkStatement
 from inventory.database import database_url, make_engine, upgrade_schema
 from inventory.derive import DeriveSummary, derive
 from inventory.errors import StoreError
@@ -33,7 +34,6 @@ from probes.records import (
 )
 
 Row = dict[str, Any]
-_Compiled = tuple[str, list[str], list[Any], dict[str, Any], bool]
 KEYS: dict[str, tuple[str, ...]] = {
     "asset": ("address",),
     "asset_source": ("address", "source"),
@@ -59,7 +59,11 @@ class _Pending:
     key: tuple[str, ...]
     merge: Callable[[Row, Row], None]
     rows: dict[tuple[Any, ...], Row] = field(default_factory=dict)
-    _compiled: _Compiled | None = None
+    bulk: BulkStatement = field(init=False)
+
+    def __post_init__(self) -> None:
+        """Prepare the statement for many rows at a time."""
+        self.bulk = BulkStatement(self.statement)
 
     def add(self, row: Row) -> None:
         """Queue a row, folding it into a queued row with the same key."""
@@ -72,51 +76,9 @@ class _Pending:
 
     def write(self, connection: Connection) -> None:
         """Write the queued rows with one executemany of the pre-compiled statement."""
-        if not self.rows:
-            return
-        sql, names, processors, constants, positional = self._compile(
-            connection, next(iter(self.rows.values()))
-        )
-        # SQLAlchemy's per-row parameter handling costs more than SQLite's insert itself
-        # at ingest rates; the statement is compiled once and rows go straight to the driver.
-        converted = (
-            [
-                value if convert is None or value is None else convert(value)
-                for value, convert in zip(
-                    [row[name] if name in row else constants[name] for name in names],
-                    processors,
-                    strict=True,
-                )
-            ]
-            for row in self.rows.values()
-        )
-        params: list[Any] = (
-            [tuple(values) for values in converted]
-            if positional
-            else [dict(zip(names, values, strict=True)) for values in converted]
-        )
-        connection.exec_driver_sql(sql, params)
-        self.rows.clear()
-
-    def _compile(self, connection: Connection, sample: Row) -> _Compiled:
-        """The statement's SQL, parameter names, bind processors, constants, and style."""
-        if self._compiled is None:
-            dialect = connection.dialect
-            compiled = self.statement.compile(dialect=dialect, column_keys=list(sample))
-            if compiled.positional and compiled.positiontup is not None:
-                names = list(compiled.positiontup)
-            else:
-                names = [compiled.bind_names[bind] for bind in compiled.binds.values()]
-            # Literals inside ON CONFLICT (e.g. the '' of "unless empty") are binds too.
-            constants = {
-                name: bind.effective_value
-                for name, bind in compiled.binds.items()
-                if name not in sample
-            }
-            processors = [compiled.binds[name].type.bind_processor(dialect) for name in names]
-            self._compiled = (compiled.string, names, processors, constants, compiled.positional)
-        compiled_once: _Compiled = self._compiled
-        return compiled_once
+        if self.rows:
+            self.bulk.execute(connection, self.rows.values())
+            self.rows.clear()
 
 
 class RecordWriter:
