@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,13 @@ def _check_sqlite_path(path: Path) -> None:
             raise StoreError(f"cannot read database {path}: {exc.strerror}") from exc
         if head and head != SQLITE_MAGIC:
             raise StoreError(f"{path} is not an SQLite database")
+        return
+    # The inventory holds mail metadata (and SOCKS passwords if asked to): owner-only,
+    # whatever the umask. SQLite gives its -wal and -shm files the same mode.
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    except OSError as exc:
+        raise StoreError(f"cannot create database {path}: {exc.strerror}") from exc
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -43,14 +43,15 @@ from inventory.tables import Asset, AssetGroupRow, FindingRow, RoleRow
 from probes.records import Observation
 
 MAIL_EPOCH = "mail_epoch"  # derive_state key: when the store first saw any host send SMTP
-# Passive server roles from answered flows, by server port (the capture saw a reply).
-FLOW_SERVER_ROLES: dict[tuple[str, int], tuple[str, str]] = {
-    ("tcp", 80): ("web-server", "web-client"),
-    ("tcp", 8080): ("web-server", "web-client"),
-    ("tcp", 443): ("https-server", "web-client"),
-    ("udp", 53): ("dns-server", "dns-client"),
-    ("tcp", 53): ("dns-server", "dns-client"),
-    ("tcp", 22): ("ssh-server", ""),
+# Passive roles from answered flows, by server port (the capture saw a reply): the
+# server's roles (as a probe of the same service gives them) and the client's.
+FLOW_SERVER_ROLES: dict[tuple[str, int], tuple[tuple[str, ...], str]] = {
+    ("tcp", 80): (("web-server",), "web-client"),
+    ("tcp", 8080): (("web-server",), "web-client"),
+    ("tcp", 443): (("web-server", "https-server"), "web-client"),
+    ("udp", 53): (("dns-server",), "dns-client"),
+    ("tcp", 53): (("dns-server",), "dns-client"),
+    ("tcp", 22): (("ssh-server",), ""),
 }
 
 
@@ -159,10 +160,12 @@ def _read_flows(
         ports = None if ports is None or rule.flow_ports is None else ports | rule.flow_ports
     if marks is None:
         role_ports = frozenset(port for _, port in FLOW_SERVER_ROLES)
-        for side, index in (("server", 0), ("client", 1)):
+        for side in ("server", "client"):
             for span in delta.flow_spans(connection, side, role_ports):
-                role = FLOW_SERVER_ROLES.get((span.transport, span.server_port), ("", ""))[index]
-                if role:
+                servers, client = FLOW_SERVER_ROLES.get(
+                    (span.transport, span.server_port), ((), "")
+                )
+                for role in servers if side == "server" else (client,) if client else ():
                     for proof in (span.first_id, span.last_id):
                         key = (span.address, role, span.source)
                         found.roles.add(key, span.first_seen, span.last_seen, f"flow:{proof}")
@@ -182,9 +185,9 @@ def _flow_roles(row: Any, found: RoleAccumulator) -> None:
     """Roles an answered flow shows, by its server port."""
     if not row.answered:
         return
-    server_role, client_role = FLOW_SERVER_ROLES.get((row.transport, row.server_port), ("", ""))
+    server_roles, client_role = FLOW_SERVER_ROLES.get((row.transport, row.server_port), ((), ""))
     span = (row.first_seen, row.last_seen, f"flow:{row.id}")
-    if server_role:
+    for server_role in server_roles:
         found.add((row.server, server_role, row.source), *span)
     if client_role:
         found.add((row.client, client_role, row.source), *span)

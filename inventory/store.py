@@ -229,6 +229,11 @@ class Store:
         except DBAPIError as exc:
             raise StoreError(f"cannot derive in database {self.engine.url}: {exc.orig}") from exc
 
+    def derived_with(self) -> str:
+        """The fingerprint of the settings of the last derivation ("" if none yet)."""
+        with self.engine.connect() as connection:
+            return stored_state(connection)[1]
+
     def derive_roles(self) -> int:
         """Derive with the last settings used (or the defaults); return how many roles hold."""
         return self.derive().roles

@@ -23,6 +23,7 @@ from orchestrator.ingest_job import ingest_files, readers
 from orchestrator.progress import Reporter
 from orchestrator.report_job import default_period, write_report
 from orchestrator.scan_job import scan_subnets
+from reports.tabular import terminal_safe
 
 if TYPE_CHECKING:
     from orchestrator.cli import Session
@@ -131,7 +132,7 @@ def _print_result(result: DemoResult) -> None:
     typer.echo(f"inventory: {result.database} ({result.capture_kind} capture {result.capture})")
     typer.echo(f"{len(result.findings)} findings in {result.seconds:.1f}s:")
     for rule, address, name, summary in sorted(result.findings):
-        typer.echo(f"  {rule:24} {address:15} {name:11} {summary}")
+        typer.echo(f"  {rule:24} {address:15} {name:11} {terminal_safe(summary)}")
 
 
 def demo(

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import netaddr
 
-from orchestrator.errors import RunError
+from orchestrator.errors import UsageError
 
 SMTP_PORT = 2525
 SUBMISSION_PORT = 5870
@@ -43,9 +43,9 @@ class LabAddresses:
         try:
             net = netaddr.IPNetwork(network)
         except (netaddr.AddrFormatError, ValueError):
-            raise RunError(f"demo network {network!r} is not a CIDR network") from None
+            raise UsageError(f"demo network {network!r} is not a CIDR network") from None
         if net.version != 4 or not net.ip.is_loopback() or net.size < 64:
-            raise RunError(f"demo network {network} must be a loopback IPv4 /26 or larger")
+            raise UsageError(f"demo network {network} must be a loopback IPv4 /26 or larger")
         return cls(str(net.cidr), {name: str(net.network + n) for name, n in HOSTS.items()})
 
     def __getitem__(self, name: str) -> str:

@@ -16,6 +16,7 @@ from inventory.history import METRICS, daily_points
 from inventory.store import Store
 from orchestrator.derive_config import derive_settings
 from orchestrator.errors import UsageError
+from reports.tabular import terminal_safe
 
 findings_app = typer.Typer(no_args_is_help=True, help="Findings: list, acknowledge, re-derive.")
 groups_app = typer.Typer(no_args_is_help=True, help="Asset groups and what their hosts do.")
@@ -29,11 +30,16 @@ class Output(StrEnum):
     json = "json"
 
 
-def _derived_store(ctx: typer.Context, full: bool = False) -> Store:
-    """The session's store, derived with the config's settings first."""
+def _derived_store(ctx: typer.Context) -> Store:
+    """The session's store; derived first only if the config changed since the last derivation.
+
+    Every scan and ingest derives, so a listing normally reads without writing.
+    """
     session = ctx.obj
     store: Store = session.store()
-    store.derive(derive_settings(session.config), full=full)
+    settings = derive_settings(session.config)
+    if store.derived_with() != settings.fingerprint():
+        store.derive(settings)
     return store
 
 
@@ -66,7 +72,7 @@ def findings_list(
     for finding in found:
         typer.echo(
             f"{finding.severity:<6} {finding.status:<12} {finding.rule:<22} {finding.address:<16}"
-            f" {finding.summary}"
+            f" {terminal_safe(finding.summary)}"
         )
     if not found:
         typer.echo("no findings")

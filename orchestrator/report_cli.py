@@ -26,7 +26,7 @@ from reports.cluster import (
 )
 from reports.errors import ReportInputError
 from reports.geo import GeoLookup
-from reports.tabular import write_rows
+from reports.tabular import terminal_safe, write_rows
 from reports.where import parse_where
 
 report_app = typer.Typer(
@@ -37,7 +37,6 @@ mail_app = typer.Typer(no_args_is_help=True, help="Questions about the mail seen
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([hdw])\s*$")
 _UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 COLUMN_WIDTH = 48
 
 
@@ -153,7 +152,7 @@ def report_email(
 
 def printable(text: str) -> str:
     """Text safe to print to a terminal: control characters shown as escapes, long text cut."""
-    shown = _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+    shown = terminal_safe(text)
     return shown if len(shown) <= COLUMN_WIDTH else shown[: COLUMN_WIDTH - 1] + "…"
 
 

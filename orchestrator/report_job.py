@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.utils import parseaddr
 from pathlib import Path
 from typing import TextIO
 
@@ -41,6 +42,17 @@ def default_period(now: datetime | None = None, days: int = 7) -> tuple[datetime
     """(since, until): the last `days` days up to now, aware UTC."""
     until = now or utcnow()
     return until - timedelta(days=days), until
+
+
+def _is_address(text: str) -> bool:
+    """Whether text is one plain mail address (no name, no line breaks, one @)."""
+    name, address = parseaddr(text)
+    return (
+        address == text.strip()
+        and not name
+        and address.count("@") == 1
+        and not any(c in address for c in "\r\n\t ,;<>")
+    )
 
 
 def changes_path(out: Path) -> Path:
@@ -188,11 +200,16 @@ def email_report(
     recipients = list(to or config.email.to)
     if not recipients:
         raise UsageError("no recipients: pass --to or set email.to in the config")
+    for recipient in recipients:
+        if not _is_address(recipient):
+            raise UsageError(f"{recipient!r} is not an email address (from --to or email.to)")
     if not config.email.host:
         raise UsageError("no relay configured: set email.host in the config")
     settings = relay_settings(config)
-    if since is None or until is None:
-        since, until = default_period(until)
+    if until is None:
+        until = utcnow()
+    if since is None:
+        since = default_period(until)[0]
     run_id = store.start_run(RUN_KIND, ",".join(recipients))
     folder = Path(config.email.keep_dir) / f"report-{utcnow():%Y%m%dT%H%M%SZ}-run{run_id}"
     try:

@@ -19,6 +19,7 @@ from orchestrator.scheduler import (
     paused_scheduler,
     remove_schedule,
 )
+from orchestrator.scope import Scope, parse_target
 
 if TYPE_CHECKING:
     from orchestrator.cli import Session
@@ -95,7 +96,12 @@ def add_scan(
         "cron": cron,
         "every": every,
     }
-    values |= {"subnets": _split(subnet), "ports": ports, "probes": chosen}
+    subnets = _split(subnet)
+    # Refuse now what the daemon would refuse at 2 a.m.: targets outside the configured scope.
+    config = ctx.obj.config
+    scope = Scope.from_config(config.scope, [parse_target(s) for s in subnets])
+    scope.plan([parse_target(s) for s in subnets], config.scope.max_addresses)
+    values |= {"subnets": subnets, "ports": ports, "probes": chosen}
     _store_entry(ctx, _entry(values), replace)
 
 

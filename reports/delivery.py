@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import smtplib
 import socket
 import ssl
@@ -83,6 +84,21 @@ def _context(settings: RelaySettings) -> ssl.SSLContext:
     return context
 
 
+def _refuse_clear_auth(settings: RelaySettings) -> None:
+    """Never send the relay password in clear, except to a relay on this machine's loopback."""
+    if settings.tls != "none":
+        return
+    try:
+        local = ipaddress.ip_address(settings.host).is_loopback
+    except ValueError:
+        local = settings.host == "localhost"
+    if not local:
+        raise DeliveryError(
+            f"email.user is set but email.tls is none: refusing to send the password to"
+            f" {settings.host} in clear (use starttls or implicit)"
+        )
+
+
 def _connect(settings: RelaySettings) -> smtplib.SMTP:
     """Open the session, with TLS as configured, before anything else is said."""
     if settings.tls not in TLS_MODES:
@@ -134,6 +150,8 @@ def send(settings: RelaySettings, message: EmailMessage, recipients: Sequence[st
     """Deliver the message to every recipient or raise DeliveryError with one sentence."""
     if not settings.host:
         raise DeliveryError("no relay configured: set email.host in the config")
+    if settings.user:
+        _refuse_clear_auth(settings)
     try:
         client = _connect(settings)
         try:

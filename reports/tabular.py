@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
 FORMULA_LEAD = ("=", "+", "-", "@", "\t", "\r")
 FORMATS = ("csv", "json", "jsonl")
 BOM = "\ufeff"
+
+
+def terminal_safe(text: str) -> str:
+    """Text safe to print to a terminal: control characters (escape sequences) shown as \\xNN."""
+    return re.sub(r"[\x00-\x1f\x7f-\x9f]", lambda match: f"\\x{ord(match.group()):02x}", text)
 
 
 def neutralise(text: str) -> str:

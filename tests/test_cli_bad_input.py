@@ -75,7 +75,7 @@ def test_malformed_ports_option(capsys: pytest.CaptureFixture[str], db_path: Pat
     ("db", "expected"),
     [
         ("/nonexistent-dir/inventory.db", "directory /nonexistent-dir does not exist"),
-        ("/proc/rolecall.db", "cannot use database"),
+        ("/proc/rolecall.db", "cannot create database /proc/rolecall.db"),
         ("/tmp", "it is a directory"),
     ],
 )
@@ -181,3 +181,13 @@ def test_interrupted_import_leaves_the_database_as_it_was(db_path: Path, tmp_pat
         assert conn.execute("SELECT status FROM run ORDER BY id DESC").fetchone() == (
             "interrupted",
         )
+
+
+@pytest.mark.parametrize("network", ["bogus", "192.0.2.0/24", "127.0.60.0/30"])
+def test_demo_network_must_be_a_loopback_lab(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, network: str
+) -> None:
+    result = run_cli(capsys, "demo", "--out", str(tmp_path / "demo"), "--network", network)
+    assert result.code == 2
+    assert "demo network" in result.err
+    assert "Traceback" not in result.err

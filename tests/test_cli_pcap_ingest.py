@@ -47,6 +47,8 @@ def test_conformance_captures_land_once(capsys: pytest.CaptureFixture[str], db_p
     assert "smtp-client" in inventory["10.10.1.4"]["roles"].split(";")
     assert "smtp-server" in inventory["74.53.140.153"]["roles"].split(";")
     assert "socks-proxy" in inventory["192.168.0.1"]["roles"].split(";")
+    # a server seen answering on 443 has the roles a probe of HTTPS gives it
+    assert {"web-server", "https-server"} <= set(inventory["17.167.150.73"]["roles"].split(";"))
 
 
 def test_capture_and_zeek_log_of_it_make_one_asset(

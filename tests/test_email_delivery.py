@@ -293,3 +293,34 @@ def test_no_recipients_or_relay_is_usage_error(
     result = run_cli(capsys, "--db", str(inventory), "report", "email", "--to", "x@example.org")
     assert result.code == 2
     assert "email.host" in result.err
+
+
+def test_a_recipient_that_is_not_an_address_is_usage_error(
+    capsys: pytest.CaptureFixture[str],
+    inventory: Path,
+    tls_files: tuple[Path, Path],
+    tmp_path: Path,
+) -> None:
+    config = _config(tmp_path, _free_port(), "starttls", tls_files[0])
+    base = ("--config", str(config), "--db", str(inventory), "report", "email")
+    for bad in ("soc@example.org\r\nBcc: all@example.org", "Soc <soc@example.org>", "nobody"):
+        result = run_cli(capsys, *base, "--to", bad)
+        assert result.code == 2, bad
+        assert "is not an email address" in result.err
+        assert "Traceback" not in result.err
+
+
+def test_the_password_is_never_sent_in_clear_to_a_remote_relay(
+    capsys: pytest.CaptureFixture[str],
+    inventory: Path,
+    tls_files: tuple[Path, Path],
+    tmp_path: Path,
+) -> None:
+    config = _config(tmp_path, 587, "none", tls_files[0])
+    # A documentation address: the refusal comes before any connection is tried.
+    text = config.read_text(encoding="utf-8").replace(f'host = "{HOST}"', 'host = "192.0.2.25"')
+    config.write_text(text, encoding="utf-8")
+    result = run_cli(capsys, "--config", str(config), "--db", str(inventory), "report", "email")
+    assert result.code == 1
+    assert "refusing to send the password to 192.0.2.25 in clear" in result.err
+    assert (tmp_path / "kept").is_dir()

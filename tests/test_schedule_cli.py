@@ -164,3 +164,22 @@ def test_bad_config_schedule_names_the_key(
     result = run_cli(capsys, "--config", str(config), "--db", str(db_path), "schedule", "list")
     assert result.code == 2
     assert "schedule.job" in result.err
+
+
+def test_a_scheduled_scan_outside_the_scope_is_refused_when_added(
+    capsys: pytest.CaptureFixture[str], db_path: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "rolecall.toml"
+    config.write_text('[scope]\nallow = ["127.0.122.0/24"]\n', encoding="utf-8")
+    args = ("--config", str(config), "--db", str(db_path), "schedule", "add", "scan")
+    outside = run_cli(capsys, *args, "--subnet", "192.0.2.0/24", "--every", "60")
+    assert outside.code == 2
+    assert "outside the configured scope" in outside.err
+    bad = run_cli(capsys, *args, "--subnet", "not-a-network", "--every", "60")
+    assert bad.code == 2
+    assert "not an address or CIDR network" in bad.err
+    inside = run_cli(capsys, *args, "--subnet", "127.0.122.0/28", "--every", "60")
+    assert inside.code == 0, inside.err
+    listed = run_cli(capsys, "--db", str(db_path), "schedule", "list").out
+    assert "127.0.122.0/28" in listed
+    assert "192.0.2.0" not in listed

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from inventory.database import (
 )
 from inventory.errors import StoreError
 from inventory.store import Store
+from probes.records import Observation
 from tests.cli_helpers import run_cli
 
 
@@ -63,3 +66,16 @@ def test_database_newer_than_the_code_is_refused(db_path: Path) -> None:
         conn.execute("UPDATE alembic_version SET version_num = '9999'")
     with pytest.raises(StoreError, match="newer than this rolecall"):
         Store.open(str(db_path))
+
+
+def test_a_new_inventory_is_readable_by_its_owner_only(db_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        store = Store.open(str(db_path))
+        with store.writer() as writer:
+            writer.add(Observation("192.0.2.1", "host-up", "scan", datetime.now(UTC)))
+    finally:
+        os.umask(old)
+    for path in db_path.parent.glob(db_path.name + "*"):
+        assert path.stat().st_mode & 0o077 == 0, path
+    store.close()

@@ -49,7 +49,12 @@ def from_socks(ctx: RuleContext, row: Row, out: Collector) -> None:
 
 
 def from_flow(ctx: RuleContext, row: Row, out: Collector) -> None:
-    """Any flow to or from a blocklisted address."""
+    """A flow with a blocklisted address that was answered (traffic really went both ways).
+
+    A blocklisted scanner's unanswered SYNs to every inside host are not a relation.
+    """
+    if not row.answered:
+        return
     what = f"{row.transport}/{row.server_port} traffic"
     span = (row.first_seen, row.last_seen)
     _pair(ctx, row.client, row.server, what, span, f"flow:{row.id}", out)

@@ -11,18 +11,21 @@ NAME = "relay-refused"
 SEVERITY = "low"
 
 
-def _permanent(detail: str) -> bool:
-    """Whether a refusal's reply (in the observation detail) is a permanent 5xx one."""
+REFUSALS = frozenset({"550", "554"})  # SPEC: refused at RCPT with 550/554
+
+
+def _refused(detail: str) -> bool:
+    """Whether a refusal's reply (in the observation detail) is a 550 or 554."""
     try:
         reply = str(json.loads(detail).get("reply", ""))
     except (ValueError, AttributeError):
         return False
-    return reply[:1] == "5"
+    return reply[:3] in REFUSALS
 
 
 def from_observation(ctx: RuleContext, row: Row, out: Collector) -> None:
-    """A capture saw a recipient refused with a permanent reply (a 4xx retry is not)."""
-    if not _permanent(row.detail):
+    """A capture saw a recipient refused with 550/554 (a 4xx retry or a syntax error is not)."""
+    if not _refused(row.detail):
         return
     server = json.loads(row.detail).get("server", "the server")
     out.raise_(
@@ -38,30 +41,9 @@ def from_observation(ctx: RuleContext, row: Row, out: Collector) -> None:
     )
 
 
-def from_smtp(ctx: RuleContext, row: Row, out: Collector) -> None:
-    """A sensor log's transaction lists refused recipients (captures report them above)."""
-    if row.source == "pcap":
-        return
-    refused = json.loads(row.refused_rcpt)
-    if not refused:
-        return
-    out.raise_(
-        Raised(
-            NAME,
-            row.client,
-            SEVERITY,
-            f"{row.client} had recipients refused at RCPT by {row.server} (e.g. {refused[0]}).",
-            row.ts,
-            row.ts,
-            [f"smtp:{row.id}"],
-        )
-    )
-
-
 RULE = Rule(
     NAME,
     SEVERITY,
     observation_kinds=frozenset({"smtp-rcpt-refused"}),
     observation=from_observation,
-    smtp=from_smtp,
 )
