@@ -26,7 +26,7 @@ from pathlib import Path
 
 import defusedxml.ElementTree as SafeET
 
-from orchestrator.lab_tls import server_tls
+from orchestrator.lab_support import server_tls
 from tests.probe_helpers import (
     MailServer,
     RelayPolicy,

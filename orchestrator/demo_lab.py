@@ -8,7 +8,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from orchestrator.demo_layout import (
     LabAddresses,
 )
 from orchestrator.errors import RunError
-from orchestrator.lab_tls import server_tls, wait_listening
+from orchestrator.lab_support import server_tls, serving, wait_listening
 
 
 @dataclass
@@ -161,13 +160,8 @@ def web_server(address: str) -> Iterator[None]:
         server = _WebServer((address, WEB_PORT), _Page)
     except OSError as exc:
         raise RunError(f"demo lab: cannot listen on {address}:{WEB_PORT}: {exc.strerror}") from None
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @contextmanager

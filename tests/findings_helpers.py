@@ -7,7 +7,6 @@ import json
 import poplib
 import socket
 import socketserver
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from email.message import EmailMessage
@@ -16,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from orchestrator.lab_support import serving
 from tests.cli_helpers import run_cli
 from tests.pcap_helpers import SourcedSMTP, loopback_capture
 
@@ -144,13 +144,8 @@ def pop3_server(address: str, port: int) -> Iterator[None]:
     """Run the one-message POP3 server on address:port."""
     socketserver.TCPServer.allow_reuse_address = True
     server = socketserver.ThreadingTCPServer((address, port), _Pop3)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 class SourcedPOP3(poplib.POP3):

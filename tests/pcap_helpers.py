@@ -17,7 +17,7 @@ from typing import TypeVar
 import dpkt
 from aiosmtpd.controller import Controller
 
-from orchestrator.lab_tls import wait_listening
+from orchestrator.lab_support import wait_listening
 from probes.pcap_ingest import PcapSettings, read_pcap
 from probes.records import Item, ReadWarning, SmtpTransaction, SocksRequest
 

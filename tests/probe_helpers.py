@@ -10,7 +10,6 @@ import signal
 import socketserver
 import ssl
 import subprocess
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from typing import Any, AnyStr
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
-from orchestrator.lab_tls import wait_listening
+from orchestrator.lab_support import serving, wait_listening
 from probes.gate import OutOfScopeError
 from probes.probe_settings import ProbeSettings
 from probes.records import Observation, Record, Service
@@ -309,13 +308,8 @@ def web_server(address: str, port: int, tls: ssl.SSLContext | None = None) -> It
     server = _LoopbackHTTPServer((address, port), _Head)
     if tls is not None:
         server.socket = tls.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def observed(records: list[Record], port: int, kind: str) -> list[str]:

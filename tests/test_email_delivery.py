@@ -18,7 +18,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from inventory.store import Store
-from orchestrator.lab_tls import self_signed
+from orchestrator.lab_support import self_signed
 from tests.cli_helpers import run_cli
 from tests.report_helpers import SINCE, UNTIL, build_inventory
 

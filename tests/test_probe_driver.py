@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.lab_tls import server_tls
+from orchestrator.lab_support import server_tls
 from probes.active import run_probes
 from probes.errors import InputError
 from probes.gate import OutOfScopeError

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from inventory.roles import roles_from_observation
-from orchestrator.lab_tls import server_tls
+from orchestrator.lab_support import server_tls
 from probes.active import run_probes
 from probes.records import Observation, Record
 from tests.probe_helpers import (

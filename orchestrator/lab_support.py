@@ -1,12 +1,16 @@
-"""Lab plumbing shared by the demo and the tests: self-signed certificates, waiting for servers."""
+"""Lab plumbing shared by the demo and the tests: certificates, waiting for and serving servers."""
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
 import socket
+import socketserver
 import ssl
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from cryptography import x509
@@ -74,3 +78,15 @@ def wait_listening(address: str, port: int, timeout: float = 5.0) -> None:
         except OSError:
             time.sleep(0.05)
     raise RunError(f"nothing listens on {address}:{port} after {timeout:g} s")
+
+
+@contextmanager
+def serving(server: socketserver.BaseServer) -> Iterator[None]:
+    """Serve in a background thread until the block ends, then shut down and close."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
