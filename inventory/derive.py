@@ -19,7 +19,13 @@ from sqlalchemy import Connection, Table, delete, func, select, update
 from inventory import evidence_delta as delta
 from inventory import history
 from inventory.address_set import AddressSet
-from inventory.findings import resolve, resolve_before, resolve_stale, store_raised
+from inventory.findings import (
+    resolve,
+    resolve_before,
+    resolve_reprobed,
+    resolve_stale,
+    store_raised,
+)
 from inventory.groups import groups_of, update_groups
 from inventory.role_table import (
     RoleAccumulator,
@@ -280,6 +286,7 @@ def derive(connection: Connection, settings: DeriveSettings, full: bool = False)
         _resolve_unraised(connection, set(found.rows.found) | set(hosts.found))
     _update_history(connection, settings, found, groups)
     resolve_stale(connection, timedelta(hours=settings.resolve_after_hours))
+    resolve_reprobed(connection)
     delta.save_state(
         connection,
         now_marks,

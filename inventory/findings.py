@@ -8,13 +8,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final
 
-from sqlalchemy import Connection, Table, bindparam, select, update
+from sqlalchemy import Connection, Table, bindparam, func, select, update
 
-from inventory.tables import Asset, FindingRow
+from inventory.tables import Asset, FindingRow, ObservationRow
 
 STATUSES: Final = ("open", "resolved", "acknowledged")
 SEVERITIES: Final = ("high", "medium", "low", "info")
 MAX_EVIDENCE: Final = 50
+PROBED_RULES: Final = frozenset(
+    {"open-relay", "open-socks-proxy", "plaintext-auth", "anonymous-ftp"}
+)
+"""Rules about how a service answers rolecall's probes: they hold until a probe says otherwise."""
 
 
 @dataclass(frozen=True)
@@ -166,14 +170,16 @@ def _update_values(row: Any, found: Raised, replace: bool) -> dict[str, Any]:
 def resolve(connection: Connection, rule: str, addresses: Iterable[str]) -> None:
     """Mark the open findings of a rule on these addresses resolved: their evidence is gone."""
     table = _table(FindingRow)
-    wanted = set(addresses)
-    rows = connection.execute(
-        select(table.c.id, table.c.address).where(table.c.rule == rule, table.c.status == "open")
-    )
-    ids = [row.id for row in rows if row.address in wanted]
-    for start in range(0, len(ids), 500):
+    wanted = sorted(set(addresses))
+    for start in range(0, len(wanted), 500):
         connection.execute(
-            update(table).where(table.c.id.in_(ids[start : start + 500])).values(status="resolved")
+            update(table)
+            .where(
+                table.c.rule == rule,
+                table.c.status == "open",
+                table.c.address.in_(wanted[start : start + 500]),
+            )
+            .values(status="resolved")
         )
 
 
@@ -194,16 +200,62 @@ def resolve_before(connection: Connection, rule: str, address: str, day: date) -
 
 
 def resolve_stale(connection: Connection, after: timedelta) -> None:
-    """Resolve open findings whose host was seen `after` past the finding's last evidence."""
+    """Resolve open findings whose host was seen `after` past the finding's last evidence.
+
+    Findings on a probed service are left to `resolve_reprobed`: a weekly scan's
+    open relay is still open on the days between scans.
+    """
     table, asset = _table(FindingRow), _table(Asset)
     stale = connection.execute(
         select(table.c.id, table.c.last_seen, asset.c.last_seen.label("host_seen"))
         .join(asset, asset.c.address == table.c.address)
-        .where(table.c.status == "open")
+        .where(table.c.status == "open", table.c.rule.not_in(sorted(PROBED_RULES)))
     )
     ids = [row.id for row in stale if row.host_seen - row.last_seen > after]
-    if ids:
-        connection.execute(update(table).where(table.c.id.in_(ids)).values(status="resolved"))
+    _mark_resolved(connection, ids)
+
+
+def resolve_reprobed(connection: Connection) -> None:
+    """Resolve open findings on a probed service that a later probe of it no longer supports.
+
+    Every probe of a port records its "protocol" observation before its verdict, so a
+    protocol observation newer than the finding means the port was probed again and
+    the verdict the finding rests on did not come back.
+    """
+    table, obs = _table(FindingRow), _table(ObservationRow)
+    rows = connection.execute(
+        select(table.c.id, table.c.address, table.c.last_seen, table.c.evidence).where(
+            table.c.status == "open", table.c.rule.in_(sorted(PROBED_RULES))
+        )
+    ).all()
+    resolved = []
+    for row in rows:
+        ids = [
+            int(ref.split(":", 1)[1])
+            for ref in json.loads(row.evidence)
+            if ref.startswith("observation:")
+        ]
+        ports = select(obs.c.port).where(obs.c.id.in_(ids), obs.c.address == row.address)
+        probed = connection.execute(
+            select(func.max(obs.c.last_seen)).where(
+                obs.c.address == row.address,
+                obs.c.kind == "protocol",
+                obs.c.source == "probe",
+                obs.c.port.in_(ports),
+            )
+        ).scalar()
+        if probed is not None and probed > row.last_seen:
+            resolved.append(row.id)
+    _mark_resolved(connection, resolved)
+
+
+def _mark_resolved(connection: Connection, ids: Sequence[int]) -> None:
+    """Mark findings resolved by id."""
+    table = _table(FindingRow)
+    for start in range(0, len(ids), 500):
+        connection.execute(
+            update(table).where(table.c.id.in_(ids[start : start + 500])).values(status="resolved")
+        )
 
 
 def acknowledge(

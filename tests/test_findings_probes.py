@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from aiosmtpd.smtp import AuthResult
 
 from tests.findings_helpers import at, cli, findings
 from tests.probe_helpers import MailServer, RelayPolicy, microsocks, process
+from tests.zeek_helpers import write_tsv
 
 
 def _no_credentials_work(*_args: Any) -> AuthResult:
@@ -62,3 +64,35 @@ def test_scan_raises_open_relay_plaintext_auth_anonymous_ftp_and_open_proxy(
     assert ("open-socks-proxy", at(53)) in found
     assert ("open-socks-proxy", at(54)) not in found  # demands a password
     assert found["open-relay", at(49)]["evidence"][0].startswith("observation:")
+
+
+def test_a_probed_finding_holds_between_scans_and_resolves_when_a_rescan_contradicts_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+) -> None:
+    scan = ("scan", "subnet", f"{at(57)}/32", "--ports", "2525")
+    relay = MailServer(at(57), 2525, RelayPolicy())
+    relay.start()
+    try:
+        cli(capsys, db_path, None, *scan)
+    finally:
+        relay.stop()
+    assert findings(capsys, db_path)["open-relay", at(57)]["status"] == "open"
+    # Zeek sees mail delivered to the relay three days later: the host is seen again, but
+    # no probe looked, so the open relay is still open (a weekly scan's finding holds).
+    later = f"{time.time() + 3 * 86400:.6f}"
+    row = {"ts": later, "uid": "C1", "id.orig_h": at(58), "id.orig_p": "40000"}
+    row |= {"id.resp_h": at(57), "id.resp_p": "2525", "proto": "tcp", "conn_state": "SF"}
+    row |= {"orig_pkts": "5", "resp_pkts": "4", "orig_ip_bytes": "400", "resp_ip_bytes": "900"}
+    row |= {"orig_bytes": "100", "resp_bytes": "600", "tunnel_parents": "(empty)"}
+    log = write_tsv(tmp_path / "conn.log", "conn", [row])
+    cli(capsys, db_path, None, "ingest", "zeek", str(log))
+    assert findings(capsys, db_path)["open-relay", at(57)]["status"] == "open"
+    # The same server, now refusing foreign recipients, scanned again.
+    fixed = MailServer(at(57), 2525, RelayPolicy(local_domain="corp.test"))
+    fixed.start()
+    try:
+        cli(capsys, db_path, None, *scan)
+    finally:
+        fixed.stop()
+    assert findings(capsys, db_path)["open-relay", at(57)]["status"] == "resolved"
+    assert "DATA" not in relay.log.commands + fixed.log.commands
