@@ -82,7 +82,12 @@ class BulkStatement:
             for name, bind in compiled.binds.items()
             if name not in sample
         }
-        processors = [compiled.binds[name].type.bind_processor(dialect) for name in names]
+        # The dialect's implementation of each type, as SQLAlchemy itself binds it (a
+        # TypeDecorator's own processor alone would store another text format).
+        processors = [
+            compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+            for name in names
+        ]
         found = _Compiled(compiled.string, names, processors, constants, compiled.positional)
         self._compiled[key] = found
         return found

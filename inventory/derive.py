@@ -31,6 +31,7 @@ from inventory.role_table import (
     RoleAccumulator,
     judge_workstations,
     merge_roles,
+    refresh_workstations,
     role_count,
 )
 from inventory.roles import (
@@ -256,9 +257,10 @@ def derive(connection: Connection, settings: DeriveSettings, full: bool = False)
         changed = gained | delta.new_addresses(connection, marks)
     window = settings.workstation_window_days
     everything = found.roles if full else None
-    # Hosts whose client roles only grew are judged again too: their workstation role's
-    # span and evidence must come out as a full derivation would give them.
-    judge_workstations(connection, sorted(changed | touched), newest, window, everything)
+    judge_workstations(connection, sorted(changed), newest, window, everything)
+    # A touched host that gained no role keeps its workstation role (its evidence names
+    # the same client roles), stretched over its new client traffic.
+    refresh_workstations(connection, sorted(touched - changed), newest - timedelta(days=window))
     update_groups(connection, sorted(changed), settings.groups)
     groups = groups_of(connection) if settings.groups else {}
     ctx = RuleContext(

@@ -108,6 +108,33 @@ def _stretch(table: Table, where: Any) -> Update:
     )
 
 
+def refresh_workstations(connection: Connection, addresses: Sequence[str], since: datetime) -> None:
+    """Stretch the workstation spans of these hosts over their recent client roles, in SQL.
+
+    For hosts that gained no role: their client roles, and so the workstation's
+    evidence, are unchanged; only the span can have grown.
+    """
+    table = _table(RoleRow)
+    client = table.alias("client")
+    recent = (
+        (client.c.address == table.c.address)
+        & client.c.role.in_(sorted(CLIENT_ROLES))
+        & (client.c.last_seen >= since)
+    )
+    first = select(func.min(client.c.first_seen)).where(recent).scalar_subquery()
+    last = select(func.max(client.c.last_seen)).where(recent).scalar_subquery()
+    for chunk in _chunks(addresses):
+        connection.execute(
+            update(table)
+            .where(
+                table.c.role == "workstation",
+                table.c.address.in_(chunk),
+                select(client.c.id).where(recent).exists(),
+            )
+            .values(first_seen=first, last_seen=last)
+        )
+
+
 def merge_roles(
     connection: Connection, found: RoleAccumulator, empty: bool
 ) -> tuple[set[str], set[str]]:
@@ -209,10 +236,8 @@ def judge_workstations(
         recent.pop("workstation", None)
         if address in serving or not recent or not set(recent) <= CLIENT_ROLES:
             continue
-        evidence: list[str] = []
-        for held in recent.values():
-            evidence = merged_evidence(evidence, held.evidence)
-        evidence = evidence[:MAX_EVIDENCE]
+        # A derived role's evidence is the roles it rests on; they carry the observations.
+        evidence = [f"role:{name}" for name in sorted(recent)]
         rows.append(
             {
                 "address": address,

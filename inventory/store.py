@@ -188,6 +188,20 @@ class RecordWriter:
         )
 
 
+def _take_write_lock(connection: Connection) -> None:
+    """Hold the database's write lock from here to commit, so derivations run one at a time.
+
+    A derivation reads what is stored, then writes what follows from it; two at once
+    (the daemon's and the command line's) would both insert the same new roles.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7101976)")
+    else:
+        # SQLite: a write statement, even one changing no row, takes the write lock
+        # (waiting out the busy timeout) and starts the transaction's snapshot after it.
+        connection.exec_driver_sql("UPDATE derive_state SET value = value WHERE key = 'lock'")
+
+
 class Store:
     """The inventory database: opened, upgraded, and written in transactions."""
 
@@ -223,6 +237,7 @@ class Store:
         """
         try:
             with self.engine.begin() as connection:
+                _take_write_lock(connection)
                 if settings is None:
                     settings = settings_from_json(stored_state(connection)[2])
                 return derive(connection, settings, full)

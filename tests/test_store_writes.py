@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
+from inventory.errors import StoreError
 from inventory.store import Store
-from inventory.tables import Asset, AssetSource, FlowRow, ObservationRow, ServiceRow
+from inventory.tables import Asset, AssetSource, FlowRow, ObservationRow, RoleRow, ServiceRow
 from probes.records import Flow, Observation, Service
 
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
@@ -21,7 +24,7 @@ def _rows(store: Store, model: Any) -> list[Any]:
         return list(conn.execute(select(model.__table__)).all())
 
 
-def _write(store: Store, records: list[Observation | Service | Flow], batch: int) -> None:
+def _write(store: Store, records: Sequence[Observation | Service | Flow], batch: int) -> None:
     """Write records in one transaction with the given batch size."""
     with store.writer(batch_size=batch) as writer:
         writer.add_all(records)
@@ -61,3 +64,70 @@ def test_merges_hold_within_and_across_batches(db_path: Path) -> None:
     sources = sorted((row.address, row.source) for row in _rows(store, AssetSource))
     assert sources == [("192.0.2.7", "pcap"), ("192.0.2.7", "probe"), ("198.51.100.1", "pcap")]
     store.close()
+
+
+def test_bulk_writes_store_times_as_sqlalchemy_does(db_path: Path) -> None:
+    """Times written in bulk compare correctly in SQL with times SQLAlchemy writes itself."""
+    store = Store.open(str(db_path))
+    _write(store, [Observation("192.0.2.7", "protocol", "probe", T0, 25, "tcp", "smtp")], 10)
+    with store.engine.begin() as conn:
+        conn.execute(
+            ObservationRow.__table__.insert(),  # type: ignore[attr-defined]
+            [
+                {
+                    "address": "192.0.2.8",
+                    "kind": "protocol",
+                    "source": "probe",
+                    "port": 25,
+                    "transport": "tcp",
+                    "value": "smtp",
+                    "value_key": "k",
+                    "detail": "",
+                    "first_seen": T0,
+                    "last_seen": T0,
+                    "count": 1,
+                }
+            ],
+        )
+        stored = conn.exec_driver_sql(
+            "SELECT address, first_seen FROM observation ORDER BY address"
+        ).all()
+    store.close()
+    (bulk, ours), (core, theirs) = stored
+    assert (bulk, core) == ("192.0.2.7", "192.0.2.8")
+    assert ours == theirs
+
+
+def test_derivations_from_two_processes_at_once_do_not_collide(db_path: Path) -> None:
+    """The daemon and the command line both derive after their writes: one waits for the other."""
+    Store.open(str(db_path)).close()
+    errors: list[str] = []
+
+    def write_and_derive(net: int) -> None:
+        store = Store.open(str(db_path))  # its own connections, as another process has
+        try:
+            for batch in range(10):
+                seen = datetime.now(UTC)
+                records = [
+                    Observation(
+                        f"10.{net}.{batch}.{n}", "protocol", "probe", seen, 80, "tcp", "http"
+                    )
+                    for n in range(40)
+                ]
+                _write(store, records, 1000)
+                store.derive()
+        except StoreError as exc:
+            errors.append(str(exc))
+        finally:
+            store.close()
+
+    workers = [threading.Thread(target=write_and_derive, args=(net,)) for net in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert errors == []
+    store = Store.open(str(db_path))
+    web = [row for row in _rows(store, RoleRow) if row.role == "web-server"]
+    store.close()
+    assert len(web) == 3 * 10 * 40
