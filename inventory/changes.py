@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, func, select
+from sqlalchemy import Connection, Select, Table, func, select
 
 from inventory.findings import FindingView, view
 from inventory.tables import Asset, FindingRow, RoleRow
@@ -30,19 +30,26 @@ def _table(model: Any) -> Table:
     return table
 
 
-def _roles(connection: Connection) -> list[Any]:
-    """(address, role, first_seen, last_seen) over every source."""
+def _role_spans() -> tuple[Select[Any], Any, Any]:
+    """(address, role) over every source as a query to filter, and its first/last seen."""
     role = _table(RoleRow)
-    return list(
-        connection.execute(
-            select(
-                role.c.address,
-                role.c.role,
-                func.min(role.c.first_seen).label("first_seen"),
-                func.max(role.c.last_seen).label("last_seen"),
-            ).group_by(role.c.address, role.c.role)
-        )
+    first, last = func.min(role.c.first_seen), func.max(role.c.last_seen)
+    return (
+        (
+            select(role.c.address, role.c.role)
+            .group_by(role.c.address, role.c.role)
+            .order_by(role.c.address, role.c.role)
+        ),
+        first,
+        last,
     )
+
+
+def _findings(connection: Connection, *where: Any) -> list[FindingView]:
+    """Findings matching the conditions, by rule and address."""
+    finding = _table(FindingRow)
+    stmt = select(finding).where(*where).order_by(finding.c.rule, finding.c.address)
+    return [view(row) for row in connection.execute(stmt)]
 
 
 def changes_between(connection: Connection, since: datetime, until: datetime) -> Changes:
@@ -51,34 +58,43 @@ def changes_between(connection: Connection, since: datetime, until: datetime) ->
     New: first seen in the window. Lost role: last seen before `since` on a host
     whose evidence continues in the window. Resolved finding: resolved, its last
     evidence in the window. Open: open or acknowledged and first seen before `until`.
+    The database does the filtering: only what changed is read.
     """
     asset, finding = _table(Asset), _table(FindingRow)
-    new_assets = sorted(
+    new_assets = list(
         connection.execute(
-            select(asset.c.address).where(asset.c.first_seen >= since, asset.c.first_seen < until)
+            select(asset.c.address)
+            .where(asset.c.first_seen >= since, asset.c.first_seen < until)
+            .order_by(asset.c.address)
         ).scalars()
     )
-    active = set(
-        connection.execute(
-            select(asset.c.address).where(asset.c.last_seen >= since, asset.c.first_seen < until)
-        ).scalars()
-    )
-    roles = _roles(connection)
-    new_roles = sorted((row.address, row.role) for row in roles if since <= row.first_seen < until)
-    lost_roles = sorted(
-        (row.address, row.role) for row in roles if row.last_seen < since and row.address in active
-    )
-    findings = [view(row) for row in connection.execute(select(finding))]
-    order = sorted(findings, key=lambda f: (f.rule, f.address))
+    spans, first, last = _role_spans()
+    new_roles = [
+        (row.address, row.role)
+        for row in connection.execute(spans.having(first >= since, first < until))
+    ]
+    active = select(asset.c.address).where(asset.c.last_seen >= since, asset.c.first_seen < until)
+    role = _table(RoleRow)
+    lost_roles = [
+        (row.address, row.role)
+        for row in connection.execute(spans.where(role.c.address.in_(active)).having(last < since))
+    ]
     return Changes(
         new_assets=new_assets,
         new_roles=new_roles,
         lost_roles=lost_roles,
-        new_findings=[f for f in order if since <= f.first_seen < until],
-        resolved_findings=[
-            f for f in order if f.status == "resolved" and since <= f.last_seen < until
-        ],
-        open_findings=[
-            f for f in order if f.status in ("open", "acknowledged") and f.first_seen < until
-        ],
+        new_findings=_findings(
+            connection, finding.c.first_seen >= since, finding.c.first_seen < until
+        ),
+        resolved_findings=_findings(
+            connection,
+            finding.c.status == "resolved",
+            finding.c.last_seen >= since,
+            finding.c.last_seen < until,
+        ),
+        open_findings=_findings(
+            connection,
+            finding.c.status.in_(("open", "acknowledged")),
+            finding.c.first_seen < until,
+        ),
     )

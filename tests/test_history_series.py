@@ -188,3 +188,33 @@ def test_history_show_prints_each_day_with_its_band(
     assert lines[1].startswith(f"{day} 20 median 4 band")
     bad = run_cli(capsys, "--db", str(db_path), "history", "show", "spam")
     assert bad.code == 2
+
+
+def test_a_role_that_stopped_while_its_host_went_on_is_lost(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+) -> None:
+    """10.2.0.9 answered on port 80 on day 1 only, and was still browsing on day 5."""
+
+    def conn(client: str, server: str, when: datetime) -> dict[str, str]:
+        row = {"ts": f"{when.timestamp():.6f}", "uid": "C1", "id.orig_h": client}
+        row |= {"id.orig_p": "40000", "id.resp_h": server, "id.resp_p": "80", "proto": "tcp"}
+        row |= {"conn_state": "SF", "orig_pkts": "5", "resp_pkts": "4", "orig_bytes": "100"}
+        row |= {"resp_bytes": "600", "orig_ip_bytes": "400", "resp_ip_bytes": "900"}
+        return row | {"tunnel_parents": "(empty)"}
+
+    day5 = START + timedelta(days=4)
+    rows = [conn("10.2.0.1", "10.2.0.9", START), conn("10.2.0.9", "198.51.100.80", day5)]
+    cli(
+        capsys, db_path, None, "ingest", "zeek", str(write_tsv(tmp_path / "conn.log", "conn", rows))
+    )
+    store = Store.open(str(db_path))
+    since = day5.replace(hour=0)
+    with store.engine.connect() as connection:
+        changes = changes_between(connection, since, since + timedelta(days=1))
+        before = changes_between(connection, START.replace(hour=0), since)
+    store.close()
+    assert changes.lost_roles == [("10.2.0.9", "web-server")]
+    assert ("10.2.0.9", "web-client") in changes.new_roles
+    assert changes.new_assets == ["198.51.100.80"]
+    assert ("10.2.0.9", "web-server") in before.new_roles
+    assert before.lost_roles == []
