@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, Table, func, select
+from sqlalchemy import Connection, Select, func, select
 
 from inventory.findings import FindingView, view
-from inventory.tables import Asset, FindingRow, RoleRow
+from inventory.tables import Asset, FindingRow, RoleRow, core_table
 
 
 @dataclass(frozen=True)
@@ -24,15 +24,9 @@ class Changes:
     open_findings: list[FindingView]
 
 
-def _table(model: Any) -> Table:
-    """The Core table of a SQLModel class."""
-    table: Table = model.__table__
-    return table
-
-
 def _role_spans() -> tuple[Select[Any], Any, Any]:
     """(address, role) over every source as a query to filter, and its first/last seen."""
-    role = _table(RoleRow)
+    role = core_table(RoleRow)
     first, last = func.min(role.c.first_seen), func.max(role.c.last_seen)
     return (
         (
@@ -47,7 +41,7 @@ def _role_spans() -> tuple[Select[Any], Any, Any]:
 
 def _findings(connection: Connection, *where: Any) -> list[FindingView]:
     """Findings matching the conditions, by rule and address."""
-    finding = _table(FindingRow)
+    finding = core_table(FindingRow)
     stmt = select(finding).where(*where).order_by(finding.c.rule, finding.c.address)
     return [view(row) for row in connection.execute(stmt)]
 
@@ -60,7 +54,7 @@ def changes_between(connection: Connection, since: datetime, until: datetime) ->
     evidence in the window. Open: open or acknowledged and first seen before `until`.
     The database does the filtering: only what changed is read.
     """
-    asset, finding = _table(Asset), _table(FindingRow)
+    asset, finding = core_table(Asset), core_table(FindingRow)
     new_assets = list(
         connection.execute(
             select(asset.c.address)
@@ -74,7 +68,7 @@ def changes_between(connection: Connection, since: datetime, until: datetime) ->
         for row in connection.execute(spans.having(first >= since, first < until))
     ]
     active = select(asset.c.address).where(asset.c.last_seen >= since, asset.c.first_seen < until)
-    role = _table(RoleRow)
+    role = core_table(RoleRow)
     lost_roles = [
         (row.address, row.role)
         for row in connection.execute(spans.where(role.c.address.in_(active)).having(last < since))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, func, select, update
+from sqlalchemy import Connection, delete, func, select, update
 
 from inventory import evidence_delta as delta
 from inventory import history
@@ -46,7 +46,7 @@ from inventory.rules.host_roles import first_smtp_client, smtp_senders
 from inventory.rules.smtp_client_surge import NAME as SURGE
 from inventory.rules.smtp_client_surge import judge_days
 from inventory.settings import DeriveSettings, settings_json
-from inventory.tables import Asset, AssetGroupRow, FindingRow, RoleRow
+from inventory.tables import Asset, AssetGroupRow, FindingRow, RoleRow, core_table
 from probes.records import Observation
 
 MAIL_EPOCH = "mail_epoch"  # derive_state key: when the store first saw any host send SMTP
@@ -70,12 +70,6 @@ class DeriveSummary:
     findings: int
     hosts_judged: int
     full: bool
-
-
-def _table(model: Any) -> Table:
-    """The Core table of a SQLModel class."""
-    table: Table = model.__table__
-    return table
 
 
 @dataclass
@@ -202,25 +196,25 @@ def _flow_roles(row: Any, found: RoleAccumulator) -> None:
 
 def _newest(connection: Connection) -> datetime:
     """The newest evidence time in the store: derivation's notion of "now"."""
-    table = _table(Asset)
+    table = core_table(Asset)
     newest: datetime | None = connection.execute(select(func.max(table.c.last_seen))).scalar()
     return newest or datetime.now(UTC)
 
 
 def _all_addresses(connection: Connection) -> set[str]:
     """Every asset's address."""
-    return set(connection.execute(select(_table(Asset).c.address)).scalars())
+    return set(connection.execute(select(core_table(Asset).c.address)).scalars())
 
 
 def _start_full(connection: Connection) -> None:
     """Forget derived roles and groups, and the evidence of findings (statuses stay)."""
-    connection.execute(delete(_table(RoleRow)))
-    connection.execute(delete(_table(AssetGroupRow)))
+    connection.execute(delete(core_table(RoleRow)))
+    connection.execute(delete(core_table(AssetGroupRow)))
 
 
 def _resolve_unraised(connection: Connection, raised: set[tuple[str, str]]) -> None:
     """After a full derivation: open findings no evidence supports any more are resolved."""
-    table = _table(FindingRow)
+    table = core_table(FindingRow)
     rows = connection.execute(
         select(table.c.id, table.c.rule, table.c.address).where(table.c.status == "open")
     )
@@ -320,7 +314,7 @@ def _update_history(
 
 def _open_findings(connection: Connection) -> int:
     """How many findings are open."""
-    table = _table(FindingRow)
+    table = core_table(FindingRow)
     return int(
         connection.execute(
             select(func.count()).select_from(table).where(table.c.status == "open")

@@ -25,13 +25,8 @@ from inventory.tables import (
     ServiceRow,
     SmtpRow,
     SocksRow,
+    core_table,
 )
-
-
-def _table(model: Any) -> Table:
-    """The Core table of a SQLModel class."""
-    table: Table = model.__table__
-    return table
 
 
 @dataclass(frozen=True)
@@ -56,23 +51,23 @@ def _max(connection: Connection, column: Any) -> Any:
 
 def current_marks(connection: Connection) -> Marks:
     """The watermarks that cover everything stored now."""
-    obs, flow = _table(ObservationRow), _table(FlowRow)
+    obs, flow = core_table(ObservationRow), core_table(FlowRow)
     return Marks(
         observation_id=_max(connection, obs.c.id) or 0,
         observation_time=_max(connection, obs.c.last_seen),
-        smtp_id=_max(connection, _table(SmtpRow).c.id) or 0,
-        socks_id=_max(connection, _table(SocksRow).c.id) or 0,
+        smtp_id=_max(connection, core_table(SmtpRow).c.id) or 0,
+        socks_id=_max(connection, core_table(SocksRow).c.id) or 0,
         flow_id=_max(connection, flow.c.id) or 0,
         flow_day=_max(connection, flow.c.day),
-        hostname_id=_max(connection, _table(HostnameRow).c.id) or 0,
-        asset_id=_max(connection, _table(Asset).c.id) or 0,
-        service_id=_max(connection, _table(ServiceRow).c.id) or 0,
+        hostname_id=_max(connection, core_table(HostnameRow).c.id) or 0,
+        asset_id=_max(connection, core_table(Asset).c.id) or 0,
+        service_id=_max(connection, core_table(ServiceRow).c.id) or 0,
     )
 
 
 def _state(connection: Connection) -> dict[str, str]:
     """Every stored derivation-state entry."""
-    table = _table(DeriveStateRow)
+    table = core_table(DeriveStateRow)
     return {row.key: row.value for row in connection.execute(select(table))}
 
 
@@ -100,7 +95,7 @@ def save_state(
     extra: dict[str, str] | None = None,
 ) -> None:
     """Remember how far this derivation read, with which settings, and any extra entries."""
-    table = _table(DeriveStateRow)
+    table = core_table(DeriveStateRow)
     values = {
         "marks": json.dumps(asdict(marks), default=lambda value: value.isoformat()),
         "fingerprint": fingerprint,
@@ -141,7 +136,7 @@ def observations(
     Since marks, the id range and the last_seen index find the rows; the kind is
     checked here, so that the database never walks the kind index instead.
     """
-    table = _table(ObservationRow)
+    table = core_table(ObservationRow)
     stmt = _observation_columns(table)
     if marks is None:
         yield from connection.execute(stmt.where(table.c.kind.in_(sorted(kinds))))
@@ -158,7 +153,7 @@ def observations(
 def observation_spans(connection: Connection, kinds: frozenset[str]) -> Iterator[Any]:
     """Per (address, kind, source) of all observations of the given kinds: first and last
     seen, first and last row id (for kinds whose roles do not depend on the value)."""
-    table = _table(ObservationRow)
+    table = core_table(ObservationRow)
     stmt = select(
         table.c.address,
         table.c.kind,
@@ -173,13 +168,13 @@ def observation_spans(connection: Connection, kinds: frozenset[str]) -> Iterator
 
 def smtp_rows(connection: Connection, marks: Marks | None) -> Iterator[Any]:
     """Mail transactions stored since marks (all if None)."""
-    table = _table(SmtpRow)
+    table = core_table(SmtpRow)
     return _past(connection, select(table), table.c.id, 0 if marks is None else marks.smtp_id)
 
 
 def socks_rows(connection: Connection, marks: Marks | None) -> Iterator[Any]:
     """SOCKS requests stored since marks (all if None)."""
-    table = _table(SocksRow)
+    table = core_table(SocksRow)
     return _past(connection, select(table), table.c.id, 0 if marks is None else marks.socks_id)
 
 
@@ -190,7 +185,7 @@ def flow_rows(
 
     With all flows (marks None), `ports` limits them to those server ports.
     """
-    table = _table(FlowRow)
+    table = core_table(FlowRow)
     if marks is None:
         stmt = select(table)
         if ports is not None:
@@ -212,7 +207,7 @@ def new_addresses(connection: Connection, marks: Marks) -> set[str]:
         (HostnameRow, marks.hostname_id),
         (ServiceRow, marks.service_id),
     ):
-        table = _table(model)
+        table = core_table(model)
         found.update(connection.execute(select(table.c.address).where(table.c.id > mark)).scalars())
     return found
 
@@ -222,7 +217,7 @@ def flow_spans(connection: Connection, side: str, ports: frozenset[int]) -> Iter
 
     Rows: address, server_port, transport, source, first_seen, last_seen, first_id, last_id.
     """
-    table = _table(FlowRow)
+    table = core_table(FlowRow)
     host = table.c[side]
     stmt = (
         select(

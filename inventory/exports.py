@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 from itertools import groupby
 from typing import Any
 
-from sqlalchemy import Connection, Select, Table, select
+from sqlalchemy import Connection, Select, select
 
 from inventory.tables import (
     Asset,
@@ -22,6 +22,7 @@ from inventory.tables import (
     ServiceRow,
     SmtpRow,
     SocksRow,
+    core_table,
 )
 
 Row = dict[str, Any]
@@ -176,12 +177,6 @@ class _Lookup:
         return []
 
 
-def _table(model: Any) -> Table:
-    """The Core table of a SQLModel class."""
-    table: Table = model.__table__
-    return table
-
-
 def _port_key(value: str) -> tuple[int, str]:
     """Sort key for "port/proto" strings: numerically by port."""
     port, _, proto = value.partition("/")
@@ -190,14 +185,14 @@ def _port_key(value: str) -> tuple[int, str]:
 
 def inventory_rows(connection: Connection) -> Iterator[Row]:
     """One row per asset with its names, roles, groups, open ports and sources."""
-    hostname, role = _table(HostnameRow), _table(RoleRow)
-    service, source = _table(ServiceRow), _table(AssetSource)
-    asset = _table(Asset)
+    hostname, role = core_table(HostnameRow), core_table(RoleRow)
+    service, source = core_table(ServiceRow), core_table(AssetSource)
+    asset = core_table(Asset)
     names = _Lookup(
         _grouped(connection, select(hostname.c.address, hostname.c.name).order_by("address"))
     )
     roles = _Lookup(_grouped(connection, select(role.c.address, role.c.role).order_by("address")))
-    group = _table(AssetGroupRow)
+    group = core_table(AssetGroupRow)
     groups = _Lookup(
         _grouped(connection, select(group.c.address, group.c.name).order_by("address"))
     )
@@ -230,7 +225,7 @@ def inventory_rows(connection: Connection) -> Iterator[Row]:
 def _table_rows(connection: Connection, what: str) -> Iterator[Row]:
     """Rows of one stored table with the export's columns, in a stable order."""
     model, order = TABLES[what]
-    table = _table(model)
+    table = core_table(model)
     columns = COLUMNS[what]
     for row in connection.execute(select(table).order_by(*order)).mappings():
         out = {column: _plain(row[column]) for column in columns}

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final
 
-from sqlalchemy import Connection, Table, bindparam, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
-from inventory.tables import Asset, FindingRow, ObservationRow
+from inventory.tables import Asset, FindingRow, ObservationRow, core_table
 
 STATUSES: Final = ("open", "resolved", "acknowledged")
 SEVERITIES: Final = ("high", "medium", "low", "info")
@@ -62,12 +62,6 @@ def merged_evidence(old: Sequence[str], new: Sequence[str]) -> list[str]:
     return list(dict.fromkeys([*old, *new]))[:MAX_EVIDENCE]
 
 
-def _table(model: Any) -> Table:
-    """The Core table of a SQLModel class."""
-    table: Table = model.__table__
-    return table
-
-
 def view(row: Any) -> FindingView:
     """A FindingView of a finding-table row."""
     return FindingView(
@@ -84,7 +78,7 @@ def view(row: Any) -> FindingView:
 
 def store_raised(connection: Connection, raised: Iterable[Raised], replace: bool) -> None:
     """Merge raised findings into the table; `replace` drops the stored evidence first."""
-    table = _table(FindingRow)
+    table = core_table(FindingRow)
     folded: dict[tuple[str, str], Raised] = {}
     for item in raised:
         known = folded.get((item.rule, item.address))
@@ -169,7 +163,7 @@ def _update_values(row: Any, found: Raised, replace: bool) -> dict[str, Any]:
 
 def resolve(connection: Connection, rule: str, addresses: Iterable[str]) -> None:
     """Mark the open findings of a rule on these addresses resolved: their evidence is gone."""
-    table = _table(FindingRow)
+    table = core_table(FindingRow)
     wanted = sorted(set(addresses))
     for start in range(0, len(wanted), 500):
         connection.execute(
@@ -185,7 +179,7 @@ def resolve(connection: Connection, rule: str, addresses: Iterable[str]) -> None
 
 def resolve_before(connection: Connection, rule: str, address: str, day: date) -> None:
     """Resolve an open finding whose evidence all predates a day that showed none."""
-    table = _table(FindingRow)
+    table = core_table(FindingRow)
     start = datetime.combine(day, time(), tzinfo=UTC)
     connection.execute(
         update(table)
@@ -205,7 +199,7 @@ def resolve_stale(connection: Connection, after: timedelta) -> None:
     Findings on a probed service are left to `resolve_reprobed`: a weekly scan's
     open relay is still open on the days between scans.
     """
-    table, asset = _table(FindingRow), _table(Asset)
+    table, asset = core_table(FindingRow), core_table(Asset)
     stale = connection.execute(
         select(table.c.id, table.c.last_seen, asset.c.last_seen.label("host_seen"))
         .join(asset, asset.c.address == table.c.address)
@@ -222,7 +216,7 @@ def resolve_reprobed(connection: Connection) -> None:
     protocol observation newer than the finding means the port was probed again and
     the verdict the finding rests on did not come back.
     """
-    table, obs = _table(FindingRow), _table(ObservationRow)
+    table, obs = core_table(FindingRow), core_table(ObservationRow)
     rows = connection.execute(
         select(table.c.id, table.c.address, table.c.last_seen, table.c.evidence).where(
             table.c.status == "open", table.c.rule.in_(sorted(PROBED_RULES))
@@ -251,7 +245,7 @@ def resolve_reprobed(connection: Connection) -> None:
 
 def _mark_resolved(connection: Connection, ids: Sequence[int]) -> None:
     """Mark findings resolved by id."""
-    table = _table(FindingRow)
+    table = core_table(FindingRow)
     for start in range(0, len(ids), 500):
         connection.execute(
             update(table).where(table.c.id.in_(ids[start : start + 500])).values(status="resolved")
@@ -262,7 +256,7 @@ def acknowledge(
     connection: Connection, rule: str, address: str, note: str, when: datetime
 ) -> FindingView | None:
     """Acknowledge one finding; None if there is no such finding."""
-    table = _table(FindingRow)
+    table = core_table(FindingRow)
     connection.execute(
         update(table)
         .where(table.c.rule == rule, table.c.address == address)
@@ -278,7 +272,7 @@ def list_findings(
     connection: Connection, status: str | None = None, rule: str | None = None
 ) -> list[FindingView]:
     """Findings, most severe first, optionally of one status or rule."""
-    table = _table(FindingRow)
+    table = core_table(FindingRow)
     stmt = select(table)
     if status is not None:
         stmt = stmt.where(table.c.status == status)

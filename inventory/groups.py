@@ -6,13 +6,13 @@ import fnmatch
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
 import netaddr
-from sqlalchemy import Connection, Table, delete, select
+from sqlalchemy import Connection, delete, select
 
 from inventory.settings import GroupSpec
-from inventory.tables import AssetGroupRow, HostnameRow, RoleRow, ServiceRow
+from inventory.tables import AssetGroupRow, HostnameRow, RoleRow, ServiceRow, core_table
 
 UNGROUPED: Final = "ungrouped"
 """The name the mail-client query gives hosts that are in no configured group."""
@@ -36,12 +36,6 @@ class HostFacts:
     roles: set[str] = field(default_factory=set)
     ports: set[str] = field(default_factory=set)
     hostnames: set[str] = field(default_factory=set)
-
-
-def _table(model: Any) -> Table:
-    """The Core table of a SQLModel class."""
-    table: Table = model.__table__
-    return table
 
 
 def _port_matches(wanted: str, ports: set[str]) -> bool:
@@ -107,7 +101,7 @@ def _chunks(addresses: Sequence[str]) -> Iterable[Sequence[str]]:
 def host_facts(connection: Connection, addresses: Sequence[str]) -> dict[str, HostFacts]:
     """Roles, open ports and names of the given addresses."""
     facts = {address: HostFacts(address) for address in addresses}
-    role, service, hostname = _table(RoleRow), _table(ServiceRow), _table(HostnameRow)
+    role, service, hostname = core_table(RoleRow), core_table(ServiceRow), core_table(HostnameRow)
     for chunk in _chunks(addresses):
         for row in connection.execute(
             select(role.c.address, role.c.role).where(role.c.address.in_(chunk))
@@ -130,7 +124,7 @@ def update_groups(
     connection: Connection, addresses: Sequence[str], specs: Sequence[GroupSpec]
 ) -> None:
     """Recompute the group memberships of the given addresses."""
-    table = _table(AssetGroupRow)
+    table = core_table(AssetGroupRow)
     for chunk in _chunks(addresses):
         connection.execute(delete(table).where(table.c.address.in_(chunk)))
     if not specs:
@@ -147,7 +141,7 @@ def update_groups(
 
 def groups_of(connection: Connection) -> dict[str, list[str]]:
     """Address -> the names of the groups it belongs to (sorted); ungrouped addresses absent."""
-    table = _table(AssetGroupRow)
+    table = core_table(AssetGroupRow)
     found: dict[str, list[str]] = defaultdict(list)
     for row in connection.execute(
         select(table.c.address, table.c.name).order_by(table.c.address, table.c.name)
@@ -158,7 +152,7 @@ def groups_of(connection: Connection) -> dict[str, list[str]]:
 
 def groups_of_addresses(connection: Connection, addresses: Sequence[str]) -> dict[str, list[str]]:
     """Like groups_of, for the given addresses only."""
-    table = _table(AssetGroupRow)
+    table = core_table(AssetGroupRow)
     found: dict[str, list[str]] = defaultdict(list)
     for chunk in _chunks(addresses):
         for row in connection.execute(
@@ -170,7 +164,7 @@ def groups_of_addresses(connection: Connection, addresses: Sequence[str]) -> dic
 
 def mail_clients_by_group(connection: Connection) -> list[GroupMailClients]:
     """Per group, the hosts seen sending SMTP (hosts in no group under "ungrouped")."""
-    role = _table(RoleRow)
+    role = core_table(RoleRow)
     clients = sorted(
         {
             row.address

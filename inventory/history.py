@@ -12,12 +12,12 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, Final
+from typing import Final
 
-from sqlalchemy import Connection, Table, and_, delete, func, select
+from sqlalchemy import Connection, and_, delete, func, select
 
 from inventory.settings import SurgeSettings
-from inventory.tables import DailyMetricRow, FlowRow, ObservationRow, SmtpRow
+from inventory.tables import DailyMetricRow, FlowRow, ObservationRow, SmtpRow, core_table
 
 METRICS: Final = ("smtp_clients", "smtp_connections", "fw_smtp_denies")
 SMTP_PORTS: Final = (25,)
@@ -48,12 +48,6 @@ class Band:
     days: int
 
 
-def _table(model: Any) -> Table:
-    """The Core table of a SQLModel class."""
-    table: Table = model.__table__
-    return table
-
-
 def baseline_band(values: Sequence[int], surge: SurgeSettings) -> Band | None:
     """The band of trailing values (None if fewer than surge.min_baseline_days of them)."""
     if len(values) < surge.min_baseline_days:
@@ -67,7 +61,7 @@ def baseline_band(values: Sequence[int], surge: SurgeSettings) -> Band | None:
 
 def _first_day(connection: Connection, metric: str, group: str) -> date | None:
     """The first day a series has a stored value."""
-    table = _table(DailyMetricRow)
+    table = core_table(DailyMetricRow)
     first: date | None = connection.execute(
         select(func.min(table.c.day)).where(table.c.metric == metric, table.c.grp == group)
     ).scalar()
@@ -78,7 +72,7 @@ def stored_values(
     connection: Connection, metric: str, group: str, start: date, end: date
 ) -> dict[date, int]:
     """Stored values of a series for start <= day <= end (missing days are zero)."""
-    table = _table(DailyMetricRow)
+    table = core_table(DailyMetricRow)
     rows = connection.execute(
         select(table.c.day, table.c.value).where(
             table.c.metric == metric,
@@ -139,7 +133,7 @@ def _day_span(day: date) -> tuple[datetime, datetime]:
 
 def _smtp_clients(connection: Connection, day: date) -> set[str]:
     """Distinct hosts that sent SMTP on a day."""
-    smtp = _table(SmtpRow)
+    smtp = core_table(SmtpRow)
     start, end = _day_span(day)
     rows = connection.execute(
         select(smtp.c.client).distinct().where(and_(smtp.c.ts >= start, smtp.c.ts < end))
@@ -149,7 +143,7 @@ def _smtp_clients(connection: Connection, day: date) -> set[str]:
 
 def _smtp_connections(connection: Connection, day: date) -> Counter[str]:
     """Connections to the SMTP port on a day, by client."""
-    flow = _table(FlowRow)
+    flow = core_table(FlowRow)
     rows = connection.execute(
         select(flow.c.client, func.sum(flow.c.connections))
         .where(
@@ -168,7 +162,7 @@ def _denies(connection: Connection, day: date) -> Counter[str]:
     The firewall reader writes a day's denied connections as flows and marks each
     (host, port, destination) it denied with an fw-smtp-deny fact; the flows keep the days.
     """
-    flow, obs = _table(FlowRow), _table(ObservationRow)
+    flow, obs = core_table(FlowRow), core_table(ObservationRow)
     denied = (
         select(obs.c.id)
         .where(
@@ -197,7 +191,7 @@ def _denies(connection: Connection, day: date) -> Counter[str]:
 
 def _write_day(connection: Connection, metric: str, day: date, values: Mapping[str, int]) -> None:
     """Replace one day of one metric, for every group at once."""
-    table = _table(DailyMetricRow)
+    table = core_table(DailyMetricRow)
     connection.execute(delete(table).where(table.c.metric == metric, table.c.day == day))
     rows = [
         {"metric": metric, "grp": grp, "day": day, "value": value}
@@ -234,12 +228,12 @@ def recompute_days(
 def newest_day(connection: Connection) -> list[date]:
     """The newest day any series holds (an empty list if none)."""
     newest: date | None = connection.execute(
-        select(func.max(_table(DailyMetricRow).c.day))
+        select(func.max(core_table(DailyMetricRow).c.day))
     ).scalar()
     return [] if newest is None else [newest]
 
 
 def expire(connection: Connection, newest: date, retention_days: int) -> None:
     """Drop series days older than the retention window before the newest day."""
-    table = _table(DailyMetricRow)
+    table = core_table(DailyMetricRow)
     connection.execute(delete(table).where(table.c.day < newest - timedelta(days=retention_days)))

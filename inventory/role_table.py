@@ -26,7 +26,7 @@ from inventory.bulk import BulkStatement
 from inventory.findings import merged_evidence
 from inventory.roles import CLIENT_ROLES
 from inventory.rules.host_roles import HeldRole, roles_of
-from inventory.tables import RoleRow, ServiceRow
+from inventory.tables import RoleRow, ServiceRow, core_table
 
 MAX_EVIDENCE: Final = 20
 CHUNK: Final = 500
@@ -34,12 +34,6 @@ WORKSTATION_SOURCE: Final = "derived"
 """The source of roles judged from other roles rather than read from evidence."""
 
 RoleKey = tuple[str, str, str]
-
-
-def _table(model: Any) -> Table:
-    """The Core table of a SQLModel class."""
-    table: Table = model.__table__
-    return table
 
 
 @dataclass
@@ -77,7 +71,7 @@ def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
 
 def _stored(connection: Connection, keys: Iterable[RoleKey]) -> dict[RoleKey, tuple[int, str]]:
     """(id, evidence JSON) of the stored roles among the given roles' hosts, role by role."""
-    table = _table(RoleRow)
+    table = core_table(RoleRow)
     by_role: dict[str, set[str]] = defaultdict(set)
     for address, role, _ in keys:
         by_role[role].add(address)
@@ -114,7 +108,7 @@ def refresh_workstations(connection: Connection, addresses: Sequence[str], since
     For hosts that gained no role: their client roles, and so the workstation's
     evidence, are unchanged; only the span can have grown.
     """
-    table = _table(RoleRow)
+    table = core_table(RoleRow)
     client = table.alias("client")
     recent = (
         (client.c.address == table.c.address)
@@ -142,7 +136,7 @@ def merge_roles(
 
     Spans are widened in the database; evidence is appended while under the cap.
     """
-    table = _table(RoleRow)
+    table = core_table(RoleRow)
     addresses = sorted({key[0] for key in found.found})
     stored = {} if empty else _stored(connection, found.found)
     held = {(key[0], key[1]) for key in stored}
@@ -184,7 +178,7 @@ def merge_roles(
 
 def _serving(connection: Connection, addresses: Sequence[str], since: datetime) -> set[str]:
     """Addresses with a service seen since a time."""
-    table = _table(ServiceRow)
+    table = core_table(ServiceRow)
     found: set[str] = set()
     for chunk in _chunks(addresses):
         found.update(
@@ -222,7 +216,7 @@ def judge_workstations(
 
     `everything`: the roles of a full derivation, used instead of reading the table.
     """
-    table = _table(RoleRow)
+    table = core_table(RoleRow)
     for chunk in _chunks(addresses if everything is None else []):
         connection.execute(
             delete(table).where(table.c.address.in_(chunk), table.c.role == "workstation")
@@ -254,4 +248,6 @@ def judge_workstations(
 
 def role_count(connection: Connection) -> int:
     """How many (address, role, source) roles hold."""
-    return int(connection.execute(select(func.count()).select_from(_table(RoleRow))).scalar() or 0)
+    return int(
+        connection.execute(select(func.count()).select_from(core_table(RoleRow))).scalar() or 0
+    )

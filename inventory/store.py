@@ -22,7 +22,7 @@ from inventory.derive import DeriveSummary, derive
 from inventory.errors import StoreError
 from inventory.evidence_delta import stored_state
 from inventory.settings import DeriveSettings, settings_from_json
-from inventory.tables import IngestedFile, RunRow
+from inventory.tables import IngestedFile, RunRow, core_table
 from probes.records import (
     Flow,
     HostName,
@@ -257,7 +257,9 @@ class Store:
         """Record the start of a run and return its id."""
         with self.engine.begin() as connection:
             result = connection.execute(
-                RunRow.__table__.insert().values(  # type: ignore[attr-defined]
+                core_table(RunRow)
+                .insert()
+                .values(
                     kind=kind,
                     target=target,
                     started=utcnow(),

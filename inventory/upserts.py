@@ -19,13 +19,8 @@ from inventory.tables import (
     ServiceRow,
     SmtpRow,
     SocksRow,
+    core_table,
 )
-
-
-def _table(model: Any) -> Table:
-    """Return the Core table of a SQLModel class."""
-    table: Table = model.__table__
-    return table
 
 
 def _insert(dialect: str, table: Table) -> Any:
@@ -60,7 +55,7 @@ def _seen_span(table: Table, excluded: Any) -> dict[str, ColumnElement[Any]]:
 
 def _span_upsert(dialect: str, model: Any, keys: Sequence[str]) -> Insert:
     """An upsert that only widens first_seen/last_seen of an existing row."""
-    table = _table(model)
+    table = core_table(model)
     stmt = _insert(dialect, table)
     return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
         index_elements=list(keys), set_=_seen_span(table, stmt.excluded)
@@ -84,7 +79,7 @@ def hostname_upsert(dialect: str) -> Insert:
 
 def observation_upsert(dialect: str) -> Insert:
     """Upsert of facts by natural key: count adds up, the latest detail wins."""
-    table = _table(ObservationRow)
+    table = core_table(ObservationRow)
     stmt = _insert(dialect, table)
     excluded = stmt.excluded
     newer = excluded.last_seen >= table.c.last_seen
@@ -100,7 +95,7 @@ def observation_upsert(dialect: str) -> Insert:
 
 def service_upsert(dialect: str) -> Insert:
     """Upsert of services: non-empty incoming descriptions replace stored ones."""
-    table = _table(ServiceRow)
+    table = core_table(ServiceRow)
     stmt = _insert(dialect, table)
     excluded = stmt.excluded
     described = {
@@ -115,7 +110,7 @@ def service_upsert(dialect: str) -> Insert:
 
 def flow_upsert(dialect: str) -> Insert:
     """Upsert of daily flows: counters add up, answered once means answered."""
-    table = _table(FlowRow)
+    table = core_table(FlowRow)
     stmt = _insert(dialect, table)
     excluded = stmt.excluded
     return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
@@ -132,7 +127,7 @@ def flow_upsert(dialect: str) -> Insert:
 
 def insert_once(dialect: str, model: Any) -> Insert:
     """An insert that leaves an existing row with the same natural key alone."""
-    return _insert(dialect, _table(model)).on_conflict_do_nothing()  # type: ignore[no-any-return]
+    return _insert(dialect, core_table(model)).on_conflict_do_nothing()  # type: ignore[no-any-return]
 
 
 def smtp_insert(dialect: str) -> Insert:

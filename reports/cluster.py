@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, select
 
-from inventory.tables import SmtpRow
+from inventory.tables import SmtpRow, core_table
 from reports.errors import ReportInputError
 from reports.geo import GeoInfo, GeoLookup
 from reports.where import Condition, matches
@@ -107,7 +107,7 @@ def _smtp_rows(
     connection: Connection, since: datetime | None, until: datetime | None
 ) -> Iterator[Any]:
     """Stream the columns the cluster fields read of the mail transactions in [since, until)."""
-    table: Table = SmtpRow.__table__  # type: ignore[attr-defined]
+    table = core_table(SmtpRow)
     columns = [
         table.c[name]
         for name in ("client", "server", "subject", "mail_from", "rcpt_to", "user_agent", "helo")

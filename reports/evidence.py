@@ -7,10 +7,10 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, select
 
 from inventory.exports import iso
-from inventory.tables import DailyMetricRow, FlowRow, ObservationRow, SmtpRow, SocksRow
+from inventory.tables import DailyMetricRow, FlowRow, ObservationRow, SmtpRow, SocksRow, core_table
 
 MAX_REFERENCES = 10
 MAX_TEXT = 160
@@ -103,7 +103,7 @@ def describe_all(connection: Connection, references: Iterable[list[str]]) -> lis
     lines: dict[str, str] = {}
     for name, numbers in ids.items():
         model, describe = DESCRIBERS[name]
-        table: Table = model.__table__
+        table = core_table(model)
         ordered = sorted(numbers)
         for start in range(0, len(ordered), 500):
             stmt = select(table).where(table.c.id.in_(ordered[start : start + 500]))

@@ -10,22 +10,13 @@ from typing import Any, TextIO
 from sqlalchemy import Connection
 
 from inventory.changes import Changes, changes_between
-from inventory.exports import iso
+from inventory.exports import COLUMNS, iso
 from inventory.findings import FindingView
 from reports.queries import finding_counts
 from reports.tabular import write_rows
 
-FINDING_COLUMNS = (
-    "change",
-    "rule",
-    "address",
-    "severity",
-    "summary",
-    "evidence",
-    "first_seen",
-    "last_seen",
-    "status",
-)
+# The findings export's columns (SPEC), after how each finding changed in the period.
+FINDING_COLUMNS = ("change", *COLUMNS["findings"])
 CHANGE_COLUMNS = ("change", "address", "detail")
 
 

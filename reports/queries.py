@@ -8,11 +8,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, func, select
+from sqlalchemy import Connection, func, select
 
 from inventory.exports import inventory_rows, iso
 from inventory.findings import FindingView, view
-from inventory.tables import Asset, FindingRow, HostnameRow, RoleRow, ServiceRow, SmtpRow
+from inventory.tables import (
+    Asset,
+    FindingRow,
+    HostnameRow,
+    RoleRow,
+    ServiceRow,
+    SmtpRow,
+    core_table,
+)
 from reports.evidence import describe_all
 
 SEVERITIES = ("high", "medium", "low", "info")
@@ -20,12 +28,6 @@ SERVER_ROLES = {
     "socks-proxy": (("socks-proxy-open", "open"), ("socks-proxy-auth", "password required")),
     "smtp-server": (("smtp-open-relay", "open relay"), ("smtp-auth-required", "AUTH required")),
 }
-
-
-def table(model: Any) -> Table:
-    """The Core table of a SQLModel class."""
-    found: Table = model.__table__
-    return found
 
 
 @dataclass(frozen=True)
@@ -94,12 +96,12 @@ def finding_items(connection: Connection, views: Sequence[FindingView]) -> list[
 
 def count_assets(connection: Connection) -> int:
     """How many assets the inventory holds."""
-    return int(connection.execute(select(func.count()).select_from(table(Asset))).scalar_one())
+    return int(connection.execute(select(func.count()).select_from(core_table(Asset))).scalar_one())
 
 
 def role_counts(connection: Connection) -> list[tuple[str, int]]:
     """How many hosts play each role, most common first."""
-    role = table(RoleRow)
+    role = core_table(RoleRow)
     stmt = select(role.c.role, func.count(role.c.address.distinct())).group_by(role.c.role)
     rows = [(str(name), int(count)) for name, count in connection.execute(stmt)]
     return sorted(rows, key=lambda item: (-item[1], item[0]))
@@ -107,7 +109,7 @@ def role_counts(connection: Connection) -> list[tuple[str, int]]:
 
 def finding_counts(connection: Connection, status: str = "open") -> dict[str, int]:
     """Findings with a status by severity (every severity present, zero if none)."""
-    finding = table(FindingRow)
+    finding = core_table(FindingRow)
     stmt = (
         select(finding.c.severity, func.count())
         .where(finding.c.status == status)
@@ -121,7 +123,7 @@ def finding_counts(connection: Connection, status: str = "open") -> dict[str, in
 
 def open_findings(connection: Connection, limit: int) -> list[FindingItem]:
     """The open findings, most severe and most recent first, at most limit."""
-    finding = table(FindingRow)
+    finding = core_table(FindingRow)
     rank = {name: index for index, name in enumerate(SEVERITIES)}
     stmt = select(finding).where(finding.c.status == "open")
     # Ranking in SQL keeps memory bounded however many findings there are.
@@ -140,7 +142,7 @@ def _by_address(
     connection: Connection, model: Any, column: str, addresses: Sequence[str]
 ) -> dict[str, list[str]]:
     """Distinct values of one column per address, for the given addresses."""
-    source = table(model)
+    source = core_table(model)
     found: defaultdict[str, set[str]] = defaultdict(set)
     for start in range(0, len(addresses), 500):
         chunk = addresses[start : start + 500]
@@ -152,7 +154,7 @@ def _by_address(
 
 def _services(connection: Connection, addresses: Sequence[str]) -> dict[str, list[str]]:
     """Each address's services as "port/transport protocol product version"."""
-    service = table(ServiceRow)
+    service = core_table(ServiceRow)
     found: defaultdict[str, set[str]] = defaultdict(set)
     for start in range(0, len(addresses), 500):
         chunk = addresses[start : start + 500]
@@ -195,7 +197,7 @@ def mail_software(
     connection: Connection, since: datetime, until: datetime, limit: int
 ) -> list[SoftwareSeen]:
     """Mail client programs seen sending in [since, until) and the hosts (with roles) using them."""
-    smtp = table(SmtpRow)
+    smtp = core_table(SmtpRow)
     stmt = (
         select(smtp.c.user_agent, smtp.c.client, func.count())
         .where(smtp.c.user_agent != "", smtp.c.ts >= since, smtp.c.ts < until)
@@ -221,7 +223,7 @@ def mail_software(
 
 def servers(connection: Connection, limit: int) -> list[ServerSeen]:
     """SOCKS proxies and SMTP servers with how open each is, the open ones first."""
-    role = table(RoleRow)
+    role = core_table(RoleRow)
     stmt = select(role.c.address, role.c.role).where(
         role.c.role.in_(
             [*SERVER_ROLES, *(name for pairs in SERVER_ROLES.values() for name, _ in pairs)]
@@ -254,7 +256,7 @@ def _server_ports(
     connection: Connection, addresses: Sequence[str]
 ) -> dict[tuple[str, str], tuple[list[str], list[str]]]:
     """Ports and products of SOCKS and SMTP services on the given addresses."""
-    service = table(ServiceRow)
+    service = core_table(ServiceRow)
     found: defaultdict[tuple[str, str], tuple[set[str], set[str]]] = defaultdict(
         lambda: (set(), set())
     )

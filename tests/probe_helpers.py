@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import os
 import re
 import signal
@@ -20,6 +21,7 @@ from typing import Any, AnyStr
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
+from inventory.roles import roles_from_observation
 from orchestrator.lab_support import serving, wait_listening
 from probes.gate import OutOfScopeError
 from probes.probe_settings import ProbeSettings
@@ -322,3 +324,21 @@ def observed(records: list[Record], port: int, kind: str) -> list[str]:
 def services(records: list[Record], port: int) -> list[Service]:
     """Return the Service records for ``port``."""
     return [r for r in records if isinstance(r, Service) and r.port == port]
+
+
+def roles_of(records: list[Record], port: int) -> set[str]:
+    """Return every role the observations of one port support."""
+    return {
+        role
+        for r in records
+        if isinstance(r, Observation) and r.port == port
+        for role in roles_from_observation(r)
+    }
+
+
+def detail_of(records: list[Record], port: int, kind: str) -> dict[str, Any]:
+    """Return the parsed evidence of the one observation of ``kind`` on ``port``."""
+    found = [r for r in records if isinstance(r, Observation) and r.port == port and r.kind == kind]
+    assert len(found) == 1
+    detail: dict[str, Any] = json.loads(found[0].detail)
+    return detail

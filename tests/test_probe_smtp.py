@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import socket
 import ssl
 from collections.abc import Iterator
@@ -11,16 +10,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from inventory.roles import roles_from_observation
 from orchestrator.lab_support import server_tls
 from probes.active import run_probes
-from probes.records import Observation, Record
 from tests.probe_helpers import (
     FAST,
     LoopbackGate,
     MailServer,
     RelayPolicy,
+    detail_of,
     observed,
+    roles_of,
     services,
     submission_kwargs,
 )
@@ -37,24 +36,6 @@ def mail_server(
         yield server
     finally:
         server.stop()
-
-
-def roles_of(records: list[Record], port: int) -> set[str]:
-    """Return every role the observations of one port support."""
-    return {
-        role
-        for r in records
-        if isinstance(r, Observation) and r.port == port
-        for role in roles_from_observation(r)
-    }
-
-
-def detail_of(records: list[Record], port: int, kind: str) -> dict[str, Any]:
-    """Return the parsed evidence of the one observation of ``kind`` on ``port``."""
-    found = [r for r in records if isinstance(r, Observation) and r.port == port and r.kind == kind]
-    assert len(found) == 1
-    detail: dict[str, Any] = json.loads(found[0].detail)
-    return detail
 
 
 def ehlo_chunks(address: str, port: int) -> list[bytes]:

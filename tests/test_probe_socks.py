@@ -3,40 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 
-from inventory.roles import roles_from_observation
 from probes.active import run_probes
-from probes.records import Observation, Record
 from tests.probe_helpers import (
     FAST,
     LoopbackGate,
     dante,
     dante_destinations,
+    detail_of,
     microsocks,
     observed,
+    roles_of,
     services,
 )
-
-
-def roles_of(records: list[Record], port: int) -> set[str]:
-    """Return every role the observations of one port support."""
-    return {
-        role
-        for r in records
-        if isinstance(r, Observation) and r.port == port
-        for role in roles_from_observation(r)
-    }
-
-
-def relay_detail(records: list[Record], port: int, kind: str) -> dict[str, object]:
-    """Return the parsed evidence of the relay observation of one port."""
-    obs = [r for r in records if isinstance(r, Observation) and r.port == port and r.kind == kind]
-    assert len(obs) == 1
-    detail: dict[str, object] = json.loads(obs[0].detail)
-    return detail
 
 
 def test_socks5_without_auth_relays_to_the_canary() -> None:
@@ -46,7 +27,7 @@ def test_socks5_without_auth_relays_to_the_canary() -> None:
     assert observed(records, 11080, "protocol") == ["socks5"]
     assert observed(records, 11080, "socks5-auth") == ["no-auth"]
     assert observed(records, 11080, "socks5-relay") == ["relayed to canary"]
-    assert relay_detail(records, 11080, "socks5-relay")["token_arrived"] is True
+    assert detail_of(records, 11080, "socks5-relay")["token_arrived"] is True
     assert roles_of(records, 11080) == {
         "socks-proxy",
         "socks5",
@@ -106,8 +87,8 @@ def test_dante_speaks_socks4_and_socks5_and_is_only_asked_for_the_canary(tmp_pat
     assert sorted(observed(records, 11090, "protocol")) == ["socks4", "socks5"]
     assert observed(records, 11090, "socks4-relay") == ["relayed to canary"]
     assert observed(records, 11090, "socks5-relay") == ["relayed to canary"]
-    canary = str(relay_detail(records, 11090, "socks4-relay")["canary"])
-    assert canary == relay_detail(records, 11090, "socks5-relay")["canary"]
+    canary = str(detail_of(records, 11090, "socks4-relay")["canary"])
+    assert canary == detail_of(records, 11090, "socks5-relay")["canary"]
     assert canary.startswith("127.0.0.1:")
     assert len(destinations) == 2
     assert set(destinations) == {canary.replace(":", ".")}
@@ -121,7 +102,7 @@ def test_proxy_that_cannot_reach_the_canary_is_handshake_open_only(tmp_path: Pat
     with dante(tmp_path, 11091):
         records = run_probes([("127.0.0.1", 11091)], LoopbackGate(), settings)
     assert observed(records, 11091, "socks5-relay") == ["handshake-open, relay unverified"]
-    detail = relay_detail(records, 11091, "socks5-relay")
+    detail = detail_of(records, 11091, "socks5-relay")
     assert detail["token_arrived"] is False
     assert detail["canary"] == f"::1:{str(detail['canary']).rsplit(':', 1)[1]}"
     assert "socks-proxy-open" not in roles_of(records, 11091)
@@ -133,9 +114,9 @@ def test_proxy_whose_rules_refuse_connect_is_socks_but_not_open(tmp_path: Path) 
     with dante(tmp_path, 11092, refuse=True) as log:
         records = run_probes([("127.0.0.1", 11092)], LoopbackGate(), settings)
     assert observed(records, 11092, "socks4-relay") == ["refused"]
-    assert relay_detail(records, 11092, "socks4-relay")["reply_code"] == "0x5b"
+    assert detail_of(records, 11092, "socks4-relay")["reply_code"] == "0x5b"
     assert observed(records, 11092, "socks5-relay") == ["handshake-open, relay unverified"]
-    assert relay_detail(records, 11092, "socks5-relay")["reply_code"] != 0
+    assert detail_of(records, 11092, "socks5-relay")["reply_code"] != 0
     roles = roles_of(records, 11092)
     assert {"socks4", "socks5", "socks-proxy"} <= roles
     assert "socks-proxy-open" not in roles

@@ -7,12 +7,11 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Connection, Table, func, select
+from sqlalchemy import Connection, func, select
 
 from inventory.findings import merged_evidence
-from inventory.tables import RoleRow, SmtpRow
+from inventory.tables import RoleRow, SmtpRow, core_table
 
 CHUNK = 500
 
@@ -35,15 +34,9 @@ class HeldRole:
         return merged
 
 
-def _table(model: Any) -> Table:
-    """The Core table of a SQLModel class."""
-    table: Table = model.__table__
-    return table
-
-
 def roles_of(connection: Connection, addresses: Sequence[str]) -> dict[str, dict[str, HeldRole]]:
     """Address -> role -> what holds it, for the given addresses."""
-    table = _table(RoleRow)
+    table = core_table(RoleRow)
     found: dict[str, dict[str, HeldRole]] = defaultdict(dict)
     for start in range(0, len(addresses), CHUNK):
         chunk = addresses[start : start + CHUNK]
@@ -69,7 +62,7 @@ def roles_of(connection: Connection, addresses: Sequence[str]) -> dict[str, dict
 
 def smtp_senders(connection: Connection) -> set[str]:
     """Every host with the smtp-client role."""
-    table = _table(RoleRow)
+    table = core_table(RoleRow)
     return set(
         connection.execute(
             select(table.c.address).where(table.c.role == "smtp-client").distinct()
@@ -79,7 +72,7 @@ def smtp_senders(connection: Connection) -> set[str]:
 
 def first_smtp_client(connection: Connection) -> datetime | None:
     """When the store first saw any host send SMTP."""
-    table = _table(RoleRow)
+    table = core_table(RoleRow)
     first: datetime | None = connection.execute(
         select(func.min(table.c.first_seen)).where(table.c.role == "smtp-client")
     ).scalar()
@@ -88,7 +81,7 @@ def first_smtp_client(connection: Connection) -> datetime | None:
 
 def mail_servers_of(connection: Connection, clients: Sequence[str]) -> dict[str, set[str]]:
     """Client -> the servers it sent mail to, for the given clients."""
-    table = _table(SmtpRow)
+    table = core_table(SmtpRow)
     found: dict[str, set[str]] = defaultdict(set)
     for start in range(0, len(clients), CHUNK):
         rows = connection.execute(

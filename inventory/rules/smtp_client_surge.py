@@ -4,24 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
 
-from sqlalchemy import Connection, Table, func, select
+from sqlalchemy import Connection, func, select
 
 from inventory.findings import Raised
 from inventory.history import Band, baseline_band
 from inventory.settings import SurgeSettings
-from inventory.tables import DailyMetricRow
+from inventory.tables import DailyMetricRow, core_table
 
 NAME = "smtp-client-surge"
 SEVERITY = "medium"
 METRIC = "smtp_clients"
-
-
-def _table(model: Any) -> Table:
-    """The Core table of a SQLModel class."""
-    table: Table = model.__table__
-    return table
 
 
 def target(group: str) -> str:
@@ -33,7 +26,7 @@ def _series(
     connection: Connection, group: str, start: date, end: date
 ) -> tuple[dict[date, int], date | None]:
     """Day -> value for start..end, and the series' first day."""
-    table = _table(DailyMetricRow)
+    table = core_table(DailyMetricRow)
     mine = (table.c.metric == METRIC, table.c.grp == group)
     rows = connection.execute(
         select(table.c.day, table.c.value).where(*mine, table.c.day >= start, table.c.day <= end)
