@@ -20,6 +20,9 @@ def parse_target(text: str) -> netaddr.IPNetwork:
         raise UsageError(f"target {text!r} is not an address or CIDR network") from None
 
 
+LOOPBACK = netaddr.IPSet(["127.0.0.0/8", "::1/128"])
+
+
 @dataclass(frozen=True)
 class Scope:
     """Allowed networks minus excluded ones; admit() is the one gate probes pass."""
@@ -30,11 +33,16 @@ class Scope:
 
     @classmethod
     def from_config(cls, config: ScopeConfig, targets: Sequence[netaddr.IPNetwork] = ()) -> Scope:
-        """Build the run's scope; with no configured scope the explicit targets become it."""
+        """Build the run's scope; with none configured, the explicit targets on this machine.
+
+        Without `[scope] allow` nobody has said which networks are theirs to probe,
+        so only loopback targets (this machine) may stand in for a scope.
+        """
         excluded = netaddr.IPSet(config.exclude)
         if config.allow:
             return cls(netaddr.IPSet(config.allow), excluded)
-        return cls(netaddr.IPSet(targets), excluded, from_command_line=bool(targets))
+        own = netaddr.IPSet(targets) & LOOPBACK
+        return cls(own, excluded, from_command_line=bool(targets))
 
     def admit(self, address: str) -> None:
         """Return if address may be probed, else raise OutOfScopeError."""
@@ -57,6 +65,11 @@ class Scope:
             outside = netaddr.IPSet([target]) - self.allowed
             if outside:
                 first = next(iter(outside.iter_cidrs()))
+                if self.from_command_line:
+                    raise OutOfScopeError(
+                        f"target {target} is not on this machine and no scope is configured:"
+                        " add the networks you may probe to [scope] allow"
+                    )
                 raise OutOfScopeError(
                     f"target {target} is outside the configured scope ({first} is not allowed)"
                 )

@@ -131,6 +131,25 @@ def test_target_outside_scope_is_refused_before_any_packet(
     assert excluded.accepted == 0
 
 
+def test_without_a_configured_scope_only_this_machine_may_be_scanned(
+    capsys: pytest.CaptureFixture[str], db_path: Path, tmp_path: Path
+) -> None:
+    wrapper, marker = _recording_nmap(tmp_path)
+    config = tmp_path / "rolecall.toml"
+    config.write_text(f'[scan]\nnmap = "{wrapper}"\n')
+    base = ("--config", str(config), "--db", str(db_path), "scan", "subnet")
+    for target in ("192.0.2.0/24", "127.0.79.0/29 198.51.100.7"):
+        result = run_cli(capsys, *base, *target.split(), "--ports", "2525")
+        assert result.code == 2
+        assert "not on this machine and no scope is configured" in result.err
+        assert "[scope] allow" in result.err
+        assert not marker.exists()
+    result = run_cli(capsys, *base, "127.0.79.0/30", "--ports", "2525")
+    assert result.code == 0, result.err
+    assert "scope: none configured" in result.err
+    assert marker.exists()
+
+
 @pytest.mark.parametrize(
     "target",
     ["--script=x", "-iL /etc/passwd", "127.0.0.1 --script x", "127.0.0.0/33", "localhost", "10/8"],
