@@ -247,11 +247,13 @@ def add_traffic(
         " last_reply, tls, via_proxy, source) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         smtp_rows(rng, args.assets, smtp, day_from, days, offset),
     )
+    # Numbered as the store numbers a write of flows (evidence_delta.next_write_seq).
+    (seq,) = conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM flow").fetchone()
     conn.executemany(
         "INSERT OR IGNORE INTO flow (client, server, server_port, transport, day, source,"
-        " connections, packets, bytes, first_seen, last_seen, answered)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-        flow_rows(rng, args.assets, flows, day_from, days, offset),
+        " connections, packets, bytes, first_seen, last_seen, answered, seq)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        ((*row, seq) for row in flow_rows(rng, args.assets, flows, day_from, days, offset)),
     )
 
 

@@ -80,6 +80,7 @@ class _Pass:
     rows: Collector
     smtp_clients: set[str]
     days: set[date]
+    probed: set[str]  # hosts with a service probed again (see resolve_reprobed)
 
 
 def _observation_roles(row: Any, found: RoleAccumulator) -> None:
@@ -93,12 +94,18 @@ def _observation_roles(row: Any, found: RoleAccumulator) -> None:
 
 
 def _span_roles(span: Any, found: RoleAccumulator) -> None:
-    """Roles of a kind that supports them whatever the value (a row or an aggregated span)."""
-    ids = (span.first_id, span.last_id) if hasattr(span, "first_id") else (span.id,)
+    """Roles of a kind that supports them whatever the value, from an aggregated span."""
     for role in roles_of_kind(span.kind):
         key = (span.address, role, span.source)
-        for proof in ids:
+        for proof in (span.first_id, span.last_id):
             found.add(key, span.first_seen, span.last_seen, f"observation:{proof}")
+
+
+def _kind_roles(row: Any, found: RoleAccumulator) -> None:
+    """Roles of a kind that supports them whatever the value, from one observation row."""
+    proof = f"observation:{row.id}"
+    for role in roles_of_kind(row.kind):
+        found.add((row.address, role, row.source), row.first_seen, row.last_seen, proof)
 
 
 def _read(
@@ -106,7 +113,7 @@ def _read(
 ) -> _Pass:
     """Stream the new evidence through the role rules and the row rules."""
     rules = tuple(rule for rule in rules if rule.active(ctx))
-    found = _Pass(RoleAccumulator(), Collector(), set(), set())
+    found = _Pass(RoleAccumulator(), Collector(), set(), set(), set())
     by_kind: dict[str, list[RowHandler]] = {}
     for rule in rules:
         for kind in rule.observation_kinds:
@@ -121,10 +128,12 @@ def _read(
     else:
         kinds |= ANY_VALUE_KINDS
     for row in delta.observations(connection, kinds, marks):
+        if row.kind == "protocol" and row.source == "probe":
+            found.probed.add(row.address)
         if row.kind in VALUE_KINDS:
             _observation_roles(row, found.roles)
         elif row.kind in ANY_VALUE_KINDS:
-            _span_roles(row, found.roles)
+            _kind_roles(row, found.roles)
         for handler in by_kind.get(row.kind, ()):
             handler(ctx, row, found.rows)
     smtp_rules = [rule.smtp for rule in rules if rule.smtp is not None]
@@ -282,7 +291,7 @@ def derive(connection: Connection, settings: DeriveSettings, full: bool = False)
         _resolve_unraised(connection, set(found.rows.found) | set(hosts.found))
     _update_history(connection, settings, found, groups)
     resolve_stale(connection, timedelta(hours=settings.resolve_after_hours))
-    resolve_reprobed(connection)
+    resolve_reprobed(connection, None if full else found.probed)
     delta.save_state(
         connection,
         now_marks,

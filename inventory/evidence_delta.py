@@ -2,8 +2,9 @@
 
 Evidence tables only grow: a new fact is a new row (a higher id) and a repeated
 fact extends a row's last_seen (observations) or a day's counters (flows). So the
-rows past the id watermark, plus the rows whose time moved past the time
-watermark, are everything that changed since the last derivation.
+rows past the id watermark, plus the observations whose time moved past the time
+watermark and the flows written since (their write sequence), are everything that
+changed since the last derivation.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Select, Table, delete, func, select
@@ -37,8 +38,7 @@ class Marks:
     observation_time: datetime | None = None
     smtp_id: int = 0
     socks_id: int = 0
-    flow_id: int = 0
-    flow_day: date | None = None
+    flow_seq: int = 0
     hostname_id: int = 0
     asset_id: int = 0
     service_id: int = 0
@@ -57,8 +57,7 @@ def current_marks(connection: Connection) -> Marks:
         observation_time=_max(connection, obs.c.last_seen),
         smtp_id=_max(connection, core_table(SmtpRow).c.id) or 0,
         socks_id=_max(connection, core_table(SocksRow).c.id) or 0,
-        flow_id=_max(connection, flow.c.id) or 0,
-        flow_day=_max(connection, flow.c.day),
+        flow_seq=_max(connection, flow.c.seq) or 0,
         hostname_id=_max(connection, core_table(HostnameRow).c.id) or 0,
         asset_id=_max(connection, core_table(Asset).c.id) or 0,
         service_id=_max(connection, core_table(ServiceRow).c.id) or 0,
@@ -77,9 +76,8 @@ def stored_state(connection: Connection) -> tuple[Marks, str, str]:
     raw = json.loads(state.get("marks", "{}"))
     if raw.get("observation_time"):
         raw["observation_time"] = datetime.fromisoformat(raw["observation_time"])
-    if raw.get("flow_day"):
-        raw["flow_day"] = date.fromisoformat(raw["flow_day"])
-    return Marks(**raw), state.get("fingerprint", ""), state.get("settings", "")
+    known = {name: value for name, value in raw.items() if name in Marks.__dataclass_fields__}
+    return Marks(**known), state.get("fingerprint", ""), state.get("settings", "")
 
 
 def state_value(connection: Connection, key: str) -> str:
@@ -145,8 +143,14 @@ def observations(
         if row.kind in kinds:
             yield row
     if marks.observation_time is not None:
-        for row in connection.execute(stmt.where(table.c.last_seen > marks.observation_time)):
-            if row.kind in kinds and row.id <= marks.observation_id:
+        # The id bound is checked on the last_seen index's entries (they hold the row id),
+        # so the rows read above are not fetched twice; "+ 0" keeps SQLite from walking
+        # the id range (every old row) instead of the index.
+        seen_again = (table.c.last_seen > marks.observation_time) & (
+            table.c.id + 0 <= marks.observation_id
+        )
+        for row in connection.execute(stmt.where(seen_again)):
+            if row.kind in kinds:
                 yield row
 
 
@@ -181,9 +185,9 @@ def socks_rows(connection: Connection, marks: Marks | None) -> Iterator[Any]:
 def flow_rows(
     connection: Connection, marks: Marks | None, ports: frozenset[int] | None = None
 ) -> Iterator[Any]:
-    """Flows new since marks, or of the last day read (whose counters may have grown).
+    """Flows written (new or added to) since marks, or all flows if marks is None.
 
-    With all flows (marks None), `ports` limits them to those server ports.
+    With all flows, `ports` limits them to those server ports.
     """
     table = core_table(FlowRow)
     if marks is None:
@@ -192,11 +196,33 @@ def flow_rows(
             stmt = stmt.where(table.c.server_port.in_(sorted(ports)))
         yield from connection.execute(stmt)
         return
-    yield from _past(connection, select(table), table.c.id, marks.flow_id)
-    if marks.flow_day is not None:
-        yield from connection.execute(
-            select(table).where(table.c.id <= marks.flow_id, table.c.day >= marks.flow_day)
-        )
+    yield from _past(connection, select(table), table.c.seq, marks.flow_seq)
+
+
+def take_write_lock(connection: Connection) -> None:
+    """Hold the database's write lock from here to commit, so writers take turns.
+
+    A derivation reads what is stored, then writes what follows from it; two at once
+    (the daemon's and the command line's) would both insert the same new roles. A
+    writer of flows takes it before numbering its write (next_write_seq).
+    """
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7101976)")
+    else:
+        # SQLite: a write statement, even one changing no row, takes the write lock
+        # (waiting out the busy timeout) and starts the transaction's snapshot after it.
+        connection.exec_driver_sql("UPDATE derive_state SET value = value WHERE key = 'lock'")
+
+
+def next_write_seq(connection: Connection) -> int:
+    """A number for this transaction's flow writes, above every committed one.
+
+    Taken under the write lock, so no other writer commits a flow between this number
+    and this transaction's commit: a derivation (which holds the lock too) that has
+    read up to some number has seen every flow written with it or below.
+    """
+    take_write_lock(connection)
+    return int(_max(connection, core_table(FlowRow).c.seq) or 0) + 1
 
 
 def new_addresses(connection: Connection, marks: Marks) -> set[str]:

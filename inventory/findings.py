@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final
@@ -89,11 +89,7 @@ def store_raised(connection: Connection, raised: Iterable[Raised], replace: bool
     found = list(folded.values())
     if not found:
         return
-    rules = sorted({item.rule for item in found})
-    stored = {
-        (row.rule, row.address): row
-        for row in connection.execute(select(table).where(table.c.rule.in_(rules)))
-    }
+    stored = _stored_findings(connection, folded)
     inserts, updates = [], []
     for item in found:
         row = stored.get((item.rule, item.address))
@@ -117,6 +113,23 @@ def store_raised(connection: Connection, raised: Iterable[Raised], replace: bool
             ),
             updates,
         )
+
+
+def _stored_findings(connection: Connection, keys: Iterable[tuple[str, str]]) -> dict[Any, Any]:
+    """The stored findings among these (rule, address) pairs, read rule by rule in chunks."""
+    table = core_table(FindingRow)
+    by_rule: dict[str, list[str]] = {}
+    for rule, address in keys:
+        by_rule.setdefault(rule, []).append(address)
+    stored = {}
+    for rule, addresses in by_rule.items():
+        for start in range(0, len(addresses), 500):
+            chunk = addresses[start : start + 500]
+            rows = connection.execute(
+                select(table).where(table.c.rule == rule, table.c.address.in_(chunk))
+            )
+            stored.update({(row.rule, row.address): row for row in rows})
+    return stored
 
 
 def _insert_values(found: Raised) -> dict[str, Any]:
@@ -209,19 +222,25 @@ def resolve_stale(connection: Connection, after: timedelta) -> None:
     _mark_resolved(connection, ids)
 
 
-def resolve_reprobed(connection: Connection) -> None:
+def resolve_reprobed(connection: Connection, probed_hosts: Collection[str] | None) -> None:
     """Resolve open findings on a probed service that a later probe of it no longer supports.
 
     Every probe of a port records its "protocol" observation before its verdict, so a
     protocol observation newer than the finding means the port was probed again and
-    the verdict the finding rests on did not come back.
+    the verdict the finding rests on did not come back. `probed_hosts`: the hosts
+    probed since the last look (None: every host).
     """
     table, obs = core_table(FindingRow), core_table(ObservationRow)
-    rows = connection.execute(
-        select(table.c.id, table.c.address, table.c.last_seen, table.c.evidence).where(
-            table.c.status == "open", table.c.rule.in_(sorted(PROBED_RULES))
-        )
-    ).all()
+    if probed_hosts is not None and not probed_hosts:
+        return
+    stmt = select(table.c.id, table.c.address, table.c.last_seen, table.c.evidence).where(
+        table.c.status == "open", table.c.rule.in_(sorted(PROBED_RULES))
+    )
+    rows = [
+        row
+        for row in connection.execute(stmt)
+        if probed_hosts is None or row.address in probed_hosts
+    ]
     resolved = []
     for row in rows:
         ids = [

@@ -20,7 +20,7 @@ from inventory.bulk import BulkStatement
 from inventory.database import database_url, make_engine, upgrade_schema
 from inventory.derive import DeriveSummary, derive
 from inventory.errors import StoreError
-from inventory.evidence_delta import stored_state
+from inventory.evidence_delta import next_write_seq, stored_state, take_write_lock
 from inventory.settings import DeriveSettings, settings_from_json
 from inventory.tables import IngestedFile, RunRow, core_table
 from probes.records import (
@@ -89,6 +89,7 @@ class RecordWriter:
         self._connection = connection
         self._batch_size = batch_size
         self._queued = 0
+        self._flow_seq = 0
         self.counts: Counter[str] = Counter()
         self._tables = {
             "asset": _Pending(upserts.asset_upsert(dialect), KEYS["asset"], rows.merge_span),
@@ -167,6 +168,12 @@ class RecordWriter:
             asset = self._tables["asset"].rows[(address,)]
             asset["first_seen"] = min(asset["first_seen"], span["first_seen"])
             asset["last_seen"] = max(asset["last_seen"], span["last_seen"])
+        flows = self._tables["flow"].rows.values()
+        if flows:
+            if self._flow_seq == 0:
+                self._flow_seq = next_write_seq(self._connection)
+            for flow in flows:
+                flow["seq"] = self._flow_seq
         for pending in self._tables.values():
             pending.write(self._connection)
         self._queued = 0
@@ -186,20 +193,6 @@ class RecordWriter:
                 }
             ],
         )
-
-
-def _take_write_lock(connection: Connection) -> None:
-    """Hold the database's write lock from here to commit, so derivations run one at a time.
-
-    A derivation reads what is stored, then writes what follows from it; two at once
-    (the daemon's and the command line's) would both insert the same new roles.
-    """
-    if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7101976)")
-    else:
-        # SQLite: a write statement, even one changing no row, takes the write lock
-        # (waiting out the busy timeout) and starts the transaction's snapshot after it.
-        connection.exec_driver_sql("UPDATE derive_state SET value = value WHERE key = 'lock'")
 
 
 class Store:
@@ -237,7 +230,7 @@ class Store:
         """
         try:
             with self.engine.begin() as connection:
-                _take_write_lock(connection)
+                take_write_lock(connection)
                 if settings is None:
                     settings = settings_from_json(stored_state(connection)[2])
                 return derive(connection, settings, full)

@@ -193,6 +193,7 @@ class FlowRow(SQLModel, table=True):
             "client", "server", "server_port", "transport", "day", "source", name="uq_flow"
         ),
         Index("ix_flow_day", "day"),
+        Index("ix_flow_seq", "seq"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -208,6 +209,9 @@ class FlowRow(SQLModel, table=True):
     first_seen: datetime
     last_seen: datetime
     answered: bool
+    # The write that last added to this row (see evidence_delta.next_write_seq): a
+    # derivation reads the flows written since its previous one by this alone.
+    seq: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class FindingRow(SQLModel, table=True):

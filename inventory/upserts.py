@@ -121,6 +121,7 @@ def flow_upsert(dialect: str) -> Insert:
             "packets": table.c.packets + excluded.packets,
             "bytes": table.c.bytes + excluded.bytes,
             "answered": or_(table.c.answered, excluded.answered),
+            "seq": excluded.seq,
         },
     )
 

@@ -14,15 +14,13 @@ import typer
 from inventory.errors import StoreError
 from inventory.store import Store
 from orchestrator.config import Config, load_config, parse_ports
-from orchestrator.demo import demo as demo_command
+from orchestrator.demo_cli import demo as demo_command
 from orchestrator.derive_config import derive_settings
 from orchestrator.errors import RunError, UsageError
-from orchestrator.export_job import export_to
 from orchestrator.findings_cli import add_commands as add_findings_commands
 from orchestrator.ingest_job import IngestSummary, Reader, ingest_files, readers
 from orchestrator.progress import Reporter
 from orchestrator.report_cli import mail_app, report_app
-from orchestrator.scan_job import scan_subnets
 from orchestrator.schedule_cli import run as run_daemon_command
 from orchestrator.schedule_cli import schedule_app
 from probes.errors import InputError, ProbeError
@@ -49,6 +47,8 @@ add_findings_commands(app)
 app.command("run")(run_daemon_command)
 app.command("demo")(demo_command)
 
+# LAZY: a command's heavy modules (scanner, exporter) load when it runs, so that every
+# other command, an ingest from cron above all, starts without them.
 BAD_INPUT = (UsageError, InputError, StoreError, OutOfScopeError)
 FAILURE = (RunError, ProbeError)
 
@@ -138,6 +138,8 @@ def scan_subnet(
     chosen = None
     if probes is not None:
         chosen = [] if probes == "none" else [name.strip() for name in probes.split(",")]
+    from orchestrator.scan_job import scan_subnets  # noqa: PLC0415 - see LAZY
+
     summary = scan_subnets(
         session.store(), session.config, targets, session.reporter, ports, chosen
     )
@@ -241,6 +243,8 @@ def export(
 ) -> None:
     """Export a table of the inventory with SPEC's columns."""
     session = _session(ctx)
+    from orchestrator.export_job import export_to  # noqa: PLC0415 - see LAZY
+
     count = export_to(session.store(), what.value, fmt.value, output)
     if output is not None:
         session.reporter.note(f"wrote {count} {what.value} rows to {output}")

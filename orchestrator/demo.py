@@ -1,4 +1,4 @@
-"""`rolecall demo`: a lab on loopback, its traffic captured, scanned, ingested and reported."""
+"""The demo's run: a lab on loopback, its traffic captured, scanned, ingested and reported."""
 
 from __future__ import annotations
 
@@ -7,15 +7,12 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
-
-import typer
 
 from inventory.findings import list_findings
 from inventory.store import Store
 from orchestrator.config import Config, ScopeConfig
 from orchestrator.demo_capture import can_capture, live_capture, replay_recorded
-from orchestrator.demo_layout import PORTS, SERVERS, LabAddresses
+from orchestrator.demo_layout import DEFAULT_NETWORK, DEFAULT_OUT, PORTS, SERVERS, LabAddresses
 from orchestrator.demo_traffic import drive_traffic
 from orchestrator.derive_config import derive_settings
 from orchestrator.errors import RunError
@@ -23,13 +20,7 @@ from orchestrator.ingest_job import ingest_files, readers
 from orchestrator.progress import Reporter
 from orchestrator.report_job import default_period, write_report
 from orchestrator.scan_job import scan_subnets
-from reports.tabular import terminal_safe
 
-if TYPE_CHECKING:
-    from orchestrator.cli import Session
-
-DEFAULT_NETWORK = "127.0.60.0/24"
-DEFAULT_OUT = Path("rolecall-demo")
 ROOT_NOTE = (
     "live capture needs root (tcpdump on the loopback interface); without it the demo"
     " ingests a capture of the same traffic recorded when rolecall was built"
@@ -124,34 +115,3 @@ def run_demo(settings: DemoSettings, config: Config, reporter: Reporter) -> Demo
         )
     finally:
         store.close()
-
-
-def _print_result(result: DemoResult) -> None:
-    """The report's path and a short summary of the findings, on stdout."""
-    typer.echo(f"report: {result.report}")
-    typer.echo(f"inventory: {result.database} ({result.capture_kind} capture {result.capture})")
-    typer.echo(f"{len(result.findings)} findings in {result.seconds:.1f}s:")
-    for rule, address, name, summary in sorted(result.findings):
-        typer.echo(f"  {rule:24} {address:15} {name:11} {terminal_safe(summary)}")
-
-
-def demo(
-    ctx: typer.Context,
-    out: Annotated[
-        Path, typer.Option("--out", help="Directory for the demo's inventory, capture, report.")
-    ] = DEFAULT_OUT,
-    network: Annotated[
-        str, typer.Option("--network", help="Loopback network of the lab (a /26 or larger).")
-    ] = DEFAULT_NETWORK,
-    recorded: Annotated[
-        bool, typer.Option("--recorded", help="Ingest the recorded capture even as root.")
-    ] = False,
-) -> None:
-    """Start a lab of mail servers and proxies on loopback, capture, scan, report (under a minute).
-
-    Everything the demo starts is stopped when it ends, also on Ctrl-C. It
-    uses its own inventory in --out, never the one of --db.
-    """
-    session: Session = ctx.find_root().obj
-    settings = DemoSettings(network=network, out_dir=out, recorded=recorded)
-    _print_result(run_demo(settings, session.config, session.reporter))

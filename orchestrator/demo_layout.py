@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import netaddr
 
 from orchestrator.errors import UsageError
+
+DEFAULT_NETWORK = "127.0.60.0/24"
+DEFAULT_OUT = Path("rolecall-demo")
 
 SMTP_PORT = 2525
 SUBMISSION_PORT = 5870

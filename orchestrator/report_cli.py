@@ -14,7 +14,6 @@ import typer
 from inventory.store import Store, utcnow
 from orchestrator.config import Config
 from orchestrator.errors import UsageError
-from orchestrator.report_job import email_report, write_report
 from reports.cluster import (
     FIELDS,
     Cluster,
@@ -126,6 +125,8 @@ def report(
     store, config = _session(ctx)
     start, end = period(since, last, until)
     out = output or Path(f"rolecall-report.{fmt.value}")
+    from orchestrator.report_job import write_report  # noqa: PLC0415 - loads the renderer
+
     write_report(store, config, fmt.value, start, end, out, bom=bom)
     typer.echo(f"wrote {fmt.value} report of {start:%Y-%m-%d} to {end:%Y-%m-%d} to {out}")
 
@@ -143,6 +144,8 @@ def report_email(
     """Send the weekly report now through the configured relay."""
     store, config = _session(ctx)
     start, end = period(since, last, until)
+    from orchestrator.report_job import email_report  # noqa: PLC0415 - loads the renderer
+
     outcome = email_report(store, config, to, start, end)
     typer.echo(
         f"sent {outcome.subject!r} to {', '.join(outcome.recipients)} (run {outcome.run_id});"

@@ -10,7 +10,6 @@ from apscheduler.jobstores.base import ConflictingIdError
 from pydantic import ValidationError
 
 from orchestrator.config import ScheduleEntry
-from orchestrator.daemon import run_daemon
 from orchestrator.errors import UsageError
 from orchestrator.scheduler import (
     add_schedule,
@@ -177,4 +176,6 @@ def run(ctx: typer.Context) -> None:
     """Run the scheduler daemon until SIGTERM or SIGINT (SIGHUP reloads the config)."""
     session = _session(ctx)
     config_path: Path | None = ctx.find_root().params.get("config")
+    from orchestrator.daemon import run_daemon  # noqa: PLC0415 - only the daemon needs it
+
     raise typer.Exit(run_daemon(session.database, session.config, config_path))

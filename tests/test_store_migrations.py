@@ -10,17 +10,22 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlmodel import SQLModel
 
 from inventory.database import (
+    SCHEMA_HEAD,
+    alembic_config,
     make_engine,
     owned_by_migrations,
     schema_revision,
     upgrade_schema,
 )
 from inventory.errors import StoreError
+from inventory.evidence_delta import stored_state
+from inventory.settings import DeriveSettings
 from inventory.store import Store
-from probes.records import Observation
+from probes.records import Flow, Observation
 from tests.cli_helpers import run_cli
 
 
@@ -78,4 +83,52 @@ def test_a_new_inventory_is_readable_by_its_owner_only(db_path: Path) -> None:
         os.umask(old)
     for path in db_path.parent.glob(db_path.name + "*"):
         assert path.stat().st_mode & 0o077 == 0, path
+    store.close()
+
+
+def test_the_schema_head_constant_names_the_newest_migration(db_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{db_path}")
+    script = ScriptDirectory.from_config(alembic_config(engine))
+    assert script.get_current_head() == SCHEMA_HEAD
+
+
+def test_flows_written_before_the_write_sequence_are_kept_and_derived_in_full(
+    db_path: Path,
+) -> None:
+    engine = make_engine(f"sqlite:///{db_path}")
+    upgrade_schema(engine, "0002")
+    engine.dispose()
+    with sqlite3.connect(db_path) as conn:
+        conn.execute(
+            "INSERT INTO flow (client, server, server_port, transport, day, source, connections,"
+            " packets, bytes, first_seen, last_seen, answered) VALUES ('10.0.0.7', '10.0.0.80',"
+            " 80, 'tcp', '2026-01-02', 'zeek', 3, 30, 3000, '2026-01-02 03:04:05.000000',"
+            " '2026-01-02 04:04:05.000000', 1)"
+        )
+        conn.execute(
+            "INSERT INTO derive_state (key, value) VALUES ('fingerprint', 'old'),"
+            ' (\'marks\', \'{"flow_id": 1, "flow_day": "2026-01-02"}\')'
+        )
+    store = Store.open(str(db_path))
+    with store.engine.connect() as connection:
+        marks, fingerprint, _ = stored_state(connection)
+    assert fingerprint == ""  # so the next derivation is a full one
+    assert marks.flow_seq == 0
+    summary = store.derive(DeriveSettings())
+    assert summary.full
+    with sqlite3.connect(db_path) as conn:
+        roles = set(conn.execute("SELECT address, role FROM role"))
+        assert conn.execute("SELECT seq, connections FROM flow").fetchall() == [(0, 3)]
+    assert {("10.0.0.7", "web-client"), ("10.0.0.80", "web-server")} <= roles
+    # A later write of the same flow is numbered above it, so an incremental
+    # derivation reads it.
+    t0 = datetime(2026, 1, 2, 5, tzinfo=UTC)
+    flow = Flow("10.0.0.7", "10.0.0.80", 80, "tcp", t0.date(), "zeek", t0, t0, 1, 10, 100, True)
+    with store.writer() as writer:
+        writer.add(flow)
+    assert not store.derive(DeriveSettings()).full
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("SELECT seq, connections FROM flow").fetchall() == [(1, 4)]
+        (last,) = conn.execute("SELECT last_seen FROM role WHERE role = 'web-client'").fetchone()
+    assert last.startswith("2026-01-02 05:00:00")
     store.close()
