@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from apscheduler.jobstores.base import ConflictingIdError
 from pydantic import ValidationError
 
 from orchestrator.config import ScheduleEntry
 from orchestrator.errors import UsageError
-from orchestrator.scheduler import (
-    add_schedule,
-    list_schedules,
-    new_id,
-    paused_scheduler,
-    remove_schedule,
-)
 from orchestrator.scope import Scope, parse_target
 
 if TYPE_CHECKING:
@@ -33,6 +26,15 @@ CronOption = Annotated[
 ]
 EveryOption = Annotated[int, typer.Option("--every", help="Run every N seconds instead.")]
 ReplaceOption = Annotated[bool, typer.Option("--replace", help="Replace a schedule with this id.")]
+
+
+# The scheduler (APScheduler and every job's code) loads only when a schedule command
+# runs, so that the other commands start without it.
+
+
+def new_id(job: str) -> str:
+    """A fresh schedule id for a job added without --id."""
+    return f"{job}-{uuid.uuid4().hex[:8]}"
 
 
 def _session(ctx: typer.Context) -> Session:
@@ -55,6 +57,10 @@ def _entry(values: dict[str, Any]) -> ScheduleEntry:
 def _store_entry(ctx: typer.Context, entry: ScheduleEntry, replace: bool) -> None:
     """Write the schedule into the inventory's job table and say so."""
     session = _session(ctx)
+    from apscheduler.jobstores.base import ConflictingIdError  # noqa: PLC0415
+
+    from orchestrator.scheduler import add_schedule, paused_scheduler  # noqa: PLC0415
+
     with paused_scheduler(session.store().engine, session.config.daemon) as scheduler:
         try:
             add_schedule(scheduler, entry, entry.id, replace)
@@ -150,6 +156,8 @@ def add_report_email(
 def schedule_list(ctx: typer.Context) -> None:
     """Every schedule, from the command line and from the config, with its next run (UTC)."""
     session = _session(ctx)
+    from orchestrator.scheduler import list_schedules, paused_scheduler  # noqa: PLC0415
+
     with paused_scheduler(session.store().engine, session.config.daemon) as scheduler:
         found = list_schedules(scheduler, session.config)
     if not found:
@@ -167,6 +175,8 @@ def schedule_remove(
 ) -> None:
     """Remove a schedule added with `schedule add`."""
     session = _session(ctx)
+    from orchestrator.scheduler import paused_scheduler, remove_schedule  # noqa: PLC0415
+
     with paused_scheduler(session.store().engine, session.config.daemon) as scheduler:
         remove_schedule(scheduler, schedule_id)
     typer.echo(f"removed schedule {schedule_id}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -119,11 +118,6 @@ def describe_arguments(job: str, arguments: list[Any]) -> str:
     if job == "ingest":
         return f"watch {arguments[1]}"
     return "to " + (", ".join(arguments[1]) or "[email] to")
-
-
-def new_id(job: str) -> str:
-    """A fresh schedule id for a job added without --id."""
-    return f"{job}-{uuid.uuid4().hex[:8]}"
 
 
 def add_schedule(
