@@ -31,6 +31,8 @@ from pathlib import Path
 
 import dpkt
 
+from bench.rolecall_command import rolecall_command
+
 REPO = Path(__file__).resolve().parent.parent
 CONSUME = (
     "import sys; from pathlib import Path; "
@@ -38,8 +40,7 @@ CONSUME = (
     "n = sum(1 for _ in read_pcap(Path(sys.argv[1]), PcapSettings())); print(n)"
 )
 READER_COMMAND = [sys.executable, "-c", CONSUME, "{pcap}"]
-RUN_CLI = "import sys; from orchestrator.cli import main; sys.exit(main(sys.argv[1:]))"
-INGEST_COMMAND = [sys.executable, "-c", RUN_CLI, "--db", "{db}", "-q", "ingest", "pcap", "{pcap}"]
+INGEST_COMMAND = [*rolecall_command(), "--db", "{db}", "-q", "ingest", "pcap", "{pcap}"]
 TSHARK_FIELDS = [
     "ip.src",
     "tcp.srcport",

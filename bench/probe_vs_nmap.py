@@ -26,6 +26,7 @@ from pathlib import Path
 
 import defusedxml.ElementTree as SafeET
 
+from bench.rolecall_command import rolecall_command
 from orchestrator.lab_support import server_tls
 from tests.probe_helpers import (
     MailServer,
@@ -164,7 +165,6 @@ def lab(directory: Path) -> Iterator[None]:
             raise SystemExit("a lab SMTP server received DATA")
 
 
-RUN_CLI = "import sys; from orchestrator.cli import main; sys.exit(main(sys.argv[1:]))"
 SCAN_CONFIG = """
 [scope]
 allow = [{allow}]
@@ -180,7 +180,7 @@ def rolecall_roles(directory: Path) -> tuple[float, dict[str, set[str]]]:
     ports = ",".join(sorted({str(h.port) for h in LAB}, key=int))
     config = directory / "rolecall.toml"
     config.write_text(SCAN_CONFIG.format(allow=", ".join(f'"{a}/32"' for a in addresses)))
-    base = [sys.executable, "-c", RUN_CLI, "--config", str(config), "--db", str(directory / "db")]
+    base = [*rolecall_command(), "--config", str(config), "--db", str(directory / "db")]
     started = time.monotonic()
     subprocess.run(
         [*base, "-q", "scan", "subnet", *(f"{a}/32" for a in addresses), "--ports", ports],

@@ -6,7 +6,19 @@ subprocess is ``INGEST_COMMAND``, the real ``rolecall --db {db} ingest zeek
 {log}`` into a fresh SQLite inventory (roles derived included); ``--reader-only``
 times the reader alone, to show where the time goes. The conn log
 is ingested at a fifth of its size and at full size, to show that memory stays
-flat as the file grows.
+flat as the file grows. Peak RSS is given for the largest process and for all
+of them together (a large conn log is parsed in a second process), sampled
+every 20 ms. After each conn ingest the stored flows are counted and their
+connections checked against the lines written.
+
+The conn log spans two UTC days, lines evenly spread in time: 4000 clients
+(10.x), each with 40 web sites of its own drawn from 3000 servers with a
+popularity skew (a few servers are in many clients' lists). Per line: 50%
+HTTPS to one of the client's sites (uniformly), 10% HTTP to one of them, 40%
+split evenly between two DNS resolvers (UDP 53) and a mail relay (TCP 25 and
+587). So a client has at most 84 distinct (server, port) pairs a day: at 5M
+lines there are ~283,000 flow keys a day (8.8 connections each), at 1M lines
+~176,000 (2.8 each).
 
     python -m bench.zeek_ingest [--lines 5000000] [--smtp-lines 500000]
 """
@@ -16,18 +28,20 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import sqlite3
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from bench.rolecall_command import rolecall_command
 from probes.records import ReadWarning
 from probes.zeek_records import ZeekSettings, read_zeek
 
 REPO = Path(__file__).resolve().parent.parent
-RUN_CLI = "import sys; from orchestrator.cli import main; sys.exit(main(sys.argv[1:]))"
-INGEST_COMMAND = [sys.executable, "-c", RUN_CLI, "--db", "{db}", "-q", "ingest", "zeek", "{log}"]
+INGEST_COMMAND = [*rolecall_command(), "--db", "{db}", "-q", "ingest", "zeek", "{log}"]
 READER_COMMAND = [sys.executable, "-m", "bench.zeek_ingest", "--consume", "{log}"]
 
 CONN_FIELDS = [
@@ -205,16 +219,74 @@ def write_log(path: Path, head: str, lines: Iterator[str]) -> None:
         out.write("#close\t2026-11-25-00-00-00\n")
 
 
-def run_ingest(command: list[str], log: Path, db: Path) -> tuple[float, float, int]:
-    """Run the command on one log; return its wall and CPU seconds and peak RSS in KiB."""
+def run_ingest(command: list[str], log: Path, db: Path) -> tuple[float, float, int, int]:
+    """Run the command on one log; return wall and CPU seconds, and peak RSS in KiB.
+
+    The RSS figures are the largest process's (from the kernel) and the
+    largest sum over the process and its children seen while sampling.
+    """
     argv = [part.format(log=log, db=db) for part in command]
     started = time.perf_counter()
     pid = os.posix_spawnp(argv[0], argv, {**os.environ, "PYTHONPATH": str(REPO)})
+    sampler = _TreeRss(pid)
+    sampler.start()
     _pid, status, usage = os.wait4(pid, 0)
     elapsed = time.perf_counter() - started
+    sampler.done.set()
+    sampler.join()
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"ingest of {log} failed: {argv}")
-    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss
+    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, sampler.peak
+
+
+class _TreeRss(threading.Thread):
+    """Samples the summed RSS of a process and its descendants until told to stop."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.peak = 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        """Sample every 20 ms, keeping the largest sum (KiB)."""
+        while not self.done.wait(0.02):
+            self.peak = max(self.peak, sum(map(_rss_kib, _tree(self.pid))))
+
+
+def _tree(pid: int) -> list[int]:
+    """A process and all its descendants (those still running)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo.extend(int(child) for child in (task / "children").read_text().split())
+        except OSError:
+            continue  # it ended meanwhile
+    return found
+
+
+def _rss_kib(pid: int) -> int:
+    """A process's resident set size in KiB (0 if it has ended)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def stored_flows(db: Path) -> tuple[int, int]:
+    """How many flow rows an ingest stored and how many connections they add up to."""
+    with sqlite3.connect(db) as connection:
+        rows, connections = connection.execute(
+            "SELECT count(*), coalesce(sum(connections), 0) FROM flow"
+        ).fetchone()
+    return int(rows), int(connections)
 
 
 def consume(log: Path) -> None:
@@ -230,11 +302,17 @@ def consume(log: Path) -> None:
 
 def report(command: list[str], name: str, lines: int, log: Path, db: Path) -> None:
     """Ingest one log and print its figures (CPU time too: the machine may be shared)."""
-    seconds, cpu, rss = run_ingest(command, log, db)
+    seconds, cpu, rss, tree_rss = run_ingest(command, log, db)
     print(
         f"{name}: {lines} lines in {seconds:.2f} s = {lines / seconds:,.0f} lines/s "
-        f"({lines / cpu:,.0f} per CPU second), peak RSS {rss / 1024:.1f} MiB"
+        f"({lines / cpu:,.0f} per CPU second), peak RSS {rss / 1024:.1f} MiB "
+        f"(all processes {tree_rss / 1024:.1f} MiB)"
     )
+    if db.exists() and name.startswith("conn"):
+        rows, connections = stored_flows(db)
+        if connections != lines:
+            raise SystemExit(f"{name}: the stored flows add up to {connections} connections")
+        print(f"  {rows} flow rows stored ({lines / max(rows, 1):.1f} lines per row)")
 
 
 def main() -> None:

@@ -8,15 +8,19 @@ rows go to the DB-API driver's executemany directly.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Table
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
+from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 Row = Mapping[str, Any]
+Processor = Callable[[Any], Any]
 
 
 @dataclass(frozen=True)
@@ -25,7 +29,7 @@ class _Compiled:
 
     sql: str
     names: list[str]
-    processors: list[Any]
+    processors: list[Processor | None]
     constants: dict[str, Any]
     positional: bool
 
@@ -39,26 +43,15 @@ class BulkStatement:
 
     def execute(self, connection: Connection, rows: Iterable[Row]) -> None:
         """Run the statement once per row (all rows have the same keys)."""
-        batch = list(rows)
+        batch = rows if isinstance(rows, list) else list(rows)
         if not batch:
             return
         compiled = self._compile(connection, batch[0])
-        names, processors, constants = compiled.names, compiled.processors, compiled.constants
-        converted = (
-            [
-                value if convert is None or value is None else convert(value)
-                for value, convert in zip(
-                    [row[name] if name in row else constants[name] for name in names],
-                    processors,
-                    strict=True,
-                )
-            ]
-            for row in batch
-        )
+        rows_of_values = zip(*_columns(compiled, batch), strict=True)
         params: list[Any] = (
-            [tuple(values) for values in converted]
+            list(rows_of_values)
             if compiled.positional
-            else [dict(zip(names, values, strict=True)) for values in converted]
+            else [dict(zip(compiled.names, values, strict=True)) for values in rows_of_values]
         )
         connection.exec_driver_sql(compiled.sql, params)
 
@@ -76,18 +69,111 @@ class BulkStatement:
             names = list(compiled.positiontup)
         else:
             names = [compiled.bind_names[bind] for bind in compiled.binds.values()]
-        # Literals inside the statement (e.g. the '' of an "unless empty" case) are binds too.
+        # Literals inside the statement (e.g. the '' of an "unless empty" case) are binds too,
+        # and so are the columns the rows leave out (their default then, as SQLAlchemy does).
         constants = {
-            name: bind.effective_value
+            name: _constant(self._statement, name, bind.effective_value)
             for name, bind in compiled.binds.items()
             if name not in sample
         }
         # The dialect's implementation of each type, as SQLAlchemy itself binds it (a
         # TypeDecorator's own processor alone would store another text format).
         processors = [
-            compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+            _faster(compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
             for name in names
         ]
         found = _Compiled(compiled.string, names, processors, constants, compiled.positional)
         self._compiled[key] = found
         return found
+
+
+def _columns(compiled: _Compiled, batch: list[Row]) -> list[list[Any]]:
+    """The statement's parameters for every row, a column at a time, converted for the driver.
+
+    Column by column, each value goes through its processor in a tight loop,
+    and taking the values out of the rows and putting them back together are
+    single C calls (itemgetter, zip) rather than a Python step per value. A
+    parameter used twice (e.g. both arms of a CASE) is converted once.
+    """
+    present = [name for name in dict.fromkeys(compiled.names) if name in batch[0]]
+    if len(present) == 1:
+        taken = [list(map(itemgetter(present[0]), batch))]
+    elif present:
+        taken = [list(column) for column in zip(*map(itemgetter(*present), batch), strict=True)]
+    else:
+        taken = []
+    raw = dict(zip(present, taken, strict=True))
+    converted: dict[str, list[Any]] = {}
+    for name, convert in zip(compiled.names, compiled.processors, strict=True):
+        if name in converted:
+            continue
+        if name not in raw:
+            constant = compiled.constants[name]
+            value = constant if convert is None or constant is None else convert(constant)
+            converted[name] = [value] * len(batch)
+        elif convert is None:
+            converted[name] = raw[name]
+        else:
+            converted[name] = [value if value is None else convert(value) for value in raw[name]]
+    return [converted[name] for name in compiled.names]
+
+
+def _constant(statement: ClauseElement, name: str, value: Any) -> Any:
+    """A bind's fixed value: a literal's, or the scalar default of a column left out."""
+    table = getattr(statement, "table", None)
+    column = table.c.get(name) if isinstance(table, Table) else None
+    default = column.default if column is not None else None
+    if value is None and isinstance(default, ScalarElementColumnDefault):
+        return default.arg
+    return value
+
+
+def _faster(slow: Processor | None) -> Processor | None:
+    """A faster equivalent of a bind processor, if one gives the same on probe values."""
+    if slow is None:
+        return None
+    for make, probes in _SHORTCUTS:
+        fast = make(slow)
+        try:
+            if all(fast(probe) == slow(probe) for probe in probes):
+                return fast
+        except (TypeError, ValueError, AttributeError):
+            continue
+    return slow
+
+
+def _datetime_text(slow: Processor) -> Processor:
+    """SQLite's text for aware UTC datetimes from one C call; anything else as ``slow`` does."""
+
+    def convert(value: Any) -> Any:
+        """The stored text of one value."""
+        if type(value) is datetime and value.tzinfo is UTC:
+            return value.isoformat(" ", "microseconds")[:26]
+        return slow(value)
+
+    return convert
+
+
+def _date_text(slow: Processor) -> Processor:
+    """SQLite's text for dates from one C call; anything else as ``slow`` does."""
+
+    def convert(value: Any) -> Any:
+        """The stored text of one value."""
+        return value.isoformat() if type(value) is date else slow(value)
+
+    return convert
+
+
+# Each shortcut is used for a column only when it matches SQLAlchemy's own processor
+# on these values (so a dialect or format they do not fit keeps SQLAlchemy's).
+_SHORTCUTS: tuple[tuple[Callable[[Processor], Processor], tuple[Any, ...]], ...] = (
+    (
+        _datetime_text,
+        (
+            datetime(2026, 11, 23, 1, 2, 3, 456789, UTC),
+            datetime(2026, 11, 23, tzinfo=UTC),
+            datetime(999, 1, 2, 3, 4, 5, 6, UTC),
+        ),
+    ),
+    (_date_text, (date(2026, 11, 23), date(999, 1, 2))),
+)

@@ -1,10 +1,9 @@
 """Zeek logs mapped to rolecall records (source "zeek"): the same records the pcap reader makes.
 
 - smtp.log → SmtpTransaction; socks.log → SocksRequest (the password only when
-  ``ZeekSettings.keep_passwords``); conn.log → Flow, one line per connection,
-  aggregated in memory per (client, server, port, transport, UTC day); when
-  more than ``flow_cap`` keys are held the older half is flushed, the rest at
-  the end (flows add up in the store, so an early flush loses nothing);
+  ``ZeekSettings.keep_passwords``); conn.log → Flow, one per (client, server,
+  port, transport, UTC day), added up in memory (``probes.zeek_flows``; at most
+  ``flow_cap`` held);
   known_services.log → Service (protocol: Zeek's service names, lower case,
   sorted, comma-joined); dns.log → HostName for each address answering an A or
   AAAA query.
@@ -32,17 +31,16 @@ Observation kinds emitted:
 from __future__ import annotations
 
 import ipaddress
-import itertools
 import json
-import sys
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
+from probes.errors import InputError
 from probes.records import (
-    Flow,
     HostName,
     Item,
     Observation,
@@ -51,13 +49,21 @@ from probes.records import (
     SmtpTransaction,
     SocksRequest,
 )
-from probes.zeek_log import DEFAULT_MAX_LINE, Block, LineHandler, Picker, Row, picker, read_log
+from probes.zeek_flows import SOURCE, FlowAggregate, FlowBatch, FlowMaker, RawFlow, epoch_time
+from probes.zeek_log import (
+    DEFAULT_MAX_LINE,
+    Block,
+    LineHandler,
+    Picker,
+    log_type_of,
+    open_text,
+    picker,
+    read_log,
+)
+from probes.zeek_worker import items_in_worker
 
-SOURCE = "zeek"
-# Zeek's conn_state values in which the responder sent something back.
-_REPLY_STATES = frozenset({"S1", "S2", "S3", "SF", "REJ", "RSTO", "RSTR", "RSTRH", "SHR"})
-_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _CACHE_CAP = 65536
+_HEAD = 1 << 14  # characters read to see what a log holds
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,20 +71,59 @@ class ZeekSettings:
     """How Zeek logs are read."""
 
     keep_passwords: bool = False
-    flow_cap: int = 200_000  # about 100 MiB of held flows
+    flow_cap: int = 360_000  # about 95 MiB of held flows (measured: 275 bytes each)
     max_line: int = DEFAULT_MAX_LINE
+    # conn logs this large (bytes on disk) are parsed in a second process; None: never
+    worker_min_bytes: int | None = 32 << 20
 
 
-Handler = Callable[[Block, Picker, list[str]], Sequence[Record]]
-_FlowKey = tuple[str, str, str, str, int]  # client, server, raw port and transport, epoch day
-_FlowCounts = tuple[int, int, int, bool, float, float]  # conns, packets, bytes, answered, span
+Mapped = Record | FlowBatch
+Handler = Callable[[Block, Picker, list[str]], Sequence[Mapped]]
 
 
 def read_zeek(path: Path, settings: ZeekSettings) -> Iterator[Item]:
-    """Yield the records (and warnings for damaged lines) of one Zeek log, TSV or JSON."""
+    """Yield the records (and warnings for damaged lines) of one Zeek log, TSV or JSON.
+
+    A large conn log is parsed in a second process (see ``probes.zeek_worker``);
+    what comes out is the same, in the same order.
+    """
+    make_flow = FlowMaker()
+    items: Iterator[Item | RawFlow]
+    if _wants_worker(path, settings):
+        items = items_in_worker(partial(_raw_items, path, settings), str(path))
+    else:
+        items = _raw_items(path, settings)
+    for item in items:
+        yield make_flow(item) if isinstance(item, tuple) else item
+
+
+def _raw_items(path: Path, settings: ZeekSettings) -> Iterator[Item | RawFlow]:
+    """Yield the log's records and warnings, its flows as raw tuples (cheap to send on)."""
     mapper = _Mapper(settings)
-    yield from read_log(path, mapper.project, settings.max_line)
-    yield from mapper.flush()
+    for item in read_log(path, mapper.project, settings.max_line):
+        if isinstance(item, FlowBatch):
+            yield from item.rows
+        else:
+            yield item
+    yield from mapper.conns.flush().rows
+
+
+def _wants_worker(path: Path, settings: ZeekSettings) -> bool:
+    """Whether a log is a conn log large enough to be worth a second process."""
+    threshold = settings.worker_min_bytes
+    try:
+        if threshold is None or path.stat().st_size < threshold:
+            return False
+    except OSError:
+        return False  # the reader says why it cannot be read
+    if log_type_of(path) == "conn":
+        return True
+    try:
+        with open_text(path) as stream:
+            head = stream.read(_HEAD)
+    except (InputError, OSError, EOFError, zlib.error):
+        return False  # the reader says why it cannot be read
+    return "#path\tconn\n" in head or '"_path":"conn"' in head
 
 
 class _Mapper:
@@ -87,11 +132,10 @@ class _Mapper:
     def __init__(self, settings: ZeekSettings) -> None:
         self.settings = settings
         self.seconds: dict[str, datetime] = {}
-        self.days: dict[int, date] = {}
         self.addresses: dict[str, str] = {}
-        self.flows: dict[_FlowKey, _FlowCounts] = {}
+        self.conns = FlowAggregate(settings.flow_cap, self.addresses, self.address, self.time)
         self.handlers: dict[str, Handler] = {
-            "conn": self._conn,
+            "conn": self.conns.add,
             "smtp": self._smtp,
             "socks": self._socks,
             "software": self._software,
@@ -102,7 +146,7 @@ class _Mapper:
             "ssl": self._ssl,
         }
 
-    def project(self, block: Block) -> LineHandler[Record] | str:
+    def project(self, block: Block) -> LineHandler[Mapped] | str:
         """The handler for lines under this header, or why they cannot be read."""
         if block.path not in _FIELDS:
             return f"log type {block.path!r} is not one rolecall reads"
@@ -122,7 +166,7 @@ class _Mapper:
                 return _iso_time(raw)
             if len(self.seconds) > _CACHE_CAP:
                 self.seconds.clear()
-            base = self.seconds[seconds] = _epoch_time(raw, float(seconds))
+            base = self.seconds[seconds] = epoch_time(raw, float(seconds))
         if not fraction:
             return base
         if not fraction.isdigit():
@@ -142,103 +186,7 @@ class _Mapper:
             self.addresses[raw] = known
         return known
 
-    def _conn(self, block: Block, pick: Picker, values: list[str]) -> Sequence[Record]:
-        """Add one connection to its flow; returns flows only when the aggregate is flushed."""
-        row = pick(values)
-        ts, client, server, port, proto, state, opkts, rpkts, oip, rip, _ob, _rb = row
-        try:  # the common case: every number present
-            moment = float(ts)
-            replied = int(rpkts)
-            packets = int(opkts) + replied
-            size = int(oip) + int(rip)
-        except ValueError:
-            moment, replied, packets, size = self._conn_numbers(block, row)
-        answered = replied > 0 or state in _REPLY_STATES
-        known = self.addresses
-        key = (
-            known.get(client) or self.address(client, "id.orig_h"),
-            known.get(server) or self.address(server, "id.resp_h"),
-            port,
-            proto,
-            int(moment // 86400),
-        )
-        flow = self.flows.get(key)
-        if flow is not None:
-            # immutable entries of plain values: the collector untracks them, so a
-            # big aggregate costs no garbage-collection time
-            count, pkts, octets, seen_reply, first, last = flow
-            self.flows[key] = (
-                count + 1,
-                pkts + packets,
-                octets + size,
-                seen_reply or answered,
-                first if first < moment else moment,
-                last if last > moment else moment,
-            )
-            return ()
-        if not port.isdigit() or int(port) > 65535 or proto == block.unset_field:
-            raise ValueError(f"id.resp_p {port!r} / proto {proto!r} is not a port and transport")
-        _epoch_time(ts, moment)  # every time under this key falls on the same, checked, day
-        # interned, the port and transport strings of all held flows are shared
-        key = (key[0], key[1], sys.intern(port), sys.intern(proto), key[4])
-        self.flows[key] = (1, packets, size, answered, moment, moment)
-        if len(self.flows) > self.settings.flow_cap:
-            return list(self.flush(len(self.flows) // 2))
-        return ()
-
-    def _conn_numbers(self, block: Block, row: Row) -> tuple[float, int, int, int]:
-        """Time, reply packets, packets and bytes of a conn line with some of them unset."""
-        ts, opkts, rpkts, oip, rip, obytes, rbytes = row[0], *row[6:]
-        number = block.number
-        try:
-            moment = float(ts)
-        except ValueError:
-            moment = self.time(ts).timestamp()
-        replied = number(rpkts)
-        if oip != block.unset_field:
-            size = number(oip) + number(rip)
-        else:  # Zeek without the IP-level counters: payload bytes are what is left
-            size = number(obytes) + number(rbytes)
-        return moment, replied, number(opkts) + replied, size
-
-    def flush(self, oldest: int = 0) -> Iterator[Flow]:
-        """Yield and forget the ``oldest`` aggregated flows (all if 0), in first-seen order.
-
-        Evicting the flows begun longest ago keeps the busy ones (a resolver,
-        a popular site) aggregating while the held set stays bounded.
-        """
-        if oldest:
-            keys = list(itertools.islice(self.flows, oldest))
-            pop = self.flows.pop
-            flows = [(key, pop(key)) for key in keys]
-        else:
-            flows, self.flows = list(self.flows.items()), {}
-        stamp = datetime.fromtimestamp
-        for (client, server, port, transport, day), counts in flows:
-            count, packets, size, answered, first, last = counts
-            yield Flow(
-                client,
-                server,
-                int(port),
-                transport.lower(),
-                self.days.get(day) or self._day(day),
-                SOURCE,
-                stamp(first, UTC),
-                stamp(last, UTC),
-                count,
-                packets,
-                size,
-                answered,
-            )
-
-    def _day(self, day: int) -> date:
-        """The date ``day`` days after the epoch (cached)."""
-        known = self.days.get(day)
-        if known is None:
-            known = self.days[day] = date.fromordinal(_EPOCH_ORDINAL + day)
-        return known
-
-    def _smtp(self, block: Block, pick: Picker, values: list[str]) -> Sequence[Record]:
+    def _smtp(self, block: Block, pick: Picker, values: list[str]) -> Sequence[Mapped]:
         """One smtp.log line: one mail transaction."""
         row = pick(values)
         ts, client, cport, server, sport, depth, helo, mailfrom, rcptto, date_, from_, to = row[:12]
@@ -267,7 +215,7 @@ class _Mapper:
             ),
         )
 
-    def _socks(self, block: Block, pick: Picker, values: list[str]) -> Sequence[Record]:
+    def _socks(self, block: Block, pick: Picker, values: list[str]) -> Sequence[Mapped]:
         """One socks.log line: one SOCKS request."""
         row = pick(values)
         ts, client, cport, proxy, pport, version, user, password, status = row[:9]
@@ -298,7 +246,7 @@ class _Mapper:
         text = block.text(raw)
         return self.address(text, field) if text else ""
 
-    def _software(self, block: Block, pick: Picker, values: list[str]) -> Sequence[Record]:
+    def _software(self, block: Block, pick: Picker, values: list[str]) -> Sequence[Mapped]:
         """One software.log line: what software a host runs."""
         ts, host, port, kind, name, major, minor, minor2, minor3, addl, unparsed = pick(values)
         text = block.text
@@ -325,7 +273,7 @@ class _Mapper:
             ),
         )
 
-    def _known_services(self, block: Block, pick: Picker, values: list[str]) -> Sequence[Record]:
+    def _known_services(self, block: Block, pick: Picker, values: list[str]) -> Sequence[Mapped]:
         """One known_services.log line: a service a host offers."""
         ts, host, port, proto, services = pick(values)
         names = sorted({name.lower() for name in block.items(services)})
@@ -340,12 +288,12 @@ class _Mapper:
             ),
         )
 
-    def _known_hosts(self, block: Block, pick: Picker, values: list[str]) -> Sequence[Record]:
+    def _known_hosts(self, block: Block, pick: Picker, values: list[str]) -> Sequence[Mapped]:
         """One known_hosts.log line: a host that is up."""
         ts, host = pick(values)
         return (Observation(self.address(host, "host"), "host-up", SOURCE, self.time(ts)),)
 
-    def _dns(self, block: Block, pick: Picker, values: list[str]) -> Sequence[Record]:
+    def _dns(self, block: Block, pick: Picker, values: list[str]) -> Sequence[Mapped]:
         """One dns.log line: the client's query, MX look-ups, and names for A/AAAA answers."""
         ts, client, server, port, proto, query, qtype, rcode, answers = pick(values)
         seen, text = self.time(ts), block.text
@@ -375,7 +323,7 @@ class _Mapper:
                     records.append(HostName(self.address(answer, "answers"), name, SOURCE, seen))
         return records
 
-    def _http(self, block: Block, pick: Picker, values: list[str]) -> Sequence[Record]:
+    def _http(self, block: Block, pick: Picker, values: list[str]) -> Sequence[Mapped]:
         """One http.log line: the Host the server answers for and the client's User-Agent."""
         ts, client, server, port, host, agent = pick(values)
         seen, text = self.time(ts), block.text
@@ -394,7 +342,7 @@ class _Mapper:
             )
         return records
 
-    def _ssl(self, block: Block, pick: Picker, values: list[str]) -> Sequence[Record]:
+    def _ssl(self, block: Block, pick: Picker, values: list[str]) -> Sequence[Mapped]:
         """One ssl.log line: the server name the client asked the server for."""
         ts, _client, server, port, sni = pick(values)
         name = block.text(sni).lower()
@@ -402,14 +350,6 @@ class _Mapper:
             return ()
         server = self.address(server, "id.resp_h")
         return (Observation(server, "tls-sni", SOURCE, self.time(ts), int(port), "tcp", name),)
-
-
-def _epoch_time(raw: str, seconds: float) -> datetime:
-    """Seconds since the epoch as a UTC datetime (ValueError if out of range)."""
-    try:
-        return datetime.fromtimestamp(seconds, UTC)
-    except (OverflowError, OSError, ValueError):
-        raise ValueError(f"ts {raw!r} is out of range") from None
 
 
 def _iso_time(raw: str) -> datetime:

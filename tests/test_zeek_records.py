@@ -111,6 +111,72 @@ def test_the_flow_cap_bounds_memory_and_totals_add_up(tmp_path: Path) -> None:
     assert {f.client for f in flows} == {f"192.0.2.{i}" for i in range(50)}
 
 
+def test_a_full_aggregate_gives_up_past_days_then_the_least_used_flows(tmp_path: Path) -> None:
+    day = 1795392000
+    # day one: 8 clients, twice each; day two: a busy client, then 16 clients seen once
+    rows = [conn(f"192.0.2.{i % 8}", "198.51.100.9", f"{day + i}.0") for i in range(16)]
+    rows += [conn("192.0.2.99", "198.51.100.9", f"{day + 86400 + i}.0") for i in range(5)]
+    rows += [conn(f"192.0.2.{i}", "198.51.100.9", f"{day + 86500 + i}.0") for i in range(16)]
+    records, _ = read(write_tsv(tmp_path / "conn.log", "conn", rows), flow_cap=10)
+    flows = [r for r in records if isinstance(r, Flow)]
+    first_day = [f for f in flows if f.day == date(2026, 11, 23)]
+    assert sorted(f.client for f in first_day) == [f"192.0.2.{i}" for i in range(8)]
+    assert {f.connections for f in first_day} == {2}  # each flushed once, whole
+    (busy,) = [f for f in flows if f.client == "192.0.2.99"]
+    assert busy.connections == 5  # kept aggregating while quieter flows were flushed
+    assert len(flows) == 8 + 1 + 16
+    assert sum(f.connections for f in flows) == 37
+
+
+def test_a_day_s_flows_are_given_out_an_hour_into_the_next(tmp_path: Path) -> None:
+    day = 1795392000
+    rows = [
+        conn("192.0.2.1", "198.51.100.9", f"{day + 10}.0"),
+        conn("192.0.2.2", "198.51.100.9", f"{day + 20}.0"),
+        conn("192.0.2.3", "198.51.100.9", f"{day + 86400 + 10}.0"),  # a new day begins
+        conn("192.0.2.4", "198.51.100.9", f"{day + 86400 + 3700}.0"),  # an hour into it
+        conn("not-an-address", "198.51.100.9", f"{day + 86400 + 3800}.0"),  # line 13
+        conn("192.0.2.1", "198.51.100.9", f"{day + 86000}.0"),  # late, for the day before
+    ]
+    items = list(read_zeek(write_tsv(tmp_path / "conn.log", "conn", rows), ZeekSettings()))
+    seen = [(i.client, i.day.day) if isinstance(i, Flow) else i.where[-2:] for i in items]  # type: ignore[union-attr]
+    assert seen == [
+        ("192.0.2.1", 23),
+        ("192.0.2.2", 23),
+        "13",
+        ("192.0.2.3", 24),
+        ("192.0.2.4", 24),
+        ("192.0.2.1", 23),  # the store adds it to the row written before
+    ]
+
+
+def test_an_address_written_two_ways_is_one_flow(tmp_path: Path) -> None:
+    rows = [
+        conn("2001:db8::1", "2001:db8::25", T0),
+        conn("2001:DB8:0::1", "2001:0db8::25", T0),
+        conn("2001:db8::1", "2001:db8::25", T0),
+    ]
+    records, warnings = read(write_tsv(tmp_path / "conn.log", "conn", rows))
+    assert warnings == []
+    assert [(f.client, f.server, f.connections) for f in records] == [  # type: ignore[attr-defined]
+        ("2001:db8::1", "2001:db8::25", 3)
+    ]
+
+
+def test_counters_past_what_the_store_holds_are_warned(tmp_path: Path) -> None:
+    big = str(2**62)
+    rows = [
+        conn("192.0.2.1", "198.51.100.9", T0, orig_ip_bytes=big),
+        conn("192.0.2.1", "198.51.100.9", T0, orig_ip_bytes=big),  # the sum passes 2**63 - 1
+        conn("192.0.2.2", "198.51.100.9", T0, resp_ip_bytes=str(2**64)),
+    ]
+    records, warnings = read(write_tsv(tmp_path / "conn.log", "conn", rows))
+    assert [w.where.rsplit(":", 1)[1] for w in warnings] == ["10", "11"]  # type: ignore[attr-defined]
+    assert [(f.client, f.connections, f.bytes) for f in records] == [  # type: ignore[attr-defined]
+        ("192.0.2.1", 1, 2**62 + 900)
+    ]
+
+
 def test_bad_addresses_and_times_are_warned_with_their_line(tmp_path: Path) -> None:
     rows = [
         conn("192.0.2.1", "198.51.100.9", T0),

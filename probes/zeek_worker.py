@@ -1,0 +1,136 @@
+"""A reader run in a second process, its items sent back in batches through a pipe.
+
+Parsing a large log takes one core; storing what it yields takes another. The
+producer runs in a fresh interpreter (a subprocess: nothing inherited from the
+caller, no open database, no threads, and no re-import of the caller's main
+module as multiprocessing's spawn would do) and its items come back in order,
+a pickled batch at a time, so the caller stores one batch while the next is
+read. At most ``AHEAD`` batches wait in flight, which keeps memory bounded
+however far ahead the reader could run.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, TypeVar
+
+from probes.errors import InputError, ProbeError
+
+T = TypeVar("T")
+BATCH = 4096
+"""Items per message: large enough that a message costs little, small enough to pipeline."""
+AHEAD = 128
+"""Messages the worker may have ready before the caller takes them (at most ~30 MiB).
+
+Enough for a whole day's flows handed out at once (see ``probes.zeek_flows``),
+so that the reader goes on while the caller stores them.
+"""
+_SERVE = "from probes.zeek_worker import serve; serve()"
+
+
+def items_in_worker(produce: Callable[[], Iterable[T]], what: str) -> Iterator[T]:
+    """Yield what ``produce`` yields, computed in a second process.
+
+    ``produce`` must be picklable (a module-level function or a partial of one).
+    An InputError in the worker is raised here with its message; a worker that
+    fails otherwise or dies raises ProbeError naming ``what``. Closing the
+    iterator early stops the worker.
+    """
+    path = os.pathsep.join(entry for entry in sys.path if entry)
+    worker = subprocess.Popen(
+        [sys.executable, "-c", _SERVE],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": path},
+        start_new_session=True,  # a terminal's interrupt is the caller's to handle
+    )
+    if worker.stdin is None or worker.stdout is None:
+        raise ProbeError(f"Cannot start a reader process for {what}.")
+    try:
+        with worker.stdin:
+            pickle.dump(produce, worker.stdin)
+        yield from _received(worker.stdout, what, worker)
+    finally:
+        worker.stdout.close()
+        if worker.poll() is None:
+            worker.kill()
+        worker.wait()
+
+
+def _received(stream: IO[bytes], what: str, worker: subprocess.Popen[bytes]) -> Iterator[T]:
+    """Yield the items of each batch the worker sends until it says it is done."""
+    while True:
+        try:
+            kind, payload = pickle.load(stream)  # noqa: S301 - our own child's output
+        except (EOFError, pickle.UnpicklingError):
+            raise ProbeError(
+                f"The reader process for {what} ended unexpectedly (exit status {worker.wait()})."
+            ) from None
+        if kind == "items":
+            yield from payload
+        elif kind == "input-error":
+            raise InputError(payload)
+        elif kind == "failed":
+            raise ProbeError(f"The reader process for {what} failed: {payload}.")
+        else:
+            return
+
+
+def serve() -> None:
+    """The worker's side: read the producer from stdin, send its items to stdout in batches."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # a stray print must not corrupt the stream
+    with out:
+        _serve(pickle.load(sys.stdin.buffer), out)  # noqa: S301 - sent by our parent
+
+
+def _serve(produce: Callable[[], Iterable[object]], out: IO[bytes]) -> None:
+    """Run the producer; send its items, then how it ended.
+
+    A thread does the writing, so parsing goes on while the caller is busy
+    storing: the reader's output comes in bursts (a flush of the flow
+    aggregate), and up to ``AHEAD`` pickled batches wait for the caller.
+    """
+    frames: queue.Queue[bytes | None] = queue.Queue(maxsize=AHEAD)
+    writer = threading.Thread(target=_write_frames, args=(frames, out), daemon=True)
+    writer.start()
+    try:
+        batch: list[object] = []
+        for item in produce():
+            batch.append(item)
+            if len(batch) >= BATCH:
+                frames.put(_frame("items", batch))
+                batch = []
+        frames.put(_frame("items", batch))
+        frames.put(_frame("done", None))
+    except InputError as exc:
+        frames.put(_frame("input-error", str(exc)))
+    except Exception as exc:  # reported to the caller, who raises it
+        frames.put(_frame("failed", f"{type(exc).__name__}: {exc}"))
+    finally:
+        frames.put(None)
+        writer.join()
+
+
+def _frame(kind: str, payload: object) -> bytes:
+    """One message, pickled."""
+    return pickle.dumps((kind, payload), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _write_frames(frames: queue.Queue[bytes | None], out: IO[bytes]) -> None:
+    """Write messages down the pipe until told to stop; end the process if the caller left."""
+    while (frame := frames.get()) is not None:
+        try:
+            out.write(frame)
+            out.flush()
+        except OSError:  # the caller stopped reading: nothing left to do
+            os._exit(0)

@@ -1,0 +1,110 @@
+"""Flows stored in bulk: the text SQLite gets is what SQLAlchemy itself would have written."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Connection, Table, delete
+
+from inventory.bulk import BulkStatement
+from inventory.store import Store
+from inventory.tables import FlowRow, core_table
+from probes.records import ReadWarning
+from probes.zeek_records import ZeekSettings, read_zeek
+from tests.test_zeek_worker import damaged_conn_log
+
+OFFSETS = st.sampled_from([UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-11))])
+TIMES = st.datetimes(
+    min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=OFFSETS
+)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    """An inventory whose flow table the tests fill and empty."""
+    return Store.open(str(tmp_path_factory.mktemp("bulk") / "inventory.db"))
+
+
+def flow_row(n: int, first: datetime, last: datetime, day: date) -> dict[str, Any]:
+    """A row of the flow table."""
+    return {
+        "client": f"192.0.2.{n}",
+        "server": "198.51.100.9",
+        "server_port": 443,
+        "transport": "tcp",
+        "day": day,
+        "source": "zeek",
+        "connections": n + 1,
+        "packets": 10,
+        "bytes": 1000,
+        "first_seen": first,
+        "last_seen": last,
+        "answered": n % 2 == 0,
+    }
+
+
+def stored(connection: Connection, table: Table) -> list[tuple[Any, ...]]:
+    """The flow table's rows as SQLite holds them (text, not converted back), then emptied."""
+    rows = connection.exec_driver_sql(
+        "SELECT client, day, first_seen, last_seen, answered, connections FROM flow ORDER BY client"
+    ).all()
+    connection.execute(delete(table))
+    return [tuple(row) for row in rows]
+
+
+@settings(max_examples=60, deadline=None)
+@given(times=st.lists(st.tuples(TIMES, TIMES, st.dates()), min_size=1, max_size=8))
+def test_bulk_rows_are_stored_as_sqlalchemy_stores_them(
+    store: Store, times: list[tuple[datetime, datetime, date]]
+) -> None:
+    table = core_table(FlowRow)
+    rows = [flow_row(n, first, last, day) for n, (first, last, day) in enumerate(times)]
+    with store.engine.begin() as connection:
+        connection.execute(table.insert(), rows)
+        expected = stored(connection, table)
+        BulkStatement(table.insert()).execute(connection, rows)
+        assert stored(connection, table) == expected
+
+
+def test_columns_left_out_get_their_default_as_sqlalchemy_gives_it(store: Store) -> None:
+    table = core_table(FlowRow)
+    row = flow_row(
+        1,
+        datetime(2026, 11, 23, tzinfo=UTC),
+        datetime(2026, 11, 24, tzinfo=UTC),
+        date(2026, 11, 23),
+    )
+    with store.engine.begin() as connection:
+        connection.execute(table.insert(), [row])
+        expected = connection.exec_driver_sql("SELECT * FROM flow").all()
+        connection.execute(delete(table))
+        BulkStatement(table.insert()).execute(connection, [row])
+        assert connection.exec_driver_sql("SELECT * FROM flow").all() == expected
+        connection.execute(delete(table))
+
+
+def test_naive_times_are_refused_as_sqlalchemy_refuses_them(store: Store) -> None:
+    table = core_table(FlowRow)
+    naive = datetime(2026, 11, 23, 8, 0)
+    rows = [flow_row(1, naive, naive, date(2026, 11, 23))]
+    with store.engine.connect() as connection, pytest.raises(ValueError, match="timezone"):
+        BulkStatement(table.insert()).execute(connection, rows)
+
+
+def test_a_zeek_ingest_stores_the_times_read(store: Store, tmp_path: Path) -> None:
+    path = damaged_conn_log(tmp_path / "conn.log")
+    items = list(read_zeek(path, ZeekSettings(worker_min_bytes=0)))
+    with store.writer(batch_size=100) as writer:
+        writer.add_all(item for item in items if not isinstance(item, ReadWarning))
+    with store.engine.connect() as connection:
+        first, last, total = connection.exec_driver_sql(
+            "SELECT min(first_seen), max(last_seen), sum(connections) FROM flow"
+        ).one()
+    assert total == 2998
+    assert first == "2026-11-23 00:00:00.000000"
+    assert last == "2026-11-24 06:49:23.000999"  # the last line: 2999 * 37 s (and 999 µs) in
