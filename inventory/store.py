@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select, update
@@ -60,14 +61,18 @@ class _Pending:
     merge: Callable[[Row, Row], None]
     rows: dict[tuple[Any, ...], Row] = field(default_factory=dict)
     bulk: BulkStatement = field(init=False)
+    key_of: Callable[[Row], tuple[Any, ...]] = field(init=False)
 
     def __post_init__(self) -> None:
-        """Prepare the statement for many rows at a time."""
+        """Prepare the statement for many rows at a time, and the row's key getter."""
         self.bulk = BulkStatement(self.statement)
+        # itemgetter of several names gives a tuple; of one, the bare value.
+        only = self.key[0]
+        self.key_of = itemgetter(*self.key) if len(self.key) > 1 else lambda row: (row[only],)
 
     def add(self, row: Row) -> None:
         """Queue a row, folding it into a queued row with the same key."""
-        key = tuple(row[column] for column in self.key)
+        key = self.key_of(row)
         stored = self.rows.get(key)
         if stored is None:
             self.rows[key] = row

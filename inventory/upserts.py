@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, Table, case, or_
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.sql.dml import Insert
 
 from inventory.tables import (
@@ -25,7 +25,12 @@ from inventory.tables import (
 
 def _insert(dialect: str, table: Table) -> Any:
     """Return the dialect's INSERT construct that supports ON CONFLICT."""
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    if dialect == "postgresql":
+        # Loaded only for a PostgreSQL store: every command on SQLite starts faster.
+        from sqlalchemy.dialects import postgresql  # noqa: PLC0415
+
+        return postgresql.insert(table)
+    return sqlite.insert(table)
 
 
 def _earliest(table: Table, excluded: Any, column: str) -> ColumnElement[Any]:
