@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from inventory.findings import Raised
 from inventory.rules.base import Collector, Row, Rule, RuleContext
 
 NAME = "anonymous-ftp"
@@ -13,16 +12,11 @@ def from_observation(ctx: RuleContext, row: Row, out: Collector) -> None:
     """The probe's USER anonymous was accepted (a refusal raises nothing)."""
     if row.value != "allowed":
         return
-    out.raise_(
-        Raised(
-            NAME,
-            row.address,
-            SEVERITY,
-            f"FTP server {row.address} port {row.port} accepts anonymous logins.",
-            row.first_seen,
-            row.last_seen,
-            [f"observation:{row.id}"],
-        )
+    out.raise_on_observation(
+        NAME,
+        SEVERITY,
+        row,
+        f"FTP server {row.address} port {row.port} accepts anonymous logins.",
     )
 
 

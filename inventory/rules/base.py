@@ -62,6 +62,13 @@ class Collector:
         else:
             stored.merge(raised)
 
+    def raise_on_observation(self, rule: str, severity: str, row: Row, summary: str) -> None:
+        """Raise a finding on an observation row's host that rests on that row alone."""
+        proof = [f"observation:{row.id}"]
+        self.raise_(
+            Raised(rule, row.address, severity, summary, row.first_seen, row.last_seen, proof)
+        )
+
 
 RowHandler = Callable[[RuleContext, Row, Collector], None]
 HostHandler = Callable[[RuleContext, Sequence[str], Collector], None]

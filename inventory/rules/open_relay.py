@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from inventory.findings import Raised
 from inventory.rules.base import Collector, Row, Rule, RuleContext
 
 NAME = "open-relay"
@@ -13,17 +12,12 @@ def from_observation(ctx: RuleContext, row: Row, out: Collector) -> None:
     """Only the probe's "open-relay" verdict counts: a refused or inconclusive test does not."""
     if row.value != "open-relay":
         return
-    out.raise_(
-        Raised(
-            NAME,
-            row.address,
-            SEVERITY,
-            f"SMTP server {row.address} port {row.port} accepted a recipient in a foreign domain"
-            " from an unauthenticated outside sender (rolecall stopped at RCPT).",
-            row.first_seen,
-            row.last_seen,
-            [f"observation:{row.id}"],
-        )
+    out.raise_on_observation(
+        NAME,
+        SEVERITY,
+        row,
+        f"SMTP server {row.address} port {row.port} accepted a recipient in a foreign domain"
+        " from an unauthenticated outside sender (rolecall stopped at RCPT).",
     )
 
 

@@ -16,17 +16,12 @@ def from_observation(ctx: RuleContext, row: Row, out: Collector) -> None:
     """rolecall's own probe had the proxy connect to its canary without a password."""
     if row.value != RELAYED:
         return
-    out.raise_(
-        Raised(
-            NAME,
-            row.address,
-            SEVERITY,
-            f"SOCKS proxy {row.address} port {row.port} relayed rolecall's test connection"
-            " without asking for credentials.",
-            row.first_seen,
-            row.last_seen,
-            [f"observation:{row.id}"],
-        )
+    out.raise_on_observation(
+        NAME,
+        SEVERITY,
+        row,
+        f"SOCKS proxy {row.address} port {row.port} relayed rolecall's test connection"
+        " without asking for credentials.",
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from inventory.findings import Raised
 from inventory.rules.base import Collector, Row, Rule, RuleContext
 
 NAME = "plaintext-auth"
@@ -11,17 +10,12 @@ SEVERITY = "medium"
 
 def from_observation(ctx: RuleContext, row: Row, out: Collector) -> None:
     """The probe saw AUTH mechanisms advertised on a connection not yet encrypted."""
-    out.raise_(
-        Raised(
-            NAME,
-            row.address,
-            SEVERITY,
-            f"SMTP server {row.address} port {row.port} offers AUTH {row.value} before TLS,"
-            " so passwords can cross the network in clear.",
-            row.first_seen,
-            row.last_seen,
-            [f"observation:{row.id}"],
-        )
+    out.raise_on_observation(
+        NAME,
+        SEVERITY,
+        row,
+        f"SMTP server {row.address} port {row.port} offers AUTH {row.value} before TLS,"
+        " so passwords can cross the network in clear.",
     )
 
 

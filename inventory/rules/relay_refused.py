@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-from inventory.findings import Raised
 from inventory.rules.base import Collector, Row, Rule, RuleContext
 
 NAME = "relay-refused"
@@ -28,16 +27,11 @@ def from_observation(ctx: RuleContext, row: Row, out: Collector) -> None:
     if not _refused(row.detail):
         return
     server = json.loads(row.detail).get("server", "the server")
-    out.raise_(
-        Raised(
-            NAME,
-            row.address,
-            SEVERITY,
-            f"{row.address} had recipients refused at RCPT by {server} (e.g. {row.value}).",
-            row.first_seen,
-            row.last_seen,
-            [f"observation:{row.id}"],
-        )
+    out.raise_on_observation(
+        NAME,
+        SEVERITY,
+        row,
+        f"{row.address} had recipients refused at RCPT by {server} (e.g. {row.value}).",
     )
 
 
