@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import Connection, delete, func, select
 
 from inventory import evidence_delta as delta
 from inventory import history
 from inventory.address_set import AddressSet
 from inventory.findings import (
+    mark_resolved,
     resolve,
     resolve_before,
     resolve_reprobed,
@@ -228,10 +229,7 @@ def _resolve_unraised(connection: Connection, raised: set[tuple[str, str]]) -> N
         select(table.c.id, table.c.rule, table.c.address).where(table.c.status == "open")
     )
     gone = [row.id for row in rows if (row.rule, row.address) not in raised and row.rule != SURGE]
-    for start in range(0, len(gone), 500):
-        connection.execute(
-            update(table).where(table.c.id.in_(gone[start : start + 500])).values(status="resolved")
-        )
+    mark_resolved(connection, gone)
 
 
 def derive(connection: Connection, settings: DeriveSettings, full: bool = False) -> DeriveSummary:

@@ -10,6 +10,7 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, bindparam, func, select, update
 
+from inventory.in_lists import in_slices
 from inventory.tables import Asset, FindingRow, ObservationRow, core_table
 
 STATUSES: Final = ("open", "resolved", "acknowledged")
@@ -123,8 +124,7 @@ def _stored_findings(connection: Connection, keys: Iterable[tuple[str, str]]) ->
         by_rule.setdefault(rule, []).append(address)
     stored = {}
     for rule, addresses in by_rule.items():
-        for start in range(0, len(addresses), 500):
-            chunk = addresses[start : start + 500]
+        for chunk in in_slices(addresses):
             rows = connection.execute(
                 select(table).where(table.c.rule == rule, table.c.address.in_(chunk))
             )
@@ -178,13 +178,13 @@ def resolve(connection: Connection, rule: str, addresses: Iterable[str]) -> None
     """Mark the open findings of a rule on these addresses resolved: their evidence is gone."""
     table = core_table(FindingRow)
     wanted = sorted(set(addresses))
-    for start in range(0, len(wanted), 500):
+    for chunk in in_slices(wanted):
         connection.execute(
             update(table)
             .where(
                 table.c.rule == rule,
                 table.c.status == "open",
-                table.c.address.in_(wanted[start : start + 500]),
+                table.c.address.in_(chunk),
             )
             .values(status="resolved")
         )
@@ -219,7 +219,7 @@ def resolve_stale(connection: Connection, after: timedelta) -> None:
         .where(table.c.status == "open", table.c.rule.not_in(sorted(PROBED_RULES)))
     )
     ids = [row.id for row in stale if row.host_seen - row.last_seen > after]
-    _mark_resolved(connection, ids)
+    mark_resolved(connection, ids)
 
 
 def resolve_reprobed(connection: Connection, probed_hosts: Collection[str] | None) -> None:
@@ -259,16 +259,14 @@ def resolve_reprobed(connection: Connection, probed_hosts: Collection[str] | Non
         ).scalar()
         if probed is not None and probed > row.last_seen:
             resolved.append(row.id)
-    _mark_resolved(connection, resolved)
+    mark_resolved(connection, resolved)
 
 
-def _mark_resolved(connection: Connection, ids: Sequence[int]) -> None:
+def mark_resolved(connection: Connection, ids: Sequence[int]) -> None:
     """Mark findings resolved by id."""
     table = core_table(FindingRow)
-    for start in range(0, len(ids), 500):
-        connection.execute(
-            update(table).where(table.c.id.in_(ids[start : start + 500])).values(status="resolved")
-        )
+    for chunk in in_slices(ids):
+        connection.execute(update(table).where(table.c.id.in_(chunk)).values(status="resolved"))
 
 
 def acknowledge(

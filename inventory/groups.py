@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import fnmatch
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
 import netaddr
 from sqlalchemy import Connection, delete, select
 
+from inventory.in_lists import in_slices
 from inventory.settings import GroupSpec
 from inventory.tables import AssetGroupRow, HostnameRow, RoleRow, ServiceRow, core_table
 
 UNGROUPED: Final = "ungrouped"
 """The name the mail-client query gives hosts that are in no configured group."""
-CHUNK: Final = 500
 
 
 @dataclass(frozen=True)
@@ -92,17 +92,11 @@ def groups_for(host: HostFacts, specs: Sequence[GroupSpec]) -> list[str]:
     return member
 
 
-def _chunks(addresses: Sequence[str]) -> Iterable[Sequence[str]]:
-    """Slices of at most CHUNK addresses (bound parameters are limited)."""
-    for start in range(0, len(addresses), CHUNK):
-        yield addresses[start : start + CHUNK]
-
-
 def host_facts(connection: Connection, addresses: Sequence[str]) -> dict[str, HostFacts]:
     """Roles, open ports and names of the given addresses."""
     facts = {address: HostFacts(address) for address in addresses}
     role, service, hostname = core_table(RoleRow), core_table(ServiceRow), core_table(HostnameRow)
-    for chunk in _chunks(addresses):
+    for chunk in in_slices(addresses):
         for row in connection.execute(
             select(role.c.address, role.c.role).where(role.c.address.in_(chunk))
         ):
@@ -125,7 +119,7 @@ def update_groups(
 ) -> None:
     """Recompute the group memberships of the given addresses."""
     table = core_table(AssetGroupRow)
-    for chunk in _chunks(addresses):
+    for chunk in in_slices(addresses):
         connection.execute(delete(table).where(table.c.address.in_(chunk)))
     if not specs:
         return
@@ -154,7 +148,7 @@ def groups_of_addresses(connection: Connection, addresses: Sequence[str]) -> dic
     """Like groups_of, for the given addresses only."""
     table = core_table(AssetGroupRow)
     found: dict[str, list[str]] = defaultdict(list)
-    for chunk in _chunks(addresses):
+    for chunk in in_slices(addresses):
         for row in connection.execute(
             select(table.c.address, table.c.name).where(table.c.address.in_(chunk))
         ):

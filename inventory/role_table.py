@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -24,12 +24,12 @@ from sqlalchemy import (
 
 from inventory.bulk import BulkStatement
 from inventory.findings import merged_evidence
+from inventory.in_lists import in_slices
 from inventory.roles import CLIENT_ROLES
 from inventory.rules.host_roles import HeldRole, roles_of
 from inventory.tables import RoleRow, ServiceRow, core_table
 
 MAX_EVIDENCE: Final = 20
-CHUNK: Final = 500
 WORKSTATION_SOURCE: Final = "derived"
 """The source of roles judged from other roles rather than read from evidence."""
 
@@ -63,12 +63,6 @@ class RoleAccumulator:
             role.evidence.append(proof)
 
 
-def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
-    """Slices of at most CHUNK items."""
-    for start in range(0, len(items), CHUNK):
-        yield items[start : start + CHUNK]
-
-
 def _stored(connection: Connection, keys: Iterable[RoleKey]) -> dict[RoleKey, tuple[int, str]]:
     """(id, evidence JSON) of the stored roles among the given roles' hosts, role by role."""
     table = core_table(RoleRow)
@@ -78,7 +72,7 @@ def _stored(connection: Connection, keys: Iterable[RoleKey]) -> dict[RoleKey, tu
     stored: dict[RoleKey, tuple[int, str]] = {}
     columns = (table.c.id, table.c.address, table.c.source, table.c.evidence)
     for role, addresses in by_role.items():
-        for chunk in _chunks(sorted(addresses)):
+        for chunk in in_slices(sorted(addresses)):
             rows = connection.execute(
                 select(*columns).where(table.c.role == role, table.c.address.in_(chunk))
             )
@@ -141,7 +135,7 @@ def refresh_workstations(connection: Connection, addresses: Sequence[str], since
     )
     first = select(func.min(client.c.first_seen)).where(recent).scalar_subquery()
     last = select(func.max(client.c.last_seen)).where(recent).scalar_subquery()
-    for chunk in _chunks(addresses):
+    for chunk in in_slices(addresses):
         connection.execute(
             update(table)
             .where(
@@ -201,7 +195,7 @@ def _serving(connection: Connection, addresses: Sequence[str], since: datetime) 
     """Addresses with a service seen since a time."""
     table = core_table(ServiceRow)
     found: set[str] = set()
-    for chunk in _chunks(addresses):
+    for chunk in in_slices(addresses):
         found.update(
             connection.execute(
                 select(table.c.address)
@@ -238,7 +232,7 @@ def judge_workstations(
     `everything`: the roles of a full derivation, used instead of reading the table.
     """
     table = core_table(RoleRow)
-    for chunk in _chunks(addresses if everything is None else []):
+    for chunk in in_slices(addresses if everything is None else []):
         connection.execute(
             delete(table).where(table.c.address.in_(chunk), table.c.role == "workstation")
         )

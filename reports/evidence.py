@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from inventory.exports import iso
+from inventory.in_lists import in_slices
 from inventory.tables import DailyMetricRow, FlowRow, ObservationRow, SmtpRow, SocksRow, core_table
 
 MAX_REFERENCES = 10
@@ -105,8 +106,8 @@ def describe_all(connection: Connection, references: Iterable[list[str]]) -> lis
         model, describe = DESCRIBERS[name]
         table = core_table(model)
         ordered = sorted(numbers)
-        for start in range(0, len(ordered), 500):
-            stmt = select(table).where(table.c.id.in_(ordered[start : start + 500]))
+        for chunk in in_slices(ordered):
+            stmt = select(table).where(table.c.id.in_(chunk))
             for row in connection.execute(stmt):
                 lines[f"{name}:{row.id}"] = describe(row)
     texts = []

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, func, select
 
 from inventory.exports import inventory_rows, iso
 from inventory.findings import FindingView, view
+from inventory.in_lists import in_slices
 from inventory.tables import (
     Asset,
     FindingRow,
@@ -144,8 +145,7 @@ def _by_address(
     """Distinct values of one column per address, for the given addresses."""
     source = core_table(model)
     found: defaultdict[str, set[str]] = defaultdict(set)
-    for start in range(0, len(addresses), 500):
-        chunk = addresses[start : start + 500]
+    for chunk in in_slices(addresses):
         stmt = select(source.c.address, source.c[column]).where(source.c.address.in_(chunk))
         for address, value in connection.execute(stmt):
             found[address].add(str(value))
@@ -156,8 +156,7 @@ def _services(connection: Connection, addresses: Sequence[str]) -> dict[str, lis
     """Each address's services as "port/transport protocol product version"."""
     service = core_table(ServiceRow)
     found: defaultdict[str, set[str]] = defaultdict(set)
-    for start in range(0, len(addresses), 500):
-        chunk = addresses[start : start + 500]
+    for chunk in in_slices(addresses):
         stmt = select(service).where(service.c.address.in_(chunk))
         for row in connection.execute(stmt):
             text = " ".join(
@@ -260,8 +259,8 @@ def _server_ports(
     found: defaultdict[tuple[str, str], tuple[set[str], set[str]]] = defaultdict(
         lambda: (set(), set())
     )
-    for start in range(0, len(addresses), 500):
-        stmt = select(service).where(service.c.address.in_(addresses[start : start + 500]))
+    for chunk in in_slices(addresses):
+        stmt = select(service).where(service.c.address.in_(chunk))
         for row in connection.execute(stmt):
             kind = "smtp-server" if row.protocol == "smtp" else ""
             if row.protocol.startswith("socks"):

@@ -11,9 +11,8 @@ from datetime import datetime
 from sqlalchemy import Connection, func, select
 
 from inventory.findings import merged_evidence
+from inventory.in_lists import in_slices
 from inventory.tables import RoleRow, SmtpRow, core_table
-
-CHUNK = 500
 
 
 @dataclass
@@ -38,8 +37,7 @@ def roles_of(connection: Connection, addresses: Sequence[str]) -> dict[str, dict
     """Address -> role -> what holds it, for the given addresses."""
     table = core_table(RoleRow)
     found: dict[str, dict[str, HeldRole]] = defaultdict(dict)
-    for start in range(0, len(addresses), CHUNK):
-        chunk = addresses[start : start + CHUNK]
+    for chunk in in_slices(addresses):
         rows = connection.execute(
             select(
                 table.c.address,
@@ -83,11 +81,9 @@ def mail_servers_of(connection: Connection, clients: Sequence[str]) -> dict[str,
     """Client -> the servers it sent mail to, for the given clients."""
     table = core_table(SmtpRow)
     found: dict[str, set[str]] = defaultdict(set)
-    for start in range(0, len(clients), CHUNK):
+    for chunk in in_slices(clients):
         rows = connection.execute(
-            select(table.c.client, table.c.server)
-            .where(table.c.client.in_(clients[start : start + CHUNK]))
-            .distinct()
+            select(table.c.client, table.c.server).where(table.c.client.in_(chunk)).distinct()
         )
         for client, server in rows:
             found[client].add(server)
