@@ -62,6 +62,11 @@ class Collector:
         else:
             stored.merge(raised)
 
+    def raise_on_smtp(self, rule: str, severity: str, row: Row, summary: str) -> None:
+        """Raise a finding on a mail transaction's client that rests on that transaction alone."""
+        proof = [f"smtp:{row.id}"]
+        self.raise_(Raised(rule, row.client, severity, summary, row.ts, row.ts, proof))
+
     def raise_on_observation(self, rule: str, severity: str, row: Row, summary: str) -> None:
         """Raise a finding on an observation row's host that rests on that row alone."""
         proof = [f"observation:{row.id}"]

@@ -19,17 +19,12 @@ def from_smtp(ctx: RuleContext, row: Row, out: Collector) -> None:
     """A mail transaction from inside straight to an outside server."""
     if not _outside_unapproved(ctx, row.client, row.server):
         return
-    out.raise_(
-        Raised(
-            NAME,
-            row.client,
-            SEVERITY,
-            f"{row.client} sent SMTP straight to the outside server {row.server}"
-            f" port {row.server_port}, which is not an approved relay.",
-            row.ts,
-            row.ts,
-            [f"smtp:{row.id}"],
-        )
+    out.raise_on_smtp(
+        NAME,
+        SEVERITY,
+        row,
+        f"{row.client} sent SMTP straight to the outside server {row.server}"
+        f" port {row.server_port}, which is not an approved relay.",
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from inventory.findings import Raised
 from inventory.rules.base import Collector, Row, Rule, RuleContext
 
 NAME = "mail-via-proxy"
@@ -13,17 +12,12 @@ def from_smtp(ctx: RuleContext, row: Row, out: Collector) -> None:
     """A mail transaction seen inside a SOCKS tunnel: the client and the proxy are both named."""
     if not row.via_proxy:
         return
-    out.raise_(
-        Raised(
-            NAME,
-            row.client,
-            SEVERITY,
-            f"{row.client} sent SMTP to {row.server} port {row.server_port}"
-            f" through the SOCKS proxy {row.via_proxy}.",
-            row.ts,
-            row.ts,
-            [f"smtp:{row.id}"],
-        )
+    out.raise_on_smtp(
+        NAME,
+        SEVERITY,
+        row,
+        f"{row.client} sent SMTP to {row.server} port {row.server_port}"
+        f" through the SOCKS proxy {row.via_proxy}.",
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from inventory.findings import Raised
 from inventory.mailer_signatures import matching_signature
 from inventory.rules.base import Collector, Row, Rule, RuleContext
 
@@ -18,17 +17,12 @@ def from_smtp(ctx: RuleContext, row: Row, out: Collector) -> None:
     signature = matching_signature(row.user_agent, ctx.settings.mass_mailers)
     if signature is None:
         return
-    out.raise_(
-        Raised(
-            NAME,
-            row.client,
-            SEVERITY,
-            f"{row.client} sent mail to {row.server} with {row.user_agent!r},"
-            f" a bulk-mail client ({signature}).",
-            row.ts,
-            row.ts,
-            [f"smtp:{row.id}"],
-        )
+    out.raise_on_smtp(
+        NAME,
+        SEVERITY,
+        row,
+        f"{row.client} sent mail to {row.server} with {row.user_agent!r},"
+        f" a bulk-mail client ({signature}).",
     )
 
 
