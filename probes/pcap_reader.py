@@ -12,7 +12,7 @@ from __future__ import annotations
 import gzip
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Final
 
@@ -138,17 +138,9 @@ class PacketSource:
         linktype &= 0x0FFFFFFF  # upper bits carry FCS flags
         limit = max(self.max_packet, snaplen)
         unpack = struct.Struct(order + "IIII").unpack_from
-        buf, base = b"", 24
-        while True:
-            more = self._read(stream, CHUNK, base + len(buf))
-            if not more:
-                if len(buf) >= 16:
-                    claimed = unpack(buf, 0)[2]
-                    self._warn(base, f"file ends inside a packet of {claimed} bytes")
-                elif buf:
-                    self._warn(base, "file ends inside a packet record header")
-                return
-            buf += more
+        base = 24
+        buf = self._read(stream, CHUNK, base)
+        while buf:
             batch: list[Packet] = []
             pos, size = 0, len(buf)
             while pos + 16 <= size:
@@ -164,8 +156,45 @@ class PacketSource:
                     break
                 batch.append((sec + frac * scale, linktype, buf[pos + 16 : end], base + pos))
                 pos = end
+            if pos < size:
+                # The record cut by the buffer's end is completed by reads of its own, so the
+                # next buffer is used as read instead of being copied behind the leftover.
+                record = self._straddling(stream, buf[pos:], base + pos, limit, unpack)
+                if record is None:
+                    yield batch
+                    return
+                sec, frac = unpack(record, 0)[:2]
+                batch.append((sec + frac * scale, linktype, record[16:], base + pos))
+                base += pos + len(record)
+            else:
+                base += size
             yield batch
-            buf, base = buf[pos:], base + pos
+            buf = self._read(stream, CHUNK, base)
+
+    def _straddling(
+        self,
+        stream: BinaryIO,
+        head: bytes,
+        offset: int,
+        limit: int,
+        unpack: Callable[[bytes, int], tuple[int, ...]],
+    ) -> bytes | None:
+        """Complete the record starting with ``head``; None (and a warning) if it cannot be."""
+        if len(head) < 16:
+            head += self._read(stream, 16 - len(head), offset + len(head))
+            if len(head) < 16:
+                self._warn(offset, "file ends inside a packet record header")
+                return None
+        incl = unpack(head, 0)[2]
+        if incl > limit:
+            self._warn(offset, f"packet claims {incl} bytes (limit {limit}); reading stopped")
+            return None
+        missing = 16 + incl - len(head)
+        record = head + self._read(stream, missing, offset + len(head)) if missing else head
+        if len(record) < 16 + incl:
+            self._warn(offset, f"file ends inside a packet of {incl} bytes")
+            return None
+        return record
 
     def _pcapng(self, stream: BinaryIO, shb_type: bytes) -> Iterator[list[Packet]]:
         """Yield the packets of a pcapng file in lists."""

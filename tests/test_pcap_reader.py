@@ -6,9 +6,11 @@ import gzip
 import struct
 from pathlib import Path
 
+import dpkt
 import pytest
 
 from probes.errors import InputError
+from probes.pcap_reader import CHUNK, PacketSource
 from probes.records import Flow
 from tests.pcap_helpers import (
     link_frame,
@@ -211,3 +213,53 @@ def test_pcapng_two_interfaces_and_nanosecond_resolution(tmp_path: Path) -> None
     assert flow.packets == len(packets)
     assert flow.first_seen.timestamp() == pytest.approx(packets[0][0], abs=1e-6)
     assert flow.last_seen.timestamp() == pytest.approx(packets[-1][0], abs=1e-6)
+
+
+def _straddling_capture(path: Path, cut: int, gz: bool = False) -> list[tuple[float, bytes]]:
+    """Write frames so that the record at index ``EDGE`` spans the reader's first buffer end,
+    ``cut`` bytes of it inside that buffer (under 16: the record header itself is cut)."""
+    frames = [(1000.0 + n / 8, bytes([n % 251]) * 1000) for n in range(EDGE - 1)]
+    filler = CHUNK - (EDGE - 1) * 1016 - 16 - cut  # ends ``cut`` bytes before the edge
+    frames.append((1100.0, b"\x01" * filler))
+    frames.append((1101.0, b"\x02" * 2000))  # the record across the edge
+    frames.extend((1102.0 + i, bytes([i]) * (40 + 97 * i)) for i in range(40))
+    frames.extend((2000.0 + i, b"\x03" * 1500) for i in range(800))  # past a second edge
+    with (gzip.open if gz else open)(path, "wb") as fh:
+        writer = dpkt.pcap.Writer(fh, linktype=1, snaplen=65535)
+        for ts, frame in frames:
+            writer.writepkt(frame, ts=ts)
+    return frames
+
+
+EDGE = CHUNK // 1016 - 2
+
+
+@pytest.mark.parametrize("cut", [0, 1, 8, 15, 16, 17, 900])
+@pytest.mark.parametrize("gz", [False, True])
+def test_records_across_read_buffers(tmp_path: Path, cut: int, gz: bool) -> None:
+    """Records cut by the read buffer's end, in the header or the body, read whole."""
+    path = tmp_path / "edge.pcap"
+    frames = _straddling_capture(path, cut, gz)
+    source = PacketSource(path)
+    got = [(round(ts, 6), frame) for batch in source.batches() for ts, _, frame, _ in batch]
+    assert got == [(round(ts, 6), frame) for ts, frame in frames]
+    assert source.warnings == []
+
+
+@pytest.mark.parametrize("cut", [1, 8, 17, 900])
+@pytest.mark.parametrize("missing", [1, 10, 500])
+def test_file_ending_in_a_record_across_read_buffers(
+    tmp_path: Path, cut: int, missing: int
+) -> None:
+    """A file that ends inside the record spanning the buffer's end warns at that record."""
+    path = tmp_path / "edge.pcap"
+    frames = _straddling_capture(path, cut)
+    edge_record = 24 + CHUNK - cut
+    path.write_bytes(path.read_bytes()[: edge_record + cut + missing])
+    source = PacketSource(path)
+    got = [frame for batch in source.batches() for _, _, frame, _ in batch]
+    assert got == [frame for _, frame in frames[:EDGE]]
+    (warning,) = source.warnings
+    assert warning.where == f"{path}@{edge_record}"
+    inside = "packet record header" if cut + missing < 16 else "packet of 2000 bytes"
+    assert inside in warning.message
