@@ -13,7 +13,6 @@ from sqlalchemy import Connection, bindparam, func, select, update
 from inventory.in_lists import in_slices
 from inventory.tables import Asset, FindingRow, ObservationRow, core_table
 
-STATUSES: Final = ("open", "resolved", "acknowledged")
 SEVERITIES: Final = ("high", "medium", "low", "info")
 MAX_EVIDENCE: Final = 50
 PROBED_RULES: Final = frozenset(

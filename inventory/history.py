@@ -18,8 +18,8 @@ from sqlalchemy import Connection, and_, delete, func, select
 
 from inventory.settings import SurgeSettings
 from inventory.tables import DailyMetricRow, FlowRow, ObservationRow, SmtpRow, core_table
+from inventory.vocabulary import METRICS
 
-METRICS: Final = ("smtp_clients", "smtp_connections", "fw_smtp_denies")
 SMTP_PORTS: Final = (25,)
 FIREWALL_SMTP_PORTS: Final = (25, 465, 587)
 MAD_SCALE: Final = 1.4826

@@ -8,18 +8,17 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from inventory.errors import StoreError
-from inventory.store import Store
 from orchestrator.config import Config, load_config, parse_ports
 from orchestrator.demo_cli import demo as demo_command
 from orchestrator.derive_config import derive_settings
 from orchestrator.errors import RunError, UsageError
 from orchestrator.findings_cli import add_commands as add_findings_commands
-from orchestrator.ingest_job import IngestSummary, Reader, ingest_files, readers
+from orchestrator.ingest_job import IngestSummary, Reader, close_items, ingest_files, readers
 from orchestrator.progress import Reporter
 from orchestrator.report_cli import mail_app, report_app
 from orchestrator.schedule_cli import run as run_daemon_command
@@ -29,6 +28,9 @@ from probes.firewall_log import FirewallSettings, read_firewall
 from probes.gate import OutOfScopeError
 from probes.nmap_xml import read_nmap_xml_file
 from probes.zeek_log import zeek_files
+
+if TYPE_CHECKING:
+    from inventory.store import Store
 
 app = typer.Typer(
     add_completion=False,
@@ -86,6 +88,10 @@ class Session:
     def store(self) -> Store:
         """Open the inventory on first use."""
         if self._store is None:
+            # Loaded here, not with this module: an ingest starts reading a large file in a
+            # second process first, and loading the database layer overlaps with that.
+            from inventory.store import Store  # noqa: PLC0415 - see the comment above
+
             self._store = Store.open(self.database)
         return self._store
 
@@ -155,7 +161,13 @@ def _ingest(ctx: typer.Context, kind: str, files: list[Path], reader: Reader) ->
     """Run an ingest and turn its summary into output and exit status."""
     session = _session(ctx)
     derivation = derive_settings(session.config)
-    summary = ingest_files(session.store(), kind, files, reader, session.reporter, derivation)
+    # Called before the store is loaded and opened: a large capture's reading starts now.
+    first = reader(files[0])
+    try:
+        store = session.store()
+        summary = ingest_files(store, kind, files, reader, session.reporter, derivation, first)
+    finally:
+        close_items(first)
     typer.echo(_describe_ingest(kind, summary))
     for warning in summary.warnings:
         session.reporter.note(f"warning: {warning.where}: {warning.message}")

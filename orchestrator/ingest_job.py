@@ -9,9 +9,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from inventory.settings import DeriveSettings
-from inventory.store import Store
 from orchestrator.config import Config
 from orchestrator.interrupts import Interrupts, deferred_interrupts
 from orchestrator.progress import Reporter
@@ -19,6 +19,9 @@ from probes.errors import InputError
 from probes.pcap_ingest import PcapSettings, read_pcap
 from probes.records import Item, ReadWarning
 from probes.zeek_records import ZeekSettings, read_zeek
+
+if TYPE_CHECKING:
+    from inventory.store import Store  # loaded by the command that opens one (see cli)
 
 Reader = Callable[[Path], Iterator[Item]]
 MAX_WARNINGS_SHOWN = 5
@@ -66,7 +69,7 @@ def _ingest_one(
     store: Store,
     kind: str,
     path: Path,
-    reader: Reader,
+    items: Iterator[Item],
     summary: IngestSummary,
     interrupts: Interrupts,
 ) -> None:
@@ -79,7 +82,7 @@ def _ingest_one(
         try:
             with store.writer() as writer:
                 checked = False
-                for count, item in enumerate(reader(path)):
+                for count, item in enumerate(items):
                     interrupts.check()
                     if not checked and count % 4096 == 0 and digest.done():
                         checked = True
@@ -109,10 +112,13 @@ def ingest_files(
     reader: Reader,
     reporter: Reporter,
     derivation: DeriveSettings | None = None,
+    first: Iterator[Item] | None = None,
 ) -> IngestSummary:
     """Ingest every file, then derive; a file that cannot be read is reported, the rest go on.
 
     Derivation uses the given settings (the config's), or those of the last derivation.
+    ``first`` is ``reader(paths[0])`` if the caller called it already (see ``read_pcap``:
+    a large capture is being read while the caller opens the store).
     """
     summary = IngestSummary(store.start_run(f"ingest {kind}", " ".join(map(str, paths))))
     status = "ok"
@@ -121,12 +127,15 @@ def ingest_files(
             deferred_interrupts() as interrupts,
             reporter.task(f"ingesting {kind}", len(paths)) as advance,
         ):
-            for path in paths:
+            for index, path in enumerate(paths):
+                items = first if index == 0 and first is not None else reader(path)
                 try:
-                    _ingest_one(store, kind, path, reader, summary, interrupts)
+                    _ingest_one(store, kind, path, items, summary, interrupts)
                 except InputError as exc:
                     summary.failures.append(str(exc))
                     reporter.note(f"rolecall: {exc}")
+                finally:
+                    close_items(items)
                 advance(1, path.name)
     except KeyboardInterrupt:
         store.finish_run(summary.run_id, "interrupted", dict(summary.counts), "interrupted")
@@ -142,6 +151,13 @@ def ingest_files(
         status = "partial" if summary.counts["files"] else "failed"
     store.finish_run(summary.run_id, status, dict(summary.counts), "; ".join(summary.failures))
     return summary
+
+
+def close_items(items: Iterator[Item]) -> None:
+    """Stop a reader now, read to its end or not (a generator, or a worker process)."""
+    close = getattr(items, "close", None)
+    if callable(close):
+        close()
 
 
 def readers(config: Config) -> dict[str, Reader]:

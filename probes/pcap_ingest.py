@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Final
 
@@ -32,9 +33,10 @@ from probes.pcap_observations import ObservationTally
 from probes.pcap_reader import PacketSource, ip_offset
 from probes.pcap_stream import PcapSettings
 from probes.pcap_tcp import StreamAnalyser, make_parser
+from probes.reader_worker import WorkerItems
 from probes.records import HostName, Item, Observation, ReadWarning, SocksRequest
 
-__all__ = ["PcapSettings", "make_parser", "read_pcap"]
+__all__ = ["PcapSettings", "make_parser", "read_pcap", "read_serially"]
 
 SWEEP_EVERY: Final = 10.0
 MAX_TS: Final = 253402300799.0  # 9999-12-31
@@ -44,8 +46,29 @@ V6_EXTENSIONS: Final = frozenset({0, 43, 44, 60})
 
 
 def read_pcap(path: Path, settings: PcapSettings) -> Iterator[Item]:
-    """Yield the records and warnings of one pcap/pcapng(.gz) file; InputError if unreadable."""
+    """Yield the records and warnings of one pcap/pcapng(.gz) file; InputError if unreadable.
+
+    A capture of ``settings.worker_min_bytes`` or more is read in a second process
+    (see ``probes.reader_worker``) that starts at this call, so the caller can get
+    ready to store while the reading has begun; close the iterator to stop it early.
+    """
+    if _wants_worker(path, settings):
+        return WorkerItems(partial(read_serially, path, settings), str(path))
+    return read_serially(path, settings)
+
+
+def read_serially(path: Path, settings: PcapSettings) -> Iterator[Item]:
+    """Yield what ``read_pcap`` yields, read in this process."""
     return _Ingest(path, settings).run()
+
+
+def _wants_worker(path: Path, settings: PcapSettings) -> bool:
+    """Whether a capture is large enough to be worth a second process."""
+    threshold = settings.worker_min_bytes
+    try:
+        return threshold is not None and path.stat().st_size >= threshold
+    except OSError:
+        return False  # the reader says why it cannot be read
 
 
 class _Ingest:

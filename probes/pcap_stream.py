@@ -36,6 +36,7 @@ class PcapSettings:
     max_packet: int = 262_144  # largest packet record accepted; beyond it the file is damaged
     capture_socks_password: bool = False
     egress_window: float = 30.0  # seconds within which a proxy's outgoing connection is linked
+    worker_min_bytes: int | None = 32 << 20  # a capture this large is read in a second process
 
 
 @dataclass(frozen=True, slots=True)

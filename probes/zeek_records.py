@@ -40,6 +40,7 @@ from functools import partial
 from pathlib import Path
 
 from probes.errors import InputError
+from probes.reader_worker import items_in_worker
 from probes.records import (
     HostName,
     Item,
@@ -60,7 +61,6 @@ from probes.zeek_log import (
     picker,
     read_log,
 )
-from probes.zeek_worker import items_in_worker
 
 _CACHE_CAP = 65536
 _HEAD = 1 << 14  # characters read to see what a log holds
@@ -84,7 +84,7 @@ Handler = Callable[[Block, Picker, list[str]], Sequence[Mapped]]
 def read_zeek(path: Path, settings: ZeekSettings) -> Iterator[Item]:
     """Yield the records (and warnings for damaged lines) of one Zeek log, TSV or JSON.
 
-    A large conn log is parsed in a second process (see ``probes.zeek_worker``);
+    A large conn log is parsed in a second process (see ``probes.reader_worker``);
     what comes out is the same, in the same order.
     """
     make_flow = FlowMaker()

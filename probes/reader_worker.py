@@ -1,6 +1,6 @@
 """A reader run in a second process, its items sent back in batches through a pipe.
 
-Parsing a large log takes one core; storing what it yields takes another. The
+Parsing a large log or capture takes one core; storing what it yields takes another. The
 producer runs in a fresh interpreter (a subprocess: nothing inherited from the
 caller, no open database, no threads, and no re-import of the caller's main
 module as multiprocessing's spawn would do) and its items come back in order,
@@ -11,6 +11,7 @@ however far ahead the reader could run.
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import queue
@@ -32,37 +33,69 @@ AHEAD = 128
 Enough for a whole day's flows handed out at once (see ``probes.zeek_flows``),
 so that the reader goes on while the caller stores them.
 """
-_SERVE = "from probes.zeek_worker import serve; serve()"
+_SERVE = "from probes.reader_worker import serve; serve()"
 
 
 def items_in_worker(produce: Callable[[], Iterable[T]], what: str) -> Iterator[T]:
-    """Yield what ``produce`` yields, computed in a second process.
+    """Yield what ``produce`` yields, computed in a second process started at the first item.
 
     ``produce`` must be picklable (a module-level function or a partial of one).
     An InputError in the worker is raised here with its message; a worker that
     fails otherwise or dies raises ProbeError naming ``what``. Closing the
     iterator early stops the worker.
     """
-    path = os.pathsep.join(entry for entry in sys.path if entry)
-    worker = subprocess.Popen(
-        [sys.executable, "-c", _SERVE],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": path},
-        start_new_session=True,  # a terminal's interrupt is the caller's to handle
-    )
-    if worker.stdin is None or worker.stdout is None:
-        raise ProbeError(f"Cannot start a reader process for {what}.")
+    items = WorkerItems(produce, what)
     try:
-        with worker.stdin:
-            pickle.dump(produce, worker.stdin)
-        yield from _received(worker.stdout, what, worker)
+        yield from items
     finally:
-        worker.stdout.close()
-        if worker.poll() is None:
-            worker.kill()
-        worker.wait()
+        items.close()
+
+
+class WorkerItems(Iterator[T]):
+    """What ``produce`` yields, computed in a second process that starts at once.
+
+    Starting before the first item is asked for lets the caller prepare (load its
+    modules, open its store) while the file is already being read. Errors are as
+    for ``items_in_worker``; ``close()`` stops the worker, whether read or not.
+    """
+
+    def __init__(self, produce: Callable[[], Iterable[T]], what: str) -> None:
+        """Start the worker and hand it the producer."""
+        path = os.pathsep.join(entry for entry in sys.path if entry)
+        self._worker = subprocess.Popen(
+            [sys.executable, "-c", _SERVE],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONPATH": path},
+            start_new_session=True,  # a terminal's interrupt is the caller's to handle
+        )
+        stdin, stdout = self._worker.stdin, self._worker.stdout
+        if stdin is None or stdout is None:
+            raise ProbeError(f"Cannot start a reader process for {what}.")
+        try:
+            with stdin:
+                pickle.dump(produce, stdin)
+        except OSError:
+            pass  # the worker is gone already: reading says so
+        self._items: Iterator[T] = _received(stdout, what, self._worker)
+
+    def __next__(self) -> T:
+        """The next item the worker sent."""
+        return next(self._items)
+
+    def close(self) -> None:
+        """Stop reading and end the worker if it still runs."""
+        if self._worker.stdout is not None:
+            self._worker.stdout.close()
+        if self._worker.poll() is None:
+            self._worker.kill()
+        self._worker.wait()
+
+    def __del__(self) -> None:
+        """A worker left unread is not left running."""
+        if hasattr(self, "_items"):
+            self.close()
 
 
 def _received(stream: IO[bytes], what: str, worker: subprocess.Popen[bytes]) -> Iterator[T]:
@@ -89,8 +122,12 @@ def serve() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a stray print must not corrupt the stream
+    produce = pickle.load(sys.stdin.buffer)  # noqa: S301 - sent by our parent
+    # The reader allocates millions of short-lived objects; the modules loaded by now
+    # live as long as the process, so the collector need not walk them again and again.
+    gc.freeze()
     with out:
-        _serve(pickle.load(sys.stdin.buffer), out)  # noqa: S301 - sent by our parent
+        _serve(produce, out)
 
 
 def _serve(produce: Callable[[], Iterable[object]], out: IO[bytes]) -> None:
