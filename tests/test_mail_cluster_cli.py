@@ -13,6 +13,8 @@ import pytest
 
 from inventory.store import Store
 from probes.records import SmtpTransaction
+from reports.cluster import FIELDS
+from reports.cluster_fields import FIELD_NAMES
 from tests.cli_helpers import run_cli
 from tests.report_helpers import ingest_conformance
 
@@ -221,3 +223,7 @@ def test_unreadable_geo_database_is_exit_2(
     )
     assert result.code == 2
     assert f"cannot read MaxMind database {broken}" in result.err
+
+
+def test_the_field_names_the_help_shows_are_the_fields_clustered() -> None:
+    assert tuple(FIELDS) == FIELD_NAMES
