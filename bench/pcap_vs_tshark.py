@@ -5,9 +5,10 @@ microsocks, Ethernet-sized segments), then builds a capture of at least
 ``--packets`` packets by repeating that recording with every copy's addresses
 rewritten into its own 10.x.y.0/24 (many distinct hosts) and its timestamps
 shifted. Everything is generated in a temporary directory, never in the
-repository. Each tool then runs in a fresh subprocess whose peak RSS and CPU
-time are read with ``getrusage(RUSAGE_CHILDREN)``; wall-clock and CPU figures
-are both printed (CPU time is the steadier one on a shared machine).
+repository. Each tool then runs as a fresh process (``bench.process_tree``): its
+wall-clock and CPU time, and its peak RSS summed over all its processes (a large
+capture is read in a second process), are printed; CPU time is the steadier
+figure on a shared machine, and wall time is the one the target is about.
 
 ``INGEST_COMMAND`` is what is timed for rolecall: the real ``rolecall --db {db}
 ingest pcap {pcap}`` into a fresh SQLite inventory, roles derived included.
@@ -20,10 +21,8 @@ Needs tshark (``apt-get install tshark``).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +30,7 @@ from pathlib import Path
 
 import dpkt
 
+from bench.process_tree import Measured, run_measured
 from bench.rolecall_command import rolecall_command
 
 REPO = Path(__file__).resolve().parent.parent
@@ -147,28 +147,13 @@ def replicate(source: Path, target: Path, packets: int) -> int:
     return written
 
 
-def run_measured(command: list[str], out: Path) -> tuple[float, float, int, str]:
-    """Run ``command`` in a fresh interpreter: wall and CPU seconds, peak RSS (KiB), last line."""
-    probe = (
-        "import resource, subprocess, sys, time, json\n"
-        "t = time.perf_counter()\n"
-        "p = subprocess.run(json.loads(sys.argv[1]), stdout=open(sys.argv[2], 'wb'))\n"
-        "elapsed = time.perf_counter() - t\n"
-        "use = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
-        "print(json.dumps([elapsed, use.ru_utime + use.ru_stime, use.ru_maxrss, p.returncode]))\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", probe, json.dumps(command), str(out)],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=REPO,
-    )
-    elapsed, cpu, rss, code = json.loads(done.stdout)
-    if code != 0:
-        raise SystemExit(f"{command[0]} failed with status {code}")
+def measured(command: list[str], out: Path) -> tuple[Measured, str]:
+    """Run ``command`` with its output in ``out``: its cost and its last output line."""
+    cost = run_measured(command, out, {**os.environ, "PYTHONPATH": str(REPO)})
+    if cost.status != 0:
+        raise SystemExit(f"{command[0]} failed with status {cost.status}")
     lines = out.read_bytes().splitlines()
-    return float(elapsed), float(cpu), int(rss), lines[-1].decode(errors="replace") if lines else ""
+    return cost, lines[-1].decode(errors="replace") if lines else ""
 
 
 def warm(path: Path) -> None:
@@ -202,21 +187,20 @@ def main() -> None:
         fill = {"{pcap}": str(big), "{db}": str(tmpdir / "bench.db")}
         ours = [fill.get(arg, arg) for arg in command]
         theirs = [fill.get(arg, arg) for arg in TSHARK_COMMAND]
-        r_time, r_cpu, r_rss, r_last = run_measured(ours, tmpdir / "rolecall.out")
-        t_time, t_cpu, t_rss, _ = run_measured(theirs, tmpdir / "tshark.out")
-        for name, wall, cpu, rss in (
-            ("rolecall", r_time, r_cpu, r_rss),
-            ("tshark", t_time, t_cpu, t_rss),
-        ):
+        ours_cost, r_last = measured(ours, tmpdir / "rolecall.out")
+        theirs_cost, _ = measured(theirs, tmpdir / "tshark.out")
+        for name, cost in (("rolecall", ours_cost), ("tshark", theirs_cost)):
             print(
-                f"{name:9} {wall:6.1f} s wall {count / wall:10,.0f} packets/s   "
-                f"{cpu:6.1f} s CPU {count / cpu:10,.0f} packets/CPU-s   "
-                f"peak RSS {rss / 1024:6.1f} MiB"
+                f"{name:9} {cost.wall:6.1f} s wall {count / cost.wall:10,.0f} packets/s   "
+                f"{cost.cpu:6.1f} s CPU {count / cost.cpu:10,.0f} packets/CPU-s   "
+                f"peak RSS {cost.tree_rss / 1024:6.1f} MiB "
+                f"(largest process {cost.largest_rss / 1024:.1f} MiB)"
             )
         print(f"rolecall: {r_last}")
         print(
-            f"speed ratio rolecall/tshark: {t_time / r_time:.2f}x (wall), "
-            f"{t_cpu / r_cpu:.2f}x (CPU); peak RSS ratio: {r_rss / t_rss:.3f}"
+            f"speed ratio rolecall/tshark: {theirs_cost.wall / ours_cost.wall:.2f}x (wall), "
+            f"{theirs_cost.cpu / ours_cost.cpu:.2f}x (CPU); "
+            f"peak RSS ratio (all processes): {ours_cost.tree_rss / theirs_cost.tree_rss:.3f}"
         )
 
 

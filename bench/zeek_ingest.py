@@ -31,11 +31,11 @@ import random
 import sqlite3
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from bench.process_tree import run_measured
 from bench.rolecall_command import rolecall_command
 from probes.records import ReadWarning
 from probes.zeek_records import ZeekSettings, read_zeek
@@ -220,64 +220,13 @@ def write_log(path: Path, head: str, lines: Iterator[str]) -> None:
 
 
 def run_ingest(command: list[str], log: Path, db: Path) -> tuple[float, float, int, int]:
-    """Run the command on one log; return wall and CPU seconds, and peak RSS in KiB.
-
-    The RSS figures are the largest process's (from the kernel) and the
-    largest sum over the process and its children seen while sampling.
-    """
+    """Run the command on one log; return wall and CPU seconds, and peak RSS in KiB
+    (the largest process's, and the largest sum over it and its children)."""
     argv = [part.format(log=log, db=db) for part in command]
-    started = time.perf_counter()
-    pid = os.posix_spawnp(argv[0], argv, {**os.environ, "PYTHONPATH": str(REPO)})
-    sampler = _TreeRss(pid)
-    sampler.start()
-    _pid, status, usage = os.wait4(pid, 0)
-    elapsed = time.perf_counter() - started
-    sampler.done.set()
-    sampler.join()
-    if os.waitstatus_to_exitcode(status) != 0:
+    cost = run_measured(argv, Path(os.devnull), {**os.environ, "PYTHONPATH": str(REPO)})
+    if cost.status != 0:
         raise SystemExit(f"ingest of {log} failed: {argv}")
-    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, sampler.peak
-
-
-class _TreeRss(threading.Thread):
-    """Samples the summed RSS of a process and its descendants until told to stop."""
-
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        self.pid = pid
-        self.peak = 0
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        """Sample every 20 ms, keeping the largest sum (KiB)."""
-        while not self.done.wait(0.02):
-            self.peak = max(self.peak, sum(map(_rss_kib, _tree(self.pid))))
-
-
-def _tree(pid: int) -> list[int]:
-    """A process and all its descendants (those still running)."""
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        try:
-            for task in Path(f"/proc/{current}/task").iterdir():
-                todo.extend(int(child) for child in (task / "children").read_text().split())
-        except OSError:
-            continue  # it ended meanwhile
-    return found
-
-
-def _rss_kib(pid: int) -> int:
-    """A process's resident set size in KiB (0 if it has ended)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0
-    for line in status.splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+    return cost.wall, cost.cpu, cost.largest_rss, cost.tree_rss
 
 
 def stored_flows(db: Path) -> tuple[int, int]:

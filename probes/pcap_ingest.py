@@ -121,23 +121,25 @@ class _Ingest:
                         l4 = ip + ((b0 & 15) << 2)
                         if iplen < 20 or l4 < ip + 20:
                             raise ValueError
-                        addrs = frame[ip + 12 : ip + 20]
+                        a0, a1 = ip + 12, ip + 20
                     elif b0 >> 4 == 6:
                         proto = frame[ip + 6]
                         iplen = 40 + (frame[ip + 4] << 8 | frame[ip + 5])
                         l4 = ip + 40
-                        addrs = frame[ip + 8 : ip + 40]
+                        a0, a1 = ip + 8, ip + 40
                         if proto in V6_EXTENSIONS:
                             l4, proto = self.v6_extensions(frame, l4, proto)
                     else:
                         raise ValueError  # an IP version that is neither 4 nor 6
                     end = ip + iplen
+                    # The connection key is the addresses then the ports: one slice when
+                    # the transport header follows the addresses (no IP options).
+                    key = frame[a0 : l4 + 4] if l4 == a1 else frame[a0:a1] + frame[l4 : l4 + 4]
                     if proto == 6:
-                        ports = frame[l4 : l4 + 4]
                         flags = frame[l4 + 13]
-                        entry = conns.get(addrs + ports)
+                        entry = conns.get(key)
                         if entry is None or (flags & 2 and entry[0].closed):
-                            entry = new_conn(addrs, ports, flags, ts, 6)
+                            entry = new_conn(key, a1 - a0, flags, ts, 6)
                         conn, fwd = entry
                         conn.packets += 1
                         conn.bytes += iplen
@@ -182,10 +184,9 @@ class _Ingest:
                         if flags & 5:
                             self.control(conn, fwd, flags, ts)
                     elif proto == 17:
-                        ports = frame[l4 : l4 + 4]
-                        entry = conns.get(addrs + ports)
+                        entry = conns.get(key)
                         if entry is None:
-                            entry = new_conn(addrs, ports, 0, ts, 17)
+                            entry = new_conn(key, a1 - a0, 0, ts, 17)
                         conn, fwd = entry
                         conn.packets += 1
                         conn.bytes += iplen
@@ -227,13 +228,13 @@ class _Ingest:
             self.first_damage = offset
 
     def new_conn(
-        self, addrs: bytes, ports: bytes, flags: int, ts: float, proto: int
+        self, key: bytes, size: int, flags: int, ts: float, proto: int
     ) -> tuple[Conn, bool]:
-        """Start tracking a connection; decide who is the client from SYN flags or ports."""
-        if len(ports) < 4:
-            raise ValueError
-        half = len(addrs) // 2
-        src, dst = addrs[:half], addrs[half:]
+        """Track a connection keyed by addresses (``size`` bytes) then ports; find its client."""
+        if len(key) < size + 4:
+            raise ValueError  # the packet ends inside the addresses or the ports
+        half = size // 2
+        src, dst, ports = key[:half], key[half:size], key[size:]
         sport, dport = _PORTS(ports)
         if flags & 2:
             src_is_client = not flags & 0x10
@@ -243,7 +244,7 @@ class _Ingest:
             src_is_client = False
         else:
             src_is_client = True
-        fkey, rkey = addrs + ports, dst + src + ports[2:] + ports[:2]
+        fkey, rkey = key, dst + src + ports[2:] + ports[:2]
         if src_is_client:
             conn = Conn(src, sport, dst, dport, proto, ts)
             conn.keys = (fkey, rkey)
