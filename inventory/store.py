@@ -46,6 +46,9 @@ KEYS: dict[str, tuple[str, ...]] = {
     "flow": ("client", "server", "server_port", "transport", "day", "source"),
 }
 
+WRITE_BATCH = 50_000
+"""Records a writer queues (folding rows with the same key) before it writes them."""
+
 
 def utcnow() -> datetime:
     """Return the current time as an aware UTC datetime."""
@@ -89,7 +92,7 @@ class _Pending:
 class RecordWriter:
     """Writes records inside one open transaction, in batches."""
 
-    def __init__(self, connection: Connection, batch_size: int = 50_000) -> None:
+    def __init__(self, connection: Connection, batch_size: int = WRITE_BATCH) -> None:
         dialect = connection.dialect.name
         self._connection = connection
         self._batch_size = batch_size
@@ -218,11 +221,11 @@ class Store:
         self.engine.dispose()
 
     @contextmanager
-    def writer(self, batch_size: int = 50_000) -> Iterator[RecordWriter]:
-        """Yield a writer whose records commit together, or not at all."""
+    def writer(self, batch_size: int | None = None) -> Iterator[RecordWriter]:
+        """Yield a writer whose records commit together, or not at all (batches: WRITE_BATCH)."""
         try:
             with self.engine.begin() as connection:
-                writer = RecordWriter(connection, batch_size)
+                writer = RecordWriter(connection, batch_size or WRITE_BATCH)
                 yield writer
                 writer.flush()
         except DBAPIError as exc:

@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 Reader = Callable[[Path], Iterator[Item]]
 MAX_WARNINGS_SHOWN = 5
 DIGEST_CHUNK = 16 << 20
+WRITE_BATCHES = {"pcap": 4096}
+"""Records queued before a write, where the store's default does not suit: a capture yields
+few records while its reader works in a second process, so they are written as they come
+and little is left to write when the reading ends."""
 
 
 @dataclass
@@ -80,7 +84,7 @@ def _ingest_one(
     with ThreadPoolExecutor(max_workers=1) as pool:
         digest = pool.submit(file_digest, path)
         try:
-            with store.writer() as writer:
+            with store.writer(WRITE_BATCHES.get(kind)) as writer:
                 checked = False
                 for count, item in enumerate(items):
                     interrupts.check()
