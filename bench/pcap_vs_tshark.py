@@ -12,7 +12,8 @@ figure on a shared machine, and wall time is the one the target is about.
 
 ``INGEST_COMMAND`` is what is timed for rolecall: the real ``rolecall --db {db}
 ingest pcap {pcap}`` into a fresh SQLite inventory, roles derived included.
-``--reader-only`` times the reader alone (records counted, nothing stored).
+``--reader-only`` times the reader alone, in one process (records counted, nothing
+stored).
 Needs tshark (``apt-get install tshark``).
 
     python -m bench.pcap_vs_tshark [--packets 1000000] [--reader-only]
@@ -36,8 +37,8 @@ from bench.rolecall_command import rolecall_command
 REPO = Path(__file__).resolve().parent.parent
 CONSUME = (
     "import sys; from pathlib import Path; "
-    "from probes.pcap_ingest import PcapSettings, read_pcap; "
-    "n = sum(1 for _ in read_pcap(Path(sys.argv[1]), PcapSettings())); print(n)"
+    "from probes.pcap_ingest import PcapSettings, read_serially; "
+    "n = sum(1 for _ in read_serially(Path(sys.argv[1]), PcapSettings())); print(n)"
 )
 READER_COMMAND = [sys.executable, "-c", CONSUME, "{pcap}"]
 INGEST_COMMAND = [*rolecall_command(), "--db", "{db}", "-q", "ingest", "pcap", "{pcap}"]

@@ -1,17 +1,18 @@
 """Running a command the way a benchmark measures it: wall and CPU time, and peak memory.
 
 Peak memory is given two ways: the kernel's figure for the largest single
-process (``ru_maxrss``), and the largest sum over the process and all its
-descendants seen while sampling every 20 ms. The sum is the honest figure for a
+process (``ru_maxrss``), and the largest sum over the command's process and all
+its descendants seen while sampling every 20 ms. The sum is the honest figure for a
 tool that works in more than one process; it counts pages the processes share
 once for each, so it errs high.
 """
 
 from __future__ import annotations
 
-import os
+import json
+import subprocess
+import sys
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,28 +28,39 @@ class Measured:
     status: int  # exit status
 
 
+# A small interpreter runs the command and reports its children's usage. The kernel
+# counts a process's peak RSS from its parent's at spawn time, so the benchmark,
+# which may hold a large capture in memory, must not be that parent.
+_PROBE = """
+import json, os, resource, subprocess, sys, time
+started = time.perf_counter()
+with open(sys.argv[1], "wb") as out:
+    code = subprocess.run(sys.argv[2:], stdout=out).returncode
+wall = time.perf_counter() - started
+use = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps([wall, use.ru_utime + use.ru_stime, use.ru_maxrss, code]))
+"""
+
+
 def run_measured(argv: list[str], stdout: Path, env: dict[str, str] | None = None) -> Measured:
     """Run ``argv`` with its output written to ``stdout``; return what it cost."""
-    actions = [(os.POSIX_SPAWN_OPEN, 1, str(stdout), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)]
-    started = time.perf_counter()
-    pid = os.posix_spawnp(argv[0], argv, env or dict(os.environ), file_actions=actions)
-    sampler = _TreeRss(pid)
+    probe = subprocess.Popen(
+        [sys.executable, "-c", _PROBE, str(stdout), *argv],
+        stdout=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    sampler = _TreeRss(probe.pid)
     sampler.start()
-    _pid, status, usage = os.wait4(pid, 0)
-    wall = time.perf_counter() - started
+    report, _ = probe.communicate()
     sampler.done.set()
     sampler.join()
-    return Measured(
-        wall,
-        usage.ru_utime + usage.ru_stime,
-        usage.ru_maxrss,
-        max(sampler.peak, usage.ru_maxrss),
-        os.waitstatus_to_exitcode(status),
-    )
+    wall, cpu, largest, status = json.loads(report)
+    return Measured(wall, cpu, largest, max(sampler.peak, largest), status)
 
 
 class _TreeRss(threading.Thread):
-    """Samples the summed RSS of a process and its descendants until told to stop."""
+    """Samples the summed RSS of a process's descendants until told to stop."""
 
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
@@ -57,9 +69,9 @@ class _TreeRss(threading.Thread):
         self.done = threading.Event()
 
     def run(self) -> None:
-        """Sample every 20 ms, keeping the largest sum (KiB)."""
+        """Sample every 20 ms, keeping the largest sum (KiB) over the process's descendants."""
         while not self.done.wait(0.02):
-            self.peak = max(self.peak, sum(map(_rss_kib, _tree(self.pid))))
+            self.peak = max(self.peak, sum(map(_rss_kib, _tree(self.pid)[1:])))
 
 
 def _tree(pid: int) -> list[int]:
