@@ -150,7 +150,7 @@ def replicate(source: Path, target: Path, packets: int) -> int:
 
 def measured(command: list[str], out: Path) -> tuple[Measured, str]:
     """Run ``command`` with its output in ``out``: its cost and its last output line."""
-    cost = run_measured(command, out, {**os.environ, "PYTHONPATH": str(REPO)})
+    cost = run_measured(command, out, {**os.environ, "PYTHONPATH": str(REPO)}, REPO)
     if cost.status != 0:
         raise SystemExit(f"{command[0]} failed with status {cost.status}")
     lines = out.read_bytes().splitlines()
@@ -170,7 +170,9 @@ def main() -> None:
     """Build the capture, time both tools, print the comparison."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--packets", type=int, default=1_000_000)
-    parser.add_argument("--reader-only", action="store_true", help="time read_pcap alone")
+    parser.add_argument(
+        "--reader-only", action="store_true", help="time the reader alone, in one process"
+    )
     args = parser.parse_args()
     command = READER_COMMAND if args.reader_only else INGEST_COMMAND
     with tempfile.TemporaryDirectory(prefix="rolecall-bench-") as tmp:

@@ -42,12 +42,15 @@ print(json.dumps([wall, use.ru_utime + use.ru_stime, use.ru_maxrss, code]))
 """
 
 
-def run_measured(argv: list[str], stdout: Path, env: dict[str, str] | None = None) -> Measured:
-    """Run ``argv`` with its output written to ``stdout``; return what it cost."""
+def run_measured(
+    argv: list[str], stdout: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> Measured:
+    """Run ``argv`` in ``cwd`` with its output written to ``stdout``; return what it cost."""
     probe = subprocess.Popen(
         [sys.executable, "-c", _PROBE, str(stdout), *argv],
         stdout=subprocess.PIPE,
         env=env,
+        cwd=cwd,
         text=True,
     )
     sampler = _TreeRss(probe.pid)
@@ -55,6 +58,8 @@ def run_measured(argv: list[str], stdout: Path, env: dict[str, str] | None = Non
     report, _ = probe.communicate()
     sampler.done.set()
     sampler.join()
+    if probe.returncode != 0 or not report:
+        raise SystemExit(f"cannot run {argv[0]}: the measuring process failed")
     wall, cpu, largest, status = json.loads(report)
     return Measured(wall, cpu, largest, max(sampler.peak, largest), status)
 

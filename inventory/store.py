@@ -225,7 +225,7 @@ class Store:
         """Yield a writer whose records commit together, or not at all (batches: WRITE_BATCH)."""
         try:
             with self.engine.begin() as connection:
-                writer = RecordWriter(connection, batch_size or WRITE_BATCH)
+                writer = RecordWriter(connection, WRITE_BATCH if batch_size is None else batch_size)
                 yield writer
                 writer.flush()
         except DBAPIError as exc:

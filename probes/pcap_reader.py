@@ -189,12 +189,16 @@ class PacketSource:
         if incl > limit:
             self._warn(offset, f"packet claims {incl} bytes (limit {limit}); reading stopped")
             return None
-        missing = 16 + incl - len(head)
-        record = head + self._read(stream, missing, offset + len(head)) if missing else head
-        if len(record) < 16 + incl:
-            self._warn(offset, f"file ends inside a packet of {incl} bytes")
-            return None
-        return record
+        parts, have = [head], len(head)
+        while have < 16 + incl:
+            # A buffer's worth at a time: the claimed length is the file's word, not its size.
+            more = self._read(stream, min(CHUNK, 16 + incl - have), offset + have)
+            if not more:
+                self._warn(offset, f"file ends inside a packet of {incl} bytes")
+                return None
+            parts.append(more)
+            have += len(more)
+        return b"".join(parts)
 
     def _pcapng(self, stream: BinaryIO, shb_type: bytes) -> Iterator[list[Packet]]:
         """Yield the packets of a pcapng file in lists."""

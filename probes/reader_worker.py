@@ -19,7 +19,8 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
+import time
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import IO, TypeVar
 
 from probes.errors import InputError, ProbeError
@@ -27,6 +28,10 @@ from probes.errors import InputError, ProbeError
 T = TypeVar("T")
 BATCH = 4096
 """Items per message: large enough that a message costs little, small enough to pipeline."""
+BATCH_WAIT = 0.25
+"""Seconds an item may wait for its batch to fill: a reader whose records are sparse (a
+capture) still hands them on soon, and the caller, which takes Ctrl-C between items,
+stays responsive."""
 AHEAD = 128
 """Messages the worker may have ready before the caller takes them (at most ~30 MiB).
 
@@ -44,11 +49,11 @@ def items_in_worker(produce: Callable[[], Iterable[T]], what: str) -> Iterator[T
     fails otherwise or dies raises ProbeError naming ``what``. Closing the
     iterator early stops the worker.
     """
-    items = WorkerItems(produce, what)
+    worker = _start(produce, what)
     try:
-        yield from items
+        yield from _received(_output(worker), what, worker)
     finally:
-        items.close()
+        _stop(worker)
 
 
 class WorkerItems(Iterator[T]):
@@ -61,28 +66,8 @@ class WorkerItems(Iterator[T]):
 
     def __init__(self, produce: Callable[[], Iterable[T]], what: str) -> None:
         """Start the worker and hand it the producer."""
-        path = os.pathsep.join(entry for entry in sys.path if entry)
-        self._worker = subprocess.Popen(
-            [sys.executable, "-c", _SERVE],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONPATH": path},
-            start_new_session=True,  # a terminal's interrupt is the caller's to handle
-        )
-        stdin, stdout = self._worker.stdin, self._worker.stdout
-        if stdin is None or stdout is None:
-            raise ProbeError(f"Cannot start a reader process for {what}.")
-        try:
-            with stdin:
-                pickle.dump(produce, stdin)
-        except OSError:
-            pass  # the worker is gone already: reading says so
-        self._items: Iterator[T] = _received(stdout, what, self._worker)
-
-    def __iter__(self) -> Iterator[T]:
-        """The same items, from the receiving generator itself: no call through here per item."""
-        return self._items
+        self._worker = _start(produce, what)
+        self._items: Generator[T, None, None] = _received(_output(self._worker), what, self._worker)
 
     def __next__(self) -> T:
         """The next item the worker sent."""
@@ -90,11 +75,8 @@ class WorkerItems(Iterator[T]):
 
     def close(self) -> None:
         """Stop reading and end the worker if it still runs."""
-        if self._worker.stdout is not None:
-            self._worker.stdout.close()
-        if self._worker.poll() is None:
-            self._worker.kill()
-        self._worker.wait()
+        self._items.close()
+        _stop(self._worker)
 
     def __del__(self) -> None:
         """A worker left unread is not left running."""
@@ -102,7 +84,49 @@ class WorkerItems(Iterator[T]):
             self.close()
 
 
-def _received(stream: IO[bytes], what: str, worker: subprocess.Popen[bytes]) -> Iterator[T]:
+def _start(produce: Callable[[], Iterable[object]], what: str) -> subprocess.Popen[bytes]:
+    """Start a worker and hand it the producer; nothing is left running if that fails."""
+    path = os.pathsep.join(entry for entry in sys.path if entry)
+    worker = subprocess.Popen(
+        [sys.executable, "-c", _SERVE],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": path},
+        start_new_session=True,  # a terminal's interrupt is the caller's to handle
+    )
+    try:
+        if worker.stdin is None:
+            raise ProbeError(f"Cannot start a reader process for {what}.")
+        with worker.stdin:
+            pickle.dump(produce, worker.stdin)
+    except OSError:
+        pass  # the worker is gone already: reading says so
+    except BaseException:
+        _stop(worker)
+        raise
+    return worker
+
+
+def _output(worker: subprocess.Popen[bytes]) -> IO[bytes]:
+    """The pipe a worker's messages come through."""
+    if worker.stdout is None:
+        raise ProbeError("A reader process has no output pipe.")
+    return worker.stdout
+
+
+def _stop(worker: subprocess.Popen[bytes]) -> None:
+    """Close a worker's pipe and end it if it still runs (may be called more than once)."""
+    if worker.stdout is not None:
+        worker.stdout.close()
+    if worker.poll() is None:
+        worker.kill()
+    worker.wait()
+
+
+def _received(
+    stream: IO[bytes], what: str, worker: subprocess.Popen[bytes]
+) -> Generator[T, None, None]:
     """Yield the items of each batch the worker sends until it says it is done."""
     while True:
         try:
@@ -113,12 +137,13 @@ def _received(stream: IO[bytes], what: str, worker: subprocess.Popen[bytes]) -> 
             ) from None
         if kind == "items":
             yield from payload
-        elif kind == "input-error":
+            continue
+        worker.wait()  # its last message: the worker is ending, reap it now
+        if kind == "input-error":
             raise InputError(payload)
-        elif kind == "failed":
+        if kind == "failed":
             raise ProbeError(f"The reader process for {what} failed: {payload}.")
-        else:
-            return
+        return
 
 
 def serve() -> None:
@@ -146,11 +171,12 @@ def _serve(produce: Callable[[], Iterable[object]], out: IO[bytes]) -> None:
     writer.start()
     try:
         batch: list[object] = []
+        due = time.monotonic() + BATCH_WAIT
         for item in produce():
             batch.append(item)
-            if len(batch) >= BATCH:
+            if len(batch) >= BATCH or time.monotonic() >= due:
                 frames.put(_frame("items", batch))
-                batch = []
+                batch, due = [], time.monotonic() + BATCH_WAIT
         frames.put(_frame("items", batch))
         frames.put(_frame("done", None))
     except InputError as exc:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import dpkt
@@ -263,3 +265,25 @@ def test_file_ending_in_a_record_across_read_buffers(
     assert warning.where == f"{path}@{edge_record}"
     inside = "packet record header" if cut + missing < 16 else "packet of 2000 bytes"
     assert inside in warning.message
+
+
+def test_a_huge_claimed_length_across_the_buffer_end_reads_in_bounded_memory(
+    tmp_path: Path,
+) -> None:
+    """With a snap length of 4 GiB, a record claiming almost that much is not read in one go."""
+    path = tmp_path / "claims.pcap"
+    header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 0xFFFFFFFF, 1)
+    first = struct.pack("<IIII", 1, 0, 10, 10) + b"\x00" * 10
+    path.write_bytes(header + first + struct.pack("<IIII", 2, 0, 0xFFFFFFF0, 0xFFFFFFF0) + b"x")
+    check = (
+        "import resource, sys; from pathlib import Path;"
+        "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30));"
+        "from probes.pcap_reader import PacketSource;"
+        "s = PacketSource(Path(sys.argv[1]));"
+        "print(sum(len(b) for b in s.batches()), s.warnings[0].message)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", check, str(path)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1 file ends inside a packet of 4294967280 bytes"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -99,3 +101,34 @@ def test_a_large_capture_ingests_through_the_worker(
     assert stored == [(t.client, t.subject) for t in sorted(expected, key=lambda t: t.ts)]
     again = run_cli(capsys, "--db", str(db_path), "ingest", "pcap", str(path))
     assert "1 already ingested, unchanged" in again.out
+
+
+def test_iterating_a_worker_read_directly_keeps_it_alive() -> None:
+    """`for item in read_pcap(...)` holds no name for the reader; the worker must not end."""
+    path = CONFORMANCE / "smtp-basic" / "trace.pcap"
+    expected = len(list(read_pcap(path, SERIAL)))
+    assert sum(1 for _ in read_pcap(path, IN_WORKER)) == expected
+    assert [type(i) for i in read_pcap(path, IN_WORKER)] == [
+        type(i) for i in read_pcap(path, SERIAL)
+    ]
+
+
+def _slow_sparse() -> Iterator[int]:
+    """A producer whose items come far apart, as a capture's records do."""
+    yield 1
+    time.sleep(0.5)
+    yield 2
+    time.sleep(3)
+    yield 3
+
+
+def test_sparse_items_are_handed_on_without_waiting_for_a_full_batch() -> None:
+    """The caller takes Ctrl-C between items, so items must not wait long in the worker."""
+    started = time.monotonic()
+    items = WorkerItems(_slow_sparse, "a slow reader")
+    try:
+        assert [next(items), next(items)] == [1, 2]
+        assert time.monotonic() - started < 2.5
+        assert list(items) == [3]
+    finally:
+        items.close()
