@@ -10,7 +10,7 @@ from inventory.store import Store
 from orchestrator.cli import main
 from probes.records import Flow, HostName, Service, SmtpTransaction
 
-CONFORMANCE = Path("/work/shared/conformance/zeek")
+CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "zeek"
 TRACES = sorted(CONFORMANCE.glob("*/trace.pcap"))
 HOSTILE = "<script>alert('x')</script>"
 UNTIL = datetime(2026, 3, 2, tzinfo=UTC)

@@ -12,7 +12,7 @@ from tests.cli_helpers import Listener, run_cli
 from tests.findings_helpers import at, capture, cli, ingest, roles, send_mail, write_config
 from tests.pcap_helpers import aiosmtpd_server
 
-CONFORMANCE = Path("/work/shared/conformance/zeek")
+CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "zeek"
 GROUPS = """
 [[groups]]
 name = "dmz"

@@ -140,7 +140,7 @@ def test_incremental_derivation_equals_a_full_one_and_is_idempotent(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
 ) -> None:
     config = write_config(tmp_path, CONFIG)
-    conformance = Path("/work/shared/conformance/zeek")
+    conformance = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "zeek"
     root = _zeek_days(tmp_path, [*BASELINE, 20])
     for part in sorted(root.iterdir()):
         cli(capsys, db_path, config, "ingest", "zeek", str(part))

@@ -16,7 +16,7 @@ from probes.records import (
 )
 from tests.pcap_helpers import of_type, read_all, smtp, socks, warnings
 
-CONFORMANCE = Path("/work/shared/conformance/zeek")
+CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "zeek"
 
 
 def zeek_log(path: Path) -> list[dict[str, str]]:
