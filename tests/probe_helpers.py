@@ -264,6 +264,19 @@ class MailServer(Controller):
         return RecordingSMTP(self.handler, self.log, self.line_delay, **self.SMTP_kwargs)
 
 
+@contextmanager
+def mail_server(
+    address: str, port: int, policy: RelayPolicy, **kwargs: Any
+) -> Iterator[MailServer]:
+    """Run an aiosmtpd server for the block."""
+    server = MailServer(address, port, policy, **kwargs)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def submission_kwargs(tls: ssl.SSLContext) -> dict[str, Any]:
     """aiosmtpd settings of a submission server: STARTTLS first, then AUTH required."""
     return {

@@ -11,7 +11,7 @@ import pytest
 from aiosmtpd.smtp import AuthResult
 
 from tests.findings_helpers import at, cli, findings
-from tests.probe_helpers import MailServer, RelayPolicy, microsocks, process
+from tests.probe_helpers import RelayPolicy, mail_server, microsocks, process
 from tests.zeek_helpers import write_tsv
 
 
@@ -23,37 +23,18 @@ def _no_credentials_work(*_args: Any) -> AuthResult:
 def test_scan_raises_open_relay_plaintext_auth_anonymous_ftp_and_open_proxy(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
 ) -> None:
-    open_relay = MailServer(at(49), 2525, RelayPolicy())
-    closed = MailServer(
-        at(50),
-        2525,
-        RelayPolicy(local_domain="corp.test"),
-        auth_require_tls=False,
-        authenticator=_no_credentials_work,
-    )
+    closed_policy = RelayPolicy(local_domain="corp.test")
+    refusing = {"auth_require_tls": False, "authenticator": _no_credentials_work}
     ftp = [sys.executable, "-m", "pyftpdlib", "-p", "2121", "-d", str(tmp_path)]
-    open_relay.start()
-    closed.start()
-    try:
-        with (
-            process([*ftp, "-i", at(51)], at(51), 2121),
-            process([*ftp, "-i", at(52), "-u", "bob", "-P", "not-anonymous"], at(52), 2121),
-            microsocks(at(53), 1080),
-            microsocks(at(54), 1080, user="alice", password="secret"),
-        ):
-            cli(
-                capsys,
-                db_path,
-                None,
-                "scan",
-                "subnet",
-                "127.0.120.48/29",
-                "--ports",
-                "1080,2121,2525",
-            )
-    finally:
-        open_relay.stop()
-        closed.stop()
+    with (
+        mail_server(at(49), 2525, RelayPolicy()),
+        mail_server(at(50), 2525, closed_policy, **refusing),
+        process([*ftp, "-i", at(51)], at(51), 2121),
+        process([*ftp, "-i", at(52), "-u", "bob", "-P", "not-anonymous"], at(52), 2121),
+        microsocks(at(53), 1080),
+        microsocks(at(54), 1080, user="alice", password="secret"),
+    ):
+        cli(capsys, db_path, None, "scan", "subnet", "127.0.120.48/29", "--ports", "1080,2121,2525")
     found = findings(capsys, db_path)
     assert found["open-relay", at(49)]["severity"] == "high"
     assert ("open-relay", at(50)) not in found  # refused the relay test: not an open relay
@@ -70,12 +51,8 @@ def test_a_probed_finding_holds_between_scans_and_resolves_when_a_rescan_contrad
     capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
 ) -> None:
     scan = ("scan", "subnet", f"{at(57)}/32", "--ports", "2525")
-    relay = MailServer(at(57), 2525, RelayPolicy())
-    relay.start()
-    try:
+    with mail_server(at(57), 2525, RelayPolicy()) as relay:
         cli(capsys, db_path, None, *scan)
-    finally:
-        relay.stop()
     assert findings(capsys, db_path)["open-relay", at(57)]["status"] == "open"
     # Zeek sees mail delivered to the relay three days later: the host is seen again, but
     # no probe looked, so the open relay is still open (a weekly scan's finding holds).
@@ -88,11 +65,7 @@ def test_a_probed_finding_holds_between_scans_and_resolves_when_a_rescan_contrad
     cli(capsys, db_path, None, "ingest", "zeek", str(log))
     assert findings(capsys, db_path)["open-relay", at(57)]["status"] == "open"
     # The same server, now refusing foreign recipients, scanned again.
-    fixed = MailServer(at(57), 2525, RelayPolicy(local_domain="corp.test"))
-    fixed.start()
-    try:
+    with mail_server(at(57), 2525, RelayPolicy(local_domain="corp.test")) as fixed:
         cli(capsys, db_path, None, *scan)
-    finally:
-        fixed.stop()
     assert findings(capsys, db_path)["open-relay", at(57)]["status"] == "resolved"
     assert "DATA" not in relay.log.commands + fixed.log.commands

@@ -5,37 +5,21 @@ from __future__ import annotations
 import dataclasses
 import socket
 import ssl
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from orchestrator.lab_support import server_tls
 from probes.active import run_probes
 from tests.probe_helpers import (
     FAST,
     LoopbackGate,
-    MailServer,
     RelayPolicy,
     detail_of,
+    mail_server,
     observed,
     roles_of,
     services,
     submission_kwargs,
 )
-
-
-@contextmanager
-def mail_server(
-    address: str, port: int, policy: RelayPolicy, **kwargs: Any
-) -> Iterator[MailServer]:
-    """Run an aiosmtpd server for the block."""
-    server = MailServer(address, port, policy, **kwargs)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def ehlo_chunks(address: str, port: int) -> list[bytes]:

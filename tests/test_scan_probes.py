@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli_helpers import run_cli
-from tests.probe_helpers import MailServer, RelayPolicy, microsocks
+from tests.probe_helpers import RelayPolicy, mail_server, microsocks
 
 
 def _roles(capsys: pytest.CaptureFixture[str], db: Path) -> dict[str, set[str]]:
@@ -24,20 +24,14 @@ def _roles(capsys: pytest.CaptureFixture[str], db: Path) -> dict[str, set[str]]:
 def test_scan_with_probes_tags_roles_and_never_sends_data(
     capsys: pytest.CaptureFixture[str], db_path: Path
 ) -> None:
-    relay = MailServer("127.0.79.2", 2525, RelayPolicy())
-    refusing = MailServer("127.0.79.3", 2525, RelayPolicy(local_domain="corp.test"))
-    relay.start()
-    refusing.start()
-    try:
-        with (
-            microsocks("127.0.79.4", 8124),
-            microsocks("127.0.79.5", 1080, user="alice", password="secret"),
-        ):
-            args = ("--db", str(db_path), "scan", "subnet", "127.0.79.0/29")
-            result = run_cli(capsys, *args, "--ports", "1080,2525,8124")
-    finally:
-        relay.stop()
-        refusing.stop()
+    with (
+        mail_server("127.0.79.2", 2525, RelayPolicy()) as relay,
+        mail_server("127.0.79.3", 2525, RelayPolicy(local_domain="corp.test")) as refusing,
+        microsocks("127.0.79.4", 8124),
+        microsocks("127.0.79.5", 1080, user="alice", password="secret"),
+    ):
+        args = ("--db", str(db_path), "scan", "subnet", "127.0.79.0/29")
+        result = run_cli(capsys, *args, "--ports", "1080,2525,8124")
     assert result.code == 0, result.err
     assert "DATA" not in relay.log.commands
     assert "DATA" not in refusing.log.commands

@@ -29,6 +29,13 @@ from probes.records import Flow, Observation
 from tests.cli_helpers import run_cli
 
 
+def _schema_at(db_path: Path, revision: str) -> None:
+    """Create an inventory as an older release left it: the schema up to ``revision``."""
+    engine = make_engine(f"sqlite:///{db_path}")
+    upgrade_schema(engine, revision)
+    engine.dispose()
+
+
 def test_migrations_build_exactly_the_models(db_path: Path) -> None:
     store = Store.open(str(db_path))
     with store.engine.begin() as connection:
@@ -45,9 +52,7 @@ def test_migrations_build_exactly_the_models(db_path: Path) -> None:
 def test_database_from_the_first_release_is_upgraded_with_its_data(
     capsys: pytest.CaptureFixture[str], db_path: Path
 ) -> None:
-    engine = make_engine(f"sqlite:///{db_path}")
-    upgrade_schema(engine, "0001")
-    engine.dispose()
+    _schema_at(db_path, "0001")
     with sqlite3.connect(db_path) as conn:
         conn.execute(
             "INSERT INTO asset (address, first_seen, last_seen)"
@@ -95,9 +100,7 @@ def test_the_schema_head_constant_names_the_newest_migration(db_path: Path) -> N
 def test_flows_written_before_the_write_sequence_are_kept_and_derived_in_full(
     db_path: Path,
 ) -> None:
-    engine = make_engine(f"sqlite:///{db_path}")
-    upgrade_schema(engine, "0002")
-    engine.dispose()
+    _schema_at(db_path, "0002")
     with sqlite3.connect(db_path) as conn:
         conn.execute(
             "INSERT INTO flow (client, server, server_port, transport, day, source, connections,"
