@@ -22,8 +22,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from inventory.settings import DeriveSettings, GroupPolicy, GroupSpec
-from inventory.store import Store
+from rolecall.inventory.settings import DeriveSettings, GroupPolicy, GroupSpec
+from rolecall.inventory.store import Store
 
 START = datetime(2026, 9, 1, tzinfo=UTC)
 DAYS = 30

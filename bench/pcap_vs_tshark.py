@@ -37,7 +37,7 @@ from bench.rolecall_command import rolecall_command
 REPO = Path(__file__).resolve().parent.parent
 CONSUME = (
     "import sys; from pathlib import Path; "
-    "from probes.pcap_ingest import PcapSettings, read_serially; "
+    "from rolecall.probes.passive.pcap.read import PcapSettings, read_serially; "
     "n = sum(1 for _ in read_serially(Path(sys.argv[1]), PcapSettings())); print(n)"
 )
 READER_COMMAND = [sys.executable, "-c", CONSUME, "{pcap}"]

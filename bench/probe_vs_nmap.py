@@ -27,7 +27,7 @@ from pathlib import Path
 import defusedxml.ElementTree as SafeET
 
 from bench.rolecall_command import rolecall_command
-from orchestrator.lab_support import server_tls
+from rolecall.orchestrator.demo.lab_support import server_tls
 from tests.probe_helpers import (
     MailServer,
     RelayPolicy,

@@ -24,8 +24,8 @@ from typing import Any
 
 from sqlalchemy import Table
 
-from inventory.store import Store
-from inventory.tables import Asset, FindingRow, RoleRow, ServiceRow, SmtpRow
+from rolecall.inventory.store import Store
+from rolecall.inventory.tables import Asset, FindingRow, RoleRow, ServiceRow, SmtpRow
 
 UNTIL = datetime(2026, 3, 2, tzinfo=UTC)
 RULES = (
@@ -144,7 +144,7 @@ def generate(db: Path, assets: int, findings: int) -> None:
 def run_report(db: Path, fmt: str, out: Path) -> tuple[float, float]:
     """Run `rolecall report` in a child; return (wall seconds, peak RSS MB of that child)."""
     code = (
-        "import resource, sys; from orchestrator.cli import main; "
+        "import resource, sys; from rolecall.orchestrator.cli.app import main; "
         f"rc = main(['--db', {str(db)!r}, '-q', 'report', '--since', '2026-02-23', "
         f"'--until', '2026-03-02', '--format', {fmt!r}, '-o', {str(out)!r}]); "
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); "

@@ -7,4 +7,4 @@ import sys
 
 def rolecall_command() -> list[str]:
     """argv prefix that runs rolecall's console entry point with this interpreter."""
-    return [sys.executable, "-c", "from orchestrator.cli import entry; entry()"]
+    return [sys.executable, "-c", "from rolecall.orchestrator.cli.app import entry; entry()"]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import netaddr
 
-from probes.nmap_scan import NmapSettings, nmap_arguments
+from rolecall.probes.nmap.scan import NmapSettings, nmap_arguments
 
 TARGET_RATIO = 1.15
 

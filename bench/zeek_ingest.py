@@ -37,8 +37,8 @@ from pathlib import Path
 
 from bench.process_tree import run_measured
 from bench.rolecall_command import rolecall_command
-from probes.records import ReadWarning
-from probes.zeek_records import ZeekSettings, read_zeek
+from rolecall.probes.passive.zeek.records import ZeekSettings, read_zeek
+from rolecall.probes.records import ReadWarning
 
 REPO = Path(__file__).resolve().parent.parent
 INGEST_COMMAND = [*rolecall_command(), "--db", "{db}", "-q", "ingest", "zeek", "{log}"]

@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, func, select
 
-from inventory.findings import FindingView, view
-from inventory.tables import Asset, FindingRow, RoleRow, core_table
+from rolecall.inventory.findings import FindingView, view
+from rolecall.inventory.tables import Asset, FindingRow, RoleRow, core_table
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from inventory.errors import StoreError
+from rolecall.inventory.errors import StoreError
 
 if TYPE_CHECKING:
     from alembic.config import Config

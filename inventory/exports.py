@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, select
 
-from inventory.tables import (
+from rolecall.inventory.tables import (
     Asset,
     AssetGroupRow,
     AssetSource,

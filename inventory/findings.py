@@ -10,8 +10,8 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, bindparam, func, select, update
 
-from inventory.in_lists import in_slices
-from inventory.tables import Asset, FindingRow, ObservationRow, core_table
+from rolecall.inventory.sql.in_lists import in_slices
+from rolecall.inventory.tables import Asset, FindingRow, ObservationRow, core_table
 
 SEVERITIES: Final = ("high", "medium", "low", "info")
 MAX_EVIDENCE: Final = 50

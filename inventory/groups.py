@@ -11,9 +11,9 @@ from typing import Final
 import netaddr
 from sqlalchemy import Connection, delete, select
 
-from inventory.in_lists import in_slices
-from inventory.settings import GroupSpec
-from inventory.tables import AssetGroupRow, HostnameRow, RoleRow, ServiceRow, core_table
+from rolecall.inventory.settings import GroupSpec
+from rolecall.inventory.sql.in_lists import in_slices
+from rolecall.inventory.tables import AssetGroupRow, HostnameRow, RoleRow, ServiceRow, core_table
 
 UNGROUPED: Final = "ungrouped"
 """The name the mail-client query gives hosts that are in no configured group."""

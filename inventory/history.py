@@ -16,9 +16,9 @@ from typing import Final
 
 from sqlalchemy import Connection, and_, delete, func, select
 
-from inventory.settings import SurgeSettings
-from inventory.tables import DailyMetricRow, FlowRow, ObservationRow, SmtpRow, core_table
-from inventory.vocabulary import METRICS
+from rolecall.inventory.settings import SurgeSettings
+from rolecall.inventory.tables import DailyMetricRow, FlowRow, ObservationRow, SmtpRow, core_table
+from rolecall.inventory.vocabulary import METRICS
 
 SMTP_PORTS: Final = (25,)
 FIREWALL_SMTP_PORTS: Final = (25, 465, 587)

@@ -7,7 +7,14 @@ import json
 from datetime import datetime
 from typing import Any
 
-from probes.records import Flow, HostName, Observation, Service, SmtpTransaction, SocksRequest
+from rolecall.probes.records import (
+    Flow,
+    HostName,
+    Observation,
+    Service,
+    SmtpTransaction,
+    SocksRequest,
+)
 
 
 def value_key(value: str) -> str:

@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from inventory.mailer_signatures import DEFAULT_SIGNATURES
+from rolecall.inventory.matching.mailer_signatures import DEFAULT_SIGNATURES
 
 
 @dataclass(frozen=True)

@@ -15,16 +15,20 @@ from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.dml import Insert
 
-from inventory import record_rows as rows
-from inventory import upserts
-from inventory.bulk import BulkStatement
-from inventory.database import database_url, make_engine, upgrade_schema
-from inventory.derive import DeriveSummary, derive
-from inventory.errors import StoreError
-from inventory.evidence_delta import next_write_seq, stored_state, take_write_lock
-from inventory.settings import DeriveSettings, settings_from_json
-from inventory.tables import IngestedFile, RunRow, core_table
-from probes.records import (
+from rolecall.inventory import record_rows as rows
+from rolecall.inventory.database import database_url, make_engine, upgrade_schema
+from rolecall.inventory.derivation.engine import DeriveSummary, derive
+from rolecall.inventory.derivation.evidence_delta import (
+    next_write_seq,
+    stored_state,
+    take_write_lock,
+)
+from rolecall.inventory.errors import StoreError
+from rolecall.inventory.settings import DeriveSettings, settings_from_json
+from rolecall.inventory.sql import upserts
+from rolecall.inventory.sql.bulk import BulkStatement
+from rolecall.inventory.tables import IngestedFile, RunRow, core_table
+from rolecall.probes.records import (
     Flow,
     HostName,
     Observation,

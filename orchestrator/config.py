@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 import netaddr
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from orchestrator.errors import UsageError
+from rolecall.orchestrator.errors import UsageError
 
 DEFAULT_CONFIG = Path("rolecall.toml")
 DEFAULT_PORTS = "21,22,25,53,80,110,143,443,465,587,993,995,1080,3128,8080,9050"

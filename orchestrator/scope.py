@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import netaddr
 
-from orchestrator.config import ScopeConfig
-from orchestrator.errors import UsageError
-from probes.gate import OutOfScopeError
+from rolecall.orchestrator.config import ScopeConfig
+from rolecall.orchestrator.errors import UsageError
+from rolecall.probes.gate import OutOfScopeError
 
 
 def parse_target(text: str) -> netaddr.IPNetwork:

@@ -4,7 +4,7 @@ from typing import Protocol
 
 
 class TargetGate(Protocol):
-    """Decides whether an address may be probed; implemented by ``orchestrator.scope.Scope``."""
+    """Decides whether an address may be probed (``rolecall.orchestrator.scope.Scope``)."""
 
     def admit(self, address: str) -> None:
         """Return if ``address`` may be probed, else raise ``OutOfScopeError``."""

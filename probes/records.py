@@ -1,7 +1,7 @@
 """The records every probe and reader yields; the inventory stores them.
 
 Probes never touch the database: they produce these immutable records and the
-orchestrator hands them to ``inventory.store``. Every record names its
+orchestrator hands them to ``rolecall.inventory.store``. Every record names its
 ``source`` (one of ``SOURCES``) so evidence can always be traced back.
 
 Observation kinds in use (``Observation.kind``), by producer:

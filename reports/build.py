@@ -8,16 +8,16 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
 
-from inventory.changes import Changes, changes_between
-from inventory.exports import iso
-from inventory.groups import groups_of, mail_clients_by_group
-from inventory.history import daily_points
-from inventory.store import utcnow
-from reports import queries
-from reports.charts import BarChart, LineChart, SeriesPoint, bar_chart, line_chart
-from reports.cluster import ClusterResult, cluster_mail
-from reports.geo import GeoLookup
-from reports.model import ChangesView, GroupHosts, ReportData
+from rolecall.inventory.changes import Changes, changes_between
+from rolecall.inventory.exports import iso
+from rolecall.inventory.groups import groups_of, mail_clients_by_group
+from rolecall.inventory.history import daily_points
+from rolecall.inventory.store import utcnow
+from rolecall.reports import queries
+from rolecall.reports.charts import BarChart, LineChart, SeriesPoint, bar_chart, line_chart
+from rolecall.reports.clusters.view import ClusterResult, cluster_mail
+from rolecall.reports.geo import GeoLookup
+from rolecall.reports.model import ChangesView, GroupHosts, ReportData
 
 REPORT_CLUSTERS = (("subject", "rcpt"), ("src_org", "client"), ("src_prefix", "client"))
 CLUSTERS_SHOWN = 25

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
-from reports.errors import DeliveryError
+from rolecall.reports.errors import DeliveryError
 
 TLS_MODES = ("starttls", "implicit", "none")
 

@@ -9,9 +9,16 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from inventory.exports import iso
-from inventory.in_lists import in_slices
-from inventory.tables import DailyMetricRow, FlowRow, ObservationRow, SmtpRow, SocksRow, core_table
+from rolecall.inventory.exports import iso
+from rolecall.inventory.sql.in_lists import in_slices
+from rolecall.inventory.tables import (
+    DailyMetricRow,
+    FlowRow,
+    ObservationRow,
+    SmtpRow,
+    SocksRow,
+    core_table,
+)
 
 MAX_REFERENCES = 10
 MAX_TEXT = 160

@@ -13,7 +13,7 @@ from typing import Any
 
 import maxminddb
 
-from reports.errors import ReportInputError
+from rolecall.reports.errors import ReportInputError
 
 LOCAL_COUNTRY = "lo"
 LOCAL_NETWORK = "local"

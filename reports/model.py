@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from reports.charts import BarChart, LineChart
-from reports.cluster import ClusterResult
-from reports.queries import FindingItem, HostDetail, ServerSeen, SoftwareSeen
+from rolecall.reports.charts import BarChart, LineChart
+from rolecall.reports.clusters.view import ClusterResult
+from rolecall.reports.queries import FindingItem, HostDetail, ServerSeen, SoftwareSeen
 
 
 @dataclass(frozen=True)

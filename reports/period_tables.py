@@ -9,11 +9,11 @@ from typing import Any, TextIO
 
 from sqlalchemy import Connection
 
-from inventory.changes import Changes, changes_between
-from inventory.exports import COLUMNS, iso
-from inventory.findings import FindingView
-from reports.queries import finding_counts
-from reports.tabular import write_rows
+from rolecall.inventory.changes import Changes, changes_between
+from rolecall.inventory.exports import COLUMNS, iso
+from rolecall.inventory.findings import FindingView
+from rolecall.reports.queries import finding_counts
+from rolecall.reports.tabular import write_rows
 
 # The findings export's columns (SPEC), after how each finding changed in the period.
 FINDING_COLUMNS = ("change", *COLUMNS["findings"])

@@ -10,10 +10,10 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from inventory.exports import inventory_rows, iso
-from inventory.findings import FindingView, view
-from inventory.in_lists import in_slices
-from inventory.tables import (
+from rolecall.inventory.exports import inventory_rows, iso
+from rolecall.inventory.findings import FindingView, view
+from rolecall.inventory.sql.in_lists import in_slices
+from rolecall.inventory.tables import (
     Asset,
     FindingRow,
     HostnameRow,
@@ -22,7 +22,7 @@ from inventory.tables import (
     SmtpRow,
     core_table,
 )
-from reports.evidence import describe_all
+from rolecall.reports.evidence import describe_all
 
 SEVERITIES = ("high", "medium", "low", "info")
 SERVER_ROLES = {

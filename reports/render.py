@@ -6,8 +6,8 @@ from pathlib import Path
 
 import jinja2
 
-from reports.errors import ReportInputError
-from reports.model import ReportData
+from rolecall.reports.errors import ReportInputError
+from rolecall.reports.model import ReportData
 
 BUILTIN_TEMPLATES = Path(__file__).parent / "templates"
 REPORT_TEMPLATE = "report.html.j2"

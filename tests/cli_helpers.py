@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from orchestrator.cli import main
+from rolecall.orchestrator.cli.app import main
 
 
 @dataclass

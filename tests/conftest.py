@@ -1,13 +1,39 @@
-"""Shared fixtures: a temporary inventory path and loopback listeners."""
+"""Shared fixtures: a temporary inventory path and loopback listeners; the suite's own network."""
 
 from __future__ import annotations
 
+import ctypes
+import os
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.cli_helpers import Listener
+
+CLONE_NEWNET = 0x40000000
+OWN_NETWORK = "ROLECALL_TEST_OWN_NETWORK"
+"""Set to 0 to run the suite in the machine's own network namespace."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """As root, move the suite into a network namespace of its own, with only loopback up.
+
+    Every server a test starts, every scan and every capture then happens there: two runs
+    of the suite on one machine cannot take each other's addresses, other listeners on the
+    machine's loopback are never seen, and no packet can leave the machine.
+    """
+    if os.geteuid() != 0 or os.environ.get(OWN_NETWORK) == "0":
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    # Called before any test starts a thread; threads and processes started later inherit it.
+    if libc.unshare(CLONE_NEWNET) != 0:
+        raise pytest.UsageError(
+            f"cannot make the suite's network namespace: {os.strerror(ctypes.get_errno())}"
+            f" (set {OWN_NETWORK}=0 to run without one)"
+        )
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-ROLECALL = [sys.executable, "-c", "from orchestrator.cli import entry; entry()"]
+ROLECALL = [sys.executable, "-c", "from rolecall.orchestrator.cli.app import entry; entry()"]
 
 
 def free_port(address: str) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.lab_support import serving
+from rolecall.orchestrator.demo.lab_support import serving
 from tests.cli_helpers import run_cli
 from tests.pcap_helpers import SourcedSMTP, loopback_capture
 

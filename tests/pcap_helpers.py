@@ -17,9 +17,9 @@ from typing import TypeVar
 import dpkt
 from aiosmtpd.controller import Controller
 
-from orchestrator.lab_support import wait_listening
-from probes.pcap_ingest import PcapSettings, read_pcap
-from probes.records import Item, ReadWarning, SmtpTransaction, SocksRequest
+from rolecall.orchestrator.demo.lab_support import wait_listening
+from rolecall.probes.passive.pcap.read import PcapSettings, read_pcap
+from rolecall.probes.records import Item, ReadWarning, SmtpTransaction, SocksRequest
 
 Frame = tuple[float, bytes]
 T = TypeVar("T")

@@ -21,11 +21,11 @@ from typing import Any, AnyStr
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
-from inventory.roles import roles_from_observation
-from orchestrator.lab_support import serving, wait_listening
-from probes.gate import OutOfScopeError
-from probes.probe_settings import ProbeSettings
-from probes.records import Observation, Record, Service
+from rolecall.inventory.derivation.role_rules import roles_from_observation
+from rolecall.orchestrator.demo.lab_support import serving, wait_listening
+from rolecall.probes.active.settings import ProbeSettings
+from rolecall.probes.gate import OutOfScopeError
+from rolecall.probes.records import Observation, Record, Service
 
 FAST = ProbeSettings(connect_timeout=2.0, read_timeout=2.0, banner_timeout=0.5, host_budget=20.0)
 """Settings for loopback tests: short waits, the real code paths."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
-from inventory.settings import DeriveSettings, GroupSpec
-from inventory.store import Store
-from orchestrator.cli import main
-from probes.records import Flow, HostName, Service, SmtpTransaction
+from rolecall.inventory.settings import DeriveSettings, GroupSpec
+from rolecall.inventory.store import Store
+from rolecall.orchestrator.cli.app import main
+from rolecall.probes.records import Flow, HostName, Service, SmtpTransaction
 
 CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "zeek"
 TRACES = sorted(CONFORMANCE.glob("*/trace.pcap"))

@@ -152,7 +152,7 @@ def test_interrupted_import_leaves_the_database_as_it_was(db_path: Path, tmp_pat
     cli = [
         sys.executable,
         "-c",
-        "from orchestrator.cli import entry; entry()",
+        "from rolecall.orchestrator.cli.app import entry; entry()",
         "--db",
         str(db_path),
     ]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from orchestrator.config import Config, validate_config
-from orchestrator.derive_config import derive_settings
+from rolecall.orchestrator.config import Config, validate_config
+from rolecall.orchestrator.settings import derive_settings
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
 

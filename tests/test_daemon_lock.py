@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from inventory.store import Store
-from orchestrator.daemon_lock import DaemonLock
-from orchestrator.errors import UsageError
-from probes.records import Observation
+from rolecall.inventory.store import Store
+from rolecall.orchestrator.daemon.lock import DaemonLock
+from rolecall.orchestrator.errors import UsageError
+from rolecall.probes.records import Observation
 
 
 def test_the_lock_is_exclusive_and_released(db_path: Path) -> None:

@@ -9,8 +9,8 @@ import sqlite3
 import time
 from pathlib import Path
 
-from orchestrator.demo_lab import running_lab
-from orchestrator.demo_layout import LabAddresses
+from rolecall.orchestrator.demo.lab import running_lab
+from rolecall.orchestrator.demo.layout import LabAddresses
 from tests.daemon_helpers import daemon, event_named, rolecall, smtp_receiver
 
 LAB = "127.0.122.64/26"

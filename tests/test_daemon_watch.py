@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from inventory.store import Store
-from orchestrator import jobs
-from orchestrator.config import Config, DaemonConfig
-from orchestrator.demo_capture import replay_recorded
-from orchestrator.errors import RunError
-from orchestrator.watch import kind_of, ready_files
+from rolecall.inventory.store import Store
+from rolecall.orchestrator.config import Config, DaemonConfig
+from rolecall.orchestrator.daemon import jobs
+from rolecall.orchestrator.daemon.watch import kind_of, ready_files
+from rolecall.orchestrator.demo.capture import replay_recorded
+from rolecall.orchestrator.errors import RunError
 from tests.zeek_helpers import write_json
 
 SMTP_ROW = {

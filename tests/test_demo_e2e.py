@@ -11,8 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.demo_capture import can_capture
-from orchestrator.demo_layout import SMTP_PORT, SOCKS_PORT, SUBMISSION_PORT, WEB_PORT, LabAddresses
+from rolecall.orchestrator.demo.capture import can_capture
+from rolecall.orchestrator.demo.layout import (
+    SMTP_PORT,
+    SOCKS_PORT,
+    SUBMISSION_PORT,
+    WEB_PORT,
+    LabAddresses,
+)
 from tests.cli_helpers import run_cli
 from tests.daemon_helpers import ROLECALL
 

@@ -17,8 +17,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from inventory.store import Store
-from orchestrator.lab_support import self_signed
+from rolecall.inventory.store import Store
+from rolecall.orchestrator.demo.lab_support import self_signed
 from tests.cli_helpers import run_cli
 from tests.report_helpers import SINCE, UNTIL, build_inventory
 

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from probes.errors import InputError
-from probes.firewall_log import FirewallSettings, read_firewall
-from probes.records import Flow, Observation, ReadWarning
+from rolecall.probes.errors import InputError
+from rolecall.probes.passive.firewall import FirewallSettings, read_firewall
+from rolecall.probes.records import Flow, Observation, ReadWarning
 from tests.zeek_helpers import split_items
 
 MAC = "MAC=00:16:3e:aa:bb:cc:00:16:3e:dd:ee:ff:08:00"

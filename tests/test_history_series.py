@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from inventory.changes import changes_between
-from inventory.history import daily_points
-from inventory.store import Store
+from rolecall.inventory.changes import changes_between
+from rolecall.inventory.history import daily_points
+from rolecall.inventory.store import Store
 from tests.cli_helpers import run_cli
 from tests.findings_helpers import cli, findings, write_config
 from tests.zeek_helpers import write_tsv

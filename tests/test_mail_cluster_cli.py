@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from inventory.store import Store
-from probes.records import SmtpTransaction
-from reports.cluster import FIELDS
-from reports.cluster_fields import FIELD_NAMES
+from rolecall.inventory.store import Store
+from rolecall.probes.records import SmtpTransaction
+from rolecall.reports.clusters.fields import FIELD_NAMES
+from rolecall.reports.clusters.view import FIELDS
 from tests.cli_helpers import run_cli
 from tests.report_helpers import ingest_conformance
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from probes.records import (
+from rolecall.probes.records import (
     Observation,
     ReadWarning,
     SmtpTransaction,

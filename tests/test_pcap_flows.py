@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dpkt
 
-from probes.records import Flow, HostName, Item, Observation
+from rolecall.probes.records import Flow, HostName, Item, Observation
 from tests.pcap_helpers import (
     TcpSession,
     of_type,

@@ -9,12 +9,12 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from probes.errors import InputError
-from probes.pcap_app import dns_records, sni
-from probes.pcap_ingest import make_parser
-from probes.pcap_stream import PcapSettings, StreamContext
-from probes.records import ReadWarning
-from probes.tcp_reassembly import Reassembler
+from rolecall.probes.errors import InputError
+from rolecall.probes.passive.pcap.app_layer import dns_records, sni
+from rolecall.probes.passive.pcap.read import make_parser
+from rolecall.probes.passive.pcap.reassembly import Reassembler
+from rolecall.probes.passive.pcap.stream import PcapSettings, StreamContext
+from rolecall.probes.records import ReadWarning
 from tests.pcap_helpers import read_all, session, smtp_turns, write_pcap, write_pcapng
 
 FUZZ = settings(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from probes.records import Observation
+from rolecall.probes.records import Observation
 from tests.pcap_helpers import (
     SourcedSMTP,
     aiosmtpd_server,

@@ -11,9 +11,9 @@ from pathlib import Path
 import dpkt
 import pytest
 
-from probes.errors import InputError
-from probes.pcap_reader import CHUNK, PacketSource
-from probes.records import Flow
+from rolecall.probes.errors import InputError
+from rolecall.probes.passive.pcap.capture_file import CHUNK, PacketSource
+from rolecall.probes.records import Flow
 from tests.pcap_helpers import (
     link_frame,
     of_type,
@@ -278,7 +278,7 @@ def test_a_huge_claimed_length_across_the_buffer_end_reads_in_bounded_memory(
     check = (
         "import resource, sys; from pathlib import Path;"
         "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30));"
-        "from probes.pcap_reader import PacketSource;"
+        "from rolecall.probes.passive.pcap.capture_file import PacketSource;"
         "s = PacketSource(Path(sys.argv[1]));"
         "print(sum(len(b) for b in s.batches()), s.warnings[0].message)"
     )

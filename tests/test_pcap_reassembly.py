@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from probes.tcp_reassembly import Chunk, Reassembler
+from rolecall.probes.passive.pcap.reassembly import Chunk, Reassembler
 from tests.pcap_helpers import read_all, session, smtp, smtp_turns, warnings, write_pcap
 
 TURNS = smtp_turns(

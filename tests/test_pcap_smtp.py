@@ -7,7 +7,7 @@ import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
-from probes.records import Observation
+from rolecall.probes.records import Observation
 from tests.pcap_helpers import (
     read_all,
     session,

@@ -6,7 +6,7 @@ import socket
 import struct
 from pathlib import Path
 
-from probes.records import Observation
+from rolecall.probes.records import Observation
 from tests.pcap_helpers import (
     Turn,
     of_type,

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from probes.errors import InputError
-from probes.pcap_ingest import PcapSettings, read_pcap, read_serially
-from probes.reader_worker import WorkerItems
-from probes.records import ReadWarning, SmtpTransaction
+from rolecall.probes.errors import InputError
+from rolecall.probes.passive.pcap.read import PcapSettings, read_pcap, read_serially
+from rolecall.probes.passive.worker import WorkerItems
+from rolecall.probes.records import ReadWarning, SmtpTransaction
 from tests.cli_helpers import run_cli
 from tests.pcap_helpers import session, smtp_turns, write_pcap
 from tests.test_zeek_worker import _children

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.lab_support import server_tls
-from probes.active import run_probes
-from probes.errors import InputError
-from probes.gate import OutOfScopeError
-from probes.probe_settings import ProbeSettings
-from probes.records import Observation, Record
+from rolecall.orchestrator.demo.lab_support import server_tls
+from rolecall.probes.active.driver import run_probes
+from rolecall.probes.active.settings import ProbeSettings
+from rolecall.probes.errors import InputError
+from rolecall.probes.gate import OutOfScopeError
+from rolecall.probes.records import Observation, Record
 from tests.bad_peers import bad_peer
 from tests.probe_helpers import (
     FAST,

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from inventory.roles import ROLES, roles_from_observation
-from probes.records import Observation
+from rolecall.inventory.derivation.role_rules import ROLES, roles_from_observation
+from rolecall.probes.records import Observation
 
 SPEC_ROLES = [
     "socks-proxy",

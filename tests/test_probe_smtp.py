@@ -7,8 +7,8 @@ import socket
 import ssl
 from pathlib import Path
 
-from orchestrator.lab_support import server_tls
-from probes.active import run_probes
+from rolecall.orchestrator.demo.lab_support import server_tls
+from rolecall.probes.active.driver import run_probes
 from tests.probe_helpers import (
     FAST,
     LoopbackGate,

@@ -6,7 +6,7 @@ import dataclasses
 import time
 from pathlib import Path
 
-from probes.active import run_probes
+from rolecall.probes.active.driver import run_probes
 from tests.probe_helpers import (
     FAST,
     LoopbackGate,

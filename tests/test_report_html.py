@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from inventory.store import Store
+from rolecall.inventory.store import Store
 from tests.cli_helpers import run_cli
 from tests.report_helpers import SINCE, UNTIL, build_inventory
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from inventory.store import Store
-from probes.records import SmtpTransaction
-from reports.tabular import write_rows
+from rolecall.inventory.store import Store
+from rolecall.probes.records import SmtpTransaction
+from rolecall.reports.tabular import write_rows
 from tests.cli_helpers import run_cli
 from tests.report_helpers import SINCE, UNTIL, build_inventory
 

@@ -7,8 +7,8 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from inventory.findings import merged_evidence
-from inventory.role_table import MAX_EVIDENCE, appended_evidence
+from rolecall.inventory.derivation.role_table import MAX_EVIDENCE, appended_evidence
+from rolecall.inventory.findings import merged_evidence
 
 PROOFS = st.builds(
     "{}:{}".format,

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect
 
-from inventory.store import Store
-from orchestrator.config import Config, DaemonConfig, ScheduleEntry
-from orchestrator.scheduler import JOB_TABLE, paused_scheduler, sync_config
+from rolecall.inventory.store import Store
+from rolecall.orchestrator.config import Config, DaemonConfig, ScheduleEntry
+from rolecall.orchestrator.daemon.scheduler import JOB_TABLE, paused_scheduler, sync_config
 from tests.cli_helpers import run_cli
 
 

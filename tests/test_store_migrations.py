@@ -13,7 +13,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlmodel import SQLModel
 
-from inventory.database import (
+from rolecall.inventory.database import (
     SCHEMA_HEAD,
     alembic_config,
     make_engine,
@@ -21,11 +21,11 @@ from inventory.database import (
     schema_revision,
     upgrade_schema,
 )
-from inventory.errors import StoreError
-from inventory.evidence_delta import stored_state
-from inventory.settings import DeriveSettings
-from inventory.store import Store
-from probes.records import Flow, Observation
+from rolecall.inventory.derivation.evidence_delta import stored_state
+from rolecall.inventory.errors import StoreError
+from rolecall.inventory.settings import DeriveSettings
+from rolecall.inventory.store import Store
+from rolecall.probes.records import Flow, Observation
 from tests.cli_helpers import run_cli
 
 

@@ -10,10 +10,17 @@ from typing import Any
 
 from sqlalchemy import select
 
-from inventory.errors import StoreError
-from inventory.store import Store
-from inventory.tables import Asset, AssetSource, FlowRow, ObservationRow, RoleRow, ServiceRow
-from probes.records import Flow, Observation, Service
+from rolecall.inventory.errors import StoreError
+from rolecall.inventory.store import Store
+from rolecall.inventory.tables import (
+    Asset,
+    AssetSource,
+    FlowRow,
+    ObservationRow,
+    RoleRow,
+    ServiceRow,
+)
+from rolecall.probes.records import Flow, Observation, Service
 
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from probes.records import SmtpTransaction, SocksRequest
-from probes.zeek_records import ZeekSettings, read_zeek
+from rolecall.probes.passive.zeek.records import ZeekSettings, read_zeek
+from rolecall.probes.records import SmtpTransaction, SocksRequest
 from tests.zeek_helpers import split_items
 
 CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "zeek"

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from probes.errors import InputError
-from probes.records import ReadWarning, SmtpTransaction
-from probes.zeek_log import Block, LineHandler, read_log, zeek_files
-from probes.zeek_records import ZeekSettings, read_zeek
+from rolecall.probes.errors import InputError
+from rolecall.probes.passive.zeek.log_format import Block, LineHandler, read_log, zeek_files
+from rolecall.probes.passive.zeek.records import ZeekSettings, read_zeek
+from rolecall.probes.records import ReadWarning, SmtpTransaction
 from tests.zeek_helpers import gzip_copy, split_items, tsv_header, tsv_line, write_json, write_tsv
 
 SMTP_ROW = {

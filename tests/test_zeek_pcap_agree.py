@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from probes.pcap_ingest import PcapSettings, read_pcap
-from probes.records import SmtpTransaction, SocksRequest
-from probes.zeek_records import ZeekSettings, read_zeek
+from rolecall.probes.passive.pcap.read import PcapSettings, read_pcap
+from rolecall.probes.passive.zeek.records import ZeekSettings, read_zeek
+from rolecall.probes.records import SmtpTransaction, SocksRequest
 from tests.test_zeek_conformance import CASES, CONFORMANCE, unmasked
 
 SMTP_FIELDS = [

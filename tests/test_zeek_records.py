@@ -6,9 +6,16 @@ import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from probes.records import Flow, HostName, Observation, Service, SmtpTransaction, SocksRequest
-from probes.zeek_log import zeek_files
-from probes.zeek_records import ZeekSettings, read_zeek
+from rolecall.probes.passive.zeek.log_format import zeek_files
+from rolecall.probes.passive.zeek.records import ZeekSettings, read_zeek
+from rolecall.probes.records import (
+    Flow,
+    HostName,
+    Observation,
+    Service,
+    SmtpTransaction,
+    SocksRequest,
+)
 from tests.zeek_helpers import gzip_copy, split_items, write_json, write_tsv
 
 T0 = "1795392000.250000"  # 2026-11-23 00:00:00.25 UTC

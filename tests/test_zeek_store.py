@@ -11,11 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Connection, Table, delete
 
-from inventory.bulk import BulkStatement
-from inventory.store import Store
-from inventory.tables import FlowRow, core_table
-from probes.records import ReadWarning
-from probes.zeek_records import ZeekSettings, read_zeek
+from rolecall.inventory.sql.bulk import BulkStatement
+from rolecall.inventory.store import Store
+from rolecall.inventory.tables import FlowRow, core_table
+from rolecall.probes.passive.zeek.records import ZeekSettings, read_zeek
+from rolecall.probes.records import ReadWarning
 from tests.test_zeek_worker import damaged_conn_log
 
 OFFSETS = st.sampled_from([UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-11))])

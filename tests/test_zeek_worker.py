@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from probes.errors import InputError, ProbeError
-from probes.reader_worker import items_in_worker
-from probes.records import Flow, ReadWarning, SmtpTransaction, SocksRequest
-from probes.zeek_records import ZeekSettings, read_zeek
+from rolecall.probes.errors import InputError, ProbeError
+from rolecall.probes.passive.worker import items_in_worker
+from rolecall.probes.passive.zeek.records import ZeekSettings, read_zeek
+from rolecall.probes.records import Flow, ReadWarning, SmtpTransaction, SocksRequest
 from tests.test_zeek_conformance import CASES, unmasked
 from tests.zeek_helpers import fields_of, gzip_copy, tsv_header, tsv_line, write_json
 

@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from probes.records import Item, ReadWarning, Record
+from rolecall.probes.records import Item, ReadWarning, Record
 
 # Zeek 6's default columns and types for the logs rolecall reads.
 LOGS: dict[str, tuple[str, str]] = {

@@ -4,8 +4,8 @@ from alembic import context
 from sqlalchemy import Engine
 from sqlmodel import SQLModel
 
-import inventory.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
-from inventory.database import owned_by_migrations
+import rolecall.inventory.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
+from rolecall.inventory.database import owned_by_migrations
 
 
 def run_migrations() -> None:

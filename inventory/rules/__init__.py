@@ -4,12 +4,12 @@ A rule reacts to new evidence rows (``observation``, ``smtp``, ``socks``, ``flow
 the finding grows with its evidence) or looks at a host's current state
 (``hosts``: roles and groups; the finding is replaced, or resolved if no longer
 supported). ``smtp-client-surge`` reads the daily series instead (see
-``inventory.rules.smtp_client_surge``).
+``rolecall.inventory.rules.smtp_client_surge``).
 """
 
 from __future__ import annotations
 
-from inventory.rules import (
+from rolecall.inventory.rules import (
     anonymous_ftp,
     blocklisted_peer,
     direct_external_smtp,
@@ -22,7 +22,7 @@ from inventory.rules import (
     relay_refused,
     unexpected_mail_client,
 )
-from inventory.rules.base import Rule
+from rolecall.inventory.rules.base import Rule
 
 
 def all_rules() -> tuple[Rule, ...]:

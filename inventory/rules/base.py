@@ -15,9 +15,9 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from inventory.address_set import AddressSet
-from inventory.findings import Raised
-from inventory.settings import DeriveSettings
+from rolecall.inventory.findings import Raised
+from rolecall.inventory.matching.address_set import AddressSet
+from rolecall.inventory.settings import DeriveSettings
 
 Row = Any
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from inventory.findings import Raised
-from inventory.rules.base import Collector, Row, Rule, RuleContext
+from rolecall.inventory.findings import Raised
+from rolecall.inventory.rules.base import Collector, Row, Rule, RuleContext
 
 NAME = "blocklisted-peer"
 SEVERITY = "high"

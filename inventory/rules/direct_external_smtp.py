@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from inventory.findings import Raised
-from inventory.rules.base import Collector, Row, Rule, RuleContext
+from rolecall.inventory.findings import Raised
+from rolecall.inventory.rules.base import Collector, Row, Rule, RuleContext
 
 NAME = "direct-external-smtp"
 SEVERITY = "medium"

@@ -10,9 +10,9 @@ from datetime import datetime
 
 from sqlalchemy import Connection, func, select
 
-from inventory.findings import merged_evidence
-from inventory.in_lists import in_slices
-from inventory.tables import RoleRow, SmtpRow, core_table
+from rolecall.inventory.findings import merged_evidence
+from rolecall.inventory.sql.in_lists import in_slices
+from rolecall.inventory.tables import RoleRow, SmtpRow, core_table
 
 
 @dataclass

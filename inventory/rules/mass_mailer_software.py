@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from inventory.mailer_signatures import matching_signature
-from inventory.rules.base import Collector, Row, Rule, RuleContext
+from rolecall.inventory.matching.mailer_signatures import matching_signature
+from rolecall.inventory.rules.base import Collector, Row, Rule, RuleContext
 
 NAME = "mass-mailer-software"
 SEVERITY = "high"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import timedelta
 
-from inventory.findings import Raised
-from inventory.rules.base import Collector, Rule, RuleContext
-from inventory.rules.host_roles import first_smtp_client, roles_of
+from rolecall.inventory.findings import Raised
+from rolecall.inventory.rules.base import Collector, Rule, RuleContext
+from rolecall.inventory.rules.host_roles import first_smtp_client, roles_of
 
 NAME = "new-smtp-client"
 SEVERITY = "info"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from inventory.rules.base import Collector, Row, Rule, RuleContext
+from rolecall.inventory.rules.base import Collector, Row, Rule, RuleContext
 
 NAME = "open-relay"
 SEVERITY = "high"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from inventory.findings import Raised
-from inventory.roles import RELAYED
-from inventory.rules.base import Collector, Row, Rule, RuleContext
+from rolecall.inventory.derivation.role_rules import RELAYED
+from rolecall.inventory.findings import Raised
+from rolecall.inventory.rules.base import Collector, Row, Rule, RuleContext
 
 NAME = "open-socks-proxy"
 SEVERITY = "high"

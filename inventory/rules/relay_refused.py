@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from inventory.rules.base import Collector, Row, Rule, RuleContext
+from rolecall.inventory.rules.base import Collector, Row, Rule, RuleContext
 
 NAME = "relay-refused"
 SEVERITY = "low"

@@ -7,10 +7,10 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import Connection, func, select
 
-from inventory.findings import Raised
-from inventory.history import Band, baseline_band
-from inventory.settings import SurgeSettings
-from inventory.tables import DailyMetricRow, core_table
+from rolecall.inventory.findings import Raised
+from rolecall.inventory.history import Band, baseline_band
+from rolecall.inventory.settings import SurgeSettings
+from rolecall.inventory.tables import DailyMetricRow, core_table
 
 NAME = "smtp-client-surge"
 SEVERITY = "medium"

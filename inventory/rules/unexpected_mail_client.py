@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from inventory.findings import Raised
-from inventory.roles import MAIL_SERVER_ROLES, NON_MAIL_SERVER_ROLES
-from inventory.rules.base import Collector, Rule, RuleContext
-from inventory.rules.host_roles import HeldRole, mail_servers_of, roles_of
-from inventory.settings import GroupSpec
+from rolecall.inventory.derivation.role_rules import MAIL_SERVER_ROLES, NON_MAIL_SERVER_ROLES
+from rolecall.inventory.findings import Raised
+from rolecall.inventory.rules.base import Collector, Rule, RuleContext
+from rolecall.inventory.rules.host_roles import HeldRole, mail_servers_of, roles_of
+from rolecall.inventory.settings import GroupSpec
 
 NAME = "unexpected-mail-client"
 SEVERITY = "high"

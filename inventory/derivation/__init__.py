@@ -1,0 +1,1 @@
+"""Derivation: stored evidence run through the role and finding rules, once per change."""

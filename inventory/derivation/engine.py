@@ -1,0 +1,335 @@
+"""Derivation: stored evidence, run through the role rules and finding rules, once per change.
+
+Each derivation reads only the evidence stored since the previous one (see
+``evidence_delta``), merges the roles it supports, re-judges the hosts whose
+roles, names or services changed (workstation, groups, state rules), raises
+findings, and updates the daily series. A change of settings, or ``full=True``,
+derives everything again from all evidence. Deriving twice gives the same result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, select
+
+from rolecall.inventory import history
+from rolecall.inventory.derivation import evidence_delta as delta
+from rolecall.inventory.derivation.role_rules import (
+    ANY_VALUE_KINDS,
+    VALUE_KINDS,
+    roles_from_observation,
+    roles_of_kind,
+)
+from rolecall.inventory.derivation.role_table import (
+    RoleAccumulator,
+    judge_workstations,
+    merge_roles,
+    refresh_workstations,
+    role_count,
+)
+from rolecall.inventory.findings import (
+    mark_resolved,
+    resolve,
+    resolve_before,
+    resolve_reprobed,
+    resolve_stale,
+    store_raised,
+)
+from rolecall.inventory.groups import groups_of, update_groups
+from rolecall.inventory.matching.address_set import AddressSet
+from rolecall.inventory.rules import all_rules
+from rolecall.inventory.rules.base import Collector, RowHandler, Rule, RuleContext
+from rolecall.inventory.rules.host_roles import first_smtp_client, smtp_senders
+from rolecall.inventory.rules.smtp_client_surge import NAME as SURGE
+from rolecall.inventory.rules.smtp_client_surge import judge_days
+from rolecall.inventory.settings import DeriveSettings, settings_json
+from rolecall.inventory.tables import Asset, AssetGroupRow, FindingRow, RoleRow, core_table
+from rolecall.probes.records import Observation
+
+MAIL_EPOCH = "mail_epoch"  # derive_state key: when the store first saw any host send SMTP
+# Passive roles from answered flows, by server port (the capture saw a reply): the
+# server's roles (as a probe of the same service gives them) and the client's.
+FLOW_SERVER_ROLES: dict[tuple[str, int], tuple[tuple[str, ...], str]] = {
+    ("tcp", 80): (("web-server",), "web-client"),
+    ("tcp", 8080): (("web-server",), "web-client"),
+    ("tcp", 443): (("web-server", "https-server"), "web-client"),
+    ("udp", 53): (("dns-server",), "dns-client"),
+    ("tcp", 53): (("dns-server",), "dns-client"),
+    ("tcp", 22): (("ssh-server",), ""),
+}
+
+
+@dataclass(frozen=True)
+class DeriveSummary:
+    """What a derivation did: roles held, open findings, hosts re-judged, full or not."""
+
+    roles: int
+    findings: int
+    hosts_judged: int
+    full: bool
+
+
+@dataclass
+class _Pass:
+    """What one derivation gathers from the new evidence."""
+
+    roles: RoleAccumulator
+    rows: Collector
+    smtp_clients: set[str]
+    days: set[date]
+    probed: set[str]  # hosts with a service probed again (see resolve_reprobed)
+
+
+def _observation_roles(row: Any, found: RoleAccumulator) -> None:
+    """Roles one observation row supports."""
+    obs = Observation(
+        row.address, row.kind, row.source, row.last_seen, row.port, row.transport, row.value
+    )
+    for role in roles_from_observation(obs):
+        key = (row.address, role, row.source)
+        found.add(key, row.first_seen, row.last_seen, f"observation:{row.id}")
+
+
+def _span_roles(span: Any, found: RoleAccumulator) -> None:
+    """Roles of a kind that supports them whatever the value, from an aggregated span."""
+    for role in roles_of_kind(span.kind):
+        key = (span.address, role, span.source)
+        for proof in (span.first_id, span.last_id):
+            found.add(key, span.first_seen, span.last_seen, f"observation:{proof}")
+
+
+def _kind_roles(row: Any, found: RoleAccumulator) -> None:
+    """Roles of a kind that supports them whatever the value, from one observation row."""
+    proof = f"observation:{row.id}"
+    for role in roles_of_kind(row.kind):
+        found.add((row.address, role, row.source), row.first_seen, row.last_seen, proof)
+
+
+def _read(
+    connection: Connection, ctx: RuleContext, rules: Iterable[Rule], marks: delta.Marks | None
+) -> _Pass:
+    """Stream the new evidence through the role rules and the row rules."""
+    rules = tuple(rule for rule in rules if rule.active(ctx))
+    found = _Pass(RoleAccumulator(), Collector(), set(), set(), set())
+    by_kind: dict[str, list[RowHandler]] = {}
+    for rule in rules:
+        for kind in rule.observation_kinds:
+            if rule.observation is not None:
+                by_kind.setdefault(kind, []).append(rule.observation)
+    # Reading everything, the database aggregates the value-free kinds; reading what is
+    # new since the marks, one pass over the new rows serves every kind.
+    kinds = frozenset(VALUE_KINDS | set(by_kind))
+    if marks is None:
+        for span in delta.observation_spans(connection, ANY_VALUE_KINDS - set(by_kind)):
+            _span_roles(span, found.roles)
+    else:
+        kinds |= ANY_VALUE_KINDS
+    for row in delta.observations(connection, kinds, marks):
+        if row.kind == "protocol" and row.source == "probe":
+            found.probed.add(row.address)
+        if row.kind in VALUE_KINDS:
+            _observation_roles(row, found.roles)
+        elif row.kind in ANY_VALUE_KINDS:
+            _kind_roles(row, found.roles)
+        for handler in by_kind.get(row.kind, ()):
+            handler(ctx, row, found.rows)
+    smtp_rules = [rule.smtp for rule in rules if rule.smtp is not None]
+    for row in delta.smtp_rows(connection, marks):
+        proof = f"smtp:{row.id}"
+        found.roles.add((row.client, "smtp-client", row.source), row.ts, row.ts, proof)
+        found.roles.add((row.server, "smtp-server", row.source), row.ts, row.ts, proof)
+        found.smtp_clients.add(row.client)
+        found.days.add(row.ts.date())
+        for handler in smtp_rules:
+            handler(ctx, row, found.rows)
+    socks_rules = [rule.socks for rule in rules if rule.socks is not None]
+    for row in delta.socks_rows(connection, marks):
+        proof = f"socks:{row.id}"
+        found.roles.add((row.client, "socks-client", row.source), row.ts, row.ts, proof)
+        found.roles.add((row.proxy, "socks-proxy", row.source), row.ts, row.ts, proof)
+        for handler in socks_rules:
+            handler(ctx, row, found.rows)
+    _read_flows(connection, ctx, rules, marks, found)
+    return found
+
+
+def _read_flows(
+    connection: Connection,
+    ctx: RuleContext,
+    rules: tuple[Rule, ...],
+    marks: delta.Marks | None,
+    found: _Pass,
+) -> None:
+    """Flows: roles (aggregated per host when reading everything), rules, history days."""
+    flow_rules = [rule for rule in rules if rule.flow is not None]
+    ports: set[int] | None = set(history.FIREWALL_SMTP_PORTS)
+    for rule in flow_rules:
+        ports = None if ports is None or rule.flow_ports is None else ports | rule.flow_ports
+    if marks is None:
+        role_ports = frozenset(port for _, port in FLOW_SERVER_ROLES)
+        for side in ("server", "client"):
+            for span in delta.flow_spans(connection, side, role_ports):
+                servers, client = FLOW_SERVER_ROLES.get(
+                    (span.transport, span.server_port), ((), "")
+                )
+                for role in servers if side == "server" else (client,) if client else ():
+                    for proof in (span.first_id, span.last_id):
+                        key = (span.address, role, span.source)
+                        found.roles.add(key, span.first_seen, span.last_seen, f"flow:{proof}")
+    wanted = None if ports is None else frozenset(ports)
+    handlers = [(rule.flow, rule.flow_ports) for rule in flow_rules if rule.flow is not None]
+    for row in delta.flow_rows(connection, marks, wanted):
+        if marks is not None:
+            _flow_roles(row, found.roles)
+        if row.transport == "tcp" and row.server_port in history.FIREWALL_SMTP_PORTS:
+            found.days.add(row.day)
+        for handler, only in handlers:
+            if only is None or row.server_port in only:
+                handler(ctx, row, found.rows)
+
+
+def _flow_roles(row: Any, found: RoleAccumulator) -> None:
+    """Roles an answered flow shows, by its server port."""
+    if not row.answered:
+        return
+    server_roles, client_role = FLOW_SERVER_ROLES.get((row.transport, row.server_port), ((), ""))
+    span = (row.first_seen, row.last_seen, f"flow:{row.id}")
+    for server_role in server_roles:
+        found.add((row.server, server_role, row.source), *span)
+    if client_role:
+        found.add((row.client, client_role, row.source), *span)
+
+
+def _newest(connection: Connection) -> datetime:
+    """The newest evidence time in the store: derivation's notion of "now"."""
+    table = core_table(Asset)
+    newest: datetime | None = connection.execute(select(func.max(table.c.last_seen))).scalar()
+    return newest or datetime.now(UTC)
+
+
+def _all_addresses(connection: Connection) -> set[str]:
+    """Every asset's address."""
+    return set(connection.execute(select(core_table(Asset).c.address)).scalars())
+
+
+def _start_full(connection: Connection) -> None:
+    """Forget derived roles and groups, and the evidence of findings (statuses stay)."""
+    connection.execute(delete(core_table(RoleRow)))
+    connection.execute(delete(core_table(AssetGroupRow)))
+
+
+def _resolve_unraised(connection: Connection, raised: set[tuple[str, str]]) -> None:
+    """After a full derivation: open findings no evidence supports any more are resolved."""
+    table = core_table(FindingRow)
+    rows = connection.execute(
+        select(table.c.id, table.c.rule, table.c.address).where(table.c.status == "open")
+    )
+    gone = [row.id for row in rows if (row.rule, row.address) not in raised and row.rule != SURGE]
+    mark_resolved(connection, gone)
+
+
+def derive(connection: Connection, settings: DeriveSettings, full: bool = False) -> DeriveSummary:
+    """Bring roles, groups, findings and the daily series up to date with the stored evidence."""
+    marks, fingerprint, _ = delta.stored_state(connection)
+    full = full or fingerprint != settings.fingerprint()
+    now_marks = delta.current_marks(connection)
+    if full:
+        _start_full(connection)
+    newest = _newest(connection)
+    ctx = RuleContext(
+        connection,
+        settings,
+        AddressSet(settings.inside),
+        AddressSet(settings.approved_relays),
+        AddressSet(settings.blocklist),
+        {},
+        newest,
+    )
+    rules = all_rules()
+    found = _read(connection, ctx, rules, None if full else marks)
+    gained, touched = merge_roles(connection, found.roles, empty=full)
+    if full:
+        changed = _all_addresses(connection)
+    else:
+        changed = gained | delta.new_addresses(connection, marks)
+    window = settings.workstation_window_days
+    everything = found.roles if full else None
+    judge_workstations(connection, sorted(changed), newest, window, everything)
+    # A touched host that gained no role keeps its workstation role (its evidence names
+    # the same client roles), stretched over its new client traffic.
+    refresh_workstations(connection, sorted(touched - changed), newest - timedelta(days=window))
+    update_groups(connection, sorted(changed), settings.groups)
+    groups = groups_of(connection) if settings.groups else {}
+    ctx = RuleContext(
+        connection, settings, ctx.inside, ctx.approved_relays, ctx.blocklist, groups, newest
+    )
+    # Host rules judge mail senders only: a host that sends nothing breaks no mail policy.
+    senders = smtp_senders(connection)
+    judged = sorted((changed & senders) | found.smtp_clients)
+    first_mail = first_smtp_client(connection)
+    mail_epoch = first_mail.isoformat() if first_mail else ""
+    if not full and mail_epoch != delta.state_value(connection, MAIL_EPOCH):
+        # Mail older than any seen before moves the start of the mail history, and with
+        # it what "new" means for every sender (new-smtp-client): judge them all again.
+        judged = sorted(senders | found.smtp_clients)
+    hosts = Collector()
+    for rule in rules:
+        if rule.hosts is not None:
+            rule.hosts(ctx, judged, hosts)
+    store_raised(connection, found.rows.found.values(), replace=full)
+    store_raised(connection, hosts.found.values(), replace=True)
+    for rule in rules:
+        if rule.hosts is not None:
+            resolve(connection, rule.name, [a for a in judged if (rule.name, a) not in hosts.found])
+    if full:
+        _resolve_unraised(connection, set(found.rows.found) | set(hosts.found))
+    _update_history(connection, settings, found, groups)
+    resolve_stale(connection, timedelta(hours=settings.resolve_after_hours))
+    resolve_reprobed(connection, None if full else found.probed)
+    delta.save_state(
+        connection,
+        now_marks,
+        settings.fingerprint(),
+        settings_json(settings),
+        {MAIL_EPOCH: mail_epoch},
+    )
+    return DeriveSummary(role_count(connection), _open_findings(connection), len(judged), full)
+
+
+def _update_history(
+    connection: Connection, settings: DeriveSettings, found: _Pass, groups: dict[str, list[str]]
+) -> None:
+    """Recompute the touched days of the series, add denies, expire, and judge surges."""
+    newest = max([*found.days, *history.newest_day(connection)], default=None)
+    if newest is None:
+        return
+    oldest = newest - timedelta(days=settings.history_retention_days)
+    days = {day for day in found.days if day >= oldest}
+    history.recompute_days(connection, days, groups)
+    history.expire(connection, newest, settings.history_retention_days)
+    raised, calm = judge_days(
+        connection, days, [spec.name for spec in settings.groups], settings.surge
+    )
+    store_raised(connection, raised, replace=False)
+    for address, day in calm:
+        resolve_before(connection, SURGE, address, day)
+
+
+def _open_findings(connection: Connection) -> int:
+    """How many findings are open."""
+    table = core_table(FindingRow)
+    return int(
+        connection.execute(
+            select(func.count()).select_from(table).where(table.c.status == "open")
+        ).scalar()
+        or 0
+    )
+
+
+def derive_roles(connection: Connection) -> int:
+    """Derive with default settings; return how many roles hold (kept for older callers)."""
+    return derive(connection, DeriveSettings()).roles

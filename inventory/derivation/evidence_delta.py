@@ -1,0 +1,262 @@
+"""Evidence a derivation has not seen yet: watermarks kept in the store, rows past them.
+
+Evidence tables only grow: a new fact is a new row (a higher id) and a repeated
+fact extends a row's last_seen (observations) or a day's counters (flows). So the
+rows past the id watermark, plus the observations whose time moved past the time
+watermark and the flows written since (their write sequence), are everything that
+changed since the last derivation.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Select, Table, delete, func, select
+
+from rolecall.inventory.tables import (
+    Asset,
+    DeriveStateRow,
+    FlowRow,
+    HostnameRow,
+    ObservationRow,
+    ServiceRow,
+    SmtpRow,
+    SocksRow,
+    core_table,
+)
+
+
+@dataclass(frozen=True)
+class Marks:
+    """How far the last derivation read each evidence table."""
+
+    observation_id: int = 0
+    observation_time: datetime | None = None
+    smtp_id: int = 0
+    socks_id: int = 0
+    flow_seq: int = 0
+    hostname_id: int = 0
+    asset_id: int = 0
+    service_id: int = 0
+
+
+def _max(connection: Connection, column: Any) -> Any:
+    """The largest value of a column (None on an empty table)."""
+    return connection.execute(select(func.max(column))).scalar()
+
+
+def current_marks(connection: Connection) -> Marks:
+    """The watermarks that cover everything stored now."""
+    obs, flow = core_table(ObservationRow), core_table(FlowRow)
+    return Marks(
+        observation_id=_max(connection, obs.c.id) or 0,
+        observation_time=_max(connection, obs.c.last_seen),
+        smtp_id=_max(connection, core_table(SmtpRow).c.id) or 0,
+        socks_id=_max(connection, core_table(SocksRow).c.id) or 0,
+        flow_seq=_max(connection, flow.c.seq) or 0,
+        hostname_id=_max(connection, core_table(HostnameRow).c.id) or 0,
+        asset_id=_max(connection, core_table(Asset).c.id) or 0,
+        service_id=_max(connection, core_table(ServiceRow).c.id) or 0,
+    )
+
+
+def _state(connection: Connection) -> dict[str, str]:
+    """Every stored derivation-state entry."""
+    table = core_table(DeriveStateRow)
+    return {row.key: row.value for row in connection.execute(select(table))}
+
+
+def stored_state(connection: Connection) -> tuple[Marks, str, str]:
+    """The stored watermarks, settings fingerprint and settings JSON ("" if never derived)."""
+    state = _state(connection)
+    raw = json.loads(state.get("marks", "{}"))
+    if raw.get("observation_time"):
+        raw["observation_time"] = datetime.fromisoformat(raw["observation_time"])
+    known = {name: value for name, value in raw.items() if name in Marks.__dataclass_fields__}
+    return Marks(**known), state.get("fingerprint", ""), state.get("settings", "")
+
+
+def state_value(connection: Connection, key: str) -> str:
+    """One stored derivation-state entry ("" if never stored)."""
+    return _state(connection).get(key, "")
+
+
+def save_state(
+    connection: Connection,
+    marks: Marks,
+    fingerprint: str,
+    settings: str,
+    extra: dict[str, str] | None = None,
+) -> None:
+    """Remember how far this derivation read, with which settings, and any extra entries."""
+    table = core_table(DeriveStateRow)
+    values = {
+        "marks": json.dumps(asdict(marks), default=lambda value: value.isoformat()),
+        "fingerprint": fingerprint,
+        "settings": settings,
+        **(extra or {}),
+    }
+    connection.execute(delete(table).where(table.c.key.in_(list(values))))
+    connection.execute(table.insert(), [{"key": k, "value": v} for k, v in values.items()])
+
+
+def _past(connection: Connection, stmt: Select[Any], id_column: Any, since: int) -> Iterator[Any]:
+    """Rows of a statement with ids past a watermark."""
+    yield from connection.execute(stmt.where(id_column > since))
+
+
+def _observation_columns(table: Table) -> Select[Any]:
+    """The observation columns derivation reads."""
+    return select(
+        table.c.id,
+        table.c.address,
+        table.c.kind,
+        table.c.source,
+        table.c.port,
+        table.c.transport,
+        table.c.value,
+        table.c.detail,
+        table.c.first_seen,
+        table.c.last_seen,
+        table.c.count,
+    )
+
+
+def observations(
+    connection: Connection, kinds: frozenset[str], marks: Marks | None
+) -> Iterator[Any]:
+    """Observations of the given kinds that are new or seen again since marks (all if None).
+
+    Since marks, the id range and the last_seen index find the rows; the kind is
+    checked here, so that the database never walks the kind index instead.
+    """
+    table = core_table(ObservationRow)
+    stmt = _observation_columns(table)
+    if marks is None:
+        yield from connection.execute(stmt.where(table.c.kind.in_(sorted(kinds))))
+        return
+    for row in connection.execute(stmt.where(table.c.id > marks.observation_id)):
+        if row.kind in kinds:
+            yield row
+    if marks.observation_time is not None:
+        # The id bound is checked on the last_seen index's entries (they hold the row id),
+        # so the rows read above are not fetched twice; "+ 0" keeps SQLite from walking
+        # the id range (every old row) instead of the index.
+        seen_again = (table.c.last_seen > marks.observation_time) & (
+            table.c.id + 0 <= marks.observation_id
+        )
+        for row in connection.execute(stmt.where(seen_again)):
+            if row.kind in kinds:
+                yield row
+
+
+def observation_spans(connection: Connection, kinds: frozenset[str]) -> Iterator[Any]:
+    """Per (address, kind, source) of all observations of the given kinds: first and last
+    seen, first and last row id (for kinds whose roles do not depend on the value)."""
+    table = core_table(ObservationRow)
+    stmt = select(
+        table.c.address,
+        table.c.kind,
+        table.c.source,
+        func.min(table.c.first_seen).label("first_seen"),
+        func.max(table.c.last_seen).label("last_seen"),
+        func.min(table.c.id).label("first_id"),
+        func.max(table.c.id).label("last_id"),
+    ).where(table.c.kind.in_(sorted(kinds)))
+    yield from connection.execute(stmt.group_by(table.c.address, table.c.kind, table.c.source))
+
+
+def smtp_rows(connection: Connection, marks: Marks | None) -> Iterator[Any]:
+    """Mail transactions stored since marks (all if None)."""
+    table = core_table(SmtpRow)
+    return _past(connection, select(table), table.c.id, 0 if marks is None else marks.smtp_id)
+
+
+def socks_rows(connection: Connection, marks: Marks | None) -> Iterator[Any]:
+    """SOCKS requests stored since marks (all if None)."""
+    table = core_table(SocksRow)
+    return _past(connection, select(table), table.c.id, 0 if marks is None else marks.socks_id)
+
+
+def flow_rows(
+    connection: Connection, marks: Marks | None, ports: frozenset[int] | None = None
+) -> Iterator[Any]:
+    """Flows written (new or added to) since marks, or all flows if marks is None.
+
+    With all flows, `ports` limits them to those server ports.
+    """
+    table = core_table(FlowRow)
+    if marks is None:
+        stmt = select(table)
+        if ports is not None:
+            stmt = stmt.where(table.c.server_port.in_(sorted(ports)))
+        yield from connection.execute(stmt)
+        return
+    yield from _past(connection, select(table), table.c.seq, marks.flow_seq)
+
+
+def take_write_lock(connection: Connection) -> None:
+    """Hold the database's write lock from here to commit, so writers take turns.
+
+    A derivation reads what is stored, then writes what follows from it; two at once
+    (the daemon's and the command line's) would both insert the same new roles. A
+    writer of flows takes it before numbering its write (next_write_seq).
+    """
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7101976)")
+    else:
+        # SQLite: a write statement, even one changing no row, takes the write lock
+        # (waiting out the busy timeout) and starts the transaction's snapshot after it.
+        connection.exec_driver_sql("UPDATE derive_state SET value = value WHERE key = 'lock'")
+
+
+def next_write_seq(connection: Connection) -> int:
+    """A number for this transaction's flow writes, above every committed one.
+
+    Taken under the write lock, so no other writer commits a flow between this number
+    and this transaction's commit: a derivation (which holds the lock too) that has
+    read up to some number has seen every flow written with it or below.
+    """
+    take_write_lock(connection)
+    return int(_max(connection, core_table(FlowRow).c.seq) or 0) + 1
+
+
+def new_addresses(connection: Connection, marks: Marks) -> set[str]:
+    """Addresses with a new asset, host name or service row since marks."""
+    found: set[str] = set()
+    for model, mark in (
+        (Asset, marks.asset_id),
+        (HostnameRow, marks.hostname_id),
+        (ServiceRow, marks.service_id),
+    ):
+        table = core_table(model)
+        found.update(connection.execute(select(table.c.address).where(table.c.id > mark)).scalars())
+    return found
+
+
+def flow_spans(connection: Connection, side: str, ports: frozenset[int]) -> Iterator[Any]:
+    """Answered flows to the given server ports, aggregated per host on one side.
+
+    Rows: address, server_port, transport, source, first_seen, last_seen, first_id, last_id.
+    """
+    table = core_table(FlowRow)
+    host = table.c[side]
+    stmt = (
+        select(
+            host.label("address"),
+            table.c.server_port,
+            table.c.transport,
+            table.c.source,
+            func.min(table.c.first_seen).label("first_seen"),
+            func.max(table.c.last_seen).label("last_seen"),
+            func.min(table.c.id).label("first_id"),
+            func.max(table.c.id).label("last_id"),
+        )
+        .where(table.c.answered.is_(True), table.c.server_port.in_(sorted(ports)))
+        .group_by(host, table.c.server_port, table.c.transport, table.c.source)
+    )
+    yield from connection.execute(stmt)

@@ -1,0 +1,268 @@
+"""The role table: roles found in new evidence merged in, and workstations judged per host."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    Table,
+    Update,
+    bindparam,
+    case,
+    delete,
+    func,
+    select,
+    update,
+)
+
+from rolecall.inventory.derivation.role_rules import CLIENT_ROLES
+from rolecall.inventory.findings import merged_evidence
+from rolecall.inventory.rules.host_roles import HeldRole, roles_of
+from rolecall.inventory.sql.bulk import BulkStatement
+from rolecall.inventory.sql.in_lists import in_slices
+from rolecall.inventory.tables import RoleRow, ServiceRow, core_table
+
+MAX_EVIDENCE: Final = 20
+WORKSTATION_SOURCE: Final = "derived"
+"""The source of roles judged from other roles rather than read from evidence."""
+
+RoleKey = tuple[str, str, str]
+
+
+@dataclass
+class FoundRole:
+    """A role being derived: its evidence and when it was seen."""
+
+    first_seen: datetime
+    last_seen: datetime
+    evidence: list[str] = field(default_factory=list)
+
+
+class RoleAccumulator:
+    """Roles by (address, role, source), merged as evidence arrives."""
+
+    def __init__(self) -> None:
+        self.found: dict[RoleKey, FoundRole] = {}
+
+    def add(self, key: RoleKey, first: datetime, last: datetime, proof: str) -> None:
+        """Add one piece of evidence for a role."""
+        role = self.found.get(key)
+        if role is None:
+            self.found[key] = FoundRole(first, last, [proof])
+            return
+        role.first_seen = min(role.first_seen, first)
+        role.last_seen = max(role.last_seen, last)
+        if len(role.evidence) < MAX_EVIDENCE and proof not in role.evidence:
+            role.evidence.append(proof)
+
+
+def _stored(connection: Connection, keys: Iterable[RoleKey]) -> dict[RoleKey, tuple[int, str]]:
+    """(id, evidence JSON) of the stored roles among the given roles' hosts, role by role."""
+    table = core_table(RoleRow)
+    by_role: dict[str, set[str]] = defaultdict(set)
+    for address, role, _ in keys:
+        by_role[role].add(address)
+    stored: dict[RoleKey, tuple[int, str]] = {}
+    columns = (table.c.id, table.c.address, table.c.source, table.c.evidence)
+    for role, addresses in by_role.items():
+        for chunk in in_slices(sorted(addresses)):
+            rows = connection.execute(
+                select(*columns).where(table.c.role == role, table.c.address.in_(chunk))
+            )
+            for rid, address, source, evidence in rows:
+                stored[address, role, source] = (rid, evidence)
+    return stored
+
+
+def appended_evidence(text: str, proofs: Sequence[str]) -> str:
+    """Stored evidence (JSON text) with new proofs appended, without repeats, up to the cap.
+
+    Proofs are "table:id" references, so the JSON array can be extended as text, as
+    json.dumps would write it (decoding and encoding it was most of the cost of an
+    incremental derivation); a proof that JSON would escape, or that holds the
+    separator, takes the JSON path.
+    """
+    if any(char in proof for proof in proofs for char in '"\\, '):
+        return json.dumps(merged_evidence(json.loads(text), proofs)[:MAX_EVIDENCE])
+    held = 0 if text == "[]" else text.count('", "') + 1
+    added: list[str] = []
+    for proof in proofs:
+        if held + len(added) >= MAX_EVIDENCE:
+            break
+        quoted = f'"{proof}"'
+        if quoted not in text and quoted not in added:
+            added.append(quoted)
+    if not added:
+        return text
+    joined = ", ".join(added)
+    return f"[{joined}]" if text == "[]" else f"{text[:-1]}, {joined}]"
+
+
+def _stretch(table: Table, where: Any) -> Update:
+    """The statement that widens stored spans to include (first, last), in the database."""
+    # Typed, so the bulk path converts datetimes exactly as the column stores them.
+    first: BindParameter[Any] = bindparam("first", type_=table.c.first_seen.type)
+    last: BindParameter[Any] = bindparam("last", type_=table.c.last_seen.type)
+    return (
+        update(table)
+        .where(where)
+        .values(
+            first_seen=case((table.c.first_seen < first, table.c.first_seen), else_=first),
+            last_seen=case((table.c.last_seen > last, table.c.last_seen), else_=last),
+        )
+    )
+
+
+def refresh_workstations(connection: Connection, addresses: Sequence[str], since: datetime) -> None:
+    """Stretch the workstation spans of these hosts over their recent client roles, in SQL.
+
+    For hosts that gained no role: their client roles, and so the workstation's
+    evidence, are unchanged; only the span can have grown.
+    """
+    table = core_table(RoleRow)
+    client = table.alias("client")
+    recent = (
+        (client.c.address == table.c.address)
+        & client.c.role.in_(sorted(CLIENT_ROLES))
+        & (client.c.last_seen >= since)
+    )
+    first = select(func.min(client.c.first_seen)).where(recent).scalar_subquery()
+    last = select(func.max(client.c.last_seen)).where(recent).scalar_subquery()
+    for chunk in in_slices(addresses):
+        connection.execute(
+            update(table)
+            .where(
+                table.c.role == "workstation",
+                table.c.address.in_(chunk),
+                select(client.c.id).where(recent).exists(),
+            )
+            .values(first_seen=first, last_seen=last)
+        )
+
+
+def merge_roles(
+    connection: Connection, found: RoleAccumulator, empty: bool
+) -> tuple[set[str], set[str]]:
+    """Merge derived roles into the table; return (hosts with a new role, hosts touched).
+
+    Spans are widened in the database; evidence is appended while under the cap.
+    """
+    table = core_table(RoleRow)
+    addresses = sorted({key[0] for key in found.found})
+    stored = {} if empty else _stored(connection, found.found)
+    held = {(key[0], key[1]) for key in stored}
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    gained: set[str] = set()
+    for key, role in found.found.items():
+        known = stored.get(key)
+        if known is None:
+            inserts.append(
+                {
+                    "address": key[0],
+                    "role": key[1],
+                    "source": key[2],
+                    "evidence": json.dumps(role.evidence),
+                    "first_seen": role.first_seen,
+                    "last_seen": role.last_seen,
+                }
+            )
+            if (key[0], key[1]) not in held:
+                gained.add(key[0])
+            continue
+        rid, text = known
+        evidence = appended_evidence(text, role.evidence)
+        updates.append(
+            {"rid": rid, "first": role.first_seen, "last": role.last_seen, "evidence": evidence}
+        )
+    # In row order, each table page is written once however many of its rows change.
+    updates.sort(key=lambda row: row["rid"])
+    row_id = bindparam("rid", type_=table.c.id.type)
+    BulkStatement(table.insert()).execute(connection, inserts)
+    merge = _stretch(table, table.c.id == row_id).values(evidence=bindparam("evidence"))
+    BulkStatement(merge).execute(connection, updates)
+    return gained, set(addresses)
+
+
+def _serving(connection: Connection, addresses: Sequence[str], since: datetime) -> set[str]:
+    """Addresses with a service seen since a time."""
+    table = core_table(ServiceRow)
+    found: set[str] = set()
+    for chunk in in_slices(addresses):
+        found.update(
+            connection.execute(
+                select(table.c.address)
+                .where(table.c.address.in_(chunk), table.c.last_seen >= since)
+                .distinct()
+            ).scalars()
+        )
+    return found
+
+
+def _held(found: RoleAccumulator) -> dict[str, dict[str, HeldRole]]:
+    """The roles of a derivation that read everything, by host (no need to read them back)."""
+    held: dict[str, dict[str, HeldRole]] = defaultdict(dict)
+    for (address, role, _), seen in found.found.items():
+        known = held[address].get(role)
+        if known is None:
+            held[address][role] = HeldRole(seen.first_seen, seen.last_seen, [], seen.evidence)
+        else:
+            known.first_seen = min(known.first_seen, seen.first_seen)
+            known.last_seen = max(known.last_seen, seen.last_seen)
+            known.known_evidence = merged_evidence(known.known_evidence, seen.evidence)
+    return held
+
+
+def judge_workstations(
+    connection: Connection,
+    addresses: Sequence[str],
+    newest: datetime,
+    window_days: int,
+    everything: RoleAccumulator | None = None,
+) -> None:
+    """Give `workstation` to hosts seen only as clients, with no service, over the window.
+
+    `everything`: the roles of a full derivation, used instead of reading the table.
+    """
+    table = core_table(RoleRow)
+    for chunk in in_slices(addresses if everything is None else []):
+        connection.execute(
+            delete(table).where(table.c.address.in_(chunk), table.c.role == "workstation")
+        )
+    since = newest - timedelta(days=window_days)
+    serving = _serving(connection, addresses, since)
+    rows = []
+    hosts = _held(everything) if everything is not None else roles_of(connection, addresses)
+    for address, roles in hosts.items():
+        recent = {name: held for name, held in roles.items() if held.last_seen >= since}
+        recent.pop("workstation", None)
+        if address in serving or not recent or not set(recent) <= CLIENT_ROLES:
+            continue
+        # A derived role's evidence is the roles it rests on; they carry the observations.
+        evidence = [f"role:{name}" for name in sorted(recent)]
+        rows.append(
+            {
+                "address": address,
+                "role": "workstation",
+                "source": WORKSTATION_SOURCE,
+                "evidence": json.dumps(evidence),
+                "first_seen": min(held.first_seen for held in recent.values()),
+                "last_seen": max(held.last_seen for held in recent.values()),
+            }
+        )
+    if rows:
+        connection.execute(table.insert(), rows)
+
+
+def role_count(connection: Connection) -> int:
+    """How many (address, role, source) roles hold."""
+    return int(
+        connection.execute(select(func.count()).select_from(core_table(RoleRow))).scalar() or 0
+    )

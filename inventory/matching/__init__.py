@@ -1,0 +1,1 @@
+"""Fast matchers over addresses and header text: network sets, blocklists, mailers."""

@@ -1,0 +1,1 @@
+"""Statement builders every store write shares: bulk inserts, upserts, IN lists."""

@@ -1,0 +1,191 @@
+"""`rolecall schedule add|list|remove` and `rolecall run` (the daemon)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from pydantic import ValidationError
+
+from rolecall.orchestrator.config import ScheduleEntry
+from rolecall.orchestrator.errors import UsageError
+from rolecall.orchestrator.scope import Scope, parse_target
+
+if TYPE_CHECKING:
+    from rolecall.orchestrator.cli.app import Session
+
+schedule_app = typer.Typer(no_args_is_help=True, help="Scheduled scans, ingests and reports.")
+add_app = typer.Typer(no_args_is_help=True, help="Add a schedule.")
+schedule_app.add_typer(add_app, name="add")
+
+IdOption = Annotated[str | None, typer.Option("--id", help="Schedule id (default: generated).")]
+CronOption = Annotated[
+    str, typer.Option("--cron", help='Five-field crontab, in UTC, e.g. "0 2 * * *".')
+]
+EveryOption = Annotated[int, typer.Option("--every", help="Run every N seconds instead.")]
+ReplaceOption = Annotated[bool, typer.Option("--replace", help="Replace a schedule with this id.")]
+
+
+# The scheduler (APScheduler and every job's code) loads only when a schedule command
+# runs, so that the other commands start without it.
+
+
+def new_id(job: str) -> str:
+    """A fresh schedule id for a job added without --id."""
+    return f"{job}-{uuid.uuid4().hex[:8]}"
+
+
+def _session(ctx: typer.Context) -> Session:
+    """The session the root callback built."""
+    session: Session = ctx.find_root().obj
+    return session
+
+
+def _entry(values: dict[str, Any]) -> ScheduleEntry:
+    """Validate a schedule given on the command line like a [[schedule]] entry."""
+    try:
+        return ScheduleEntry.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise UsageError(f"schedule {where}: {message}") from None
+
+
+def _store_entry(ctx: typer.Context, entry: ScheduleEntry, replace: bool) -> None:
+    """Write the schedule into the inventory's job table and say so."""
+    session = _session(ctx)
+    from apscheduler.jobstores.base import ConflictingIdError  # noqa: PLC0415
+
+    from rolecall.orchestrator.daemon.scheduler import add_schedule, paused_scheduler  # noqa: PLC0415
+
+    with paused_scheduler(session.store().engine, session.config.daemon) as scheduler:
+        try:
+            add_schedule(scheduler, entry, entry.id, replace)
+        except ConflictingIdError:
+            raise UsageError(
+                f"a schedule with id {entry.id} exists (use --replace or another --id)"
+            ) from None
+        job = scheduler.get_job(entry.id)
+    when = job.next_run_time if job is not None else None
+    typer.echo(f"added schedule {entry.id}: {entry.job}, next run {when}")
+
+
+def _split(values: list[str]) -> list[str]:
+    """Flatten repeated and comma-separated option values."""
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+@add_app.command("scan")
+def add_scan(
+    ctx: typer.Context,
+    subnet: Annotated[
+        list[str], typer.Option("--subnet", help="A CIDR to scan (repeat or comma-separate).")
+    ],
+    cron: CronOption = "",
+    every: EveryOption = 0,
+    ports: Annotated[str | None, typer.Option("--ports", help="TCP ports to scan.")] = None,
+    probes: Annotated[
+        str | None, typer.Option("--probes", help="Probes to run (default: [probes] enabled).")
+    ] = None,
+    schedule_id: IdOption = None,
+    replace: ReplaceOption = False,
+) -> None:
+    """Scan subnets on a schedule."""
+    chosen = None if probes is None else ([] if probes == "none" else _split([probes]))
+    values: dict[str, Any] = {
+        "id": schedule_id or new_id("scan"),
+        "job": "scan",
+        "cron": cron,
+        "every": every,
+    }
+    subnets = _split(subnet)
+    # Refuse now what the daemon would refuse at 2 a.m.: targets outside the configured scope.
+    config = ctx.obj.config
+    scope = Scope.from_config(config.scope, [parse_target(s) for s in subnets])
+    scope.plan([parse_target(s) for s in subnets], config.scope.max_addresses)
+    values |= {"subnets": subnets, "ports": ports, "probes": chosen}
+    _store_entry(ctx, _entry(values), replace)
+
+
+@add_app.command("ingest")
+def add_ingest(
+    ctx: typer.Context,
+    watch: Annotated[
+        Path, typer.Option("--watch", help="Directory where new pcaps / Zeek logs are dropped.")
+    ],
+    cron: CronOption = "",
+    every: EveryOption = 0,
+    schedule_id: IdOption = None,
+    replace: ReplaceOption = False,
+) -> None:
+    """Ingest each new capture or Zeek log dropped in a directory once, then move it to done/."""
+    if not watch.is_dir():
+        raise UsageError(f"--watch {watch}: not a directory")
+    values: dict[str, Any] = {"id": schedule_id or new_id("ingest"), "job": "ingest", "cron": cron}
+    values |= {"every": every, "watch": str(watch.resolve())}
+    _store_entry(ctx, _entry(values), replace)
+
+
+@add_app.command("report-email")
+def add_report_email(
+    ctx: typer.Context,
+    cron: CronOption = "0 7 * * MON",
+    every: EveryOption = 0,
+    to: Annotated[
+        list[str] | None, typer.Option("--to", help="Recipient (default: [email] to).")
+    ] = None,
+    schedule_id: IdOption = None,
+    replace: ReplaceOption = False,
+) -> None:
+    """Email the weekly report on a schedule (default Mondays 07:00 UTC; --every overrides)."""
+    values: dict[str, Any] = {
+        "id": schedule_id or new_id("report-email"),
+        "job": "report-email",
+        "cron": cron,
+    }
+    if every:
+        values["cron"] = ""
+    values |= {"every": every, "to": _split(to or [])}
+    _store_entry(ctx, _entry(values), replace)
+
+
+@schedule_app.command("list")
+def schedule_list(ctx: typer.Context) -> None:
+    """Every schedule, from the command line and from the config, with its next run (UTC)."""
+    session = _session(ctx)
+    from rolecall.orchestrator.daemon.scheduler import list_schedules, paused_scheduler  # noqa: PLC0415
+
+    with paused_scheduler(session.store().engine, session.config.daemon) as scheduler:
+        found = list_schedules(scheduler, session.config)
+    if not found:
+        typer.echo("no schedules")
+        return
+    typer.echo("id\tjob\twhen\targuments\tnext run\tsource")
+    for info in found:
+        when = info.next_run.isoformat() if info.next_run else "-"
+        typer.echo(f"{info.id}\t{info.job}\t{info.when}\t{info.arguments}\t{when}\t{info.source}")
+
+
+@schedule_app.command("remove")
+def schedule_remove(
+    ctx: typer.Context, schedule_id: Annotated[str, typer.Argument(metavar="ID")]
+) -> None:
+    """Remove a schedule added with `schedule add`."""
+    session = _session(ctx)
+    from rolecall.orchestrator.daemon.scheduler import paused_scheduler, remove_schedule  # noqa: PLC0415
+
+    with paused_scheduler(session.store().engine, session.config.daemon) as scheduler:
+        remove_schedule(scheduler, schedule_id)
+    typer.echo(f"removed schedule {schedule_id}")
+
+
+def run(ctx: typer.Context) -> None:
+    """Run the scheduler daemon until SIGTERM or SIGINT (SIGHUP reloads the config)."""
+    session = _session(ctx)
+    config_path: Path | None = ctx.find_root().params.get("config")
+    from rolecall.orchestrator.daemon.service import run_daemon  # noqa: PLC0415 - only the daemon needs it
+
+    raise typer.Exit(run_daemon(session.database, session.config, config_path))

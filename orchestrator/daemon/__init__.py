@@ -1,0 +1,1 @@
+"""`rolecall run`: the scheduler daemon, its jobs, lock, log and watched folders."""

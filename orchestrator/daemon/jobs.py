@@ -1,0 +1,160 @@
+"""The scheduled jobs: module-level functions with plain arguments, run by the daemon."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rolecall.inventory.store import Store
+from rolecall.orchestrator.config import Config
+from rolecall.orchestrator.daemon.log import event
+from rolecall.orchestrator.daemon.watch import FAILED_DIR, ready_files, set_aside
+from rolecall.orchestrator.errors import RunError
+from rolecall.orchestrator.progress import Reporter
+from rolecall.orchestrator.runs.ingest import ingest_files, readers
+from rolecall.orchestrator.runs.report import email_report
+from rolecall.orchestrator.runs.scan import scan_subnets
+from rolecall.orchestrator.settings import derive_settings
+
+
+class TrackingStore(Store):
+    """A store that remembers which runs it started and has not finished."""
+
+    def __init__(self, store: Store, open_runs: set[int]) -> None:
+        super().__init__(store.engine)
+        self._open_runs = open_runs
+
+    def start_run(self, kind: str, target: str) -> int:
+        """Record the start of a run and remember it as open."""
+        run_id = super().start_run(kind, target)
+        self._open_runs.add(run_id)
+        return run_id
+
+    def finish_run(self, run_id: int, status: str, counts: dict[str, int], error: str = "") -> None:
+        """Record how a run ended and forget it."""
+        super().finish_run(run_id, status, counts, error)
+        self._open_runs.discard(run_id)
+
+
+@dataclass
+class JobContext:
+    """What jobs need from the daemon: the inventory, the current config, the log."""
+
+    store: Store
+    config: Config
+    logger: logging.Logger
+    open_runs: set[int] = field(default_factory=set)
+    active: int = 0
+    idle: threading.Condition = field(default_factory=threading.Condition)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no job runs; return False if one still runs after timeout seconds."""
+        with self.idle:
+            return self.idle.wait_for(lambda: self.active == 0, timeout)
+
+
+class _Binding:
+    """The daemon's context, bound while it runs (jobs are looked up by name, not closures)."""
+
+    context: JobContext | None = None
+
+
+def bind(context: JobContext | None) -> None:
+    """Make context the one jobs run against (None when the daemon stops)."""
+    _Binding.context = context
+
+
+def current() -> JobContext:
+    """The bound context; RunError outside a daemon."""
+    if _Binding.context is None:
+        raise RunError("scheduled jobs run only inside `rolecall run`")
+    return _Binding.context
+
+
+def _recorded(job_id: str, what: str, target: str, body: Callable[[Store, Config], str]) -> None:
+    """Run body as one recorded run; failures are logged and recorded, never raised."""
+    context = current()
+    with context.idle:
+        context.active += 1
+    store = TrackingStore(context.store, context.open_runs)
+    config = context.config
+    run_id = store.start_run(f"scheduled {what}", f"{job_id}: {target}")
+    event(context.logger, "job-start", job=job_id, what=what, target=target, run=run_id)
+    try:
+        outcome = body(store, config)
+    except Exception as exc:
+        store.finish_run(run_id, "failed", {}, str(exc))
+        event(
+            context.logger,
+            "job-failed",
+            logging.ERROR,
+            job=job_id,
+            what=what,
+            run=run_id,
+            error=f"{type(exc).__name__}: {exc}",
+        )
+    else:
+        store.finish_run(run_id, "ok", {})
+        event(context.logger, "job-ok", job=job_id, what=what, run=run_id, outcome=outcome)
+    finally:
+        with context.idle:
+            context.active -= 1
+            context.idle.notify_all()
+
+
+def scan(job_id: str, subnets: list[str], ports: str | None, probes: list[str] | None) -> None:
+    """Scheduled `scan subnet`."""
+
+    def body(store: Store, config: Config) -> str:
+        summary = scan_subnets(store, config, subnets, Reporter(quiet=True), ports, probes)
+        counts = summary.counts
+        return (
+            f"run {summary.run_id}: {counts['hosts_up']} hosts up,"
+            f" {counts['open_ports']} open ports"
+        )
+
+    _recorded(job_id, "scan", " ".join(subnets), body)
+
+
+def ingest_ready(store: Store, config: Config, directory: Path) -> list[str]:
+    """Ingest each settled capture or Zeek log in directory once, then move it to done/."""
+    if not directory.is_dir():
+        raise RunError(f"watched directory {directory} does not exist")
+    chosen = readers(config)
+    outcomes = []
+    for kind, path in ready_files(directory, config.daemon.watch_settle):
+        summary = ingest_files(
+            store, kind, [path], chosen[kind], Reporter(quiet=True), derive_settings(config)
+        )
+        folder = FAILED_DIR if summary.failures else "done"
+        moved = set_aside(path, folder)
+        outcomes.append(f"{path.name}: {folder} (run {summary.run_id}) -> {moved}")
+    return outcomes
+
+
+def watch_ingest(job_id: str, directory: str) -> None:
+    """Scheduled ingest of a watched directory's new files (a look that finds none is no run)."""
+    context = current()
+    folder = Path(directory)
+    if folder.is_dir() and not ready_files(folder, context.config.daemon.watch_settle):
+        event(context.logger, "watch-idle", logging.DEBUG, job=job_id, directory=directory)
+        return
+
+    def body(store: Store, config: Config) -> str:
+        done = ingest_ready(store, config, Path(directory))
+        return "; ".join(done) if done else "nothing new"
+
+    _recorded(job_id, "ingest", directory, body)
+
+
+def report_email(job_id: str, to: Sequence[str]) -> None:
+    """Scheduled weekly report by email (the last seven days)."""
+
+    def body(store: Store, config: Config) -> str:
+        sent = email_report(store, config, to=list(to) or None)
+        return f"run {sent.run_id}: {sent.subject!r} to {', '.join(sent.recipients)}"
+
+    _recorded(job_id, "report-email", ", ".join(to) or "[email] to", body)

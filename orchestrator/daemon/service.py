@@ -1,0 +1,155 @@
+"""`rolecall run`: the scheduler daemon, its signals, its lock and its clean stop."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from rolecall.inventory.store import Store
+from rolecall.orchestrator.config import Config, load_config
+from rolecall.orchestrator.daemon import jobs
+from rolecall.orchestrator.daemon.lock import DaemonLock
+from rolecall.orchestrator.daemon.log import close_logging, configure_logging, event
+from rolecall.orchestrator.daemon.scheduler import make_scheduler, sync_config
+from rolecall.orchestrator.errors import UsageError
+
+POLL_SECONDS = 0.2
+FORCED_EXIT = 1
+
+
+@dataclass
+class _Signals:
+    """What signals asked for; set by handlers, acted on by the main loop."""
+
+    stop: str = ""
+    reload: bool = False
+
+    def install(self) -> None:
+        """Take SIGTERM, SIGINT (stop) and SIGHUP (reload)."""
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        signal.signal(signal.SIGHUP, self._reload)
+
+    def _stop(self, signum: int, _frame: FrameType | None) -> None:
+        """Ask the loop to stop."""
+        self.stop = signal.Signals(signum).name
+
+    def _reload(self, _signum: int, _frame: FrameType | None) -> None:
+        """Ask the loop to reload the config."""
+        self.reload = True
+
+
+def _schedules(scheduler: BackgroundScheduler) -> list[str]:
+    """Each stored schedule as "id next-run"."""
+    return [f"{job.id} {job.next_run_time}" for job in scheduler.get_jobs()]
+
+
+def _listen(scheduler: BackgroundScheduler, logger: logging.Logger) -> None:
+    """Log runs APScheduler skipped: missed past their grace time, or still running."""
+
+    def on_event(happened: JobEvent) -> None:
+        name = "job-missed" if happened.code == EVENT_JOB_MISSED else "job-skipped-still-running"
+        event(logger, name, logging.WARNING, job=happened.job_id)
+
+    scheduler.add_listener(on_event, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
+
+
+def _reload(
+    scheduler: BackgroundScheduler, context: jobs.JobContext, config_path: Path | None
+) -> None:
+    """Read the config again; a bad one is logged and the old one kept."""
+    try:
+        config, _ = load_config(config_path)
+        ids = sync_config(scheduler, config)
+    except UsageError as exc:
+        event(context.logger, "config-reload-failed", logging.ERROR, error=str(exc))
+        return
+    context.config = config
+    context.logger = configure_logging(config.daemon.log_file, config.daemon.log_level)
+    event(context.logger, "config-reloaded", config=str(config_path or ""), config_schedules=ids)
+
+
+def _stop(scheduler: BackgroundScheduler, context: jobs.JobContext, cause: str) -> bool:
+    """Stop scheduling, let running jobs finish; False if one outlived the stop timeout."""
+    event(context.logger, "daemon-stopping", signal=cause, running=context.active)
+    scheduler.shutdown(wait=False)
+    timeout = context.config.daemon.stop_timeout
+    if context.wait_idle(timeout):
+        return True
+    for run_id in sorted(context.open_runs):
+        context.store.finish_run(
+            run_id, "interrupted", {}, f"the daemon stopped ({cause}) before the job finished"
+        )
+    event(
+        context.logger,
+        "daemon-forced-stop",
+        logging.ERROR,
+        interrupted_runs=sorted(context.open_runs),
+        waited=timeout,
+    )
+    return False
+
+
+def _serve(store: Store, config: Config, config_path: Path | None, logger: logging.Logger) -> bool:
+    """Run the schedules until a stop signal; return whether every job ended by itself."""
+    scheduler = make_scheduler(store.engine, config.daemon)
+    context = jobs.JobContext(store, config, logger)
+    signals = _Signals()
+    signals.install()
+    jobs.bind(context)
+    try:
+        scheduler.start(paused=True)
+        ids = sync_config(scheduler, config)
+        _listen(scheduler, logger)
+        scheduler.resume()
+        event(
+            logger,
+            "daemon-start",
+            pid=os.getpid(),
+            database=str(store.engine.url),
+            config_schedules=ids,
+            schedules=_schedules(scheduler),
+        )
+        while not signals.stop:
+            time.sleep(POLL_SECONDS)
+            if signals.reload:
+                signals.reload = False
+                _reload(scheduler, context, config_path)
+        clean = _stop(scheduler, context, signals.stop)
+    finally:
+        if scheduler.running:
+            scheduler.shutdown(wait=False)
+        jobs.bind(None)
+    event(context.logger, "daemon-stop", clean=clean)
+    return clean
+
+
+def run_daemon(database: str, config: Config, config_path: Path | None) -> int:
+    """Run the daemon on database until SIGTERM/SIGINT; 0 after a clean stop.
+
+    A second daemon on the same database is refused (UsageError). If a job is
+    still running stop_timeout seconds after the signal, its runs are recorded
+    as interrupted and the process ends at once (its open transaction is
+    rolled back by the database, so nothing half-written remains).
+    """
+    logger = configure_logging(config.daemon.log_file, config.daemon.log_level)
+    store = Store.open(database)
+    lock = DaemonLock(store.engine)
+    try:
+        lock.acquire()
+        clean = _serve(store, config, config_path, logger)
+    finally:
+        lock.release()
+        close_logging()
+    if not clean:
+        os._exit(FORCED_EXIT)
+    store.close()
+    return 0

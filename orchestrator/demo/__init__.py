@@ -1,0 +1,1 @@
+"""`rolecall demo`: a lab on loopback, its traffic, capture, scan and report."""

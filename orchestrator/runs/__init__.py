@@ -1,0 +1,1 @@
+"""The runs behind the commands: scan, ingest, report and export, as library calls."""

@@ -1,0 +1,175 @@
+"""`ingest ...`: each file read by its reader and stored in one transaction, once."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rolecall.inventory.settings import DeriveSettings
+from rolecall.orchestrator.config import Config
+from rolecall.orchestrator.interrupts import Interrupts, deferred_interrupts
+from rolecall.orchestrator.progress import Reporter
+from rolecall.probes.errors import InputError
+from rolecall.probes.passive.pcap.read import PcapSettings, read_pcap
+from rolecall.probes.passive.zeek.records import ZeekSettings, read_zeek
+from rolecall.probes.records import Item, ReadWarning
+
+if TYPE_CHECKING:
+    from rolecall.inventory.store import Store  # loaded by the command that opens one (see cli)
+
+Reader = Callable[[Path], Iterator[Item]]
+MAX_WARNINGS_SHOWN = 5
+DIGEST_CHUNK = 16 << 20
+WRITE_BATCHES = {"pcap": 4096}
+"""Records queued before a write, where the store's default does not suit: a capture yields
+few records while its reader works in a second process, so they are written as they come
+and little is left to write when the reading ends."""
+
+
+@dataclass
+class IngestSummary:
+    """What an ingest stored, skipped and could not read."""
+
+    run_id: int
+    counts: Counter[str] = field(default_factory=Counter)
+    warnings: list[ReadWarning] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+def file_digest(path: Path) -> tuple[str, int]:
+    """Return a file's SHA-256 and size; InputError if it cannot be read."""
+    digest = hashlib.sha256()
+    size = 0
+    # Large reads into one buffer: read and update release the GIL, and each chunk
+    # takes it back once, so few chunks keep this thread from slowing the reader.
+    buffer = bytearray(DIGEST_CHUNK)
+    view = memoryview(buffer)
+    try:
+        with path.open("rb", buffering=0) as handle:
+            while read := handle.readinto(buffer):
+                digest.update(view[:read])
+                size += read
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return digest.hexdigest(), size
+
+
+class _AlreadyIngestedError(Exception):
+    """Raised inside the writer to roll back a file found to be ingested before."""
+
+
+def _known(store: Store, kind: str, digest: Future[tuple[str, int]]) -> bool:
+    """Whether the file's digest, once computed, names a file ingested before."""
+    return digest.done() and store.already_ingested(kind, digest.result()[0])
+
+
+def _ingest_one(
+    store: Store,
+    kind: str,
+    path: Path,
+    items: Iterator[Item],
+    summary: IngestSummary,
+    interrupts: Interrupts,
+) -> None:
+    """Store one file's records in one transaction, unless it was ingested before."""
+    warnings: list[ReadWarning] = []
+    # Hashing a large capture costs as much as a third of reading it; hashlib releases the
+    # GIL, so the digest is computed on the other core while the reader parses.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        digest = pool.submit(file_digest, path)
+        try:
+            with store.writer(WRITE_BATCHES.get(kind)) as writer:
+                checked = False
+                for count, item in enumerate(items):
+                    interrupts.check()
+                    if not checked and count % 4096 == 0 and digest.done():
+                        checked = True
+                        if _known(store, kind, digest):
+                            raise _AlreadyIngestedError
+                    if isinstance(item, ReadWarning):
+                        warnings.append(item)
+                    else:
+                        writer.add(item)
+                sha256, size = digest.result()
+                if store.already_ingested(kind, sha256):
+                    raise _AlreadyIngestedError
+                writer.mark_ingested(kind, sha256, str(path), size, summary.run_id)
+        except _AlreadyIngestedError:
+            summary.counts["files_already_ingested"] += 1
+            return
+    summary.counts.update(writer.counts)
+    summary.counts["files"] += 1
+    summary.counts["warnings"] += len(warnings)
+    summary.warnings.extend(warnings[:MAX_WARNINGS_SHOWN])
+
+
+def ingest_files(
+    store: Store,
+    kind: str,
+    paths: Sequence[Path],
+    reader: Reader,
+    reporter: Reporter,
+    derivation: DeriveSettings | None = None,
+    first: Iterator[Item] | None = None,
+) -> IngestSummary:
+    """Ingest every file, then derive; a file that cannot be read is reported, the rest go on.
+
+    Derivation uses the given settings (the config's), or those of the last derivation.
+    ``first`` is ``reader(paths[0])`` if the caller called it already (see ``read_pcap``:
+    a large capture is being read while the caller opens the store).
+    """
+    summary = IngestSummary(store.start_run(f"ingest {kind}", " ".join(map(str, paths))))
+    status = "ok"
+    try:
+        with (
+            deferred_interrupts() as interrupts,
+            reporter.task(f"ingesting {kind}", len(paths)) as advance,
+        ):
+            for index, path in enumerate(paths):
+                items = first if index == 0 and first is not None else reader(path)
+                try:
+                    _ingest_one(store, kind, path, items, summary, interrupts)
+                except InputError as exc:
+                    summary.failures.append(str(exc))
+                    reporter.note(f"rolecall: {exc}")
+                finally:
+                    close_items(items)
+                advance(1, path.name)
+    except KeyboardInterrupt:
+        store.finish_run(summary.run_id, "interrupted", dict(summary.counts), "interrupted")
+        raise
+    except Exception as exc:
+        store.finish_run(summary.run_id, "failed", dict(summary.counts), str(exc))
+        raise
+    if summary.counts["files"]:
+        derived = store.derive(derivation)
+        summary.counts["roles"] = derived.roles
+        summary.counts["findings"] = derived.findings
+    if summary.failures or summary.counts["warnings"]:
+        status = "partial" if summary.counts["files"] else "failed"
+    store.finish_run(summary.run_id, status, dict(summary.counts), "; ".join(summary.failures))
+    return summary
+
+
+def close_items(items: Iterator[Item]) -> None:
+    """Stop a reader now, read to its end or not (a generator, or a worker process)."""
+    close = getattr(items, "close", None)
+    if callable(close):
+        close()
+
+
+def readers(config: Config) -> dict[str, Reader]:
+    """The pcap and Zeek readers with the config's settings (as `ingest pcap|zeek` builds them)."""
+    pcap = PcapSettings(
+        idle_timeout=config.pcap.idle_timeout,
+        capture_socks_password=config.pcap.capture_socks_password,
+        egress_window=config.pcap.egress_window,
+    )
+    zeek = ZeekSettings(keep_passwords=config.zeek.keep_passwords)
+    return {"pcap": partial(read_pcap, settings=pcap), "zeek": partial(read_zeek, settings=zeek)}

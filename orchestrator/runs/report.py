@@ -1,0 +1,232 @@
+"""`report` and `report email`: the library jobs the command line and the scheduler call."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.utils import parseaddr
+from pathlib import Path
+from typing import TextIO
+
+from rolecall.inventory.store import Store, utcnow
+from rolecall.orchestrator.config import Config
+from rolecall.orchestrator.errors import RunError, UsageError
+from rolecall.reports.build import ReportSettings, build_report
+from rolecall.reports.delivery import Attachment, RelaySettings, build_message, send
+from rolecall.reports.errors import DeliveryError, ReportInputError
+from rolecall.reports.geo import GeoLookup
+from rolecall.reports.model import ReportData
+from rolecall.reports.period_tables import write_csv, write_json
+from rolecall.reports.render import EMAIL_TEMPLATE, REPORT_TEMPLATE, render
+
+REPORT_FORMATS = ("html", "csv", "json")
+RUN_KIND = "report-email"
+
+
+@dataclass(frozen=True)
+class EmailOutcome:
+    """What a sent report was: its run, subject, recipients, new findings and kept files."""
+
+    run_id: int
+    subject: str
+    recipients: tuple[str, ...]
+    new_findings: int
+    kept: Path
+
+
+def default_period(now: datetime | None = None, days: int = 7) -> tuple[datetime, datetime]:
+    """(since, until): the last `days` days up to now, aware UTC."""
+    until = now or utcnow()
+    return until - timedelta(days=days), until
+
+
+def _is_address(text: str) -> bool:
+    """Whether text is one plain mail address (no name, no line breaks, one @)."""
+    name, address = parseaddr(text)
+    return (
+        address == text.strip()
+        and not name
+        and address.count("@") == 1
+        and not any(c in address for c in "\r\n\t ,;<>")
+    )
+
+
+def changes_path(out: Path) -> Path:
+    """Where the changes CSV goes beside a findings CSV."""
+    return out.with_name(f"{out.stem}-changes.csv")
+
+
+@contextmanager
+def _atomic(out: Path) -> Iterator[TextIO]:
+    """A text file that appears at out whole when the block ends, or not at all."""
+    directory = out.parent if str(out.parent) else Path()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix=f".{out.name}.", dir=directory)
+    except OSError as exc:
+        raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            yield handle
+        os.replace(temp, out)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def _geo(config: Config) -> GeoLookup:
+    """The geo lookup the config names (or the built-in data)."""
+    try:
+        return GeoLookup([Path(path) for path in config.geo.databases])
+    except ReportInputError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _template_dir(config: Config) -> Path | None:
+    """The user's template folder, if configured."""
+    return Path(config.report.template_dir) if config.report.template_dir else None
+
+
+def report_data(store: Store, config: Config, since: datetime, until: datetime) -> ReportData:
+    """Read everything the report of [since, until) shows."""
+    geo = _geo(config)
+    try:
+        with store.engine.connect() as connection:
+            settings = ReportSettings(row_limit=config.report.html_rows)
+            return build_report(connection, settings, since, until, geo)
+    finally:
+        geo.close()
+
+
+def render_html(config: Config, data: ReportData, template: str = REPORT_TEMPLATE) -> str:
+    """The report rendered through the (possibly user-overridden) templates."""
+    try:
+        return render(data, template, _template_dir(config))
+    except ReportInputError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _write_text(out: Path, text: str) -> None:
+    """Write text to out atomically."""
+    with _atomic(out) as handle:
+        handle.write(text)
+
+
+def write_report(
+    store: Store,
+    config: Config,
+    fmt: str,
+    since: datetime,
+    until: datetime,
+    out: Path,
+    bom: bool = False,
+) -> Path:
+    """Render the report of [since, until) as fmt (html, csv or json) to out; return out.
+
+    csv writes the findings to out and the changes beside it ("<stem>-changes.csv").
+    """
+    if fmt not in REPORT_FORMATS:
+        raise UsageError(f"unknown report format {fmt!r}: choose html, csv or json")
+    if since >= until:
+        raise UsageError(f"the report period is empty: {since:%Y-%m-%d} is not before {until}")
+    if fmt == "html":
+        _write_text(out, render_html(config, report_data(store, config, since, until)))
+    elif fmt == "json":
+        with store.engine.connect() as connection, _atomic(out) as handle:
+            write_json(connection, since, until, handle)
+    else:
+        with (
+            store.engine.connect() as connection,
+            _atomic(out) as findings,
+            _atomic(changes_path(out)) as changes,
+        ):
+            write_csv(connection, since, until, findings, changes, bom)
+    return out
+
+
+def relay_settings(config: Config) -> RelaySettings:
+    """The relay from [email], the password read from its file when one is named."""
+    section = config.email
+    password = section.password
+    if section.password_file:
+        try:
+            password = Path(section.password_file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(
+                f"cannot read email.password_file {section.password_file}: {exc}"
+            ) from None
+    return RelaySettings(
+        section.host,
+        section.port,
+        section.tls,
+        section.user,
+        password,
+        section.timeout,
+        section.ca_file,
+    )
+
+
+def _subject(data: ReportData, since: datetime, until: datetime) -> str:
+    """The subject: the period and the count of new findings."""
+    last = until - timedelta(microseconds=1)
+    return (
+        f"rolecall report {since:%Y-%m-%d} to {last:%Y-%m-%d}:"
+        f" {data.new_findings} new finding{'s' if data.new_findings != 1 else ''}"
+    )
+
+
+def _keep(
+    store: Store, config: Config, data: ReportData, since: datetime, until: datetime, folder: Path
+) -> list[Attachment]:
+    """Write the HTML report and the CSV files to folder; return the CSVs as attachments."""
+    _write_text(folder / "report.html", render_html(config, data))
+    write_report(store, config, "csv", since, until, folder / "findings.csv", bom=True)
+    names = [folder / "findings.csv", changes_path(folder / "findings.csv")]
+    return [Attachment(path.name, path.read_bytes()) for path in names]
+
+
+def email_report(
+    store: Store,
+    config: Config,
+    to: list[str] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> EmailOutcome:
+    """Render the report, keep it on disk, send it through the relay, and record the run."""
+    recipients = list(to or config.email.to)
+    if not recipients:
+        raise UsageError("no recipients: pass --to or set email.to in the config")
+    for recipient in recipients:
+        if not _is_address(recipient):
+            raise UsageError(f"{recipient!r} is not an email address (from --to or email.to)")
+    if not config.email.host:
+        raise UsageError("no relay configured: set email.host in the config")
+    settings = relay_settings(config)
+    if until is None:
+        until = utcnow()
+    if since is None:
+        since = default_period(until)[0]
+    run_id = store.start_run(RUN_KIND, ",".join(recipients))
+    folder = Path(config.email.keep_dir) / f"report-{utcnow():%Y%m%dT%H%M%SZ}-run{run_id}"
+    try:
+        data = report_data(store, config, since, until)
+        attachments = _keep(store, config, data, since, until, folder)
+        subject = _subject(data, since, until)
+        body = render_html(config, data, EMAIL_TEMPLATE)
+        text = f"{subject}\n\nThe full report is attached as CSV and kept in {folder}.\n"
+        message = build_message(subject, config.email.sender, recipients, text, body, attachments)
+        send(settings, message, recipients)
+    except DeliveryError as exc:
+        sentence = f"{exc}; the report is kept in {folder}"
+        store.finish_run(run_id, "failed", {"recipients": len(recipients)}, sentence)
+        raise RunError(sentence) from None
+    except BaseException as exc:
+        store.finish_run(run_id, "failed", {"recipients": len(recipients)}, str(exc))
+        raise
+    counts = {"recipients": len(recipients), "new_findings": data.new_findings}
+    store.finish_run(run_id, "ok", counts)
+    return EmailOutcome(run_id, subject, tuple(recipients), data.new_findings, folder)

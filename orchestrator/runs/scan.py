@@ -1,0 +1,144 @@
+"""`scan subnet`: scope check, nmap port discovery chunk by chunk, stored as it goes."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from rolecall.inventory.store import Store
+from rolecall.orchestrator.config import Config
+from rolecall.orchestrator.errors import UsageError
+from rolecall.orchestrator.interrupts import deferred_interrupts
+from rolecall.orchestrator.progress import Reporter
+from rolecall.orchestrator.scope import Scope, parse_target
+from rolecall.orchestrator.settings import derive_settings
+from rolecall.probes.active.driver import run_probes
+from rolecall.probes.active.settings import ProbeSettings
+from rolecall.probes.errors import InputError
+from rolecall.probes.nmap.scan import NmapScanner, NmapSettings, chunk_networks
+from rolecall.probes.records import Observation, Record
+
+
+@dataclass
+class ScanSummary:
+    """What a scan found and where it was recorded."""
+
+    run_id: int
+    addresses: int
+    counts: Counter[str] = field(default_factory=Counter)
+
+
+def nmap_settings(config: Config, ports: str | None = None) -> NmapSettings:
+    """The nmap settings of a config, with an optional port list from the command line."""
+    scan = config.scan
+    return NmapSettings(
+        nmap=scan.nmap,
+        ports=ports or scan.ports,
+        service_detection=scan.service_detection,
+        timing=scan.timing,
+        host_timeout=scan.host_timeout,
+        max_rate=scan.max_rate,
+        max_retries=scan.max_retries,
+        skip_host_discovery=scan.skip_host_discovery,
+        resolve_names=scan.resolve_names,
+    )
+
+
+def probe_settings(config: Config, probes: Sequence[str] | None = None) -> ProbeSettings:
+    """The active-probe settings of a config, with an optional probe list from the command line."""
+    section = config.probes
+    try:
+        return ProbeSettings(
+            connect_timeout=section.connect_timeout,
+            read_timeout=section.read_timeout,
+            banner_timeout=section.banner_timeout,
+            host_budget=section.host_budget,
+            concurrency=section.concurrency,
+            connect_rate=section.connect_rate,
+            probes=tuple(section.enabled if probes is None else probes),
+            relay_sender=section.relay_sender,
+            relay_recipient=section.relay_recipient,
+            helo_name=section.helo_name,
+            canary_bind=section.canary_bind,
+            ftp_anonymous=section.ftp_anonymous,
+        )
+    except InputError as exc:
+        raise UsageError(str(exc).rstrip(".")) from None
+
+
+def _probe_open_ports(
+    records: Sequence[Record], scope: Scope, settings: ProbeSettings
+) -> list[Record]:
+    """Run the active probes on every open TCP port nmap found."""
+    hints = {
+        (record.address, record.port): record.value
+        for record in records
+        if isinstance(record, Observation)
+        and record.kind == "port-open"
+        and record.transport == "tcp"
+    }
+    if not hints:
+        return []
+    return run_probes(sorted(hints), scope, settings, hints)
+
+
+def _tally(counts: Counter[str], records: Sequence[Record]) -> None:
+    """Count hosts up and open ports among a chunk's records."""
+    for record in records:
+        if isinstance(record, Observation) and record.kind in {"host-up", "port-open"}:
+            counts["hosts_up" if record.kind == "host-up" else "open_ports"] += 1
+    counts["records"] += len(records)
+
+
+def scan_subnets(
+    store: Store,
+    config: Config,
+    targets: Sequence[str],
+    reporter: Reporter,
+    ports: str | None = None,
+    probes: Sequence[str] | None = None,
+) -> ScanSummary:
+    """Scan targets within scope and store every result; the run is recorded however it ends."""
+    networks = [parse_target(target) for target in targets]
+    active = probe_settings(config, probes)
+    derivation = derive_settings(config)
+    scope = Scope.from_config(config.scope, networks)
+    if scope.from_command_line:
+        reporter.note(
+            "scope: none configured, so this run's scope is the command-line targets "
+            + ", ".join(str(network) for network in networks)
+        )
+    addresses = scope.plan(networks, config.scope.max_addresses)
+    scanner = NmapScanner(nmap_settings(config, ports), scope)
+    summary = ScanSummary(store.start_run("scan", " ".join(targets)), addresses.size)
+    try:
+        with (
+            deferred_interrupts() as interrupts,
+            reporter.task("scanning", addresses.size) as advance,
+        ):
+            for chunk in chunk_networks(addresses, config.scan.chunk_addresses):
+                interrupts.check()
+                records = scanner.scan(chunk)
+                if active.probes:
+                    records += _probe_open_ports(records, scope, active)
+                with store.writer() as writer:
+                    writer.add_all(records)
+                _tally(summary.counts, records)
+                advance(
+                    sum(network.size for network in chunk),
+                    f"{summary.counts['open_ports']} open ports",
+                )
+    except KeyboardInterrupt:
+        store.finish_run(
+            summary.run_id, "interrupted", dict(summary.counts), "interrupted by the user"
+        )
+        raise
+    except Exception as exc:
+        store.finish_run(summary.run_id, "failed", dict(summary.counts), str(exc))
+        raise
+    derived = store.derive(derivation)
+    summary.counts["roles"] = derived.roles
+    summary.counts["findings"] = derived.findings
+    store.finish_run(summary.run_id, "ok", dict(summary.counts))
+    return summary

@@ -1,0 +1,1 @@
+"""Active probes: what every open TCP port speaks, asked safely in bounded time."""

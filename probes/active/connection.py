@@ -1,0 +1,306 @@
+"""One bounded TCP (or TLS) conversation with a target, shared by every active probe.
+
+Each read has a total deadline (``read_timeout``), not a per-byte one, so a
+tarpit that drips a byte a second cannot hold a probe; every buffer is capped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import ssl
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Final
+
+from cryptography import x509
+
+from rolecall.probes.active.settings import ProbeSettings
+from rolecall.probes.records import Observation, Record, Service
+
+_CLOSE_WAIT: Final = 0.5
+
+NETWORK_ERRORS: Final = (OSError, TimeoutError, EOFError, asyncio.IncompleteReadError)
+"""What a conversation with a hostile or broken peer may raise; probes turn these into evidence."""
+
+
+def tls_context() -> ssl.SSLContext:
+    """Return a client TLS context that records any certificate and verifies none."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    # Some OpenSSL builds refuse security level 0; their default list still works then.
+    with contextlib.suppress(ssl.SSLError):
+        context.set_ciphers("DEFAULT:@SECLEVEL=0")
+    return context
+
+
+def certificate_summary(der: bytes | None) -> dict[str, str]:
+    """Return subject, issuer, validity and fingerprint of a DER certificate (empty if none)."""
+    if not der:
+        return {}
+    digest = hashlib.sha256(der).hexdigest()
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError:
+        return {"sha256": digest, "error": "certificate could not be parsed"}
+    return {
+        "subject": cert.subject.rfc4514_string(),
+        "issuer": cert.issuer.rfc4514_string(),
+        "not_before": cert.not_valid_before_utc.astimezone(UTC).isoformat(),
+        "not_after": cert.not_valid_after_utc.astimezone(UTC).isoformat(),
+        "serial": format(cert.serial_number, "x"),
+        "sha256": digest,
+        "self_signed": str(cert.subject == cert.issuer).lower(),
+    }
+
+
+def show_bytes(data: bytes) -> str:
+    """Return bytes as text a person can read: printable ASCII kept, the rest escaped."""
+    return data.decode("ascii", errors="backslashreplace").translate(_CONTROL_ESCAPES)
+
+
+_CONTROL_ESCAPES: Final = {c: f"\\x{c:02x}" for c in range(32) if c not in (9, 10, 13)} | {
+    127: "\\x7f"
+}
+
+
+def evidence(**fields: object) -> str:
+    """Return probe evidence as compact, key-sorted JSON text (the ``detail`` of an Observation)."""
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
+
+
+class ConnectPacer:
+    """Spaces new connections so a run opens at most ``per_second`` of them each second."""
+
+    def __init__(self, per_second: float) -> None:
+        """Pace at ``per_second`` connections per second."""
+        self._interval = 1.0 / per_second
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        """Return when the next connection may be opened."""
+        async with self._lock:
+            now = asyncio.get_running_loop().time()
+            delay = self._next - now
+            self._next = max(now, self._next) + self._interval
+            if delay > 0:
+                await asyncio.sleep(delay)
+
+
+CONNECT_PACER: ContextVar[ConnectPacer | None] = ContextVar("rolecall_connect_pacer", default=None)
+"""The pacer of the current probe run; set by the driver for the tasks it starts."""
+
+
+class ProbeConnection:
+    """A TCP or TLS stream to one target whose every read is bounded in time and size."""
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, settings: ProbeSettings
+    ) -> None:
+        """Wrap an open stream; use ``ProbeConnection.open`` to make one."""
+        self._reader = reader
+        self._writer = writer
+        self._settings = settings
+        self._buffer = bytearray()
+        self.seen = bytearray()
+        """Everything received so far (up to max_reply_bytes): the raw evidence."""
+        self.cut = 0
+        """Bytes received but not kept because a cap was reached."""
+        self.peer_certificate: bytes | None = None
+
+    @classmethod
+    async def open(
+        cls, address: str, port: int, settings: ProbeSettings, *, tls: bool = False
+    ) -> ProbeConnection:
+        """Connect (and, with ``tls``, handshake) within ``connect_timeout``."""
+        context = tls_context() if tls else None
+        pacer = CONNECT_PACER.get()
+        if pacer is not None:
+            await pacer.wait()
+        async with asyncio.timeout(settings.connect_timeout):
+            reader, writer = await asyncio.open_connection(
+                address, port, ssl=context, limit=settings.max_reply_bytes
+            )
+        conn = cls(reader, writer, settings)
+        if tls:
+            conn._record_certificate()
+        return conn
+
+    def _record_certificate(self) -> None:
+        """Keep the peer's certificate (DER) of a TLS stream."""
+        ssl_object = self._writer.get_extra_info("ssl_object")
+        if isinstance(ssl_object, ssl.SSLObject):
+            self.peer_certificate = ssl_object.getpeercert(binary_form=True)
+
+    async def start_tls(self) -> None:
+        """Upgrade this stream to TLS (after STARTTLS) within ``connect_timeout``."""
+        self._buffer.clear()
+        async with asyncio.timeout(self._settings.connect_timeout):
+            await self._writer.start_tls(tls_context())
+        self._record_certificate()
+
+    async def send(self, data: bytes) -> None:
+        """Send bytes and wait until they are handed to the kernel."""
+        self._writer.write(data)
+        async with asyncio.timeout(self._settings.read_timeout):
+            await self._writer.drain()
+
+    async def _fill(self) -> bool:
+        """Read one chunk into the buffer; return False at end of stream."""
+        chunk = await self._reader.read(4096)
+        if not chunk:
+            return False
+        room = max(self._settings.max_reply_bytes - len(self.seen), 0)
+        self.seen += chunk[:room]
+        self.cut += len(chunk) - min(room, len(chunk))
+        self._buffer += chunk
+        return True
+
+    async def wait_for_data(self, timeout: float) -> bytes:
+        """Return buffered bytes, unconsumed, once any arrive; b"" if the peer closed first."""
+        async with asyncio.timeout(timeout):
+            if not self._buffer:
+                await self._fill()
+        return bytes(self._buffer)
+
+    async def wait_for_line(self, timeout: float) -> bytes:
+        """Return buffered bytes, unconsumed, once a whole line (or the cap, or EOF) is there."""
+        try:
+            async with asyncio.timeout(timeout):
+                while (
+                    b"\n" not in self._buffer and len(self._buffer) < self._settings.max_line_bytes
+                ):
+                    if not await self._fill():
+                        break
+        except TimeoutError:
+            if not self._buffer:
+                raise
+        return bytes(self._buffer)
+
+    async def read_exact(self, count: int) -> bytes:
+        """Return exactly ``count`` bytes, or raise EOFError/TimeoutError within read_timeout."""
+        async with asyncio.timeout(self._settings.read_timeout):
+            while len(self._buffer) < count:
+                if not await self._fill():
+                    raise EOFError(f"stream closed after {len(self._buffer)} of {count} bytes")
+        data = bytes(self._buffer[:count])
+        del self._buffer[:count]
+        return data
+
+    async def read_some(self, timeout: float | None = None) -> bytes:
+        """Return what arrives first (b"" when the peer closes); TimeoutError if nothing does."""
+        async with asyncio.timeout(self._settings.read_timeout if timeout is None else timeout):
+            if not self._buffer and not await self._fill():
+                return b""
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        return data
+
+    async def read_line(self) -> bytes:
+        """Return one line without its end (cut at max_line_bytes); b"" at end of stream."""
+        limit = self._settings.max_line_bytes
+        async with asyncio.timeout(self._settings.read_timeout):
+            while b"\n" not in self._buffer:
+                if len(self._buffer) > limit:
+                    # Keep the head of an endless line and drop the rest as it comes.
+                    self.cut += len(self._buffer) - limit
+                    del self._buffer[limit:]
+                if not await self._fill():
+                    line = bytes(self._buffer)
+                    self._buffer.clear()
+                    return line
+        end = self._buffer.index(b"\n")
+        line = bytes(self._buffer[: min(end, limit)])
+        del self._buffer[: end + 1]
+        return line.rstrip(b"\r")
+
+    async def read_reply(self, max_lines: int = 200) -> list[str]:
+        """Return one SMTP/FTP-style reply, every line of it, until the "NNN " final line."""
+        lines: list[str] = []
+        async with asyncio.timeout(self._settings.read_timeout):
+            while len(lines) < max_lines:
+                raw = await self.read_line()
+                if not raw and not lines:
+                    raise EOFError("stream closed before a reply")
+                line = raw.decode("utf-8", errors="replace")
+                lines.append(line)
+                if not raw or len(line) < 4 or line[3] != "-":
+                    break
+        return lines
+
+    async def close(self) -> None:
+        """Close the stream politely, but abort it if the peer keeps it open past a moment."""
+        self._writer.close()
+        try:
+            # A TLS close waits for the peer's close_notify, which a busy peer may never send.
+            async with asyncio.timeout(min(self._settings.read_timeout, _CLOSE_WAIT)):
+                await self._writer.wait_closed()
+        except NETWORK_ERRORS:
+            self._writer.transport.abort()
+
+
+def reply_code(lines: list[str]) -> int:
+    """Return the three-digit code of a reply's last line, or 0 when it has none."""
+    if not lines:
+        return 0
+    head = lines[-1][:3]
+    return int(head) if head.isdigit() else 0
+
+
+@dataclass(slots=True)
+class ProbeResult:
+    """What one probe learnt about one port: records if it spoke the protocol, else bytes seen."""
+
+    records: list[Record] = field(default_factory=list)
+    seen: bytes = b""
+    """Bytes a peer sent that this probe did not recognise (evidence for "unclassified")."""
+
+    @property
+    def matched(self) -> bool:
+        """Return whether the port spoke this probe's protocol."""
+        return bool(self.records)
+
+
+def observation(address: str, port: int, kind: str, value: str, detail: str) -> Observation:
+    """Return an Observation from the active probes (source "probe", transport tcp, seen now)."""
+    return Observation(
+        address=address,
+        kind=kind,
+        source="probe",
+        seen=datetime.now(UTC),
+        port=port,
+        transport="tcp",
+        value=value,
+        detail=detail,
+    )
+
+
+def service(
+    address: str,
+    port: int,
+    protocol: str,
+    *,
+    product: str = "",
+    version: str = "",
+    auth: str = "",
+    banner: str = "",
+) -> Service:
+    """Return a Service record from the active probes (banner cut to 512 characters)."""
+    return Service(
+        address=address,
+        port=port,
+        transport="tcp",
+        source="probe",
+        seen=datetime.now(UTC),
+        protocol=protocol,
+        product=product,
+        version=version,
+        auth=auth,
+        banner=banner[:512],
+    )

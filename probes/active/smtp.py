@@ -1,0 +1,298 @@
+"""The SMTP probe: banner, EHLO extensions, STARTTLS certificate, AUTH placement, relay test.
+
+The relay test sends MAIL FROM an outside address and RCPT TO a foreign
+domain, records each reply, then RSET and QUIT. It never sends DATA.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+from rolecall.probes.active.connection import (
+    NETWORK_ERRORS,
+    ProbeConnection,
+    ProbeResult,
+    certificate_summary,
+    evidence,
+    observation,
+    reply_code,
+    service,
+)
+from rolecall.probes.active.services import product_version
+from rolecall.probes.active.settings import ProbeSettings
+
+SUBMISSION_PORTS: Final = frozenset({587, 465})
+"""Ports where SMTP with AUTH is message submission (RFC 6409, RFC 8314)."""
+
+OPEN_RELAY: Final = "open-relay"
+RELAY_REFUSED: Final = "relay-refused"
+AUTH_REQUIRED: Final = "auth-required"
+INCONCLUSIVE: Final = "inconclusive"
+
+
+@dataclass(slots=True)
+class SmtpSession:
+    """What one SMTP conversation showed, step by step."""
+
+    banner: list[str]
+    implicit_tls: bool
+    ehlo: list[str] = field(default_factory=list)
+    extensions: dict[str, str] = field(default_factory=dict)
+    starttls_reply: list[str] = field(default_factory=list)
+    tls_ok: bool = False
+    certificate: dict[str, str] = field(default_factory=dict)
+    ehlo_after_tls: list[str] = field(default_factory=list)
+    extensions_after_tls: dict[str, str] = field(default_factory=dict)
+    steps: list[dict[str, object]] = field(default_factory=list)
+    error: str = ""
+    tls_error: str = ""
+
+
+def is_smtp_banner(lines: list[str]) -> bool:
+    """Return whether a greeting reads as SMTP (220 and no FTP mark, or a mail word in it)."""
+    if reply_code(lines) not in (220, 421, 554):
+        return False
+    text = " ".join(lines).upper()
+    return "FTP" not in text or "SMTP" in text
+
+
+def parse_extensions(lines: list[str]) -> dict[str, str]:
+    """Return EHLO keywords (upper case) mapped to their parameters."""
+    extensions: dict[str, str] = {}
+    for line in lines[1:]:
+        keyword, _, params = line[4:].strip().partition(" ")
+        if keyword:
+            extensions[keyword.upper()] = params.strip()
+    return extensions
+
+
+async def _command(conn: ProbeConnection, session: SmtpSession, line: str) -> list[str]:
+    """Send one command, read its whole reply, and log both as a step."""
+    await conn.send(line.encode("ascii") + b"\r\n")
+    reply = await conn.read_reply()
+    session.steps.append({"command": line, "reply": reply})
+    return reply
+
+
+async def _greet(conn: ProbeConnection, session: SmtpSession, helo: str) -> list[str]:
+    """EHLO (falling back to HELO); return the reply lines."""
+    reply = await _command(conn, session, f"EHLO {helo}")
+    if reply_code(reply) != 250:
+        reply = await _command(conn, session, f"HELO {helo}")
+    return reply
+
+
+async def _starttls(conn: ProbeConnection, session: SmtpSession, settings: ProbeSettings) -> None:
+    """Upgrade with STARTTLS, record the certificate, and greet again."""
+    session.starttls_reply = await _command(conn, session, "STARTTLS")
+    if reply_code(session.starttls_reply) != 220:
+        return
+    try:
+        await conn.start_tls()
+    except NETWORK_ERRORS as exc:
+        # The connection is unusable now; the caller runs the relay test on a new one.
+        session.tls_error = str(exc) or type(exc).__name__
+        return
+    session.tls_ok = True
+    session.certificate = certificate_summary(conn.peer_certificate)
+    session.ehlo_after_tls = await _greet(conn, session, settings.helo_name)
+    session.extensions_after_tls = parse_extensions(session.ehlo_after_tls)
+
+
+async def _relay_test(conn: ProbeConnection, session: SmtpSession, settings: ProbeSettings) -> None:
+    """MAIL FROM outside, RCPT TO foreign, then RSET and QUIT: never DATA."""
+    mail = await _command(conn, session, f"MAIL FROM:<{settings.relay_sender}>")
+    if 200 <= reply_code(mail) < 300:
+        await _command(conn, session, f"RCPT TO:<{settings.relay_recipient}>")
+    await _command(conn, session, "RSET")
+    await _command(conn, session, "QUIT")
+
+
+async def run_session(
+    conn: ProbeConnection,
+    banner: list[str],
+    settings: ProbeSettings,
+    *,
+    implicit_tls: bool,
+    session: SmtpSession | None = None,
+) -> SmtpSession:
+    """Hold the whole probe conversation on an open connection whose banner was read.
+
+    Given the session of an earlier connection whose STARTTLS handshake failed,
+    continue it in plaintext: greet and run only the relay test.
+    """
+    retry = session is not None
+    if session is None:
+        session = SmtpSession(banner=banner, implicit_tls=implicit_tls)
+    if implicit_tls:
+        session.certificate = certificate_summary(conn.peer_certificate)
+    try:
+        if reply_code(banner) != 220:
+            await _command(conn, session, "QUIT")
+            return session
+        ehlo = await _greet(conn, session, settings.helo_name)
+        if not retry:
+            session.ehlo = ehlo
+            session.extensions = parse_extensions(ehlo)
+            if "STARTTLS" in session.extensions and not implicit_tls:
+                await _starttls(conn, session, settings)
+                if session.tls_error:
+                    return session
+        await _relay_test(conn, session, settings)
+    except NETWORK_ERRORS as exc:
+        session.error = str(exc) or type(exc).__name__
+    return session
+
+
+def _reply_of(session: SmtpSession, verb: str) -> list[str]:
+    """Return the reply to the first command starting with ``verb`` (empty if not sent)."""
+    for step in session.steps:
+        if str(step["command"]).startswith(verb):
+            reply = step["reply"]
+            return list(reply) if isinstance(reply, list) else []
+    return []
+
+
+def relay_verdict(session: SmtpSession) -> str:
+    """Classify the relay test: open-relay, relay-refused, auth-required or inconclusive."""
+    mail = reply_code(_reply_of(session, "MAIL FROM"))
+    rcpt = reply_code(_reply_of(session, "RCPT TO"))
+    if mail == 530 or rcpt == 530:
+        return AUTH_REQUIRED
+    if rcpt in (250, 251):
+        return OPEN_RELAY
+    if rcpt in (550, 551, 553, 554) or mail == 554:
+        return RELAY_REFUSED
+    return INCONCLUSIVE
+
+
+def _auth_mechanisms(extensions: dict[str, str]) -> list[str]:
+    """Return the AUTH mechanisms an EHLO reply offers, sorted (AUTH=... old form too)."""
+    params = extensions.get("AUTH", "") + " " + extensions.get("AUTH=", "")
+    for keyword, value in extensions.items():
+        if keyword.startswith("AUTH="):
+            params += " " + keyword[5:] + " " + value
+    return sorted({m.upper() for m in params.split()})
+
+
+def session_records(address: str, port: int, session: SmtpSession) -> ProbeResult:
+    """Turn an SMTP session into Observations and a Service record."""
+    result = ProbeResult()
+    plain = not session.implicit_tls
+    proto = {"banner": session.banner, "implicit_tls": session.implicit_tls}
+    if session.error:
+        proto["error"] = session.error
+    result.records.append(observation(address, port, "protocol", "smtp", evidence(**proto)))
+    keywords = " ".join(sorted(session.extensions))
+    if session.ehlo:
+        detail = evidence(ehlo=session.ehlo, tls=session.implicit_tls)
+        result.records.append(observation(address, port, "smtp-extensions", keywords, detail))
+    if session.starttls_reply:
+        value = "ok" if session.tls_ok else "failed"
+        detail = evidence(
+            reply=session.starttls_reply,
+            certificate=session.certificate,
+            ehlo_after_tls=session.ehlo_after_tls,
+            error=session.tls_error,
+        )
+        result.records.append(observation(address, port, "smtp-starttls", value, detail))
+    if session.certificate:
+        subject = session.certificate.get("subject", "")
+        detail = evidence(**session.certificate)
+        result.records.append(observation(address, port, "tls-certificate", subject, detail))
+    before = _auth_mechanisms(session.extensions)
+    after = _auth_mechanisms(session.extensions_after_tls)
+    if before or after:
+        plaintext = bool(before) and plain
+        detail = evidence(before_tls=before, after_tls=after, plaintext=plaintext)
+        result.records.append(
+            observation(address, port, "smtp-auth", " ".join(before or after), detail)
+        )
+        if plaintext:
+            result.records.append(
+                observation(address, port, "smtp-plaintext-auth", " ".join(before), detail)
+            )
+    verdict = relay_verdict(session)
+    if _reply_of(session, "MAIL FROM"):
+        detail = evidence(steps=session.steps, tls=session.tls_ok or session.implicit_tls)
+        result.records.append(observation(address, port, "smtp-relay", verdict, detail))
+    product, version = product_version(" ".join(session.banner))
+    result.records.append(
+        service(
+            address,
+            port,
+            "smtp",
+            product=product,
+            version=version,
+            auth=_auth_summary(verdict, before, after),
+            banner="\n".join(session.banner),
+        )
+    )
+    return result
+
+
+def _auth_summary(verdict: str, before: list[str], after: list[str]) -> str:
+    """Say how the server treats authentication: none, required, starttls+auth or offered."""
+    if verdict == AUTH_REQUIRED:
+        return "starttls+auth" if after and not before else "required"
+    if verdict in (OPEN_RELAY, RELAY_REFUSED):
+        return "none"
+    return "offered" if before or after else ""
+
+
+async def probe_smtp(
+    address: str, port: int, settings: ProbeSettings, *, implicit_tls: bool = False
+) -> ProbeResult:
+    """Connect (with TLS for implicit-TLS ports), read the banner and run the SMTP probe."""
+    result = ProbeResult()
+    try:
+        conn = await ProbeConnection.open(address, port, settings, tls=implicit_tls)
+    except NETWORK_ERRORS:
+        return result
+    try:
+        try:
+            banner = await conn.read_reply()
+        except NETWORK_ERRORS:
+            result.seen = bytes(conn.seen)
+            return result
+        if not is_smtp_banner(banner):
+            result.seen = bytes(conn.seen)
+            return result
+        return await converse(address, port, conn, banner, settings, implicit_tls=implicit_tls)
+    finally:
+        await conn.close()
+
+
+async def converse(
+    address: str,
+    port: int,
+    conn: ProbeConnection,
+    banner: list[str],
+    settings: ProbeSettings,
+    *,
+    implicit_tls: bool,
+) -> ProbeResult:
+    """Run the SMTP probe on a connection whose banner was read, and say what it showed."""
+    session = await run_session(conn, banner, settings, implicit_tls=implicit_tls)
+    if session.tls_error:
+        await _relay_test_in_plaintext(address, port, settings, session)
+    return session_records(address, port, session)
+
+
+async def _relay_test_in_plaintext(
+    address: str, port: int, settings: ProbeSettings, session: SmtpSession
+) -> None:
+    """After a failed STARTTLS handshake, run the relay test on a new plaintext connection."""
+    try:
+        conn = await ProbeConnection.open(address, port, settings, tls=False)
+    except NETWORK_ERRORS as exc:
+        session.error = str(exc) or type(exc).__name__
+        return
+    try:
+        banner = await conn.read_reply()
+        await run_session(conn, banner, settings, implicit_tls=False, session=session)
+    except NETWORK_ERRORS as exc:
+        session.error = str(exc) or type(exc).__name__
+    finally:
+        await conn.close()

@@ -1,0 +1,1 @@
+"""Port discovery with nmap, and nmap's XML read as a stream."""

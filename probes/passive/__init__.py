@@ -1,0 +1,1 @@
+"""Passive readers: captures, Zeek logs and firewall logs turned into records."""

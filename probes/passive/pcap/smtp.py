@@ -1,0 +1,411 @@
+"""SMTP transcript (both directions of one connection) -> one record per mail transaction.
+
+Follows Zeek's smtp.log: a transaction is logged when the server answers the end
+of its data (or BDAT LAST), when a new MAIL starts before that, at RSET, at
+STARTTLS (``tls`` true; nothing after it can be read) and at the end of the
+connection. Client commands are queued and matched to replies in order, which
+is what makes PIPELINING work. Header values are kept as sent (Zeek does not
+decode RFC 2047 encoded words either). Recipients the server refused are in
+``refused_rcpt`` and each refusal is also an Observation "smtp-rcpt-refused"
+(value: the recipient) whose detail holds the server and its reply.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Final
+
+from rolecall.probes.passive.pcap.stream import (
+    LineSplitter,
+    PcapSettings,
+    StreamContext,
+    detail,
+    overlong_warning,
+    text,
+    utc,
+)
+from rolecall.probes.records import Item, Observation, SmtpTransaction
+
+HEADERS: Final = frozenset(
+    {
+        b"subject",
+        b"from",
+        b"to",
+        b"date",
+        b"message-id",
+        b"x-mailer",
+        b"user-agent",
+        b"x-user-agent",
+    }
+)
+MAX_QUEUE: Final = 1000
+ARG_VERBS: Final = frozenset({"HELO", "EHLO", "LHLO", "MAIL", "RCPT", "BDAT"})
+MAX_RCPT: Final = 1000
+SMTP_VERBS: Final = frozenset(
+    {"EHLO", "HELO", "LHLO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP", "QUIT", "VRFY"}
+    | {"EXPN", "HELP", "STARTTLS", "AUTH", "XCLIENT", "XFORWARD", "ETRN", "TURN"}
+)
+
+
+def mail_address(arg: str) -> str:
+    """Return the address of a MAIL FROM:/RCPT TO: argument, without <> or ESMTP parameters."""
+    value = arg.split(":", 1)[1].strip() if ":" in arg else arg.strip()
+    if value.startswith("<") and ">" in value:
+        return value[1 : value.index(">")]
+    return value.split(" ", 1)[0].strip("<>")
+
+
+def reply_text(line: bytes) -> str:
+    """Render a reply line the way Zeek's last_reply shows it: code, a space, the text."""
+    return text(line[:3] + b" " + line[4:]).rstrip() if line else ""
+
+
+def _until_blank_line(data: bytes) -> tuple[bytes, bytes]:
+    """Split message data after the blank line ending its headers (if this chunk has it)."""
+    ends = [i + n for i, n in ((data.find(b"\n\r\n"), 3), (data.find(b"\n\n"), 2)) if i >= 0]
+    if not ends:
+        return data, b""
+    cut = min(ends)
+    return data[:cut], data[cut:]
+
+
+@dataclass(slots=True)
+class _Txn:
+    """The transaction being assembled."""
+
+    ts: float
+    mail_from: str = ""
+    rcpt: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    headers: dict[bytes, str] = field(default_factory=dict)
+    last_reply: bytes = b""  # the raw reply line, rendered when the transaction is logged
+    tls: bool = False
+    active: bool = False
+    depth: int = 0
+
+
+class SmtpStream:
+    """Parser of one SMTP connection; see the module docstring for what it logs."""
+
+    def __init__(self, ctx: StreamContext, settings: PcapSettings) -> None:
+        """Start before the banner, in command mode."""
+        self.ctx = ctx
+        self.max_line = settings.max_line
+        self.done = False
+        self.client_lines = LineSplitter(settings.max_line)
+        self.server_lines = LineSplitter(settings.max_line)
+        self.queue: deque[tuple[str, str, _Txn | None]] = deque()
+        self.mode = "cmd"  # cmd | data | body | bdat
+        self.bdat_left = 0
+        self.bdat_last = False
+        self.data_lines = 0
+        self.body_tail = b""
+        self.in_headers = False
+        self.header_name = b""
+        self.confirmed = False
+        self.helo = ""
+        self.depth = 1
+        self.txn: _Txn | None = None
+        self.out: list[Item] = []
+
+    # -- client side -------------------------------------------------------
+
+    def feed(self, from_client: bool, data: bytes, ts: float) -> list[Item]:
+        """Consume bytes of one direction; return transactions they complete."""
+        if self.done:
+            return []
+        if from_client:
+            if self.mode == "body":
+                data = self._body(data)
+            if data:
+                self._client(data, ts)
+        elif (
+            data.endswith(b"\r\n")
+            and data.find(b"\n") == len(data) - 1
+            and not self.server_lines.buf
+            and not self.server_lines.discarding
+            and len(data) <= self.max_line
+        ):
+            self._reply(data[:-2], ts)  # the usual case: one whole reply line
+        else:
+            for line in self.server_lines.feed(data):
+                self._reply(line, ts)
+                if self.done:
+                    break
+        if not self.out:
+            return []
+        out, self.out = self.out, []
+        return out
+
+    def _client(self, data: bytes, ts: float) -> None:
+        """Route client bytes to the command, message or BDAT chunk reader."""
+        splitter = self.client_lines
+        if (
+            self.mode == "cmd"
+            and data.endswith(b"\r\n")
+            and data.find(b"\n") == len(data) - 1
+            and not splitter.buf
+            and not splitter.discarding
+            and len(data) <= self.max_line
+        ):
+            self._command(data[:-2], ts)  # the usual case: one whole command line
+            return
+        while data and not self.done:
+            if self.mode == "bdat":
+                chunk, data = data[: self.bdat_left], data[self.bdat_left :]
+                self.bdat_left -= len(chunk)
+                if self.in_headers:
+                    for line in self.client_lines.feed(chunk):
+                        self._header_line(line)
+                if self.bdat_left == 0:
+                    self.mode = "cmd"
+                    self.client_lines.reset()
+                continue
+            if self.mode == "body":
+                data = self._body(data)
+                continue
+            head, data = _until_blank_line(data) if self.mode == "data" else (data, b"")
+            lines = self.client_lines.feed(head)
+            for i, line in enumerate(lines):
+                if self.mode == "cmd":
+                    self._command(line, ts)
+                elif self.mode == "data":
+                    self._data_line(line)
+                if self.mode in ("body", "bdat"):
+                    rest = b"\r\n".join(lines[i + 1 :])
+                    data = rest + (b"\r\n" if rest else b"") + self.client_lines.buf + data
+                    self.client_lines.reset()
+                    break
+
+    def _command(self, line: bytes, ts: float) -> None:
+        """Handle one client command line."""
+        verb_raw, _, arg_raw = line.partition(b" ")
+        verb = verb_raw.decode("latin-1").upper()
+        arg = text(arg_raw).strip() if verb in ARG_VERBS else ""
+        if not self.confirmed:
+            if verb not in SMTP_VERBS or verb in ("AUTH", "STARTTLS"):
+                self.done = True  # a 220 banner but not SMTP (FTP, for one)
+                return
+            self.confirmed = True
+        if verb in ("HELO", "EHLO", "LHLO"):
+            self.helo = arg
+        elif verb == "MAIL" and arg.upper().startswith("FROM:"):
+            self._log()
+            txn = self._current(ts)
+            txn.mail_from, txn.active, txn.ts = mail_address(arg), True, ts
+        elif verb == "RCPT" and arg.upper().startswith("TO:"):
+            txn = self._current(ts)
+            txn.active = True
+            if len(txn.rcpt) < MAX_RCPT:
+                txn.rcpt.append(mail_address(arg))
+            self._queue("RCPT", txn.rcpt[-1] if txn.rcpt else "", txn)
+            return
+        elif verb == "DATA":
+            self.mode, self.data_lines = "data", 0
+            self.in_headers, self.header_name = True, b""
+            self._current(ts)
+        elif verb == "BDAT":
+            size, _, last = arg.partition(" ")
+            self.bdat_left = int(size) if size.isdigit() else 0
+            self.bdat_last = last.strip().upper() == "LAST"
+            if self.txn is None or not self.txn.headers:
+                self.in_headers, self.header_name = True, b""
+            self._current(ts)
+            if self.bdat_last:
+                self._seal("BDAT")
+            else:
+                self._queue("BDAT", "")
+            if self.bdat_left:
+                self.mode = "bdat"
+            return
+        elif verb == "RSET":
+            self._log()
+        self._queue(verb, "")
+
+    def _queue(self, verb: str, arg: str, txn: _Txn | None = None) -> None:
+        """Remember a command awaiting its reply (bounded)."""
+        if len(self.queue) >= MAX_QUEUE:
+            self.queue.popleft()
+        self.queue.append((verb, arg, txn))
+
+    def _seal(self, verb: str) -> None:
+        """The message is complete: it waits for the server's answer, a new one may start."""
+        txn = self.txn
+        if txn is None:
+            return
+        txn.depth, self.depth = self.depth, self.depth + 1
+        self.txn = _Txn(ts=txn.ts, last_reply=txn.last_reply)
+        self.in_headers = False
+        self._queue(verb, "", txn)
+
+    def _data_line(self, line: bytes) -> None:
+        """Handle one line of DATA while the headers are being read."""
+        self.data_lines += 1
+        if line == b".":
+            self.mode = "cmd"
+            self._seal(".")
+            return
+        if line.startswith(b"."):
+            line = line[1:]
+        self._header_line(line)
+        if not self.in_headers:
+            self.mode, self.body_tail = "body", b"\r\n"
+
+    def _header_line(self, line: bytes) -> None:
+        """Collect the headers we log; the empty line ends them."""
+        if not self.in_headers:
+            return
+        if not line:
+            self.in_headers = False
+            return
+        txn = self.txn
+        if txn is None:
+            return
+        if line[:1] in (b" ", b"\t"):
+            if self.header_name in txn.headers:
+                joined = txn.headers[self.header_name] + " " + text(line.strip())
+                txn.headers[self.header_name] = joined[: self.max_line]
+            return
+        name, colon, value = line.partition(b":")
+        if not colon:
+            return
+        self.header_name = name.strip().lower()
+        if self.header_name in HEADERS and self.header_name not in txn.headers:
+            txn.headers[self.header_name] = text(value.strip())
+
+    def _body(self, data: bytes) -> bytes:
+        """Skip message body bytes up to the end-of-data line; return what follows it."""
+        tail = self.body_tail
+        if data.find(b".") < 0 and tail.find(b".") < 0:
+            # no dot, no end marker (searching a dot is memchr-fast; "\n." is not)
+            self.body_tail = data[-4:] if len(data) >= 4 else (tail + data)[-4:]
+            return b""
+        joined = tail + data
+        end = joined.find(b"\n.")
+        while end >= 0:
+            after = joined[end + 2 : end + 4]
+            if after == b"\r\n" or after[:1] == b"\n":
+                self.mode = "cmd"
+                self._seal(".")
+                self.client_lines.reset()
+                return joined[end + (4 if after == b"\r\n" else 3) :]
+            if len(after) < 2 and after != b".":
+                break  # the line may end in the next chunk
+            end = joined.find(b"\n.", end + 2)
+        self.body_tail = joined[-4:]
+        return b""
+
+    # -- server side -------------------------------------------------------
+
+    def _reply(self, line: bytes, ts: float) -> None:
+        """Handle one reply line; the final line of a reply answers the oldest command."""
+        code = line[:3]
+        if line[3:4] == b"-" or len(code) < 3 or not code.isdigit():
+            return  # a continuation line: the final line of the reply is what counts
+        verb, arg, owner = self.queue.popleft() if self.queue else ("", "", None)
+        txn = owner or self._current(ts)
+        txn.last_reply = line
+        status = int(code)
+        if verb == "RCPT" and status >= 400 and arg in txn.rcpt:
+            txn.rcpt.remove(arg)
+            txn.refused.append(arg)
+            self.out.append(
+                Observation(
+                    address=self.ctx.client,
+                    kind="smtp-rcpt-refused",
+                    source="pcap",
+                    seen=utc(ts),
+                    port=self.ctx.server_port,
+                    transport="tcp",
+                    value=arg,
+                    detail=detail(
+                        server=self.ctx.server,
+                        reply=reply_text(line),
+                        via_proxy=self.ctx.via_proxy,
+                    ),
+                )
+            )
+        elif verb == "DATA" and status >= 400 and self.mode == "data" and not self.data_lines:
+            self.mode = "cmd"
+        elif verb in (".", "BDAT") and owner is not None:
+            self._emit(owner)
+        elif verb == "STARTTLS" and status == 220:
+            txn.tls = txn.active = True
+            self._log()
+            self.done = True
+
+    # -- transactions ------------------------------------------------------
+
+    def _current(self, ts: float) -> _Txn:
+        """Return the transaction being assembled, starting one if needed."""
+        if self.txn is None:
+            self.txn = _Txn(ts=ts)
+        return self.txn
+
+    def _log(self) -> None:
+        """Emit the current transaction if the client did anything in it, and start afresh."""
+        txn = self.txn
+        if txn is None or not (txn.active or txn.headers):
+            return
+        self.txn = _Txn(ts=txn.ts, last_reply=txn.last_reply)
+        self.in_headers = False
+        self._emit(txn)
+
+    def _emit(self, txn: _Txn) -> None:
+        """Append the record of one transaction to the output."""
+        if not self.confirmed:
+            return
+        h = txn.headers
+        agent = h.get(b"x-mailer") or h.get(b"user-agent") or h.get(b"x-user-agent") or ""
+        to = tuple(a.strip() for a in h.get(b"to", "").split(",") if a.strip())
+        self.out.append(
+            SmtpTransaction(
+                ts=utc(txn.ts),
+                client=self.ctx.client,
+                client_port=self.ctx.client_port,
+                server=self.ctx.server,
+                server_port=self.ctx.server_port,
+                source="pcap",
+                trans_depth=txn.depth or self.depth,
+                helo=self.helo,
+                mail_from=txn.mail_from,
+                rcpt_to=tuple(txn.rcpt),
+                refused_rcpt=tuple(txn.refused),
+                subject=h.get(b"subject", ""),
+                from_=h.get(b"from", ""),
+                to=to,
+                date=h.get(b"date", ""),
+                msg_id=h.get(b"message-id", ""),
+                user_agent=agent,
+                last_reply=reply_text(txn.last_reply),
+                tls=txn.tls,
+                via_proxy=self.ctx.via_proxy,
+            )
+        )
+
+    def gap(self, from_client: bool, size: int, ts: float) -> list[Item]:
+        """Resynchronise after missing bytes: drop the partial line, stop reading headers."""
+        if from_client:
+            self.client_lines.reset()
+            self.in_headers = False
+            if self.mode == "bdat":
+                self.bdat_left = max(0, self.bdat_left - size)
+                if not self.bdat_left:
+                    self.mode = "cmd"
+        else:
+            self.server_lines.reset()
+        return []
+
+    def finish(self, ts: float) -> list[Item]:
+        """Connection over: log a transaction still open, and any cut lines."""
+        if not self.done:
+            for _, _, owner in self.queue:
+                if owner is not None and owner.depth and owner is not self.txn:
+                    self._emit(owner)
+                    owner.depth = 0
+            self._log()
+        self.done = True
+        cut = self.client_lines.overlong + self.server_lines.overlong
+        out, self.out = self.out, []
+        return out + overlong_warning(self.ctx, cut, self.max_line)

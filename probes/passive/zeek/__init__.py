@@ -1,0 +1,1 @@
+"""Zeek's logs (TSV or JSON) read as a stream and mapped to records."""

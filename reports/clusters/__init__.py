@@ -1,0 +1,1 @@
+"""The mail-cluster view: mail grouped by one field, filtered by `--where`."""

@@ -1,0 +1,181 @@
+"""The mail-cluster view: group mail transactions by one field and list another per group."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from rolecall.inventory.tables import SmtpRow, core_table
+from rolecall.reports.clusters.where import Condition, matches
+from rolecall.reports.errors import ReportInputError
+from rolecall.reports.geo import GeoInfo, GeoLookup
+
+Values = Callable[[Any, GeoLookup], list[str]]
+
+
+def _geo(part: str) -> Values:
+    """Read one part of the client's geo answer."""
+
+    def read(row: Any, geo: GeoLookup) -> list[str]:
+        info: GeoInfo = geo.lookup(row.client)
+        return [str(getattr(info, part))]
+
+    return read
+
+
+def _column(name: str) -> Values:
+    """Read one plain column."""
+
+    def read(row: Any, _geo: GeoLookup) -> list[str]:
+        return [str(getattr(row, name))]
+
+    return read
+
+
+def _recipients(row: Any, _geo: GeoLookup) -> list[str]:
+    """The accepted recipients of a transaction (a JSON list in the table)."""
+    try:
+        found = json.loads(row.rcpt_to)
+    except ValueError:
+        return []
+    return [str(item) for item in found] if isinstance(found, list) else []
+
+
+FIELDS: dict[str, Values] = {
+    "subject": _column("subject"),
+    "mail_from": _column("mail_from"),
+    "rcpt": _recipients,
+    "client": _column("client"),
+    "server": _column("server"),
+    "user_agent": _column("user_agent"),
+    "helo": _column("helo"),
+    "src_country": _geo("country"),
+    "src_asn": _geo("asn"),
+    "src_org": _geo("org"),
+    "src_prefix": _geo("prefix"),
+}
+MEMBERS_SHOWN = 20
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """One value of the clustered field: its messages, share, and the other field's values."""
+
+    value: str
+    messages: int
+    share: float
+    cumulative: float
+    distinct: int
+    members: list[tuple[str, int]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ClusterResult:
+    """Every cluster of field on another field, largest first."""
+
+    field: str
+    on: str
+    messages: int
+    clusters: list[Cluster]
+
+    def covering(self, share: float) -> list[Cluster]:
+        """The largest clusters that together hold at least share (0-1) of the messages."""
+        chosen: list[Cluster] = []
+        for cluster in self.clusters:
+            chosen.append(cluster)
+            if cluster.cumulative >= share:
+                break
+        return chosen
+
+
+def check_field(name: str, option: str) -> str:
+    """Accept a known field name or say which ones exist."""
+    if name not in FIELDS:
+        raise ReportInputError(
+            f"{option}: unknown field {name!r}; fields are {', '.join(sorted(FIELDS))}"
+        )
+    return name
+
+
+def _smtp_rows(
+    connection: Connection, since: datetime | None, until: datetime | None
+) -> Iterator[Any]:
+    """Stream the columns the cluster fields read of the mail transactions in [since, until)."""
+    table = core_table(SmtpRow)
+    columns = [
+        table.c[name]
+        for name in ("client", "server", "subject", "mail_from", "rcpt_to", "user_agent", "helo")
+    ]
+    stmt = select(*columns)
+    if since is not None:
+        stmt = stmt.where(table.c.ts >= since)
+    if until is not None:
+        stmt = stmt.where(table.c.ts < until)
+    yield from connection.execute(stmt)
+
+
+def cluster_mail(
+    connection: Connection,
+    field_name: str,
+    on: str,
+    conditions: Sequence[Condition],
+    geo: GeoLookup,
+    members: int = MEMBERS_SHOWN,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> ClusterResult:
+    """Group the mail transactions matching conditions by field_name, listing on's values."""
+    read_field, read_on = FIELDS[check_field(field_name, "FIELD")], FIELDS[check_field(on, "--on")]
+    readers = {condition.field: FIELDS[condition.field] for condition in conditions}
+    counts: Counter[str] = Counter()
+    others: defaultdict[str, Counter[str]] = defaultdict(Counter)
+    total = 0
+    for row in _smtp_rows(connection, since, until):
+        if conditions:
+            values = {name: read(row, geo) for name, read in readers.items()}
+            if not matches(conditions, values):
+                continue
+        total += 1
+        on_values = read_on(row, geo)
+        for value in set(read_field(row, geo)):
+            counts[value] += 1
+            others[value].update(set(on_values))
+    clusters: list[Cluster] = []
+    running = 0
+    for value, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+        running += count
+        clusters.append(
+            Cluster(
+                value,
+                count,
+                count / total,
+                min(running / total, 1.0),
+                len(others[value]),
+                sorted(others[value].items(), key=lambda item: (-item[1], item[0]))[:members],
+            )
+        )
+    return ClusterResult(field_name, on, total, clusters)
+
+
+def cluster_rows(result: ClusterResult) -> Iterator[dict[str, Any]]:
+    """The clusters as flat rows (for CSV and JSON): members ';'-joined with counts."""
+    for cluster in result.clusters:
+        yield {
+            result.field: cluster.value,
+            "messages": cluster.messages,
+            "share": round(cluster.share, 4),
+            "cumulative": round(cluster.cumulative, 4),
+            f"distinct_{result.on}": cluster.distinct,
+            result.on: [f"{value} ({count})" for value, count in cluster.members],
+        }
+
+
+def cluster_columns(result: ClusterResult) -> tuple[str, ...]:
+    """The column names of cluster_rows."""
+    return (result.field, "messages", "share", "cumulative", f"distinct_{result.on}", result.on)
