@@ -20,7 +20,8 @@ from pathlib import Path
 
 import netaddr
 
-from rolecall.probes.nmap.scan import NmapSettings, nmap_arguments
+from rolecall.probes.nmap.scan import nmap_arguments
+from rolecall.probes.nmap.settings import NmapSettings
 
 TARGET_RATIO = 1.15
 

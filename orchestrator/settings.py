@@ -1,8 +1,15 @@
-"""The derivation settings a config asks for: groups checked, blocklists read, thresholds."""
+"""Every settings object a config asks for, built in one place and checked as it is built.
+
+Derivation (groups, blocklists, thresholds), nmap, the active probes, the mail relay, the geo
+lookup and the reader of each ingest kind. The settings types live apart from the scanner and
+the mailer, so building them loads neither.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 from rolecall.inventory.derivation.role_rules import ROLES
@@ -11,6 +18,17 @@ from rolecall.inventory.matching.mailer_signatures import DEFAULT_SIGNATURES
 from rolecall.inventory.settings import DeriveSettings, GroupPolicy, GroupSpec, SurgeSettings
 from rolecall.orchestrator.config import Config, GroupConfig
 from rolecall.orchestrator.errors import UsageError
+from rolecall.probes.active.settings import ProbeSettings
+from rolecall.probes.errors import InputError
+from rolecall.probes.nmap.settings import NmapSettings
+from rolecall.probes.nmap.xml import read_nmap_xml_file
+from rolecall.probes.passive.firewall import FirewallSettings, read_firewall
+from rolecall.probes.passive.pcap.read import PcapSettings, read_pcap
+from rolecall.probes.passive.zeek.records import ZeekSettings, read_zeek
+from rolecall.probes.records import Reader
+from rolecall.reports.errors import ReportInputError
+from rolecall.reports.geo import GeoLookup
+from rolecall.reports.relay_settings import RelaySettings
 
 
 def _group_spec(entry: GroupConfig, earlier: set[str]) -> GroupSpec:
@@ -84,3 +102,103 @@ def derive_settings(config: Config) -> DeriveSettings:
             min_increase=past.surge_min_increase,
         ),
     )
+
+
+def nmap_settings(config: Config, ports: str | None = None) -> NmapSettings:
+    """The nmap settings of a config, with an optional port list from the command line."""
+    scan = config.scan
+    return NmapSettings(
+        nmap=scan.nmap,
+        ports=ports or scan.ports,
+        service_detection=scan.service_detection,
+        timing=scan.timing,
+        host_timeout=scan.host_timeout,
+        max_rate=scan.max_rate,
+        max_retries=scan.max_retries,
+        skip_host_discovery=scan.skip_host_discovery,
+        resolve_names=scan.resolve_names,
+    )
+
+
+def probe_settings(config: Config, probes: Sequence[str] | None = None) -> ProbeSettings:
+    """The active-probe settings of a config, with an optional probe list from the command line."""
+    section = config.probes
+    try:
+        return ProbeSettings(
+            connect_timeout=section.connect_timeout,
+            read_timeout=section.read_timeout,
+            banner_timeout=section.banner_timeout,
+            host_budget=section.host_budget,
+            concurrency=section.concurrency,
+            connect_rate=section.connect_rate,
+            probes=tuple(section.enabled if probes is None else probes),
+            relay_sender=section.relay_sender,
+            relay_recipient=section.relay_recipient,
+            helo_name=section.helo_name,
+            canary_bind=section.canary_bind,
+            ftp_anonymous=section.ftp_anonymous,
+        )
+    except InputError as exc:
+        raise UsageError(str(exc).rstrip(".")) from None
+
+
+def relay_settings(config: Config) -> RelaySettings:
+    """The relay from [email], the password read from its file when one is named."""
+    section = config.email
+    password = section.password
+    if section.password_file:
+        try:
+            password = Path(section.password_file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(
+                f"cannot read email.password_file {section.password_file}: {exc}"
+            ) from None
+    return RelaySettings(
+        section.host,
+        section.port,
+        section.tls,
+        section.user,
+        password,
+        section.timeout,
+        section.ca_file,
+    )
+
+
+def geo_lookup(config: Config) -> GeoLookup:
+    """The geo lookup the config names (or the built-in data)."""
+    try:
+        return GeoLookup([Path(path) for path in config.geo.databases])
+    except ReportInputError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def reader(config: Config, kind: str) -> Reader:
+    """The reader of one ingest kind (pcap, zeek, nmap-xml, firewall) with the config's settings."""
+    if kind == "pcap":
+        section = config.pcap
+        pcap = PcapSettings(
+            idle_timeout=section.idle_timeout,
+            capture_socks_password=section.capture_socks_password,
+            egress_window=section.egress_window,
+        )
+        return partial(read_pcap, settings=pcap)
+    if kind == "zeek":
+        return partial(read_zeek, settings=ZeekSettings(keep_passwords=config.zeek.keep_passwords))
+    if kind == "firewall":
+        return partial(read_firewall, settings=firewall_settings(config))
+    if kind == "nmap-xml":
+        return read_nmap_xml_file
+    raise ValueError(f"no reader for {kind!r}")
+
+
+def firewall_settings(config: Config) -> FirewallSettings:
+    """The firewall reader's settings: LOG prefixes and the time zone of its timestamps."""
+    section = config.firewall
+    try:
+        return FirewallSettings(
+            deny_prefixes=tuple(section.deny_prefixes),
+            accept_prefixes=tuple(section.accept_prefixes),
+            timezone=section.timezone,
+        )
+    except ValueError as exc:
+        raise UsageError(f"firewall.timezone: {exc}") from None

@@ -29,8 +29,10 @@ Observation kinds in use (``Observation.kind``), by producer:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
+from pathlib import Path
 from typing import Final
 
 SOURCES: Final = ("scan", "probe", "nmap-xml", "pcap", "zeek", "firewall")
@@ -159,3 +161,6 @@ class ReadWarning:
 
 
 Item = Record | ReadWarning
+
+Reader = Callable[[Path], Iterator[Item]]
+"""A reader: one input file in, its records and warnings out, as a stream."""

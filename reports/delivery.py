@@ -12,6 +12,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
 from rolecall.reports.errors import DeliveryError
+from rolecall.reports.relay_settings import RelaySettings
 
 TLS_MODES = ("starttls", "implicit", "none")
 
@@ -24,19 +25,6 @@ class Attachment:
     data: bytes
     maintype: str = "text"
     subtype: str = "csv"
-
-
-@dataclass(frozen=True)
-class RelaySettings:
-    """How to reach the relay; the password is already read from its file."""
-
-    host: str
-    port: int
-    tls: str = "starttls"
-    user: str = ""
-    password: str = ""
-    timeout: float = 30.0
-    ca_file: str = ""
 
 
 def build_message(

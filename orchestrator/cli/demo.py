@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from rolecall.orchestrator.cli.session import session_of
 from rolecall.orchestrator.demo.layout import DEFAULT_NETWORK, DEFAULT_OUT
 from rolecall.reports.tabular import terminal_safe
 
 if TYPE_CHECKING:
-    from rolecall.orchestrator.cli.app import Session
     from rolecall.orchestrator.demo.run import DemoResult
 
 
@@ -43,6 +43,6 @@ def demo(
     """
     from rolecall.orchestrator.demo.run import DemoSettings, run_demo  # noqa: PLC0415
 
-    session: Session = ctx.find_root().obj
+    session = session_of(ctx)
     settings = DemoSettings(network=network, out_dir=out, recorded=recorded)
     _print_result(run_demo(settings, session.config, session.reporter))

@@ -13,10 +13,10 @@ import typer
 
 from rolecall.orchestrator.config import Config
 from rolecall.orchestrator.errors import UsageError
+from rolecall.orchestrator.settings import geo_lookup
 from rolecall.reports.clusters.fields import FIELD_NAMES
 from rolecall.reports.clusters.where import parse_where
 from rolecall.reports.errors import ReportInputError
-from rolecall.reports.geo import GeoLookup
 from rolecall.reports.tabular import terminal_safe, write_rows
 
 if TYPE_CHECKING:
@@ -225,9 +225,9 @@ def mail_cluster(
         check_field(field_name, "FIELD")
         check_field(on, "--on")
         conditions = parse_where(where or "", FIELDS)
-        geo = GeoLookup([Path(path) for path in config.geo.databases])
     except ReportInputError as exc:
         raise UsageError(str(exc)) from None
+    geo = geo_lookup(config)
     start = parse_when(since, "--since") if since else None
     end = parse_when(until, "--until") if until else None
     try:

@@ -14,7 +14,7 @@ from rolecall.orchestrator.errors import UsageError
 from rolecall.orchestrator.scope import Scope, parse_target
 
 if TYPE_CHECKING:
-    from rolecall.orchestrator.cli.app import Session
+    from rolecall.orchestrator.cli.session import Session
 
 schedule_app = typer.Typer(no_args_is_help=True, help="Scheduled scans, ingests and reports.")
 add_app = typer.Typer(no_args_is_help=True, help="Add a schedule.")

@@ -14,10 +14,10 @@ from rolecall.orchestrator.daemon.log import event
 from rolecall.orchestrator.daemon.watch import FAILED_DIR, ready_files, set_aside
 from rolecall.orchestrator.errors import RunError
 from rolecall.orchestrator.progress import Reporter
-from rolecall.orchestrator.runs.ingest import ingest_files, readers
+from rolecall.orchestrator.runs.ingest import ingest_files
 from rolecall.orchestrator.runs.report import email_report
 from rolecall.orchestrator.runs.scan import scan_subnets
-from rolecall.orchestrator.settings import derive_settings
+from rolecall.orchestrator.settings import derive_settings, reader
 
 
 class TrackingStore(Store):
@@ -123,11 +123,10 @@ def ingest_ready(store: Store, config: Config, directory: Path) -> list[str]:
     """Ingest each settled capture or Zeek log in directory once, then move it to done/."""
     if not directory.is_dir():
         raise RunError(f"watched directory {directory} does not exist")
-    chosen = readers(config)
     outcomes = []
     for kind, path in ready_files(directory, config.daemon.watch_settle):
         summary = ingest_files(
-            store, kind, [path], chosen[kind], Reporter(quiet=True), derive_settings(config)
+            store, kind, [path], reader(config, kind), Reporter(quiet=True), derive_settings(config)
         )
         folder = FAILED_DIR if summary.failures else "done"
         moved = set_aside(path, folder)

@@ -22,10 +22,10 @@ from rolecall.orchestrator.demo.layout import (
 from rolecall.orchestrator.demo.traffic import drive_traffic
 from rolecall.orchestrator.errors import RunError
 from rolecall.orchestrator.progress import Reporter
-from rolecall.orchestrator.runs.ingest import ingest_files, readers
+from rolecall.orchestrator.runs.ingest import ingest_files
 from rolecall.orchestrator.runs.report import default_period, write_report
 from rolecall.orchestrator.runs.scan import scan_subnets
-from rolecall.orchestrator.settings import derive_settings
+from rolecall.orchestrator.settings import derive_settings, reader
 
 ROOT_NOTE = (
     "live capture needs root (tcpdump on the loopback interface); without it the demo"
@@ -104,8 +104,8 @@ def run_demo(settings: DemoSettings, config: Config, reporter: Reporter) -> Demo
             reporter.note("lab traffic: " + "; ".join(traffic.lines))
             targets = [lab[name] for name in SERVERS]
             scan_subnets(store, config, targets, reporter, PORTS, None)
-        reader = readers(config)["pcap"]
-        summary = ingest_files(store, "pcap", [capture], reader, reporter, derive_settings(config))
+        pcap = reader(config, "pcap")
+        summary = ingest_files(store, "pcap", [capture], pcap, reporter, derive_settings(config))
         if summary.failures:
             raise RunError(f"demo: the capture could not be read: {summary.failures[0]}")
         since, until = default_period(datetime.now(UTC) + timedelta(minutes=1))

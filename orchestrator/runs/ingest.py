@@ -4,26 +4,21 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rolecall.inventory.settings import DeriveSettings
-from rolecall.orchestrator.config import Config
 from rolecall.orchestrator.interrupts import Interrupts, deferred_interrupts
 from rolecall.orchestrator.progress import Reporter
 from rolecall.probes.errors import InputError
-from rolecall.probes.passive.pcap.read import PcapSettings, read_pcap
-from rolecall.probes.passive.zeek.records import ZeekSettings, read_zeek
-from rolecall.probes.records import Item, ReadWarning
+from rolecall.probes.records import Item, Reader, ReadWarning
 
 if TYPE_CHECKING:
     from rolecall.inventory.store import Store  # loaded by the command that opens one (see cli)
 
-Reader = Callable[[Path], Iterator[Item]]
 MAX_WARNINGS_SHOWN = 5
 DIGEST_CHUNK = 16 << 20
 WRITE_BATCHES = {"pcap": 4096}
@@ -162,14 +157,3 @@ def close_items(items: Iterator[Item]) -> None:
     close = getattr(items, "close", None)
     if callable(close):
         close()
-
-
-def readers(config: Config) -> dict[str, Reader]:
-    """The pcap and Zeek readers with the config's settings (as `ingest pcap|zeek` builds them)."""
-    pcap = PcapSettings(
-        idle_timeout=config.pcap.idle_timeout,
-        capture_socks_password=config.pcap.capture_socks_password,
-        egress_window=config.pcap.egress_window,
-    )
-    zeek = ZeekSettings(keep_passwords=config.zeek.keep_passwords)
-    return {"pcap": partial(read_pcap, settings=pcap), "zeek": partial(read_zeek, settings=zeek)}

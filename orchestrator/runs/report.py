@@ -15,10 +15,10 @@ from typing import TextIO
 from rolecall.inventory.store import Store, utcnow
 from rolecall.orchestrator.config import Config
 from rolecall.orchestrator.errors import RunError, UsageError
+from rolecall.orchestrator.settings import geo_lookup, relay_settings
 from rolecall.reports.build import ReportSettings, build_report
-from rolecall.reports.delivery import Attachment, RelaySettings, build_message, send
+from rolecall.reports.delivery import Attachment, build_message, send
 from rolecall.reports.errors import DeliveryError, ReportInputError
-from rolecall.reports.geo import GeoLookup
 from rolecall.reports.model import ReportData
 from rolecall.reports.period_tables import write_csv, write_json
 from rolecall.reports.render import EMAIL_TEMPLATE, REPORT_TEMPLATE, render
@@ -78,14 +78,6 @@ def _atomic(out: Path) -> Iterator[TextIO]:
         raise
 
 
-def _geo(config: Config) -> GeoLookup:
-    """The geo lookup the config names (or the built-in data)."""
-    try:
-        return GeoLookup([Path(path) for path in config.geo.databases])
-    except ReportInputError as exc:
-        raise UsageError(str(exc)) from None
-
-
 def _template_dir(config: Config) -> Path | None:
     """The user's template folder, if configured."""
     return Path(config.report.template_dir) if config.report.template_dir else None
@@ -93,7 +85,7 @@ def _template_dir(config: Config) -> Path | None:
 
 def report_data(store: Store, config: Config, since: datetime, until: datetime) -> ReportData:
     """Read everything the report of [since, until) shows."""
-    geo = _geo(config)
+    geo = geo_lookup(config)
     try:
         with store.engine.connect() as connection:
             settings = ReportSettings(row_limit=config.report.html_rows)
@@ -146,28 +138,6 @@ def write_report(
         ):
             write_csv(connection, since, until, findings, changes, bom)
     return out
-
-
-def relay_settings(config: Config) -> RelaySettings:
-    """The relay from [email], the password read from its file when one is named."""
-    section = config.email
-    password = section.password
-    if section.password_file:
-        try:
-            password = Path(section.password_file).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(
-                f"cannot read email.password_file {section.password_file}: {exc}"
-            ) from None
-    return RelaySettings(
-        section.host,
-        section.port,
-        section.tls,
-        section.user,
-        password,
-        section.timeout,
-        section.ca_file,
-    )
 
 
 def _subject(data: ReportData, since: datetime, until: datetime) -> str:

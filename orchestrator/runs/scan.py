@@ -8,15 +8,13 @@ from dataclasses import dataclass, field
 
 from rolecall.inventory.store import Store
 from rolecall.orchestrator.config import Config
-from rolecall.orchestrator.errors import UsageError
 from rolecall.orchestrator.interrupts import deferred_interrupts
 from rolecall.orchestrator.progress import Reporter
 from rolecall.orchestrator.scope import Scope, parse_target
-from rolecall.orchestrator.settings import derive_settings
+from rolecall.orchestrator.settings import derive_settings, nmap_settings, probe_settings
 from rolecall.probes.active.driver import run_probes
 from rolecall.probes.active.settings import ProbeSettings
-from rolecall.probes.errors import InputError
-from rolecall.probes.nmap.scan import NmapScanner, NmapSettings, chunk_networks
+from rolecall.probes.nmap.scan import NmapScanner, chunk_networks
 from rolecall.probes.records import Observation, Record
 
 
@@ -27,44 +25,6 @@ class ScanSummary:
     run_id: int
     addresses: int
     counts: Counter[str] = field(default_factory=Counter)
-
-
-def nmap_settings(config: Config, ports: str | None = None) -> NmapSettings:
-    """The nmap settings of a config, with an optional port list from the command line."""
-    scan = config.scan
-    return NmapSettings(
-        nmap=scan.nmap,
-        ports=ports or scan.ports,
-        service_detection=scan.service_detection,
-        timing=scan.timing,
-        host_timeout=scan.host_timeout,
-        max_rate=scan.max_rate,
-        max_retries=scan.max_retries,
-        skip_host_discovery=scan.skip_host_discovery,
-        resolve_names=scan.resolve_names,
-    )
-
-
-def probe_settings(config: Config, probes: Sequence[str] | None = None) -> ProbeSettings:
-    """The active-probe settings of a config, with an optional probe list from the command line."""
-    section = config.probes
-    try:
-        return ProbeSettings(
-            connect_timeout=section.connect_timeout,
-            read_timeout=section.read_timeout,
-            banner_timeout=section.banner_timeout,
-            host_budget=section.host_budget,
-            concurrency=section.concurrency,
-            connect_rate=section.connect_rate,
-            probes=tuple(section.enabled if probes is None else probes),
-            relay_sender=section.relay_sender,
-            relay_recipient=section.relay_recipient,
-            helo_name=section.helo_name,
-            canary_bind=section.canary_bind,
-            ftp_anonymous=section.ftp_anonymous,
-        )
-    except InputError as exc:
-        raise UsageError(str(exc).rstrip(".")) from None
 
 
 def _probe_open_ports(

@@ -5,32 +5,17 @@ from __future__ import annotations
 import io
 import shutil
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import netaddr
 import nmap
 
 from rolecall.probes.errors import InputError, ProbeError
 from rolecall.probes.gate import NetworkGate
+from rolecall.probes.nmap.settings import NmapSettings
 from rolecall.probes.nmap.xml import read_nmap_xml
 from rolecall.probes.records import Record
 
 INSTALL_HINT = "install it with `apt-get install nmap` (Debian/Ubuntu) or from nmap.org"
-
-
-@dataclass(frozen=True)
-class NmapSettings:
-    """How nmap is run; every value is validated before it reaches the command line."""
-
-    nmap: str = "nmap"
-    ports: str = "21,22,25,53,80,110,143,443,465,587,993,995,1080,3128,8080,9050"
-    service_detection: bool = False
-    timing: int = 3
-    host_timeout: int = 300
-    max_rate: int = 0
-    max_retries: int = 2
-    skip_host_discovery: bool = False
-    resolve_names: bool = True
 
 
 def nmap_arguments(settings: NmapSettings, ipv6: bool = False) -> list[str]:

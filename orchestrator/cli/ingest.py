@@ -1,0 +1,94 @@
+"""`rolecall ingest pcap|zeek|nmap-xml|firewall`: files read into the inventory, what was kept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rolecall.orchestrator.cli.session import session_of
+from rolecall.orchestrator.errors import UsageError
+from rolecall.orchestrator.runs.ingest import IngestSummary, close_items, ingest_files
+from rolecall.orchestrator.settings import derive_settings, reader
+from rolecall.probes.passive.zeek.log_format import zeek_files
+
+ingest_app = typer.Typer(no_args_is_help=True, help="Passive evidence and existing scans.")
+
+
+def _ingest(ctx: typer.Context, kind: str, files: list[Path]) -> None:
+    """Run an ingest and turn its summary into output and exit status."""
+    session = session_of(ctx)
+    derivation = derive_settings(session.config)
+    read = reader(session.config, kind)
+    # Called before the store is loaded and opened: a large capture's reading starts now.
+    first = read(files[0])
+    try:
+        store = session.store()
+        summary = ingest_files(store, kind, files, read, session.reporter, derivation, first)
+    finally:
+        close_items(first)
+    typer.echo(_describe_ingest(kind, summary))
+    for warning in summary.warnings:
+        session.reporter.note(f"warning: {warning.where}: {warning.message}")
+    if summary.failures or summary.counts["warnings"]:
+        raise typer.Exit(2)
+
+
+def _describe_ingest(kind: str, summary: IngestSummary) -> str:
+    """One line saying what an ingest stored and skipped."""
+    counts = summary.counts
+    stored = sum(n for name, n in counts.items() if name[0].isupper())
+    text = f"ingested {counts['files']} {kind} file(s): {stored} records (run {summary.run_id})"
+    if counts["files_already_ingested"]:
+        text += f"; {counts['files_already_ingested']} already ingested, unchanged"
+    if counts["warnings"]:
+        text += f"; {counts['warnings']} damaged entries skipped"
+    if summary.failures:
+        text += f"; {len(summary.failures)} file(s) could not be read"
+    return text
+
+
+@ingest_app.command("nmap-xml")
+def ingest_nmap_xml(
+    ctx: typer.Context,
+    files: Annotated[list[Path], typer.Argument(metavar="FILE...", help="nmap -oX files.")],
+) -> None:
+    """Import scans made with nmap -oX."""
+    _ingest(ctx, "nmap-xml", files)
+
+
+@ingest_app.command("pcap")
+def ingest_pcap(
+    ctx: typer.Context,
+    files: Annotated[
+        list[Path], typer.Argument(metavar="FILE...", help="pcap or pcapng captures, .gz too.")
+    ],
+) -> None:
+    """Read packet captures: SMTP and SOCKS by content, tunnelled mail, flows, names."""
+    _ingest(ctx, "pcap", files)
+
+
+@ingest_app.command("zeek")
+def ingest_zeek(
+    ctx: typer.Context,
+    paths: Annotated[
+        list[Path], typer.Argument(metavar="DIR|FILE...", help="Zeek logs or log directories.")
+    ],
+) -> None:
+    """Import Zeek logs (TSV or JSON, gzip'd, rotated, whole archive trees)."""
+    files = zeek_files(paths)
+    if not files:
+        raise UsageError(f"no Zeek logs found in {', '.join(map(str, paths))}")
+    _ingest(ctx, "zeek", files)
+
+
+@ingest_app.command("firewall")
+def ingest_firewall(
+    ctx: typer.Context,
+    files: Annotated[
+        list[Path], typer.Argument(metavar="FILE...", help="syslog/journal text with LOG lines.")
+    ],
+) -> None:
+    """Import netfilter LOG lines; outbound SMTP denies are the direct-to-Internet signal."""
+    _ingest(ctx, "firewall", files)

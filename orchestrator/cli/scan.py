@@ -1,0 +1,52 @@
+"""`rolecall scan subnet`: parse the targets and options, run the scan, print its summary."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from rolecall.orchestrator.cli.session import session_of
+from rolecall.orchestrator.config import parse_ports
+from rolecall.orchestrator.errors import UsageError
+
+scan_app = typer.Typer(no_args_is_help=True, help="Active scans of networks in scope.")
+
+
+@scan_app.command("subnet")
+def scan_subnet(
+    ctx: typer.Context,
+    targets: Annotated[list[str], typer.Argument(metavar="CIDR...", help="Networks to scan.")],
+    ports: Annotated[
+        str | None, typer.Option("--ports", help="TCP ports, e.g. 22,25,80,8000-8100.")
+    ] = None,
+    probes: Annotated[
+        str | None,
+        typer.Option(
+            "--probes",
+            help="Active probes on open ports, e.g. socks,smtp (default: [probes] enabled;"
+            " 'none' for port discovery only).",
+        ),
+    ] = None,
+) -> None:
+    """Discover open ports on networks in scope, probe what they speak, store what was found."""
+    session = session_of(ctx)
+    if ports is not None:
+        try:
+            ports = parse_ports(ports)
+        except ValueError as exc:
+            raise UsageError(f"--ports: {exc}") from None
+    chosen = None
+    if probes is not None:
+        chosen = [] if probes == "none" else [name.strip() for name in probes.split(",")]
+    # Loaded when the command runs, so that every other command starts without the scanner.
+    from rolecall.orchestrator.runs.scan import scan_subnets  # noqa: PLC0415
+
+    summary = scan_subnets(
+        session.store(), session.config, targets, session.reporter, ports, chosen
+    )
+    counts = summary.counts
+    typer.echo(
+        f"scanned {summary.addresses} addresses: {counts['hosts_up']} hosts up,"
+        f" {counts['open_ports']} open ports (run {summary.run_id})"
+    )
