@@ -9,8 +9,8 @@ from rolecall.inventory.settings import DeriveSettings, GroupSpec
 from rolecall.inventory.store import Store
 from rolecall.orchestrator.cli.app import main
 from rolecall.probes.records import Flow, HostName, Service, SmtpTransaction
+from tests.data_paths import CONFORMANCE
 
-CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "zeek"
 TRACES = sorted(CONFORMANCE.glob("*/trace.pcap"))
 HOSTILE = "<script>alert('x')</script>"
 UNTIL = datetime(2026, 3, 2, tzinfo=UTC)

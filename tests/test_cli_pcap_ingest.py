@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli_helpers import run_cli
-
-CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "zeek"
+from tests.data_paths import CONFORMANCE
 
 
 def _inventory(capsys: pytest.CaptureFixture[str], db: Path) -> dict[str, dict[str, str]]:

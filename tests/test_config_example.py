@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import re
 import tomllib
-from pathlib import Path
 
 from pydantic import BaseModel
 
 from rolecall.orchestrator.config import Config, validate_config
 from rolecall.orchestrator.settings import derive_settings
-
-EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
+from tests.data_paths import CONFIG_EXAMPLE as EXAMPLE
 
 
 def _settings(model: type[BaseModel], prefix: str = "") -> list[str]:
@@ -36,12 +34,24 @@ def test_the_example_config_is_valid_as_shipped() -> None:
     validate_config(tomllib.loads(text), str(EXAMPLE))
 
 
+def _written(text: str) -> set[str]:
+    """Every "section.key" the example writes, commented out for list-of-table entries."""
+    written = set()
+    section = ""
+    for line in text.splitlines():
+        header = re.fullmatch(r"(?:# )?\[\[?([a-z_]+)\]\]?", line)
+        key = re.match(r"(?:# )?([a-z_]+) = ", line)
+        if header:
+            section = header.group(1)
+        elif key:
+            written.add(f"{section}.{key.group(1)}")
+    return written
+
+
 def test_the_example_config_names_every_setting() -> None:
-    text = EXAMPLE.read_text(encoding="utf-8")
-    # Settings are written "key = value", commented out for list-of-table entries.
-    written = set(re.findall(r"^#?\s*([a-z_]+)\s*=", text, flags=re.MULTILINE))
-    missing = [name for name in _settings(Config) if name.rsplit(".", 1)[-1] not in written]
-    assert missing == []
+    written = _written(EXAMPLE.read_text(encoding="utf-8"))
+    missing = [name for name in _settings(Config) if name not in written]
+    assert missing == [], f"config.example.toml does not show these settings: {missing}"
 
 
 def test_the_commented_list_examples_are_valid_when_uncommented() -> None:

@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 
 from tests.cli_helpers import run_cli
+from tests.data_paths import CONFORMANCE
 from tests.findings_helpers import at, capture, findings, ingest, write_config
 from tests.probe_helpers import microsocks, web_server
-
-CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "zeek"
 
 
 def _curl(source: str, proxy: str, url: str, credentials: str = "") -> None:

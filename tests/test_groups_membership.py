@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from tests.cli_helpers import Listener, run_cli
+from tests.data_paths import CONFORMANCE
 from tests.findings_helpers import at, capture, cli, ingest, roles, send_mail, write_config
 from tests.pcap_helpers import aiosmtpd_server
 
-CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "zeek"
 GROUPS = """
 [[groups]]
 name = "dmz"

@@ -14,9 +14,8 @@ from rolecall.probes.records import (
     SocksRequest,
     record_fields,
 )
+from tests.data_paths import CONFORMANCE
 from tests.pcap_helpers import of_type, read_all, smtp, socks, warnings
-
-CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "zeek"
 
 
 def zeek_log(path: Path) -> list[dict[str, str]]:

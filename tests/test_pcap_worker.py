@@ -14,10 +14,10 @@ from rolecall.probes.passive.pcap.read import PcapSettings, read_pcap, read_seri
 from rolecall.probes.passive.worker import WorkerItems
 from rolecall.probes.records import ReadWarning, SmtpTransaction
 from tests.cli_helpers import run_cli
+from tests.data_paths import CONFORMANCE
 from tests.pcap_helpers import session, smtp_turns, write_pcap
 from tests.test_zeek_worker import _children
 
-CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "zeek"
 SERIAL = PcapSettings(worker_min_bytes=None)
 IN_WORKER = PcapSettings(worker_min_bytes=0)
 

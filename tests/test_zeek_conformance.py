@@ -14,9 +14,9 @@ import pytest
 
 from rolecall.probes.passive.zeek.records import ZeekSettings, read_zeek
 from rolecall.probes.records import SmtpTransaction, SocksRequest
+from tests.data_paths import CONFORMANCE
 from tests.zeek_helpers import split_items
 
-CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "zeek"
 TS = "1254722767.492303"
 TS_TIME = datetime(2009, 10, 5, 6, 6, 7, 492303, tzinfo=UTC)
 CASES = ["smtp-basic/smtp.log", "smtp-starttls/smtp.log", "socks-trace1/socks.log"]

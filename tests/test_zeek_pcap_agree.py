@@ -9,7 +9,8 @@ import pytest
 from rolecall.probes.passive.pcap.read import PcapSettings, read_pcap
 from rolecall.probes.passive.zeek.records import ZeekSettings, read_zeek
 from rolecall.probes.records import SmtpTransaction, SocksRequest
-from tests.test_zeek_conformance import CASES, CONFORMANCE, unmasked
+from tests.data_paths import CONFORMANCE
+from tests.test_zeek_conformance import CASES, unmasked
 
 SMTP_FIELDS = [
     "client",
