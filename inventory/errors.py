@@ -1,5 +1,7 @@
-"""Errors the inventory raises; the command line maps them to exit status."""
+"""Errors the inventory raises; each carries its exit status (see ``rolecall.errors``)."""
+
+from rolecall.errors import BadInputError
 
 
-class StoreError(Exception):
+class StoreError(BadInputError):
     """The database cannot be opened or used as an inventory: exit status 2."""

@@ -1,9 +1,11 @@
-"""Errors the orchestrator raises; the command line maps them to exit status."""
+"""Errors the orchestrator raises; each carries its exit status (see ``rolecall.errors``)."""
+
+from rolecall.errors import BadInputError, RolecallError
 
 
-class UsageError(Exception):
+class UsageError(BadInputError):
     """Bad usage or bad input (config, targets, files): exit status 2."""
 
 
-class RunError(Exception):
+class RunError(RolecallError):
     """A run that could not complete for another reason (a tool missing, a peer down): exit 1."""

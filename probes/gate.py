@@ -2,6 +2,8 @@
 
 from typing import Protocol
 
+from rolecall.errors import BadInputError
+
 
 class TargetGate(Protocol):
     """Decides whether an address may be probed (``rolecall.orchestrator.scope.Scope``)."""
@@ -10,8 +12,8 @@ class TargetGate(Protocol):
         """Return if ``address`` may be probed, else raise ``OutOfScopeError``."""
 
 
-class OutOfScopeError(Exception):
-    """A target lies outside the configured scope: refused before any packet is sent."""
+class OutOfScopeError(BadInputError):
+    """A target lies outside the configured scope: refused before any packet is sent (exit 2)."""
 
 
 class NetworkGate(Protocol):

@@ -1,9 +1,11 @@
-"""Errors the report renderers raise; the orchestrator maps them to exit status."""
+"""Errors the report renderers raise; each carries its exit status (see ``rolecall.errors``)."""
+
+from rolecall.errors import BadInputError, RolecallError
 
 
-class ReportInputError(Exception):
-    """Bad input to a report (an expression, a database file, a template): one sentence."""
+class ReportInputError(BadInputError):
+    """Bad input to a report (an expression, a database file, a template): exit status 2."""
 
 
-class DeliveryError(Exception):
-    """The relay refused the report or could not be reached: one sentence."""
+class DeliveryError(RolecallError):
+    """The relay refused the report or could not be reached: exit status 1."""

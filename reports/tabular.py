@@ -9,7 +9,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
 FORMULA_LEAD = ("=", "+", "-", "@", "\t", "\r")
-FORMATS = ("csv", "json", "jsonl")
 BOM = "\ufeff"
 
 

@@ -9,7 +9,7 @@ derives everything again from all evidence. Deriving twice gives the same result
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -44,8 +44,6 @@ from rolecall.inventory.matching.address_set import AddressSet
 from rolecall.inventory.rules import all_rules
 from rolecall.inventory.rules.base import Collector, RowHandler, Rule, RuleContext
 from rolecall.inventory.rules.host_roles import first_smtp_client, smtp_senders
-from rolecall.inventory.rules.smtp_client_surge import NAME as SURGE
-from rolecall.inventory.rules.smtp_client_surge import judge_days
 from rolecall.inventory.settings import DeriveSettings, settings_json
 from rolecall.inventory.tables import Asset, AssetGroupRow, FindingRow, RoleRow, core_table
 from rolecall.probes.records import Observation
@@ -222,18 +220,36 @@ def _start_full(connection: Connection) -> None:
     connection.execute(delete(core_table(AssetGroupRow)))
 
 
-def _resolve_unraised(connection: Connection, raised: set[tuple[str, str]]) -> None:
-    """After a full derivation: open findings no evidence supports any more are resolved."""
+def _resolve_unraised(
+    connection: Connection, raised: set[tuple[str, str]], series_rules: set[str]
+) -> None:
+    """After a full derivation: open findings no evidence supports any more are resolved.
+
+    Findings of rules over the daily series are left to those rules, which end them
+    when their series calms.
+    """
     table = core_table(FindingRow)
     rows = connection.execute(
         select(table.c.id, table.c.rule, table.c.address).where(table.c.status == "open")
     )
-    gone = [row.id for row in rows if (row.rule, row.address) not in raised and row.rule != SURGE]
+    gone = [
+        row.id
+        for row in rows
+        if (row.rule, row.address) not in raised and row.rule not in series_rules
+    ]
     mark_resolved(connection, gone)
 
 
-def derive(connection: Connection, settings: DeriveSettings, full: bool = False) -> DeriveSummary:
-    """Bring roles, groups, findings and the daily series up to date with the stored evidence."""
+def derive(
+    connection: Connection,
+    settings: DeriveSettings,
+    full: bool = False,
+    rules: Sequence[Rule] | None = None,
+) -> DeriveSummary:
+    """Bring roles, groups, findings and the daily series up to date with the stored evidence.
+
+    The finding rules are every registered rule unless ``rules`` names others.
+    """
     marks, fingerprint, _ = delta.stored_state(connection)
     full = full or fingerprint != settings.fingerprint()
     now_marks = delta.current_marks(connection)
@@ -249,7 +265,7 @@ def derive(connection: Connection, settings: DeriveSettings, full: bool = False)
         {},
         newest,
     )
-    rules = all_rules()
+    rules = all_rules() if rules is None else tuple(rules)
     found = _read(connection, ctx, rules, None if full else marks)
     gained, touched = merge_roles(connection, found.roles, empty=full)
     if full:
@@ -286,8 +302,9 @@ def derive(connection: Connection, settings: DeriveSettings, full: bool = False)
         if rule.hosts is not None:
             resolve(connection, rule.name, [a for a in judged if (rule.name, a) not in hosts.found])
     if full:
-        _resolve_unraised(connection, set(found.rows.found) | set(hosts.found))
-    _update_history(connection, settings, found, groups)
+        series_rules = {rule.name for rule in rules if rule.series is not None}
+        _resolve_unraised(connection, set(found.rows.found) | set(hosts.found), series_rules)
+    _update_history(ctx, rules, found.days)
     resolve_stale(connection, timedelta(hours=settings.resolve_after_hours))
     resolve_reprobed(connection, None if full else found.probed)
     delta.save_state(
@@ -300,23 +317,21 @@ def derive(connection: Connection, settings: DeriveSettings, full: bool = False)
     return DeriveSummary(role_count(connection), _open_findings(connection), len(judged), full)
 
 
-def _update_history(
-    connection: Connection, settings: DeriveSettings, found: _Pass, groups: dict[str, list[str]]
-) -> None:
-    """Recompute the touched days of the series, add denies, expire, and judge surges."""
-    newest = max([*found.days, *history.newest_day(connection)], default=None)
+def _update_history(ctx: RuleContext, rules: Iterable[Rule], found_days: set[date]) -> None:
+    """Recompute the touched days of the series, expire old days, and run the series rules."""
+    connection, settings = ctx.connection, ctx.settings
+    newest = max([*found_days, *history.newest_day(connection)], default=None)
     if newest is None:
         return
     oldest = newest - timedelta(days=settings.history_retention_days)
-    days = {day for day in found.days if day >= oldest}
-    history.recompute_days(connection, days, groups)
+    days = sorted(day for day in found_days if day >= oldest)
+    history.recompute_days(connection, days, ctx.groups)
     history.expire(connection, newest, settings.history_retention_days)
-    raised, calm = judge_days(
-        connection, days, [spec.name for spec in settings.groups], settings.surge
-    )
-    store_raised(connection, raised, replace=False)
-    for address, day in calm:
-        resolve_before(connection, SURGE, address, day)
+    for rule in rules:
+        verdict = rule.judge_series(ctx, days)
+        store_raised(connection, verdict.raised, replace=False)
+        for address, day in verdict.calm:
+            resolve_before(connection, rule.name, address, day)
 
 
 def _open_findings(connection: Connection) -> int:
@@ -328,8 +343,3 @@ def _open_findings(connection: Connection) -> int:
         ).scalar()
         or 0
     )
-
-
-def derive_roles(connection: Connection) -> int:
-    """Derive with default settings; return how many roles hold (kept for older callers)."""
-    return derive(connection, DeriveSettings()).roles

@@ -92,9 +92,6 @@ VALUE_KINDS: Final = frozenset({kind for kind, _ in _BY_VALUE} | {kind for kind,
 ANY_VALUE_KINDS: Final = frozenset(_BY_KIND)
 """Observation kinds whose roles depend on the kind alone: aggregated per host."""
 
-ROLE_KINDS: Final = VALUE_KINDS | ANY_VALUE_KINDS
-"""Every observation kind some role rule reads."""
-
 CLIENT_ROLES: Final = frozenset({"smtp-client", "socks-client", "dns-client", "web-client"})
 """Roles that show a host acting as a client."""
 

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import netaddr
 
+from rolecall.errors import BadInputError
 
-class BlocklistError(ValueError):
-    """A blocklist file that cannot be read; the message names the file and line."""
+
+class BlocklistError(BadInputError):
+    """A blocklist file that cannot be read; the message names the file and line (exit 2)."""
 
 
 def parse_blocklist(text: str, where: str) -> list[str]:

@@ -3,8 +3,8 @@
 A rule reacts to new evidence rows (``observation``, ``smtp``, ``socks``, ``flow``:
 the finding grows with its evidence) or looks at a host's current state
 (``hosts``: roles and groups; the finding is replaced, or resolved if no longer
-supported). ``smtp-client-surge`` reads the daily series instead (see
-``rolecall.inventory.rules.smtp_client_surge``).
+supported) or judges the daily series (``series``: the days derivation has just
+recomputed). Adding a rule is a module here and its line in ``all_rules``.
 """
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ from rolecall.inventory.rules import (
     open_socks_proxy,
     plaintext_auth,
     relay_refused,
+    smtp_client_surge,
     unexpected_mail_client,
 )
 from rolecall.inventory.rules.base import Rule
 
 
 def all_rules() -> tuple[Rule, ...]:
-    """Every evidence rule (smtp-client-surge runs on the daily series, apart)."""
+    """Every finding rule, in the order derivation runs them."""
     return (
         open_socks_proxy.RULE,
         open_relay.RULE,
@@ -39,4 +40,5 @@ def all_rules() -> tuple[Rule, ...]:
         blocklisted_peer.RULE,
         plaintext_auth.RULE,
         anonymous_ftp.RULE,
+        smtp_client_surge.RULE,
     )

@@ -3,14 +3,15 @@
 A rule reacts to new evidence rows (``observation``, ``smtp``, ``socks``, ``flow``:
 the finding grows with its evidence) or looks at a host's current state
 (``hosts``: roles and groups; the finding is replaced, or resolved if no longer
-supported). ``smtp-client-surge`` reads the daily series instead (see history).
+supported). A rule over the daily series (``smtp-client-surge``) judges the days
+derivation has just recomputed, and ends its own findings when the series calms.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Connection
@@ -75,8 +76,17 @@ class Collector:
         )
 
 
+@dataclass(frozen=True)
+class SeriesVerdict:
+    """What a rule over the daily series concluded: findings raised, and (target, day) calm."""
+
+    raised: Sequence[Raised] = ()
+    calm: Sequence[tuple[str, date]] = ()
+
+
 RowHandler = Callable[[RuleContext, Row, Collector], None]
 HostHandler = Callable[[RuleContext, Sequence[str], Collector], None]
+SeriesHandler = Callable[[RuleContext, Sequence[date]], SeriesVerdict]
 
 
 @dataclass(frozen=True)
@@ -92,8 +102,15 @@ class Rule:
     flow: RowHandler | None = None
     flow_ports: frozenset[int] | None = None
     hosts: HostHandler | None = None
+    series: SeriesHandler | None = None
     applies: Callable[[RuleContext], bool] | None = None
 
     def active(self, ctx: RuleContext) -> bool:
         """Whether the rule can raise anything with these settings (else it is skipped)."""
         return self.applies is None or self.applies(ctx)
+
+    def judge_series(self, ctx: RuleContext, days: Sequence[date]) -> SeriesVerdict:
+        """Its verdict on the series for the days just recomputed (empty if it reads none)."""
+        if self.series is None or not self.active(ctx):
+            return SeriesVerdict()
+        return self.series(ctx, days)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import Connection, func, select
 
 from rolecall.inventory.findings import Raised
 from rolecall.inventory.history import Band, baseline_band
+from rolecall.inventory.rules.base import Rule, RuleContext, SeriesVerdict
 from rolecall.inventory.settings import SurgeSettings
 from rolecall.inventory.tables import DailyMetricRow, core_table
 
@@ -46,18 +47,17 @@ def _summary(group: str, day: date, value: int, band: Band, surge: SurgeSettings
     )
 
 
-def judge_days(
-    connection: Connection, days: Iterable[date], groups: Iterable[str], surge: SurgeSettings
-) -> tuple[list[Raised], list[tuple[str, date]]]:
+def judge_days(ctx: RuleContext, days: Sequence[date]) -> SeriesVerdict:
     """Surges on the given days for each series; and (series, day) calm on the last of them."""
     wanted = sorted(set(days))
     if not wanted:
-        return [], []
+        return SeriesVerdict()
+    surge = ctx.settings.surge
     raised: list[Raised] = []
     calm: list[tuple[str, date]] = []
-    for group in ["", *sorted(set(groups))]:
+    for group in ["", *sorted({spec.name for spec in ctx.settings.groups})]:
         start = wanted[0] - timedelta(days=surge.baseline_days)
-        values, first = _series(connection, group, start, wanted[-1])
+        values, first = _series(ctx.connection, group, start, wanted[-1])
         surging = False
         for day in wanted:
             trailing = [
@@ -85,4 +85,7 @@ def judge_days(
                 )
         if not surging:
             calm.append((target(group), wanted[-1]))
-    return raised, calm
+    return SeriesVerdict(raised, calm)
+
+
+RULE = Rule(NAME, SEVERITY, series=judge_days)

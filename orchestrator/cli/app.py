@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from rolecall import __version__
-from rolecall.inventory.errors import StoreError
+from rolecall.errors import RolecallError
 from rolecall.orchestrator.cli.demo import demo as demo_command
 from rolecall.orchestrator.cli.export import export
 from rolecall.orchestrator.cli.findings import add_commands as add_findings_commands
@@ -21,10 +21,7 @@ from rolecall.orchestrator.cli.schedule import run as run_daemon_command
 from rolecall.orchestrator.cli.schedule import schedule_app
 from rolecall.orchestrator.cli.session import Session
 from rolecall.orchestrator.config import load_config
-from rolecall.orchestrator.errors import RunError, UsageError
 from rolecall.orchestrator.progress import Reporter
-from rolecall.probes.errors import InputError, ProbeError
-from rolecall.probes.gate import OutOfScopeError
 
 app = typer.Typer(
     add_completion=False,
@@ -42,9 +39,6 @@ add_findings_commands(app)
 app.command("run")(run_daemon_command)
 app.command("demo")(demo_command)
 app.command("export")(export)
-
-BAD_INPUT = (UsageError, InputError, StoreError, OutOfScopeError)
-FAILURE = (RunError, ProbeError)
 
 
 def _print_version(value: bool) -> None:
@@ -77,15 +71,6 @@ def root(
     ctx.obj = Session(loaded, db or loaded.database.url, Reporter(quiet=quiet))
 
 
-def _exit_code(exc: BaseException) -> int | None:
-    """The exit status for an error rolecall knows, or None for an unexpected one."""
-    if isinstance(exc, BAD_INPUT):
-        return 2
-    if isinstance(exc, FAILURE):
-        return 1
-    return None
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; errors become one sentence on stderr and an exit status."""
     args = sys.argv[1:] if argv is None else argv
@@ -103,15 +88,16 @@ def main(argv: list[str] | None = None) -> int:
         if callable(show):
             show()
         return int(getattr(exc, "exit_code", 2))
-    except Exception as exc:
-        code = _exit_code(exc)
+    except RolecallError as exc:
         if debug:
             raise
-        if code is None:
-            print(f"rolecall: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return 1
         print(f"rolecall: {exc}", file=sys.stderr)
-        return code
+        return exc.exit_status
+    except Exception as exc:
+        if debug:
+            raise
+        print(f"rolecall: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     if result == 130:
         # Typer turns Ctrl-C into exit status 130 without a word; say what happened.
         print("rolecall: interrupted", file=sys.stderr)

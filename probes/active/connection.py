@@ -193,15 +193,6 @@ class ProbeConnection:
         del self._buffer[:count]
         return data
 
-    async def read_some(self, timeout: float | None = None) -> bytes:
-        """Return what arrives first (b"" when the peer closes); TimeoutError if nothing does."""
-        async with asyncio.timeout(self._settings.read_timeout if timeout is None else timeout):
-            if not self._buffer and not await self._fill():
-                return b""
-        data = bytes(self._buffer)
-        self._buffer.clear()
-        return data
-
     async def read_line(self) -> bytes:
         """Return one line without its end (cut at max_line_bytes); b"" at end of stream."""
         limit = self._settings.max_line_bytes

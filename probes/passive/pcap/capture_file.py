@@ -61,7 +61,13 @@ def ip_offset(linktype: int, frame: bytes) -> int:
         off, etype = 16, (frame[14] << 8 | frame[15]) if len(frame) >= 16 else 0
     elif linktype == LINKTYPE_LINUX_SLL2:
         off, etype = 20, (frame[0] << 8 | frame[1]) if len(frame) >= 20 else 0
-    elif linktype in (LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6, 12, 14):
+    elif linktype in (
+        LINKTYPE_RAW,
+        LINKTYPE_IPV4,
+        LINKTYPE_IPV6,
+        LINKTYPE_RAW_OPENBSD,
+        LINKTYPE_RAW_BSDOS,
+    ):
         return 0 if frame and frame[0] >> 4 in (4, 6) else -1
     elif linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
         return 4 if len(frame) > 4 and frame[4] >> 4 in (4, 6) else -1
