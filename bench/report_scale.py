@@ -54,7 +54,7 @@ def generate(db: Path, assets: int, findings: int) -> None:
     """Fill an inventory with generated assets, roles, services, mail and findings."""
     store = Store.open(str(db))
     seen = UNTIL - timedelta(days=3)
-    with store.engine.begin() as connection:
+    with store.transaction("fill the inventory") as connection:
         connection.execute(
             _table(Asset).insert(),
             [{"address": address(i), "first_seen": seen, "last_seen": seen} for i in range(assets)],

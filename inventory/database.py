@@ -6,9 +6,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from rolecall.inventory.database_errors import database_name, reason, without_password
 from rolecall.inventory.errors import StoreError
 
 if TYPE_CHECKING:
@@ -18,9 +19,11 @@ if TYPE_CHECKING:
 SQLITE_MAGIC = b"SQLite format 3\x00"
 # The newest migration's revision (a test checks it against the migrations). A database
 # already there opens without loading alembic, which costs more than a small ingest.
-SCHEMA_HEAD = "0003"
+SCHEMA_HEAD = "0005"
 BUSY_TIMEOUT_MS = 30_000
-# Tables other libraries keep in the inventory database; migrations leave them alone.
+# Tables the schema does not describe. apscheduler_jobs held the pickled schedules of
+# releases up to 0.1.0: migration 0004 converts its rows and drops it, or keeps it with the
+# rows it could not convert, for their owner to look at.
 FOREIGN_TABLES = frozenset({"apscheduler_jobs"})
 
 
@@ -77,11 +80,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def make_engine(url: str) -> Engine:
     """Create an engine; SQLite connections get WAL, a busy timeout and explicit transactions."""
     try:
-        engine = create_engine(url)
+        parsed = make_url(url)
+    except (SQLAlchemyError, ValueError):
+        raise StoreError(f"{without_password(url)} is not a database URL") from None
+    try:
+        engine = create_engine(parsed)
     except (SQLAlchemyError, ImportError, ValueError) as exc:
-        raise StoreError(f"cannot use database URL {url}: {exc}") from exc
+        raise StoreError(f"cannot use database URL {database_name(parsed)}: {exc}") from exc
     if engine.dialect.name == "sqlite":
-        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+        engine = create_engine(parsed, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
         event.listen(engine, "connect", _sqlite_pragmas)
     elif engine.dialect.name != "postgresql":
         raise StoreError(
@@ -149,8 +156,9 @@ def upgrade_schema(engine: Engine, revision: str = "head") -> None:
     except StoreError:
         raise
     except DBAPIError as exc:
-        raise StoreError(f"cannot use database {engine.url}: {exc.orig}") from exc
+        raise StoreError(f"cannot use database {database_name(engine.url)}: {reason(exc)}") from exc
     except Exception as exc:
         if exc.__class__.__module__.startswith("alembic"):
-            raise StoreError(f"database schema {engine.url} is not usable: {exc}") from exc
+            name = database_name(engine.url)
+            raise StoreError(f"database schema {name} is not usable: {exc}") from exc
         raise

@@ -2,32 +2,33 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.sql.dml import Insert
 
 from rolecall.inventory import record_rows as rows
+from rolecall.inventory.daemon_lock import DaemonLock
 from rolecall.inventory.database import database_url, make_engine, upgrade_schema
+from rolecall.inventory.database_errors import database_name, translated
 from rolecall.inventory.derivation.engine import DeriveSummary, derive
 from rolecall.inventory.derivation.evidence_delta import (
     next_write_seq,
     stored_state,
     take_write_lock,
 )
-from rolecall.inventory.errors import StoreError
+from rolecall.inventory.runs import Run, RunBook
+from rolecall.inventory.schedules import ScheduleTable
 from rolecall.inventory.settings import DeriveSettings, settings_from_json
 from rolecall.inventory.sql import upserts
 from rolecall.inventory.sql.bulk import BulkStatement
-from rolecall.inventory.tables import IngestedFile, RunRow, core_table
+from rolecall.inventory.tables import IngestedFile
 from rolecall.probes.records import (
     Flow,
     HostName,
@@ -212,85 +213,91 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._runs = RunBook(engine)
 
     @classmethod
     def open(cls, target: str) -> Store:
-        """Open (creating or upgrading as needed) the inventory at a path or URL."""
+        """Open (creating or upgrading as needed) the inventory at a path or URL.
+
+        Runs left running by processes of this host that are gone are marked interrupted.
+        """
         engine = make_engine(database_url(target))
         upgrade_schema(engine)
-        return cls(engine)
+        store = cls(engine)
+        store._runs.mark_abandoned()
+        return store
+
+    @property
+    def name(self) -> str:
+        """The database as its user names it: a file's path, or the URL without password."""
+        return database_name(self.engine.url)
 
     def close(self) -> None:
         """Release every pooled connection."""
         self.engine.dispose()
 
+    @property
+    def schedules(self) -> ScheduleTable:
+        """The schedules the daemon runs (plain data: nothing stored there is code)."""
+        return ScheduleTable(self.engine)
+
     @contextmanager
     def writer(self, batch_size: int | None = None) -> Iterator[RecordWriter]:
         """Yield a writer whose records commit together, or not at all (batches: WRITE_BATCH)."""
-        try:
-            with self.engine.begin() as connection:
-                writer = RecordWriter(connection, WRITE_BATCH if batch_size is None else batch_size)
-                yield writer
-                writer.flush()
-        except DBAPIError as exc:
-            raise StoreError(f"cannot write to database {self.engine.url}: {exc.orig}") from exc
+        with translated(self.engine.url, "write records"), self.engine.begin() as connection:
+            writer = RecordWriter(connection, WRITE_BATCH if batch_size is None else batch_size)
+            yield writer
+            writer.flush()
+
+    @contextmanager
+    def read(self, doing: str) -> Iterator[Connection]:
+        """Yield a connection to read with; a database error is "cannot DOING in database X"."""
+        with translated(self.engine.url, doing), self.engine.connect() as connection:
+            yield connection
+
+    @contextmanager
+    def transaction(self, doing: str) -> Iterator[Connection]:
+        """Yield a connection whose writes commit together at the end, or not at all."""
+        with translated(self.engine.url, doing), self.engine.begin() as connection:
+            yield connection
 
     def derive(self, settings: DeriveSettings | None = None, full: bool = False) -> DeriveSummary:
         """Bring roles, groups, findings and history up to date with the evidence.
 
         Without settings, the settings of the last derivation (or the defaults) apply.
         """
-        try:
-            with self.engine.begin() as connection:
-                take_write_lock(connection)
-                if settings is None:
-                    settings = settings_from_json(stored_state(connection)[2])
-                return derive(connection, settings, full)
-        except DBAPIError as exc:
-            raise StoreError(f"cannot derive in database {self.engine.url}: {exc.orig}") from exc
+        with self.transaction("derive") as connection:
+            take_write_lock(connection)
+            if settings is None:
+                settings = settings_from_json(stored_state(connection)[2])
+            return derive(connection, settings, full)
 
     def derived_with(self) -> str:
         """The fingerprint of the settings of the last derivation ("" if none yet)."""
-        with self.engine.connect() as connection:
+        with self.read("read the derivation state") as connection:
             return stored_state(connection)[1]
 
-    def derive_roles(self) -> int:
-        """Derive with the last settings used (or the defaults); return how many roles hold."""
-        return self.derive().roles
+    def run(self, kind: str, target: str) -> AbstractContextManager[Run]:
+        """Record a run: ok (or as marked) at the end, failed on an error, interrupted on Ctrl-C."""
+        return self._runs.run(kind, target)
 
-    def start_run(self, kind: str, target: str) -> int:
-        """Record the start of a run and return its id."""
-        with self.engine.begin() as connection:
-            result = connection.execute(
-                core_table(RunRow)
-                .insert()
-                .values(
-                    kind=kind,
-                    target=target,
-                    started=utcnow(),
-                    status="running",
-                    counts="{}",
-                    error="",
-                )
-            )
-            key = result.inserted_primary_key
-            if key is None:
-                raise StoreError("the database did not return the new run's id")
-            run_id: int = key[0]
-            return run_id
+    def interrupt_open_runs(self, error: str) -> list[int]:
+        """Record every run this store started and has not ended as interrupted; their ids."""
+        return self._runs.interrupt_open(error)
 
-    def finish_run(self, run_id: int, status: str, counts: dict[str, int], error: str = "") -> None:
-        """Record how a run ended, with what it counted."""
-        with self.engine.begin() as connection:
-            connection.execute(
-                update(RunRow)
-                .where(RunRow.id == run_id)  # type: ignore[arg-type]
-                .values(ended=utcnow(), status=status, counts=json.dumps(counts), error=error)
-            )
+    @contextmanager
+    def daemon_lock(self) -> Iterator[None]:
+        """Hold the one-daemon-per-inventory lock for the block (StoreError if one holds it)."""
+        lock = DaemonLock(self.engine)
+        lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
 
     def already_ingested(self, kind: str, sha256: str) -> bool:
         """Return whether a file with this digest was ingested as kind before."""
-        with self.engine.connect() as connection:
+        with self.read("look up ingested files") as connection:
             found = connection.execute(
                 select(IngestedFile.id).where(  # type: ignore[call-overload]
                     IngestedFile.kind == kind, IngestedFile.sha256 == sha256

@@ -237,6 +237,7 @@ class RunRow(SQLModel, table=True):
     """Every scan, ingest and report: when, what, how it ended, what it counted."""
 
     __tablename__ = "run"
+    __table_args__ = (Index("ix_run_status", "status"),)
 
     id: int | None = Field(default=None, primary_key=True)
     kind: str
@@ -246,6 +247,11 @@ class RunRow(SQLModel, table=True):
     status: str
     counts: str = Field(sa_column=Column(Text, nullable=False))
     error: str = Field(sa_column=Column(Text, nullable=False))
+    # The process that runs it (see process_owner), so a run whose process died can be
+    # told from one still running; "" and 0 for runs recorded before they were kept.
+    owner_host: str = Field(default="", sa_column_kwargs={"server_default": ""})
+    owner_pid: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    owner_process: str = Field(default="", sa_column_kwargs={"server_default": ""})
 
 
 class IngestedFile(SQLModel, table=True):
@@ -297,6 +303,23 @@ class DeriveStateRow(SQLModel, table=True):
 
     key: str = Field(primary_key=True)
     value: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class ScheduleRow(SQLModel, table=True):
+    """A schedule the daemon runs, as plain data: a job kind, JSON arguments, a trigger."""
+
+    __tablename__ = "schedule"
+
+    id: str = Field(primary_key=True)
+    kind: str
+    arguments: str = Field(sa_column=Column(Text, nullable=False))
+    # Exactly one of the two is set: a five-field crontab (UTC) or an interval in seconds.
+    cron: str
+    every: int
+    origin: str
+    created: datetime
+    # Kept by the daemon, so a run missed while it was down still happens when it starts.
+    next_run: datetime | None = None
 
 
 def core_table(model: Any) -> Table:

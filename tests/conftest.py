@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli_helpers import Listener
+from tests.report_helpers import build_inventory
 
 CLONE_NEWNET = 0x40000000
 OWN_NETWORK = "ROLECALL_TEST_OWN_NETWORK"
@@ -55,3 +56,11 @@ def listeners() -> Iterator[Callable[[str, int], Listener]]:
     yield open_listener
     for listener in opened:
         listener.close()
+
+
+@pytest.fixture(scope="module")
+def report_inventory(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A derived inventory of conformance captures and 90 days of mail, one per test module."""
+    db = tmp_path_factory.mktemp("report") / "inventory.db"
+    build_inventory(db).close()
+    return db

@@ -9,23 +9,22 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from rolecall.inventory.errors import StoreError
 from rolecall.inventory.store import Store
-from rolecall.orchestrator.daemon.lock import DaemonLock
-from rolecall.orchestrator.errors import UsageError
 from rolecall.probes.records import Observation
 
 
 def test_the_lock_is_exclusive_and_released(db_path: Path) -> None:
     first, second = Store.open(str(db_path)), Store.open(str(db_path))
     try:
-        held = DaemonLock(first.engine)
-        held.acquire()
-        with pytest.raises(UsageError, match=r"another rolecall daemon \(pid \d+\) already runs"):
-            DaemonLock(second.engine).acquire()
-        held.release()
-        after = DaemonLock(second.engine)
-        after.acquire()
-        after.release()
+        with (
+            first.daemon_lock(),
+            pytest.raises(StoreError, match=r"another rolecall daemon \(pid \d+\) already runs"),
+            second.daemon_lock(),
+        ):
+            pass
+        with second.daemon_lock():
+            pass
     finally:
         first.close()
         second.close()
@@ -34,8 +33,8 @@ def test_the_lock_is_exclusive_and_released(db_path: Path) -> None:
 def test_memory_databases_cannot_host_a_daemon() -> None:
     store = Store.open("sqlite://")
     try:
-        with pytest.raises(UsageError, match="not :memory:"):
-            DaemonLock(store.engine).acquire()
+        with pytest.raises(StoreError, match="not :memory:"), store.daemon_lock():
+            pass
     finally:
         store.close()
 
@@ -59,10 +58,10 @@ def test_two_writers_on_one_sqlite_file_both_commit(db_path: Path) -> None:
         try:
             start.wait()
             for _ in range(5):
-                run = store.start_run("scan", address)
-                with store.writer(batch_size=500) as writer:
-                    writer.add_all(_observations(address, 3000))
-                store.finish_run(run, "ok", {"records": 3000})
+                with store.run("scan", address) as run:
+                    with store.writer(batch_size=500) as writer:
+                        writer.add_all(_observations(address, 3000))
+                    run.counts["records"] = 3000
         except BaseException as exc:
             errors.append(exc)
 
@@ -76,7 +75,7 @@ def test_two_writers_on_one_sqlite_file_both_commit(db_path: Path) -> None:
         thread.join()
     try:
         assert errors == []
-        with stores[0].engine.connect() as connection:
+        with stores[0].read("read rows") as connection:
             mode = connection.execute(text("PRAGMA journal_mode")).scalar_one()
             facts = connection.execute(text("SELECT count(*) FROM observation")).scalar_one()
             runs = connection.execute(text("SELECT status, count(*) FROM run GROUP BY status"))

@@ -69,7 +69,7 @@ def context(tmp_path: Path) -> Iterator[jobs.JobContext]:
 
 def _runs(store: Store) -> list[tuple[str, str, str]]:
     """(kind, status, error) of every run."""
-    with store.engine.connect() as connection:
+    with store.read("read rows") as connection:
         rows = connection.execute(text("SELECT kind, status, error FROM run ORDER BY id"))
         return [(str(kind), str(status), str(error)) for kind, status, error in rows]
 
@@ -102,7 +102,7 @@ def test_watch_ingests_each_new_file_once_and_sets_it_aside(
     assert ("ingest pcap", "ok", "") in runs
     assert any(kind == "ingest zeek" and status == "ok" for kind, status, _ in runs)
     assert any(kind == "ingest pcap" and status == "failed" for kind, status, _ in runs)
-    with context.store.engine.connect() as connection:
+    with context.store.read("read rows") as connection:
         mails = connection.execute(text("SELECT count(*) FROM smtp")).scalar_one()
     assert mails > 0
 
@@ -114,7 +114,7 @@ def test_watch_ingests_each_new_file_once_and_sets_it_aside(
     _age(drop / "again.pcap")
     jobs.watch_ingest("drop", str(drop))
     assert (drop / "done" / "again.pcap").exists()
-    with context.store.engine.connect() as connection:
+    with context.store.read("read rows") as connection:
         assert connection.execute(text("SELECT count(*) FROM smtp")).scalar_one() == mails
 
 

@@ -20,7 +20,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from rolecall.inventory.store import Store
 from rolecall.orchestrator.demo.lab_support import self_signed
 from tests.cli_helpers import run_cli
-from tests.report_helpers import SINCE, UNTIL, build_inventory
+from tests.report_helpers import SINCE, UNTIL
 
 HOST = "127.0.121.25"
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
@@ -83,14 +83,6 @@ def _free_port() -> int:
         return port
 
 
-@pytest.fixture(scope="module")
-def inventory(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A derived inventory of conformance captures and 90 days of mail."""
-    db = tmp_path_factory.mktemp("email") / "inventory.db"
-    build_inventory(db).close()
-    return db
-
-
 @pytest.fixture
 def tls_files(tmp_path: Path) -> tuple[Path, Path]:
     """The relay's certificate and key."""
@@ -148,7 +140,7 @@ def _config(tmp_path: Path, port: int, tls: str, ca: Path, password: str = PASSW
 def _runs(db: Path) -> list[Any]:
     """The report-email runs recorded."""
     store = Store.open(str(db))
-    with store.engine.connect() as connection:
+    with store.read("read rows") as connection:
         rows = list(
             connection.exec_driver_sql(
                 "select status, error, counts from run where kind = 'report-email' order by id"
@@ -160,7 +152,7 @@ def _runs(db: Path) -> list[Any]:
 
 def test_report_arrives_over_tls_with_auth_and_attachments(
     capsys: pytest.CaptureFixture[str],
-    inventory: Path,
+    report_inventory: Path,
     relay: Relay,
     tls_files: tuple[Path, Path],
     tmp_path: Path,
@@ -171,7 +163,7 @@ def test_report_arrives_over_tls_with_auth_and_attachments(
         "--config",
         str(config),
         "--db",
-        str(inventory),
+        str(report_inventory),
         "report",
         "email",
         "--to",
@@ -204,19 +196,21 @@ def test_report_arrives_over_tls_with_auth_and_attachments(
     findings = names["findings.csv"].get_content()
     assert findings.lstrip("\ufeff").startswith("change,rule,address,severity")
     assert findings.count("\nnew,") == new
-    runs = _runs(inventory)
+    runs = _runs(report_inventory)
     assert runs[-1][0] == "ok"
     assert json.loads(runs[-1][2])["new_findings"] == new
 
 
 def test_relay_down_is_a_failed_run_and_the_report_is_kept(
     capsys: pytest.CaptureFixture[str],
-    inventory: Path,
+    report_inventory: Path,
     tls_files: tuple[Path, Path],
     tmp_path: Path,
 ) -> None:
     config = _config(tmp_path, _free_port(), "starttls", tls_files[0])
-    result = run_cli(capsys, "--config", str(config), "--db", str(inventory), "report", "email")
+    result = run_cli(
+        capsys, "--config", str(config), "--db", str(report_inventory), "report", "email"
+    )
     assert result.code == 1
     assert result.err.startswith(f"rolecall: relay {HOST}:")
     assert "refused the connection" in result.err
@@ -225,14 +219,14 @@ def test_relay_down_is_a_failed_run_and_the_report_is_kept(
     assert len(kept) == 1
     assert (kept[0].parent / "findings.csv").is_file()
     assert str(kept[0].parent) in result.err
-    status, error, _ = _runs(inventory)[-1]
+    status, error, _ = _runs(report_inventory)[-1]
     assert status == "failed"
     assert "refused the connection" in error
 
 
 def test_relay_refusing_recipients_is_a_failed_run(
     capsys: pytest.CaptureFixture[str],
-    inventory: Path,
+    report_inventory: Path,
     tls_files: tuple[Path, Path],
     tmp_path: Path,
 ) -> None:
@@ -240,18 +234,20 @@ def test_relay_refusing_recipients_is_a_failed_run(
     controller = _start(refusing, tls_files, implicit=False)
     try:
         config = _config(tmp_path, refusing.port, "starttls", tls_files[0])
-        result = run_cli(capsys, "--config", str(config), "--db", str(inventory), "report", "email")
+        result = run_cli(
+            capsys, "--config", str(config), "--db", str(report_inventory), "report", "email"
+        )
     finally:
         controller.stop()
     assert result.code == 1
     assert "refused the recipients soc@example.org" in result.err
     assert refusing.received == []
-    assert _runs(inventory)[-1][0] == "failed"
+    assert _runs(report_inventory)[-1][0] == "failed"
 
 
 def test_wrong_password_is_refused_login(
     capsys: pytest.CaptureFixture[str],
-    inventory: Path,
+    report_inventory: Path,
     tls_files: tuple[Path, Path],
     tmp_path: Path,
 ) -> None:
@@ -259,7 +255,9 @@ def test_wrong_password_is_refused_login(
     controller = _start(found, tls_files, implicit=True)
     try:
         config = _config(tmp_path, found.port, "implicit", tls_files[0], password="wrong")
-        result = run_cli(capsys, "--config", str(config), "--db", str(inventory), "report", "email")
+        result = run_cli(
+            capsys, "--config", str(config), "--db", str(report_inventory), "report", "email"
+        )
     finally:
         controller.stop()
     assert result.code == 1
@@ -269,7 +267,7 @@ def test_wrong_password_is_refused_login(
 
 def test_untrusted_certificate_is_not_sent_to(
     capsys: pytest.CaptureFixture[str],
-    inventory: Path,
+    report_inventory: Path,
     tls_files: tuple[Path, Path],
     tmp_path: Path,
 ) -> None:
@@ -279,7 +277,9 @@ def test_untrusted_certificate_is_not_sent_to(
         (tmp_path / "other").mkdir()
         other, _ = _certificate(tmp_path / "other")
         config = _config(tmp_path, found.port, "starttls", other)
-        result = run_cli(capsys, "--config", str(config), "--db", str(inventory), "report", "email")
+        result = run_cli(
+            capsys, "--config", str(config), "--db", str(report_inventory), "report", "email"
+        )
     finally:
         controller.stop()
     assert result.code == 1
@@ -288,21 +288,23 @@ def test_untrusted_certificate_is_not_sent_to(
 
 
 def test_no_recipients_or_relay_is_usage_error(
-    capsys: pytest.CaptureFixture[str], inventory: Path, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], report_inventory: Path, tmp_path: Path
 ) -> None:
-    result = run_cli(capsys, "--db", str(inventory), "report", "email", "--to", "x@example.org")
+    result = run_cli(
+        capsys, "--db", str(report_inventory), "report", "email", "--to", "x@example.org"
+    )
     assert result.code == 2
     assert "email.host" in result.err
 
 
 def test_a_recipient_that_is_not_an_address_is_usage_error(
     capsys: pytest.CaptureFixture[str],
-    inventory: Path,
+    report_inventory: Path,
     tls_files: tuple[Path, Path],
     tmp_path: Path,
 ) -> None:
     config = _config(tmp_path, _free_port(), "starttls", tls_files[0])
-    base = ("--config", str(config), "--db", str(inventory), "report", "email")
+    base = ("--config", str(config), "--db", str(report_inventory), "report", "email")
     for bad in ("soc@example.org\r\nBcc: all@example.org", "Soc <soc@example.org>", "nobody"):
         result = run_cli(capsys, *base, "--to", bad)
         assert result.code == 2, bad
@@ -312,7 +314,7 @@ def test_a_recipient_that_is_not_an_address_is_usage_error(
 
 def test_the_password_is_never_sent_in_clear_to_a_remote_relay(
     capsys: pytest.CaptureFixture[str],
-    inventory: Path,
+    report_inventory: Path,
     tls_files: tuple[Path, Path],
     tmp_path: Path,
 ) -> None:
@@ -320,7 +322,9 @@ def test_the_password_is_never_sent_in_clear_to_a_remote_relay(
     # A documentation address: the refusal comes before any connection is tried.
     text = config.read_text(encoding="utf-8").replace(f'host = "{HOST}"', 'host = "192.0.2.25"')
     config.write_text(text, encoding="utf-8")
-    result = run_cli(capsys, "--config", str(config), "--db", str(inventory), "report", "email")
+    result = run_cli(
+        capsys, "--config", str(config), "--db", str(report_inventory), "report", "email"
+    )
     assert result.code == 1
     assert "refusing to send the password to 192.0.2.25 in clear" in result.err
     assert (tmp_path / "kept").is_dir()

@@ -12,6 +12,7 @@ from rolecall.inventory.changes import changes_between
 from rolecall.inventory.history import daily_points
 from rolecall.inventory.store import Store
 from tests.cli_helpers import run_cli
+from tests.data_paths import CONFORMANCE
 from tests.findings_helpers import cli, findings, write_config
 from tests.zeek_helpers import write_tsv
 
@@ -65,7 +66,7 @@ def test_a_surge_of_smtp_clients_is_explained_against_its_baseline(
     assert "baseline median of 4 (MAD 1) over the previous 14 days; more than 8" in surge["summary"]
     assert ("smtp-client-surge", "group:office") in found
     store = Store.open(str(db_path))
-    with store.engine.connect() as connection:
+    with store.read("read rows") as connection:
         points = daily_points(connection, "smtp_clients", 20, day + timedelta(days=2))
         office = daily_points(connection, "smtp_clients", 3, day, group="office")
     store.close()
@@ -112,7 +113,7 @@ def test_firewall_denies_per_day_and_retention(
     cli(capsys, db_path, config, "ingest", "firewall", str(later))
     cli(capsys, db_path, config, "findings", "derive")
     store = Store.open(str(db_path))
-    with store.engine.connect() as connection:
+    with store.read("read rows") as connection:
         denies = daily_points(connection, "fw_smtp_denies", 3, date(2026, 11, 3))
         office = daily_points(connection, "fw_smtp_denies", 3, date(2026, 11, 3), "office")
         clients = daily_points(connection, "smtp_clients", 14, date(2026, 10, 14))
@@ -140,12 +141,11 @@ def test_incremental_derivation_equals_a_full_one_and_is_idempotent(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
 ) -> None:
     config = write_config(tmp_path, CONFIG)
-    conformance = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "zeek"
     root = _zeek_days(tmp_path, [*BASELINE, 20])
     for part in sorted(root.iterdir()):
         cli(capsys, db_path, config, "ingest", "zeek", str(part))
     for case in ("smtp-basic", "socks-trace1", "socks-auth"):
-        cli(capsys, db_path, config, "ingest", "pcap", str(conformance / case / "trace.pcap"))
+        cli(capsys, db_path, config, "ingest", "pcap", str(CONFORMANCE / case / "trace.pcap"))
     cli(capsys, db_path, config, "findings", "derive")
     incremental = _tables(db_path)
     cli(capsys, db_path, config, "findings", "derive")
@@ -163,7 +163,7 @@ def test_what_changed_between_two_points_in_time(
     store = Store.open(str(db_path))
     surge_day = START + timedelta(days=len(BASELINE))
     since = surge_day.replace(hour=0)
-    with store.engine.connect() as connection:
+    with store.read("read rows") as connection:
         changes = changes_between(connection, since, since + timedelta(days=1))
     store.close()
     newcomers = {f"10.1.0.{n}" for n in range(6, 21)}
@@ -209,7 +209,7 @@ def test_a_role_that_stopped_while_its_host_went_on_is_lost(
     )
     store = Store.open(str(db_path))
     since = day5.replace(hour=0)
-    with store.engine.connect() as connection:
+    with store.read("read rows") as connection:
         changes = changes_between(connection, since, since + timedelta(days=1))
         before = changes_between(connection, START.replace(hour=0), since)
     store.close()

@@ -9,17 +9,9 @@ import pytest
 
 from rolecall.inventory.store import Store
 from tests.cli_helpers import run_cli
-from tests.report_helpers import SINCE, UNTIL, build_inventory
+from tests.report_helpers import SINCE, UNTIL
 
 PERIOD = ("--since", SINCE.date().isoformat(), "--until", UNTIL.date().isoformat())
-
-
-@pytest.fixture(scope="module")
-def inventory(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An inventory of conformance captures and 90 days of mail, derived by the rules."""
-    db = tmp_path_factory.mktemp("report") / "inventory.db"
-    build_inventory(db).close()
-    return db
 
 
 def _report(capsys: pytest.CaptureFixture[str], db: Path, out: Path, *extra: str) -> str:
@@ -30,9 +22,9 @@ def _report(capsys: pytest.CaptureFixture[str], db: Path, out: Path, *extra: str
 
 
 def test_report_has_every_section_and_real_evidence(
-    capsys: pytest.CaptureFixture[str], inventory: Path, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], report_inventory: Path, tmp_path: Path
 ) -> None:
-    html = _report(capsys, inventory, tmp_path / "report.html")
+    html = _report(capsys, report_inventory, tmp_path / "report.html")
     for section in ("summary", "findings", "charts", "software", "mail-clusters", "servers"):
         assert f'<section id="{section}">' in html
     assert 'id="host-10.10.1.100"' in html
@@ -47,9 +39,9 @@ def test_report_has_every_section_and_real_evidence(
 
 
 def test_charts_carry_one_point_per_day_and_the_band(
-    capsys: pytest.CaptureFixture[str], inventory: Path, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], report_inventory: Path, tmp_path: Path
 ) -> None:
-    html = _report(capsys, inventory, tmp_path / "report.html")
+    html = _report(capsys, report_inventory, tmp_path / "report.html")
     clients = re.search(r'data-chart="smtp-clients" data-points="(\d+)"', html)
     connections = re.search(r'data-chart="smtp-connections" data-points="(\d+)"', html)
     assert clients is not None
@@ -65,15 +57,15 @@ def test_charts_carry_one_point_per_day_and_the_band(
 
 
 def test_script_in_banner_subject_or_hostname_is_text(
-    capsys: pytest.CaptureFixture[str], inventory: Path, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], report_inventory: Path, tmp_path: Path
 ) -> None:
-    html = _report(capsys, inventory, tmp_path / "report.html")
+    html = _report(capsys, report_inventory, tmp_path / "report.html")
     assert "<script" not in html.lower()
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html
 
 
 def test_user_template_folder_overrides(
-    capsys: pytest.CaptureFixture[str], inventory: Path, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], report_inventory: Path, tmp_path: Path
 ) -> None:
     folder = tmp_path / "templates"
     folder.mkdir()
@@ -83,12 +75,12 @@ def test_user_template_folder_overrides(
     )
     config = tmp_path / "rolecall.toml"
     config.write_text(f'[report]\ntemplate_dir = "{folder}"\n', encoding="utf-8")
-    html = _report(capsys, inventory, tmp_path / "mine.html", "--config", str(config))
+    html = _report(capsys, report_inventory, tmp_path / "mine.html", "--config", str(config))
     assert re.fullmatch(r"<p>\d+ assets, .*&lt;script&gt;.*</p>\n?", html)
 
 
 def test_broken_user_template_is_one_sentence(
-    capsys: pytest.CaptureFixture[str], inventory: Path, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], report_inventory: Path, tmp_path: Path
 ) -> None:
     folder = tmp_path / "templates"
     folder.mkdir()
@@ -100,7 +92,7 @@ def test_broken_user_template_is_one_sentence(
         "--config",
         str(config),
         "--db",
-        str(inventory),
+        str(report_inventory),
         "report",
         *PERIOD,
         "-o",
@@ -113,24 +105,24 @@ def test_broken_user_template_is_one_sentence(
 
 
 def test_bad_period_is_usage_error(
-    capsys: pytest.CaptureFixture[str], inventory: Path, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], report_inventory: Path, tmp_path: Path
 ) -> None:
-    result = run_cli(capsys, "--db", str(inventory), "report", "--last", "seven")
+    result = run_cli(capsys, "--db", str(report_inventory), "report", "--last", "seven")
     assert result.code == 2
     assert "--last" in result.err
-    result = run_cli(capsys, "--db", str(inventory), "report", "--since", "2026-13-01")
+    result = run_cli(capsys, "--db", str(report_inventory), "report", "--since", "2026-13-01")
     assert result.code == 2
     assert "--since" in result.err
 
 
 def test_report_reads_no_more_than_the_row_limit(
-    capsys: pytest.CaptureFixture[str], inventory: Path, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], report_inventory: Path, tmp_path: Path
 ) -> None:
     config = tmp_path / "rolecall.toml"
     config.write_text("[report]\nhtml_rows = 10\n", encoding="utf-8")
-    html = _report(capsys, inventory, tmp_path / "r.html", "--config", str(config))
-    store = Store.open(str(inventory))
-    with store.engine.connect() as connection:
+    html = _report(capsys, report_inventory, tmp_path / "r.html", "--config", str(config))
+    store = Store.open(str(report_inventory))
+    with store.read("read rows") as connection:
         assets = connection.exec_driver_sql("select count(*) from asset").scalar_one()
     store.close()
     assert f"Showing 10 of {assets} assets" in html

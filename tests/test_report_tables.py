@@ -98,7 +98,7 @@ def test_json_has_period_summary_findings_and_changes(
     kinds = {row["change"] for row in document["changes"]}
     assert "new-finding" in kinds
     store = Store.open(str(inventory))
-    with store.engine.connect() as connection:
+    with store.read("read rows") as connection:
         open_rows = connection.exec_driver_sql(
             "select count(*) from finding where status = 'open'"
         ).scalar_one()

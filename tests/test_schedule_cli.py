@@ -1,15 +1,17 @@
-"""`rolecall schedule add|list|remove`: the job table in the inventory and the config."""
+"""`rolecall schedule add|list|remove`: the schedule table in the inventory and the config."""
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect
 
 from rolecall.inventory.store import Store
 from rolecall.orchestrator.config import Config, DaemonConfig, ScheduleEntry
-from rolecall.orchestrator.daemon.scheduler import JOB_TABLE, paused_scheduler, sync_config
+from rolecall.orchestrator.daemon.scheduler import ScheduledJobs, make_scheduler
+from rolecall.orchestrator.daemon.schedules import sync_config
 from tests.cli_helpers import run_cli
 
 
@@ -69,22 +71,32 @@ def test_add_list_remove_round_trip(
     assert "mail\treport-email" in again.out
 
 
-def test_schedules_are_stored_with_daemon_safe_defaults(db_path: Path) -> None:
+def test_schedules_are_stored_as_data_and_run_with_daemon_safe_defaults(db_path: Path) -> None:
     store = Store.open(str(db_path))
     entry = ScheduleEntry(id="mail", job="report-email", cron="0 7 * * MON")
+    scheduler = make_scheduler(DaemonConfig())
     try:
-        with paused_scheduler(store.engine, DaemonConfig()) as scheduler:
-            sync_config(scheduler, Config(schedule=[entry]))
-        assert JOB_TABLE in inspect(store.engine).get_table_names()
-        with paused_scheduler(store.engine, DaemonConfig()) as scheduler:
-            job = scheduler.get_job("config:mail")
-            assert job is not None
-            # A weekly report missed by a day still runs, once; never two at a time.
-            assert job.misfire_grace_time == 7 * 24 * 3600
-            assert job.coalesce is True
-            assert job.max_instances == 1
-            assert job.args == ("config:mail", [])
+        sync_config(store, Config(schedule=[entry]))
+        stored = store.schedules.get("config:mail")
+        assert stored is not None
+        assert (stored.kind, dict(stored.arguments), stored.cron, stored.origin) == (
+            "report-email",
+            {"to": []},
+            "0 7 * * MON",
+            "config",
+        )
+        scheduler.start(paused=True)
+        ScheduledJobs(scheduler, store, logging.getLogger("test")).sync()
+        job = scheduler.get_job("config:mail")
+        assert job is not None
+        # A weekly report missed by a day still runs, once; never two at a time.
+        assert job.misfire_grace_time == 7 * 24 * 3600
+        assert job.coalesce is True
+        assert job.max_instances == 1
+        assert job.args == ("config:mail", [])
+        assert job.next_run_time == stored.next_run
     finally:
+        scheduler.shutdown(wait=False)
         store.close()
 
 
@@ -111,12 +123,11 @@ def test_config_schedules_are_listed_and_synced_with_the_stored_ones(
     # an entry dropped from the config is dropped from the store on the next sync.
     store = Store.open(str(db_path))
     try:
-        with paused_scheduler(store.engine, DaemonConfig()) as scheduler:
-            entry = ScheduleEntry(id="weekly", job="report-email", cron="0 7 * * MON")
-            assert sync_config(scheduler, Config(schedule=[entry])) == ["config:weekly"]
-            assert {job.id for job in scheduler.get_jobs()} == {"config:weekly", "hourly"}
-            assert sync_config(scheduler, Config()) == []
-            assert {job.id for job in scheduler.get_jobs()} == {"hourly"}
+        entry = ScheduleEntry(id="weekly", job="report-email", cron="0 7 * * MON")
+        assert sync_config(store, Config(schedule=[entry])) == ["config:weekly"]
+        assert {s.id for s in store.schedules.all()} == {"config:weekly", "hourly"}
+        assert sync_config(store, Config()) == []
+        assert {s.id for s in store.schedules.all()} == {"hourly"}
     finally:
         store.close()
 
@@ -183,3 +194,20 @@ def test_a_scheduled_scan_outside_the_scope_is_refused_when_added(
     listed = run_cli(capsys, "--db", str(db_path), "schedule", "list").out
     assert "127.0.122.0/28" in listed
     assert "192.0.2.0" not in listed
+
+
+def test_a_stored_schedule_that_is_not_valid_is_one_clear_error(
+    capsys: pytest.CaptureFixture[str], db_path: Path
+) -> None:
+    db = ("--db", str(db_path))
+    assert run_cli(capsys, *db, "schedule", "add", "report-email", "--id", "mail").code == 0
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("UPDATE schedule SET kind = 'dance'")
+    listed = run_cli(capsys, *db, "schedule", "list")
+    assert listed.code == 2
+    assert listed.err == "rolecall: schedule mail: 'dance' is not a kind of job\n"
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("UPDATE schedule SET kind = 'scan'")
+    listed = run_cli(capsys, *db, "schedule", "list")
+    assert listed.code == 2
+    assert "schedule mail: a scan job takes subnets, ports, probes" in listed.err

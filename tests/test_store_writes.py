@@ -27,7 +27,7 @@ T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 
 def _rows(store: Store, model: Any) -> list[Any]:
     """Every stored row of a table."""
-    with store.engine.connect() as conn:
+    with store.read("read rows") as conn:
         return list(conn.execute(select(model.__table__)).all())
 
 
@@ -77,7 +77,7 @@ def test_bulk_writes_store_times_as_sqlalchemy_does(db_path: Path) -> None:
     """Times written in bulk compare correctly in SQL with times SQLAlchemy writes itself."""
     store = Store.open(str(db_path))
     _write(store, [Observation("192.0.2.7", "protocol", "probe", T0, 25, "tcp", "smtp")], 10)
-    with store.engine.begin() as conn:
+    with store.transaction("write rows") as conn:
         conn.execute(
             ObservationRow.__table__.insert(),  # type: ignore[attr-defined]
             [

@@ -64,7 +64,7 @@ def test_bulk_rows_are_stored_as_sqlalchemy_stores_them(
 ) -> None:
     table = core_table(FlowRow)
     rows = [flow_row(n, first, last, day) for n, (first, last, day) in enumerate(times)]
-    with store.engine.begin() as connection:
+    with store.transaction("write rows") as connection:
         connection.execute(table.insert(), rows)
         expected = stored(connection, table)
         BulkStatement(table.insert()).execute(connection, rows)
@@ -79,7 +79,7 @@ def test_columns_left_out_get_their_default_as_sqlalchemy_gives_it(store: Store)
         datetime(2026, 11, 24, tzinfo=UTC),
         date(2026, 11, 23),
     )
-    with store.engine.begin() as connection:
+    with store.transaction("write rows") as connection:
         connection.execute(table.insert(), [row])
         expected = connection.exec_driver_sql("SELECT * FROM flow").all()
         connection.execute(delete(table))
@@ -92,7 +92,7 @@ def test_naive_times_are_refused_as_sqlalchemy_refuses_them(store: Store) -> Non
     table = core_table(FlowRow)
     naive = datetime(2026, 11, 23, 8, 0)
     rows = [flow_row(1, naive, naive, date(2026, 11, 23))]
-    with store.engine.connect() as connection, pytest.raises(ValueError, match="timezone"):
+    with store.read("read rows") as connection, pytest.raises(ValueError, match="timezone"):
         BulkStatement(table.insert()).execute(connection, rows)
 
 
@@ -101,7 +101,7 @@ def test_a_zeek_ingest_stores_the_times_read(store: Store, tmp_path: Path) -> No
     items = list(read_zeek(path, ZeekSettings(worker_min_bytes=0)))
     with store.writer(batch_size=100) as writer:
         writer.add_all(item for item in items if not isinstance(item, ReadWarning))
-    with store.engine.connect() as connection:
+    with store.read("read rows") as connection:
         first, last, total = connection.exec_driver_sql(
             "SELECT min(first_seen), max(last_seen), sum(connections) FROM flow"
         ).one()

@@ -65,7 +65,7 @@ def findings_list(
     store = _derived_store(ctx)
     from rolecall.inventory.findings import list_findings  # noqa: PLC0415 - see the module's imports
 
-    with store.engine.connect() as connection:
+    with store.read("list the findings") as connection:
         found = list_findings(connection, status, rule)
     if output is Output.json:
         for finding in found:
@@ -93,7 +93,7 @@ def findings_ack(
     store = _derived_store(ctx)
     from rolecall.inventory.findings import acknowledge  # noqa: PLC0415 - see the module's imports
 
-    with store.engine.begin() as connection:
+    with store.transaction("acknowledge a finding") as connection:
         finding = acknowledge(connection, rule, address, note, datetime.now(UTC))
     if finding is None:
         raise UsageError(f"no {rule} finding on {address} (see `rolecall findings list`)")
@@ -123,7 +123,7 @@ def groups_mail_clients(
     store = _derived_store(ctx)
     from rolecall.inventory.groups import mail_clients_by_group  # noqa: PLC0415 - see the module's imports
 
-    with store.engine.connect() as connection:
+    with store.read("list the mail clients by group") as connection:
         groups = mail_clients_by_group(connection)
     for group in groups:
         if output is Output.json:
@@ -150,7 +150,7 @@ def history_show(
     store = _derived_store(ctx)
     from rolecall.inventory.history import daily_points  # noqa: PLC0415 - see the module's imports
 
-    with store.engine.connect() as connection:
+    with store.read("read the daily series") as connection:
         points = daily_points(connection, metric, days, last, group)
     for point in points:
         band = "" if point.median is None else f" median {point.median:g}"

@@ -231,7 +231,7 @@ def mail_cluster(
     start = parse_when(since, "--since") if since else None
     end = parse_when(until, "--until") if until else None
     try:
-        with store.engine.connect() as connection:
+        with store.read("cluster the mail") as connection:
             result = cluster_mail(
                 connection, field_name, on, conditions, geo, since=start, until=end
             )

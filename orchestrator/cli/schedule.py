@@ -28,8 +28,8 @@ EveryOption = Annotated[int, typer.Option("--every", help="Run every N seconds i
 ReplaceOption = Annotated[bool, typer.Option("--replace", help="Replace a schedule with this id.")]
 
 
-# The scheduler (APScheduler and every job's code) loads only when a schedule command
-# runs, so that the other commands start without it.
+# The schedules (APScheduler's triggers and every job's code) load only when a schedule
+# command runs, so that the other commands start without them.
 
 
 def new_id(job: str) -> str:
@@ -55,22 +55,12 @@ def _entry(values: dict[str, Any]) -> ScheduleEntry:
 
 
 def _store_entry(ctx: typer.Context, entry: ScheduleEntry, replace: bool) -> None:
-    """Write the schedule into the inventory's job table and say so."""
+    """Write the schedule into the inventory's schedule table and say so."""
     session = _session(ctx)
-    from apscheduler.jobstores.base import ConflictingIdError  # noqa: PLC0415
+    from rolecall.orchestrator.daemon.schedules import add_schedule  # noqa: PLC0415
 
-    from rolecall.orchestrator.daemon.scheduler import add_schedule, paused_scheduler  # noqa: PLC0415
-
-    with paused_scheduler(session.store().engine, session.config.daemon) as scheduler:
-        try:
-            add_schedule(scheduler, entry, entry.id, replace)
-        except ConflictingIdError:
-            raise UsageError(
-                f"a schedule with id {entry.id} exists (use --replace or another --id)"
-            ) from None
-        job = scheduler.get_job(entry.id)
-    when = job.next_run_time if job is not None else None
-    typer.echo(f"added schedule {entry.id}: {entry.job}, next run {when}")
+    added = add_schedule(session.store(), entry, replace)
+    typer.echo(f"added schedule {entry.id}: {entry.job}, next run {added.next_run}")
 
 
 def _split(values: list[str]) -> list[str]:
@@ -156,10 +146,9 @@ def add_report_email(
 def schedule_list(ctx: typer.Context) -> None:
     """Every schedule, from the command line and from the config, with its next run (UTC)."""
     session = _session(ctx)
-    from rolecall.orchestrator.daemon.scheduler import list_schedules, paused_scheduler  # noqa: PLC0415
+    from rolecall.orchestrator.daemon.schedules import list_schedules  # noqa: PLC0415
 
-    with paused_scheduler(session.store().engine, session.config.daemon) as scheduler:
-        found = list_schedules(scheduler, session.config)
+    found = list_schedules(session.store(), session.config)
     if not found:
         typer.echo("no schedules")
         return
@@ -175,10 +164,9 @@ def schedule_remove(
 ) -> None:
     """Remove a schedule added with `schedule add`."""
     session = _session(ctx)
-    from rolecall.orchestrator.daemon.scheduler import paused_scheduler, remove_schedule  # noqa: PLC0415
+    from rolecall.orchestrator.daemon.schedules import remove_schedule  # noqa: PLC0415
 
-    with paused_scheduler(session.store().engine, session.config.daemon) as scheduler:
-        remove_schedule(scheduler, schedule_id)
+    remove_schedule(session.store(), schedule_id)
     typer.echo(f"removed schedule {schedule_id}")
 
 

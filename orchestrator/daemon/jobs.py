@@ -20,25 +20,6 @@ from rolecall.orchestrator.runs.scan import scan_subnets
 from rolecall.orchestrator.settings import derive_settings, reader
 
 
-class TrackingStore(Store):
-    """A store that remembers which runs it started and has not finished."""
-
-    def __init__(self, store: Store, open_runs: set[int]) -> None:
-        super().__init__(store.engine)
-        self._open_runs = open_runs
-
-    def start_run(self, kind: str, target: str) -> int:
-        """Record the start of a run and remember it as open."""
-        run_id = super().start_run(kind, target)
-        self._open_runs.add(run_id)
-        return run_id
-
-    def finish_run(self, run_id: int, status: str, counts: dict[str, int], error: str = "") -> None:
-        """Record how a run ended and forget it."""
-        super().finish_run(run_id, status, counts, error)
-        self._open_runs.discard(run_id)
-
-
 @dataclass
 class JobContext:
     """What jobs need from the daemon: the inventory, the current config, the log."""
@@ -46,7 +27,6 @@ class JobContext:
     store: Store
     config: Config
     logger: logging.Logger
-    open_runs: set[int] = field(default_factory=set)
     active: int = 0
     idle: threading.Condition = field(default_factory=threading.Condition)
 
@@ -79,14 +59,14 @@ def _recorded(job_id: str, what: str, target: str, body: Callable[[Store, Config
     context = current()
     with context.idle:
         context.active += 1
-    store = TrackingStore(context.store, context.open_runs)
-    config = context.config
-    run_id = store.start_run(f"scheduled {what}", f"{job_id}: {target}")
-    event(context.logger, "job-start", job=job_id, what=what, target=target, run=run_id)
+    store, config = context.store, context.config
+    run_id: int | None = None
     try:
-        outcome = body(store, config)
+        with store.run(f"scheduled {what}", f"{job_id}: {target}") as run:
+            run_id = run.id
+            event(context.logger, "job-start", job=job_id, what=what, target=target, run=run_id)
+            outcome = body(store, config)
     except Exception as exc:
-        store.finish_run(run_id, "failed", {}, str(exc))
         event(
             context.logger,
             "job-failed",
@@ -97,7 +77,6 @@ def _recorded(job_id: str, what: str, target: str, body: Callable[[Store, Config
             error=f"{type(exc).__name__}: {exc}",
         )
     else:
-        store.finish_run(run_id, "ok", {})
         event(context.logger, "job-ok", job=job_id, what=what, run=run_id, outcome=outcome)
     finally:
         with context.idle:

@@ -1,48 +1,28 @@
-"""Schedules: APScheduler 3 with its job table in the inventory database, from CLI and config."""
+"""The daemon's APScheduler 3: jobs in memory, built from the schedule table, kept equal to it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+import contextlib
+import logging
+from datetime import UTC
 
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED, JobEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
-from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import Engine
 
-from rolecall.orchestrator.config import Config, DaemonConfig, ScheduleEntry
-from rolecall.orchestrator.daemon import jobs
+from rolecall.inventory.errors import StoreError
+from rolecall.inventory.schedules import Schedule
+from rolecall.inventory.store import Store
+from rolecall.orchestrator.config import DaemonConfig
+from rolecall.orchestrator.daemon.log import event
+from rolecall.orchestrator.daemon.schedules import job_parts
 from rolecall.orchestrator.errors import UsageError
 
-JOB_TABLE = "apscheduler_jobs"
-CONFIG_PREFIX = "config:"
-DEFAULT_WATCH_EVERY = 60
-FUNCTIONS = {"scan": jobs.scan, "ingest": jobs.watch_ingest, "report-email": jobs.report_email}
 
-
-@dataclass(frozen=True)
-class ScheduleInfo:
-    """One schedule as `schedule list` shows it."""
-
-    id: str
-    job: str
-    when: str
-    arguments: str
-    next_run: datetime | None
-    source: str
-
-
-def make_scheduler(engine: Engine, daemon: DaemonConfig, workers: int = 4) -> BackgroundScheduler:
-    """A scheduler keeping jobs in the inventory; one run per job at a time, misses coalesced."""
+def make_scheduler(daemon: DaemonConfig, workers: int = 4) -> BackgroundScheduler:
+    """A scheduler with its jobs in memory; one run per job at a time, misses coalesced."""
     return BackgroundScheduler(
-        jobstores={"default": SQLAlchemyJobStore(engine=engine, tablename=JOB_TABLE)},
         executors={"default": ThreadPoolExecutor(workers)},
         job_defaults={
             "coalesce": True,
@@ -55,145 +35,90 @@ def make_scheduler(engine: Engine, daemon: DaemonConfig, workers: int = 4) -> Ba
     )
 
 
-@contextmanager
-def paused_scheduler(engine: Engine, daemon: DaemonConfig) -> Iterator[BackgroundScheduler]:
-    """A scheduler that runs nothing, for editing the stored schedules from the CLI."""
-    scheduler = make_scheduler(engine, daemon)
-    scheduler.start(paused=True)
-    try:
-        yield scheduler
-    finally:
-        scheduler.shutdown(wait=False)
+class ScheduledJobs:
+    """The scheduler's jobs, made equal to the schedule table by sync(); next runs written back.
 
+    Each job is built from its row alone (a job kind, plain arguments, a trigger), so what
+    the table holds decides only which known job runs when, never what code runs.
+    """
 
-def trigger_for(entry: ScheduleEntry) -> BaseTrigger:
-    """The entry's trigger: its cron expression (UTC), or every N seconds; UsageError if neither."""
-    if entry.cron and entry.every:
-        raise UsageError(f"schedule {entry.id}: give a cron expression or an interval, not both")
-    if entry.cron:
+    def __init__(self, scheduler: BackgroundScheduler, store: Store, logger: logging.Logger):
+        self._scheduler = scheduler
+        self._store = store
+        self._logger = logger
+        self._loaded: dict[str, Schedule] = {}
+        self._refused: dict[str, Schedule] = {}
+        self._failure = ""
+        # Right after APScheduler moves a job's next run (in its own thread, as its SQL job
+        # store did), so a run missed while the daemon is down still happens on its start.
+        scheduler.add_listener(self._moved, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES)
+
+    def sync(self) -> None:
+        """Add, replace and remove jobs so they match the table; a failure is logged once."""
         try:
-            return CronTrigger.from_crontab(entry.cron, timezone=UTC)
-        except ValueError as exc:
-            raise UsageError(f"schedule {entry.id}: bad cron {entry.cron!r}: {exc}") from None
-    if entry.every:
-        return IntervalTrigger(seconds=entry.every, timezone=UTC)
-    if entry.job == "ingest":
-        return IntervalTrigger(seconds=DEFAULT_WATCH_EVERY, timezone=UTC)
-    raise UsageError(f"schedule {entry.id}: a {entry.job} job needs --cron")
+            stored = {schedule.id: schedule for schedule in self._store.schedules.all()}
+        except StoreError as exc:
+            if str(exc) != self._failure:
+                event(self._logger, "schedules-unreadable", logging.ERROR, error=str(exc))
+            self._failure = str(exc)
+            return
+        self._failure = ""
+        removed = sorted(set(self._loaded) - set(stored))
+        for schedule_id in removed:
+            self._unload(schedule_id)
+        self._refused = {key: self._refused[key] for key in self._refused if key in stored}
+        loaded = [schedule.id for schedule in stored.values() if self._load(schedule)]
+        if removed or loaded:
+            event(self._logger, "schedules-synced", loaded=loaded, removed=removed)
 
-
-def job_arguments(entry: ScheduleEntry) -> list[Any]:
-    """The plain arguments of the entry's job function; UsageError if one is missing."""
-    if entry.job == "scan":
-        if not entry.subnets:
-            raise UsageError(f"schedule {entry.id}: a scan job needs at least one subnet")
-        return [entry.id, list(entry.subnets), entry.ports, entry.probes]
-    if entry.job == "ingest":
-        if not entry.watch:
-            raise UsageError(f"schedule {entry.id}: an ingest job needs a directory to watch")
-        return [entry.id, entry.watch]
-    return [entry.id, list(entry.to)]
-
-
-def describe_trigger(trigger: BaseTrigger) -> str:
-    """A short human form of a trigger: "cron 0 2 * * *" or "every 60s"."""
-    if isinstance(trigger, IntervalTrigger):
-        return f"every {int(trigger.interval.total_seconds())}s"
-    if isinstance(trigger, CronTrigger):
-        fields = {f.name: str(f) for f in trigger.fields}
-        order = ("minute", "hour", "day", "month", "day_of_week")
-        return "cron " + " ".join(fields[name] for name in order)
-    return str(trigger)
-
-
-def describe_arguments(job: str, arguments: list[Any]) -> str:
-    """A short human form of a job's arguments."""
-    if job == "scan":
-        text = " ".join(arguments[1])
-        if arguments[2]:
-            text += f" ports {arguments[2]}"
-        if arguments[3] is not None:
-            text += f" probes {','.join(arguments[3]) or 'none'}"
-        return text
-    if job == "ingest":
-        return f"watch {arguments[1]}"
-    return "to " + (", ".join(arguments[1]) or "[email] to")
-
-
-def add_schedule(
-    scheduler: BackgroundScheduler, entry: ScheduleEntry, job_id: str, replace: bool = False
-) -> None:
-    """Store (or replace) the schedule of an entry under job_id."""
-    trigger = trigger_for(entry)
-    arguments = [job_id, *job_arguments(entry)[1:]]
-    scheduler.add_job(
-        FUNCTIONS[entry.job],
-        trigger,
-        args=arguments,
-        id=job_id,
-        name=entry.job,
-        replace_existing=replace,
-    )
-
-
-def _job_name(function: Any) -> str:
-    """The schedule's job name for a stored job function."""
-    for name, known in FUNCTIONS.items():
-        if function is known:
-            return name
-    return getattr(function, "__name__", str(function))
-
-
-def sync_config(scheduler: BackgroundScheduler, config: Config) -> list[str]:
-    """Make the stored config: schedules equal the config's [[schedule]] entries; return ids."""
-    wanted = {CONFIG_PREFIX + entry.id: entry for entry in config.schedule}
-    if len(wanted) != len(config.schedule):
-        raise UsageError("config: two [[schedule]] entries share an id")
-    for entry in wanted.values():
-        trigger_for(entry)
-        job_arguments(entry)
-    for job in scheduler.get_jobs():
-        if job.id.startswith(CONFIG_PREFIX) and job.id not in wanted:
-            scheduler.remove_job(job.id)
-    for job_id, entry in wanted.items():
-        add_schedule(scheduler, entry, job_id, replace=True)
-    return sorted(wanted)
-
-
-def list_schedules(scheduler: BackgroundScheduler, config: Config) -> list[ScheduleInfo]:
-    """Every schedule: those stored from the CLI and those the config declares, by id."""
-    found: dict[str, ScheduleInfo] = {}
-    for job in scheduler.get_jobs():
-        if job.id.startswith(CONFIG_PREFIX):
-            continue
-        name = _job_name(job.func)
-        found[job.id] = ScheduleInfo(
-            job.id,
-            name,
-            describe_trigger(job.trigger),
-            describe_arguments(name, list(job.args)),
-            job.next_run_time,
-            "cli",
+    def _load(self, schedule: Schedule) -> bool:
+        """Build (or rebuild) the job of a new or changed schedule; whether one was built."""
+        old = self._loaded.get(schedule.id) or self._refused.get(schedule.id)
+        if old is not None and old.same_job(schedule):
+            return False
+        try:
+            parts = job_parts(schedule)
+        except UsageError as exc:
+            event(self._logger, "schedule-refused", logging.ERROR, job=schedule.id, error=str(exc))
+            self._refused[schedule.id] = schedule
+            self._unload(schedule.id)
+            return False
+        self._refused.pop(schedule.id, None)
+        # A stored next run (even a past one, within misfire_grace_time) is kept.
+        start = {"next_run_time": schedule.next_run} if schedule.next_run else {}
+        self._scheduler.add_job(
+            parts.kind.function,
+            parts.trigger,
+            args=parts.args,
+            id=schedule.id,
+            name=schedule.kind,
+            replace_existing=True,
+            **start,
         )
-    now = datetime.now(UTC)
-    for entry in config.schedule:
-        trigger = trigger_for(entry)
-        found[CONFIG_PREFIX + entry.id] = ScheduleInfo(
-            CONFIG_PREFIX + entry.id,
-            entry.job,
-            describe_trigger(trigger),
-            describe_arguments(entry.job, job_arguments(entry)),
-            trigger.get_next_fire_time(None, now),
-            "config",
-        )
-    return sorted(found.values(), key=lambda info: info.id)
+        self._loaded[schedule.id] = schedule
+        return True
 
+    def _unload(self, schedule_id: str) -> None:
+        """Remove a schedule's job, if it has one."""
+        if self._loaded.pop(schedule_id, None) is None:
+            return
+        # APScheduler itself drops a job whose trigger has no run left.
+        with contextlib.suppress(JobLookupError):
+            self._scheduler.remove_job(schedule_id)
 
-def remove_schedule(scheduler: BackgroundScheduler, job_id: str) -> None:
-    """Remove a CLI-added schedule; UsageError for an unknown or config-declared one."""
-    if job_id.startswith(CONFIG_PREFIX):
-        raise UsageError(f"schedule {job_id} is declared in the config file: remove it there")
-    try:
-        scheduler.remove_job(job_id)
-    except JobLookupError:
-        raise UsageError(f"no schedule with id {job_id} (see `rolecall schedule list`)") from None
+    def _moved(self, happened: JobEvent) -> None:
+        """Write a job's new next run into its row (unless the row changed meanwhile)."""
+        schedule = self._loaded.get(happened.job_id)
+        job = self._scheduler.get_job(happened.job_id)
+        if schedule is None or job is None:
+            return
+        try:
+            self._store.schedules.set_next_run(schedule, job.next_run_time)
+        except StoreError as exc:
+            event(
+                self._logger,
+                "schedule-next-run-unsaved",
+                logging.WARNING,
+                job=happened.job_id,
+                error=str(exc),
+            )

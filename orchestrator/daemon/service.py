@@ -13,15 +13,17 @@ from types import FrameType
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from rolecall.errors import BadInputError
 from rolecall.inventory.store import Store
 from rolecall.orchestrator.config import Config, load_config
 from rolecall.orchestrator.daemon import jobs
-from rolecall.orchestrator.daemon.lock import DaemonLock
 from rolecall.orchestrator.daemon.log import close_logging, configure_logging, event
-from rolecall.orchestrator.daemon.scheduler import make_scheduler, sync_config
-from rolecall.orchestrator.errors import UsageError
+from rolecall.orchestrator.daemon.scheduler import ScheduledJobs, make_scheduler
+from rolecall.orchestrator.daemon.schedules import sync_config
 
 POLL_SECONDS = 0.2
+# How often the daemon reads the schedule table, so `schedule add|remove` take effect.
+SYNC_SECONDS = 2.0
 FORCED_EXIT = 1
 
 
@@ -62,16 +64,15 @@ def _listen(scheduler: BackgroundScheduler, logger: logging.Logger) -> None:
     scheduler.add_listener(on_event, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
 
 
-def _reload(
-    scheduler: BackgroundScheduler, context: jobs.JobContext, config_path: Path | None
-) -> None:
+def _reload(scheduled: ScheduledJobs, context: jobs.JobContext, config_path: Path | None) -> None:
     """Read the config again; a bad one is logged and the old one kept."""
     try:
         config, _ = load_config(config_path)
-        ids = sync_config(scheduler, config)
-    except UsageError as exc:
+        ids = sync_config(context.store, config)
+    except BadInputError as exc:
         event(context.logger, "config-reload-failed", logging.ERROR, error=str(exc))
         return
+    scheduled.sync()
     context.config = config
     context.logger = configure_logging(config.daemon.log_file, config.daemon.log_level)
     event(context.logger, "config-reloaded", config=str(config_path or ""), config_schedules=ids)
@@ -84,15 +85,14 @@ def _stop(scheduler: BackgroundScheduler, context: jobs.JobContext, cause: str) 
     timeout = context.config.daemon.stop_timeout
     if context.wait_idle(timeout):
         return True
-    for run_id in sorted(context.open_runs):
-        context.store.finish_run(
-            run_id, "interrupted", {}, f"the daemon stopped ({cause}) before the job finished"
-        )
+    interrupted = context.store.interrupt_open_runs(
+        f"the daemon stopped ({cause}) before the job finished"
+    )
     event(
         context.logger,
         "daemon-forced-stop",
         logging.ERROR,
-        interrupted_runs=sorted(context.open_runs),
+        interrupted_runs=interrupted,
         waited=timeout,
     )
     return False
@@ -100,29 +100,35 @@ def _stop(scheduler: BackgroundScheduler, context: jobs.JobContext, cause: str) 
 
 def _serve(store: Store, config: Config, config_path: Path | None, logger: logging.Logger) -> bool:
     """Run the schedules until a stop signal; return whether every job ended by itself."""
-    scheduler = make_scheduler(store.engine, config.daemon)
+    scheduler = make_scheduler(config.daemon)
+    scheduled = ScheduledJobs(scheduler, store, logger)
     context = jobs.JobContext(store, config, logger)
     signals = _Signals()
     signals.install()
     jobs.bind(context)
     try:
         scheduler.start(paused=True)
-        ids = sync_config(scheduler, config)
+        ids = sync_config(store, config)
+        scheduled.sync()
         _listen(scheduler, logger)
         scheduler.resume()
         event(
             logger,
             "daemon-start",
             pid=os.getpid(),
-            database=str(store.engine.url),
+            database=store.name,
             config_schedules=ids,
             schedules=_schedules(scheduler),
         )
+        synced = time.monotonic()
         while not signals.stop:
             time.sleep(POLL_SECONDS)
             if signals.reload:
                 signals.reload = False
-                _reload(scheduler, context, config_path)
+                _reload(scheduled, context, config_path)
+            if time.monotonic() - synced >= SYNC_SECONDS:
+                synced = time.monotonic()
+                scheduled.sync()
         clean = _stop(scheduler, context, signals.stop)
     finally:
         if scheduler.running:
@@ -135,19 +141,17 @@ def _serve(store: Store, config: Config, config_path: Path | None, logger: loggi
 def run_daemon(database: str, config: Config, config_path: Path | None) -> int:
     """Run the daemon on database until SIGTERM/SIGINT; 0 after a clean stop.
 
-    A second daemon on the same database is refused (UsageError). If a job is
+    A second daemon on the same database is refused (StoreError). If a job is
     still running stop_timeout seconds after the signal, its runs are recorded
     as interrupted and the process ends at once (its open transaction is
     rolled back by the database, so nothing half-written remains).
     """
     logger = configure_logging(config.daemon.log_file, config.daemon.log_level)
     store = Store.open(database)
-    lock = DaemonLock(store.engine)
     try:
-        lock.acquire()
-        clean = _serve(store, config, config_path, logger)
+        with store.daemon_lock():
+            clean = _serve(store, config, config_path, logger)
     finally:
-        lock.release()
         close_logging()
     if not clean:
         os._exit(FORCED_EXIT)

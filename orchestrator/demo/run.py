@@ -74,7 +74,7 @@ def _fresh_database(out_dir: Path) -> Path:
 
 def _findings(store: Store, lab: LabAddresses) -> list[tuple[str, str, str, str]]:
     """(rule, address, lab name, summary) of every open finding."""
-    with store.engine.connect() as connection:
+    with store.read("list the findings") as connection:
         found = list_findings(connection)
     return [(f.rule, f.address, lab.name_of(f.address), f.summary) for f in found]
 

@@ -15,7 +15,7 @@ from rolecall.reports.tabular import write_rows
 
 def export_to(store: Store, what: str, fmt: str, output: Path | None) -> int:
     """Write one export to output (or stdout); a file appears whole or not at all."""
-    with store.engine.connect() as connection:
+    with store.read(f"export the {what}") as connection:
         rows = export_rows(connection, what)
         if output is None:
             return write_rows(rows, COLUMNS[what], fmt, sys.stdout)

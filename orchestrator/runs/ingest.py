@@ -119,9 +119,8 @@ def ingest_files(
     ``first`` is ``reader(paths[0])`` if the caller called it already (see ``read_pcap``:
     a large capture is being read while the caller opens the store).
     """
-    summary = IngestSummary(store.start_run(f"ingest {kind}", " ".join(map(str, paths))))
-    status = "ok"
-    try:
+    with store.run(f"ingest {kind}", " ".join(map(str, paths))) as run:
+        summary = IngestSummary(run.id, run.counts)
         with (
             deferred_interrupts() as interrupts,
             reporter.task(f"ingesting {kind}", len(paths)) as advance,
@@ -136,19 +135,14 @@ def ingest_files(
                 finally:
                     close_items(items)
                 advance(1, path.name)
-    except KeyboardInterrupt:
-        store.finish_run(summary.run_id, "interrupted", dict(summary.counts), "interrupted")
-        raise
-    except Exception as exc:
-        store.finish_run(summary.run_id, "failed", dict(summary.counts), str(exc))
-        raise
-    if summary.counts["files"]:
-        derived = store.derive(derivation)
-        summary.counts["roles"] = derived.roles
-        summary.counts["findings"] = derived.findings
-    if summary.failures or summary.counts["warnings"]:
-        status = "partial" if summary.counts["files"] else "failed"
-    store.finish_run(summary.run_id, status, dict(summary.counts), "; ".join(summary.failures))
+        if summary.counts["files"]:
+            derived = store.derive(derivation)
+            summary.counts["roles"] = derived.roles
+            summary.counts["findings"] = derived.findings
+        if summary.failures or summary.counts["warnings"]:
+            run.mark(
+                "partial" if summary.counts["files"] else "failed", "; ".join(summary.failures)
+            )
     return summary
 
 

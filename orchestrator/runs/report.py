@@ -87,7 +87,7 @@ def report_data(store: Store, config: Config, since: datetime, until: datetime) 
     """Read everything the report of [since, until) shows."""
     geo = geo_lookup(config)
     try:
-        with store.engine.connect() as connection:
+        with store.read("read the report's data") as connection:
             settings = ReportSettings(row_limit=config.report.html_rows)
             return build_report(connection, settings, since, until, geo)
     finally:
@@ -128,11 +128,11 @@ def write_report(
     if fmt == "html":
         _write_text(out, render_html(config, report_data(store, config, since, until)))
     elif fmt == "json":
-        with store.engine.connect() as connection, _atomic(out) as handle:
+        with store.read("read the report's data") as connection, _atomic(out) as handle:
             write_json(connection, since, until, handle)
     else:
         with (
-            store.engine.connect() as connection,
+            store.read("read the report's data") as connection,
             _atomic(out) as findings,
             _atomic(changes_path(out)) as changes,
         ):
@@ -180,23 +180,18 @@ def email_report(
         until = utcnow()
     if since is None:
         since = default_period(until)[0]
-    run_id = store.start_run(RUN_KIND, ",".join(recipients))
-    folder = Path(config.email.keep_dir) / f"report-{utcnow():%Y%m%dT%H%M%SZ}-run{run_id}"
-    try:
+    with store.run(RUN_KIND, ",".join(recipients)) as run:
+        run.counts["recipients"] = len(recipients)
+        folder = Path(config.email.keep_dir) / f"report-{utcnow():%Y%m%dT%H%M%SZ}-run{run.id}"
         data = report_data(store, config, since, until)
         attachments = _keep(store, config, data, since, until, folder)
         subject = _subject(data, since, until)
         body = render_html(config, data, EMAIL_TEMPLATE)
         text = f"{subject}\n\nThe full report is attached as CSV and kept in {folder}.\n"
         message = build_message(subject, config.email.sender, recipients, text, body, attachments)
-        send(settings, message, recipients)
-    except DeliveryError as exc:
-        sentence = f"{exc}; the report is kept in {folder}"
-        store.finish_run(run_id, "failed", {"recipients": len(recipients)}, sentence)
-        raise RunError(sentence) from None
-    except BaseException as exc:
-        store.finish_run(run_id, "failed", {"recipients": len(recipients)}, str(exc))
-        raise
-    counts = {"recipients": len(recipients), "new_findings": data.new_findings}
-    store.finish_run(run_id, "ok", counts)
-    return EmailOutcome(run_id, subject, tuple(recipients), data.new_findings, folder)
+        try:
+            send(settings, message, recipients)
+        except DeliveryError as exc:
+            raise RunError(f"{exc}; the report is kept in {folder}") from None
+        run.counts["new_findings"] = data.new_findings
+    return EmailOutcome(run.id, subject, tuple(recipients), data.new_findings, folder)

@@ -71,8 +71,8 @@ def scan_subnets(
         )
     addresses = scope.plan(networks, config.scope.max_addresses)
     scanner = NmapScanner(nmap_settings(config, ports), scope)
-    summary = ScanSummary(store.start_run("scan", " ".join(targets)), addresses.size)
-    try:
+    with store.run("scan", " ".join(targets)) as run:
+        summary = ScanSummary(run.id, addresses.size, run.counts)
         with (
             deferred_interrupts() as interrupts,
             reporter.task("scanning", addresses.size) as advance,
@@ -89,16 +89,7 @@ def scan_subnets(
                     sum(network.size for network in chunk),
                     f"{summary.counts['open_ports']} open ports",
                 )
-    except KeyboardInterrupt:
-        store.finish_run(
-            summary.run_id, "interrupted", dict(summary.counts), "interrupted by the user"
-        )
-        raise
-    except Exception as exc:
-        store.finish_run(summary.run_id, "failed", dict(summary.counts), str(exc))
-        raise
-    derived = store.derive(derivation)
-    summary.counts["roles"] = derived.roles
-    summary.counts["findings"] = derived.findings
-    store.finish_run(summary.run_id, "ok", dict(summary.counts))
+        derived = store.derive(derivation)
+        summary.counts["roles"] = derived.roles
+        summary.counts["findings"] = derived.findings
     return summary

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import IO
 
 from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError
 
-from rolecall.orchestrator.errors import UsageError
+from rolecall.inventory.database_errors import database_name, reason
+from rolecall.inventory.errors import StoreError
 
 
 class DaemonLock:
@@ -23,7 +24,7 @@ class DaemonLock:
         self._connection: Connection | None = None
 
     def acquire(self) -> None:
-        """Take the lock or raise UsageError naming the database and the holder."""
+        """Take the lock or raise StoreError naming the database and the holder."""
         if self._engine.dialect.name == "sqlite":
             self._lock_file()
         else:
@@ -33,13 +34,18 @@ class DaemonLock:
         """The lock file beside the SQLite database."""
         database = self._engine.url.database or ""
         if not database or database == ":memory:":
-            raise UsageError("the daemon needs an SQLite file or PostgreSQL, not :memory:")
+            raise StoreError("the daemon needs an SQLite file or PostgreSQL, not :memory:")
         return Path(database).with_name(Path(database).name + ".daemon.lock")
 
     def _lock_file(self) -> None:
         """An exclusive flock on the lock file; the kernel drops it if the process dies."""
         path = self._lock_path()
-        handle = path.open("a+", encoding="utf-8")
+        try:
+            handle = path.open("a+", encoding="utf-8")
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the daemon's lock file {path}: {exc.strerror}"
+            ) from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -47,7 +53,7 @@ class DaemonLock:
             holder = handle.read().strip() or "another process"
             handle.close()
             database = self._engine.url.database
-            raise UsageError(
+            raise StoreError(
                 f"another rolecall daemon (pid {holder}) already runs on {database}"
             ) from None
         handle.seek(0)
@@ -59,17 +65,18 @@ class DaemonLock:
     def _lock_advisory(self) -> None:
         """A session-level pg_try_advisory_lock held on a dedicated connection."""
         key = zlib.crc32(b"rolecall-daemon")
+        name = database_name(self._engine.url)
         try:
             connection = self._engine.connect()
             taken = connection.execute(
                 text("SELECT pg_try_advisory_lock(:key)"), {"key": key}
             ).scalar()
             connection.commit()
-        except SQLAlchemyError as exc:
-            raise UsageError(f"cannot lock database {self._engine.url}: {exc}") from None
+        except DBAPIError as exc:
+            raise StoreError(f"cannot lock database {name}: {reason(exc)}") from None
         if not taken:
             connection.close()
-            raise UsageError(f"another rolecall daemon already runs on {self._engine.url}")
+            raise StoreError(f"another rolecall daemon already runs on {name}")
         self._connection = connection
 
     def release(self) -> None:
