@@ -212,7 +212,7 @@ class Store:
     """The inventory database: opened, upgraded, and written in transactions."""
 
     def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+        self._engine = engine
         self._runs = RunBook(engine)
 
     @classmethod
@@ -230,21 +230,21 @@ class Store:
     @property
     def name(self) -> str:
         """The database as its user names it: a file's path, or the URL without password."""
-        return database_name(self.engine.url)
+        return database_name(self._engine.url)
 
     def close(self) -> None:
         """Release every pooled connection."""
-        self.engine.dispose()
+        self._engine.dispose()
 
     @property
     def schedules(self) -> ScheduleTable:
         """The schedules the daemon runs (plain data: nothing stored there is code)."""
-        return ScheduleTable(self.engine)
+        return ScheduleTable(self._engine)
 
     @contextmanager
     def writer(self, batch_size: int | None = None) -> Iterator[RecordWriter]:
         """Yield a writer whose records commit together, or not at all (batches: WRITE_BATCH)."""
-        with translated(self.engine.url, "write records"), self.engine.begin() as connection:
+        with translated(self._engine.url, "write records"), self._engine.begin() as connection:
             writer = RecordWriter(connection, WRITE_BATCH if batch_size is None else batch_size)
             yield writer
             writer.flush()
@@ -252,13 +252,13 @@ class Store:
     @contextmanager
     def read(self, doing: str) -> Iterator[Connection]:
         """Yield a connection to read with; a database error is "cannot DOING in database X"."""
-        with translated(self.engine.url, doing), self.engine.connect() as connection:
+        with translated(self._engine.url, doing), self._engine.connect() as connection:
             yield connection
 
     @contextmanager
     def transaction(self, doing: str) -> Iterator[Connection]:
         """Yield a connection whose writes commit together at the end, or not at all."""
-        with translated(self.engine.url, doing), self.engine.begin() as connection:
+        with translated(self._engine.url, doing), self._engine.begin() as connection:
             yield connection
 
     def derive(self, settings: DeriveSettings | None = None, full: bool = False) -> DeriveSummary:
@@ -288,7 +288,7 @@ class Store:
     @contextmanager
     def daemon_lock(self) -> Iterator[None]:
         """Hold the one-daemon-per-inventory lock for the block (StoreError if one holds it)."""
-        lock = DaemonLock(self.engine)
+        lock = DaemonLock(self._engine)
         lock.acquire()
         try:
             yield
