@@ -19,3 +19,6 @@ CONFORMANCE = DATA / "conformance" / "zeek"
 
 CHUNKING = DATA / "conformance" / "zeek-chunking"
 """Zeek's CHUNKING (BDAT) cases, kept apart from those every-case tests take."""
+
+RELEASE_0_1_0_DB = DATA / "schedules" / "release-0.1.0.db"
+"""An inventory made by rolecall 0.1.0 with pickled APScheduler schedules (see its README)."""

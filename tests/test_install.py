@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from rolecall import __version__
+from tests.data_paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 LEFT_OUT = shutil.ignore_patterns(
     ".git", ".venv", "build", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis", "tests"
 )

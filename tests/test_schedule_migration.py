@@ -17,8 +17,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from rolecall.inventory.store import Store
 from tests.cli_helpers import run_cli
+from tests.data_paths import RELEASE_0_1_0_DB
 
-RELEASE_DB = Path(__file__).parent / "data" / "schedules" / "release-0.1.0.db"
 LISTED = [
     "id\tjob\twhen\targuments\tnext run\tsource",
     "nightly-scan\tscan\tcron 0 2 * * *\t127.0.122.0/29 127.0.122.16/29 ports 25,1080"
@@ -33,7 +33,7 @@ LISTED = [
 def _release_db(tmp_path: Path) -> Path:
     """A copy of the inventory release 0.1.0 left, with its four pickled schedules."""
     path = tmp_path / "inventory.db"
-    shutil.copyfile(RELEASE_DB, path)
+    shutil.copyfile(RELEASE_0_1_0_DB, path)
     return path
 
 

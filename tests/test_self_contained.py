@@ -42,3 +42,15 @@ def test_zeeks_captures_are_inside_with_zeeks_licence() -> None:
         assert cases, f"{folder} holds no capture"
         missing = [case for case in cases if not list((folder / case).glob("*.log"))]
         assert missing == [], f"captures in {folder} without Zeek's log: {missing}"
+
+
+def test_no_test_data_file_is_ignored_by_git() -> None:
+    """A data file .gitignore keeps out (*.db, say) would be missing from every clone."""
+    ignored = subprocess.run(
+        ["git", "ls-files", "--others", "--ignored", "--exclude-standard", "-z", "tests/data"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    )
+    names = [name for name in ignored.stdout.decode().split("\0") if name]
+    assert names == [], f"git ignores these test data files, so a clone lacks them: {names}"
