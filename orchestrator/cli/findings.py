@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from rolecall.inventory.vocabulary import METRICS, STATUSES
+from rolecall.orchestrator.cli.session import session_of
 from rolecall.orchestrator.errors import UsageError
 from rolecall.orchestrator.settings import derive_settings
 from rolecall.reports.tabular import terminal_safe
@@ -37,7 +38,7 @@ def _derived_store(ctx: typer.Context) -> Store:
 
     Every scan and ingest derives, so a listing normally reads without writing.
     """
-    session = ctx.obj
+    session = session_of(ctx)
     store: Store = session.store()
     settings = derive_settings(session.config)
     if store.derived_with() != settings.fingerprint():
@@ -106,7 +107,7 @@ def findings_derive(
     full: Annotated[bool, typer.Option("--full", help="Derive everything again.")] = False,
 ) -> None:
     """Bring roles, groups, findings and history up to date with the evidence and config."""
-    session = ctx.obj
+    session = session_of(ctx)
     summary = session.store().derive(derive_settings(session.config), full=full)
     typer.echo(
         f"{summary.roles} roles, {summary.findings} open findings"

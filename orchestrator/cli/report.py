@@ -7,11 +7,11 @@ import sys
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from rolecall.orchestrator.config import Config
+from rolecall.orchestrator.cli.session import session_of
 from rolecall.orchestrator.errors import UsageError
 from rolecall.orchestrator.settings import geo_lookup
 from rolecall.reports.clusters.fields import FIELD_NAMES
@@ -20,7 +20,6 @@ from rolecall.reports.errors import ReportInputError
 from rolecall.reports.tabular import terminal_safe, write_rows
 
 if TYPE_CHECKING:
-    from rolecall.inventory.store import Store
     from rolecall.reports.clusters.view import Cluster, ClusterResult
 
 # The database layer is loaded by the command that runs (see rolecall.orchestrator.cli.app).
@@ -50,12 +49,6 @@ class ClusterFormat(StrEnum):
     table = "table"
     csv = "csv"
     json = "json"
-
-
-def _session(ctx: typer.Context) -> tuple[Store, Config]:
-    """The store and config of the root command's session."""
-    session: Any = ctx.find_root().obj
-    return session.store(), session.config
 
 
 def parse_when(value: str, option: str) -> datetime:
@@ -119,7 +112,8 @@ def report(
     """Write the report of a period: summary, findings, charts, mail, servers, inventory."""
     if ctx.invoked_subcommand is not None:
         return
-    store, config = _session(ctx)
+    session = session_of(ctx)
+    store, config = session.store(), session.config
     start, end = period(since, last, until)
     out = output or Path(f"rolecall-report.{fmt.value}")
     from rolecall.orchestrator.runs.report import write_report  # noqa: PLC0415 - loads the renderer
@@ -139,7 +133,8 @@ def report_email(
     until: UntilOption = None,
 ) -> None:
     """Send the weekly report now through the configured relay."""
-    store, config = _session(ctx)
+    session = session_of(ctx)
+    store, config = session.store(), session.config
     start, end = period(since, last, until)
     from rolecall.orchestrator.runs.report import email_report  # noqa: PLC0415 - loads the renderer
 
@@ -220,7 +215,8 @@ def mail_cluster(
         cluster_rows,
     )
 
-    store, config = _session(ctx)
+    session = session_of(ctx)
+    store, config = session.store(), session.config
     try:
         check_field(field_name, "FIELD")
         check_field(on, "--on")

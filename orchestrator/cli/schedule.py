@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
 
+from rolecall.orchestrator.cli.session import session_of
 from rolecall.orchestrator.config import ScheduleEntry
 from rolecall.orchestrator.errors import UsageError
 from rolecall.orchestrator.scope import Scope, parse_target
-
-if TYPE_CHECKING:
-    from rolecall.orchestrator.cli.session import Session
 
 schedule_app = typer.Typer(no_args_is_help=True, help="Scheduled scans, ingests and reports.")
 add_app = typer.Typer(no_args_is_help=True, help="Add a schedule.")
@@ -37,12 +35,6 @@ def new_id(job: str) -> str:
     return f"{job}-{uuid.uuid4().hex[:8]}"
 
 
-def _session(ctx: typer.Context) -> Session:
-    """The session the root callback built."""
-    session: Session = ctx.find_root().obj
-    return session
-
-
 def _entry(values: dict[str, Any]) -> ScheduleEntry:
     """Validate a schedule given on the command line like a [[schedule]] entry."""
     try:
@@ -56,7 +48,7 @@ def _entry(values: dict[str, Any]) -> ScheduleEntry:
 
 def _store_entry(ctx: typer.Context, entry: ScheduleEntry, replace: bool) -> None:
     """Write the schedule into the inventory's schedule table and say so."""
-    session = _session(ctx)
+    session = session_of(ctx)
     from rolecall.orchestrator.daemon.schedules import add_schedule  # noqa: PLC0415
 
     added = add_schedule(session.store(), entry, replace)
@@ -93,7 +85,7 @@ def add_scan(
     }
     subnets = _split(subnet)
     # Refuse now what the daemon would refuse at 2 a.m.: targets outside the configured scope.
-    config = ctx.obj.config
+    config = session_of(ctx).config
     scope = Scope.from_config(config.scope, [parse_target(s) for s in subnets])
     scope.plan([parse_target(s) for s in subnets], config.scope.max_addresses)
     values |= {"subnets": subnets, "ports": ports, "probes": chosen}
@@ -145,7 +137,7 @@ def add_report_email(
 @schedule_app.command("list")
 def schedule_list(ctx: typer.Context) -> None:
     """Every schedule, from the command line and from the config, with its next run (UTC)."""
-    session = _session(ctx)
+    session = session_of(ctx)
     from rolecall.orchestrator.daemon.schedules import list_schedules  # noqa: PLC0415
 
     found = list_schedules(session.store(), session.config)
@@ -163,7 +155,7 @@ def schedule_remove(
     ctx: typer.Context, schedule_id: Annotated[str, typer.Argument(metavar="ID")]
 ) -> None:
     """Remove a schedule added with `schedule add`."""
-    session = _session(ctx)
+    session = session_of(ctx)
     from rolecall.orchestrator.daemon.schedules import remove_schedule  # noqa: PLC0415
 
     remove_schedule(session.store(), schedule_id)
@@ -172,7 +164,7 @@ def schedule_remove(
 
 def run(ctx: typer.Context) -> None:
     """Run the scheduler daemon until SIGTERM or SIGINT (SIGHUP reloads the config)."""
-    session = _session(ctx)
+    session = session_of(ctx)
     config_path: Path | None = ctx.find_root().params.get("config")
     from rolecall.orchestrator.daemon.service import run_daemon  # noqa: PLC0415 - only the daemon needs it
 
