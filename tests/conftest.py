@@ -2,39 +2,32 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests import own_network
 from tests.cli_helpers import Listener
 from tests.report_helpers import build_inventory
 
-CLONE_NEWNET = 0x40000000
 OWN_NETWORK = "ROLECALL_TEST_OWN_NETWORK"
 """Set to 0 to run the suite in the machine's own network namespace."""
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """As root, move the suite into a network namespace of its own, with only loopback up.
-
-    Every server a test starts, every scan and every capture then happens there: two runs
-    of the suite on one machine cannot take each other's addresses, other listeners on the
-    machine's loopback are never seen, and no packet can leave the machine.
-    """
+    """As root, move the suite into a network of its own (tests/own_network.py says why)."""
     if os.geteuid() != 0 or os.environ.get(OWN_NETWORK) == "0":
         return
-    libc = ctypes.CDLL(None, use_errno=True)
-    # Called before any test starts a thread; threads and processes started later inherit it.
-    if libc.unshare(CLONE_NEWNET) != 0:
+    try:
+        resolver = own_network.enter()
+    except own_network.NamespaceError as exc:
         raise pytest.UsageError(
-            f"cannot make the suite's network namespace: {os.strerror(ctypes.get_errno())}"
-            f" (set {OWN_NETWORK}=0 to run without one)"
-        )
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+            f"cannot make the suite's own network: {exc} (set {OWN_NETWORK}=0 to run without one)"
+        ) from None
+    if resolver is not None:
+        config.add_cleanup(lambda: own_network.stop(resolver))
 
 
 @pytest.fixture
