@@ -1,4 +1,4 @@
-"""What changed between two points in time: assets, roles and findings."""
+"""What changed between two points in time: hosts, ports, roles and findings."""
 
 from __future__ import annotations
 
@@ -9,14 +9,20 @@ from typing import Any
 from sqlalchemy import Connection, Select, func, select
 
 from rolecall.inventory.findings import FindingView, view
-from rolecall.inventory.tables import Asset, FindingRow, RoleRow, core_table
+from rolecall.inventory.tables import Asset, FindingRow, RoleRow, ServiceRow, core_table
+
+# A port as (address, port, transport).
+Port = tuple[str, int, str]
 
 
 @dataclass(frozen=True)
 class Changes:
-    """New assets, roles gained and lost, and findings new, resolved and still open."""
+    """Assets new and gone, ports opened and closed, roles gained and lost, and findings."""
 
     new_assets: list[str]
+    gone_assets: list[str]
+    opened_ports: list[Port]
+    closed_ports: list[Port]
     new_roles: list[tuple[str, str]]
     lost_roles: list[tuple[str, str]]
     new_findings: list[FindingView]
@@ -39,6 +45,19 @@ def _role_spans() -> tuple[Select[Any], Any, Any]:
     )
 
 
+def _port_spans() -> tuple[Select[Any], Any, Any]:
+    """(address, port, transport) over every source as a query to filter; its first/last seen."""
+    service = core_table(ServiceRow)
+    first, last = func.min(service.c.first_seen), func.max(service.c.last_seen)
+    key = (service.c.address, service.c.port, service.c.transport)
+    return select(*key).group_by(*key).order_by(*key), first, last
+
+
+def _ports(connection: Connection, query: Select[Any]) -> list[Port]:
+    """The ports a span query selects."""
+    return [(row.address, row.port, row.transport) for row in connection.execute(query)]
+
+
 def _findings(connection: Connection, *where: Any) -> list[FindingView]:
     """Findings matching the conditions, by rule and address."""
     finding = core_table(FindingRow)
@@ -49,9 +68,11 @@ def _findings(connection: Connection, *where: Any) -> list[FindingView]:
 def changes_between(connection: Connection, since: datetime, until: datetime) -> Changes:
     """What the evidence shows changed in [since, until).
 
-    New: first seen in the window. Lost role: last seen before `since` on a host
-    whose evidence continues in the window. Resolved finding: resolved, its last
-    evidence in the window. Open: open or acknowledged and first seen before `until`.
+    New (host, port, role): first seen in the window. Gone host: last seen in the
+    period of the window's length just before `since`, not since. Closed port and
+    lost role: last seen before `since` on a host whose evidence continues in the
+    window. Resolved finding: resolved, its last evidence in the window. Open: open
+    or acknowledged and first seen before `until`.
     The database does the filtering: only what changed is read.
     """
     asset, finding = core_table(Asset), core_table(FindingRow)
@@ -73,8 +94,22 @@ def changes_between(connection: Connection, since: datetime, until: datetime) ->
         (row.address, row.role)
         for row in connection.execute(spans.where(role.c.address.in_(active)).having(last < since))
     ]
+    gone_assets = list(
+        connection.execute(
+            select(asset.c.address)
+            .where(asset.c.last_seen >= since - (until - since), asset.c.last_seen < since)
+            .order_by(asset.c.address)
+        ).scalars()
+    )
+    ports, port_first, port_last = _port_spans()
+    service = core_table(ServiceRow)
     return Changes(
         new_assets=new_assets,
+        gone_assets=gone_assets,
+        opened_ports=_ports(connection, ports.having(port_first >= since, port_first < until)),
+        closed_ports=_ports(
+            connection, ports.where(service.c.address.in_(active)).having(port_last < since)
+        ),
         new_roles=new_roles,
         lost_roles=lost_roles,
         new_findings=_findings(

@@ -1,4 +1,4 @@
-"""The SPEC's exports as streams of rows: column names are a contract."""
+"""The contract's exports as streams of rows: column names are a contract."""
 
 from __future__ import annotations
 
@@ -115,7 +115,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     "runs": ("id", "kind", "target", "started", "ended", "status", "counts", "error"),
 }
-JSON_LISTS = frozenset({"rcpt_to", "refused_rcpt", "to"})
+JSON_LISTS = frozenset({"rcpt_to", "refused_rcpt", "to", "evidence"})
 TABLES: dict[str, tuple[Any, tuple[str, ...]]] = {
     "services": (ServiceRow, ("address", "port", "transport", "source")),
     "findings": (FindingRow, ("address", "rule")),
@@ -127,10 +127,13 @@ TABLES: dict[str, tuple[Any, tuple[str, ...]]] = {
 
 
 def iso(value: datetime | None) -> str:
-    """ISO 8601 UTC text of a datetime ("" for none)."""
+    """ISO 8601 UTC text of a datetime to the microsecond ("" for none).
+
+    Every command prints times this way, so their texts sort and compare alike.
+    """
     if value is None:
         return ""
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _plain(value: Any) -> Any:
@@ -237,7 +240,7 @@ def _table_rows(connection: Connection, what: str) -> Iterator[Row]:
 
 
 def export_rows(connection: Connection, what: str) -> Iterator[Row]:
-    """Stream the rows of one SPEC export ("inventory", "services", ..., "runs")."""
+    """Stream the rows of one export of the contract ("inventory", "services", ..., "runs")."""
     if what == "inventory":
         return inventory_rows(connection)
     return _table_rows(connection, what)

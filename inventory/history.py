@@ -1,12 +1,15 @@
 """Daily history series kept in the store, and their robust baselines (median and MAD).
 
 Series: ``smtp_clients`` (distinct hosts sending SMTP that day), ``smtp_connections``
-(TCP connections to port 25 that day, from flows) and ``fw_smtp_denies`` (outbound
-SMTP the firewall denied that day). Each is kept network-wide (group "") and per group.
+(TCP connections that day, from flows, to port 25 and to every server port where SMTP
+was seen: that day's mail sessions, or a service found speaking SMTP) and
+``fw_smtp_denies`` (outbound SMTP the firewall denied that day). Each is kept
+network-wide (group "") and per group.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -14,10 +17,17 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Final
 
-from sqlalchemy import Connection, and_, delete, func, select
+from sqlalchemy import Connection, and_, delete, func, or_, select, tuple_, union
 
 from rolecall.inventory.settings import SurgeSettings
-from rolecall.inventory.tables import DailyMetricRow, FlowRow, ObservationRow, SmtpRow, core_table
+from rolecall.inventory.tables import (
+    DailyMetricRow,
+    FlowRow,
+    ObservationRow,
+    ServiceRow,
+    SmtpRow,
+    core_table,
+)
 from rolecall.inventory.vocabulary import METRICS
 
 SMTP_PORTS: Final = (25,)
@@ -35,6 +45,15 @@ class DayPoint:
     median: float | None
     low: float | None
     high: float | None
+    mad: float | None = None
+    baseline_days: int = 0
+    threshold: int | None = None
+    """The least value that is a surge on this day (see surge_threshold)."""
+
+    @property
+    def surge(self) -> bool:
+        """Whether the day's value reaches its threshold."""
+        return self.threshold is not None and self.value >= self.threshold
 
 
 @dataclass(frozen=True)
@@ -57,6 +76,15 @@ def baseline_band(values: Sequence[int], surge: SurgeSettings) -> Band | None:
     # A floor of one keeps a perfectly flat history from flagging a change of one.
     spread = max(mad * MAD_SCALE, 1.0) * surge.threshold_mads
     return Band(median, mad, max(0.0, median - spread), median + spread, len(values))
+
+
+def surge_threshold(band: Band, surge: SurgeSettings) -> int:
+    """The least daily count that is a surge: above the band and min_increase over the median.
+
+    The smtp-client-surge rule's test (value > high and value - median >= min_increase)
+    on whole counts.
+    """
+    return max(math.floor(band.high) + 1, math.ceil(band.median + surge.min_increase))
 
 
 def _first_day(connection: Connection, metric: str, group: str) -> date | None:
@@ -120,6 +148,9 @@ def daily_points(
                 band.median if band else None,
                 band.low if band else None,
                 band.high if band else None,
+                band.mad if band else None,
+                band.days if band else 0,
+                surge_threshold(band, surge) if band else None,
             )
         )
     return points
@@ -142,14 +173,25 @@ def _smtp_clients(connection: Connection, day: date) -> set[str]:
 
 
 def _smtp_connections(connection: Connection, day: date) -> Counter[str]:
-    """Connections to the SMTP port on a day, by client."""
-    flow = core_table(FlowRow)
+    """Connections on a day to port 25 and to every server port SMTP was seen on, by client."""
+    flow, smtp, service = core_table(FlowRow), core_table(SmtpRow), core_table(ServiceRow)
+    start, end = _day_span(day)
+    # A relay on 2525 or 8025 carries mail as much as one on 25 does.
+    spoke_smtp = union(
+        select(smtp.c.server, smtp.c.server_port).where(smtp.c.ts >= start, smtp.c.ts < end),
+        select(service.c.address, service.c.port).where(
+            service.c.transport == "tcp", service.c.protocol == "smtp"
+        ),
+    )
     rows = connection.execute(
         select(flow.c.client, func.sum(flow.c.connections))
         .where(
             flow.c.day == day,
             flow.c.transport == "tcp",
-            flow.c.server_port.in_(SMTP_PORTS),
+            or_(
+                flow.c.server_port.in_(SMTP_PORTS),
+                tuple_(flow.c.server, flow.c.server_port).in_(spoke_smtp),
+            ),
         )
         .group_by(flow.c.client)
     )

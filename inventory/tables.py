@@ -1,4 +1,4 @@
-"""SQLModel tables of the inventory; column names follow SPEC's exports."""
+"""SQLModel tables of the inventory; column names follow the contract's exports."""
 
 from __future__ import annotations
 

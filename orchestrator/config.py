@@ -74,6 +74,7 @@ class ScanConfig(_Section):
     max_retries: int = Field(default=2, ge=0, le=10)
     skip_host_discovery: bool = False
     resolve_names: bool = True
+    resolve_seconds: float = Field(default=3.0, ge=0)
     chunk_addresses: int = Field(default=256, ge=1)
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class Interrupts:
@@ -14,15 +17,34 @@ class Interrupts:
 
     def __init__(self) -> None:
         self.requested = False
+        self._waiting = False
 
     def check(self) -> None:
         """Raise KeyboardInterrupt if Ctrl-C was pressed since the last check."""
         if self.requested:
             raise KeyboardInterrupt
 
+    def interruptible(self, items: Iterable[T]) -> Iterator[T]:
+        """Yield items; Ctrl-C while waiting for the next one (no database call) raises at once."""
+        iterator = iter(items)
+        while True:
+            self.check()
+            # A reader may wait seconds for its next record (a capture's flows end late).
+            self._waiting = True
+            try:
+                item = next(iterator)
+            except StopIteration:
+                return
+            finally:
+                self._waiting = False
+            yield item
+
     def _handle(self, _signum: int, _frame: FrameType | None) -> None:
-        """Note the request; the loop raises at its next check."""
+        """Note the request; raise now if only waiting for input, else at the next check."""
         self.requested = True
+        if self._waiting:
+            self._waiting = False
+            raise KeyboardInterrupt
 
 
 @contextmanager

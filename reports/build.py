@@ -104,11 +104,13 @@ def build_report(
     open_counts = queries.finding_counts(connection)
     findings = queries.open_findings(connection, limit)
     chart, targets = _group_section(connection, limit)
+    generated = utcnow()
     return ReportData(
         title=settings.title,
         since=iso(since),
-        until=iso(until),
-        generated=iso(utcnow()),
+        # Nothing after the report was made is in it: a period reaching on ends there.
+        until=iso(min(until, generated)),
+        generated=iso(generated),
         assets=queries.count_assets(connection),
         roles=queries.role_counts(connection),
         groups=sorted(group_counts.items(), key=lambda item: (-item[1], item[0])),
@@ -122,7 +124,8 @@ def build_report(
         ),
         connections_chart=history_chart(
             connection,
-            "Port-25 connections per day, 7 days, with the baseline band",
+            "SMTP connections per day (port 25 and every port SMTP was seen on), 7 days,"
+            " with the baseline band",
             "smtp_connections",
             7,
             until,

@@ -9,7 +9,8 @@ from datetime import date
 
 WIDTH = 640
 HEIGHT = 220
-LEFT, RIGHT, TOP, BOTTOM = 44, 12, 12, 28
+# Room for the axis labels: numbers left of the plot, and half a date label right of its last day.
+LEFT, RIGHT, TOP, BOTTOM = 44, 28, 12, 28
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ class LineChart:
     y_ticks: list[Tick]
     x_ticks: list[Tick]
     baseline: float
+    plot_left: int = LEFT
+    plot_right: int = WIDTH - RIGHT
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from rolecall.inventory.findings import FindingView
 from rolecall.reports.queries import finding_counts
 from rolecall.reports.tabular import write_rows
 
-# The findings export's columns (SPEC), after how each finding changed in the period.
+# The findings export's columns (the contract's), after how each finding changed in the period.
 FINDING_COLUMNS = ("change", *COLUMNS["findings"])
 CHANGE_COLUMNS = ("change", "address", "detail")
 
@@ -51,6 +51,12 @@ def change_rows(changes: Changes) -> Iterator[dict[str, Any]]:
     """Every change of the period as (change, address, detail) rows."""
     for address in changes.new_assets:
         yield {"change": "new-asset", "address": address, "detail": ""}
+    for address in changes.gone_assets:
+        yield {"change": "gone-asset", "address": address, "detail": ""}
+    for address, port, transport in changes.opened_ports:
+        yield {"change": "opened-port", "address": address, "detail": f"{port}/{transport}"}
+    for address, port, transport in changes.closed_ports:
+        yield {"change": "closed-port", "address": address, "detail": f"{port}/{transport}"}
     for address, role in changes.new_roles:
         yield {"change": "new-role", "address": address, "detail": role}
     for address, role in changes.lost_roles:

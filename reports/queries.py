@@ -152,8 +152,15 @@ def _by_address(
     return {address: sorted(values) for address, values in found.items()}
 
 
+def _most_told(texts: set[str]) -> list[str]:
+    """The texts that no other one extends: "8080/tcp" goes when "8080/tcp http nginx" is there."""
+    return sorted(
+        text for text in texts if not any(other.startswith(f"{text} ") for other in texts)
+    )
+
+
 def _services(connection: Connection, addresses: Sequence[str]) -> dict[str, list[str]]:
-    """Each address's services as "port/transport protocol product version"."""
+    """Each address's services as "port/transport protocol product version", each port once."""
     service = core_table(ServiceRow)
     found: defaultdict[str, set[str]] = defaultdict(set)
     for chunk in in_slices(addresses):
@@ -163,7 +170,7 @@ def _services(connection: Connection, addresses: Sequence[str]) -> dict[str, lis
                 part for part in (row.protocol, row.product, row.version) if part
             ).strip()
             found[row.address].add(f"{row.port}/{row.transport} {text}".strip())
-    return {address: sorted(values) for address, values in found.items()}
+    return {address: _most_told(values) for address, values in found.items()}
 
 
 def host_details(

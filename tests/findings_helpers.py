@@ -95,8 +95,7 @@ def findings(
 ) -> dict[tuple[str, str], dict[str, Any]]:
     """Every finding, by (rule, address), as `findings list --format json` prints them."""
     out = cli(capsys, db, config, "findings", "list", "--format", "json").out
-    rows = [json.loads(line) for line in out.splitlines() if line.strip()]
-    return {(row["rule"], row["address"]): row for row in rows}
+    return {(row["rule"], row["address"]): row for row in json.loads(out)}
 
 
 def roles(

@@ -79,8 +79,13 @@ def test_malformed_ports_option(capsys: pytest.CaptureFixture[str], db_path: Pat
         ("/tmp", "it is a directory"),
     ],
 )
-def test_unusable_database_path(capsys: pytest.CaptureFixture[str], db: str, expected: str) -> None:
-    result = run_cli(capsys, "--db", db, "export", "inventory")
+def test_unusable_database_path(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db: str, expected: str
+) -> None:
+    # An ingest creates the inventory: the path is refused when it cannot hold one.
+    log = tmp_path / "kern.log"
+    log.write_text("")
+    result = run_cli(capsys, "--db", db, "ingest", "firewall", str(log))
     assert result.code == 2
     assert expected in _one_sentence(result.err)
 

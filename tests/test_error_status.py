@@ -16,6 +16,7 @@ import rolecall
 from rolecall.errors import BadInputError, RolecallError
 from rolecall.inventory.errors import StoreError
 from rolecall.inventory.matching.blocklist import BlocklistError
+from rolecall.inventory.store import Store
 from rolecall.orchestrator.cli.app import main
 from rolecall.orchestrator.errors import RunError, UsageError
 from rolecall.probes.errors import InputError, ProbeError
@@ -115,19 +116,26 @@ def _outside_scope(tmp_path: Path, stack: ExitStack) -> list[str]:
     return [*args[:-1], f"{LAB}.64/29"]
 
 
+def _inventory(tmp_path: Path) -> str:
+    """An empty inventory (the commands below only read one), made by the store as a scan would."""
+    db = str(tmp_path / "inventory.db")
+    Store.open(db).close()
+    return db
+
+
 def _bad_blocklist(tmp_path: Path, _: ExitStack) -> list[str]:
     """A blocklist file with a line that is no network."""
     blocklist = tmp_path / "drop.txt"
     blocklist.write_text("10.0.0.0/8\nnot-an-address\n")
     config = tmp_path / "rolecall.toml"
     config.write_text(f'[findings]\nblocklists = ["{blocklist}"]\n')
-    db = str(tmp_path / "inventory.db")
+    db = _inventory(tmp_path)
     return ["--config", str(config), "--db", db, "findings", "derive"]
 
 
 def _unknown_cluster_field(tmp_path: Path, _: ExitStack) -> list[str]:
     """Mail clusters by a field there is not."""
-    return ["--db", str(tmp_path / "inventory.db"), "mail", "cluster", "nope", "--on", "rcpt"]
+    return ["--db", _inventory(tmp_path), "mail", "cluster", "nope", "--on", "rcpt"]
 
 
 def _relay_down(tmp_path: Path, stack: ExitStack) -> list[str]:
@@ -140,7 +148,7 @@ def _relay_down(tmp_path: Path, stack: ExitStack) -> list[str]:
         'to = ["soc@example.org"]\ntimeout = 5.0\n'
         f'keep_dir = "{tmp_path / "kept"}"\n'
     )
-    db = str(tmp_path / "inventory.db")
+    db = _inventory(tmp_path)
     return ["--config", str(config), "--db", db, "report", "email"]
 
 

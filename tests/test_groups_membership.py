@@ -70,7 +70,7 @@ def test_mail_clients_per_group_with_their_hosts(
             send_mail(at(host), relay[:2], ["x@corp.test"])
     ingest(capsys, db_path, config, pcap, CONFORMANCE / "smtp-basic" / "trace.pcap")
     out = cli(capsys, db_path, config, "groups", "mail-clients", "--format", "json").out
-    groups = {row["group"]: row for row in map(json.loads, out.splitlines())}
+    groups = {row["group"]: row for row in json.loads(out)}
     assert groups["office"] == {
         "group": "office",
         "count": 3,

@@ -184,8 +184,13 @@ def test_history_show_prints_each_day_with_its_band(
     day = (START + timedelta(days=len(BASELINE))).date()
     args = ("history", "show", "smtp_clients", "--days", "2", "--until", day.isoformat())
     lines = cli(capsys, db_path, None, *args).out.splitlines()
-    assert lines[0] == f"{day - timedelta(days=1)} 3 median 4 band 0.0-8.4"
-    assert lines[1].startswith(f"{day} 20 median 4 band")
+    assert lines[0].split() == ["day", "value", "median", "MAD", "low", "high", "threshold"]
+    assert lines[1].split() == [f"{day - timedelta(days=1)}", "3", "4", "1", "0.0", "8.4", "9"]
+    assert lines[2].split() == [f"{day}", "20", "4", "1", "0.0", "8.4", "9", "surge"]
+    assert lines[3].startswith(
+        "baseline: median and MAD of the previous 28 days (once there are 7)"
+    )
+    assert lines[4].startswith("threshold: the least value above the band and at least 3 over")
     bad = run_cli(capsys, "--db", str(db_path), "history", "show", "spam")
     assert bad.code == 2
 
@@ -218,3 +223,33 @@ def test_a_role_that_stopped_while_its_host_went_on_is_lost(
     assert changes.new_assets == ["198.51.100.80"]
     assert ("10.2.0.9", "web-server") in before.new_roles
     assert before.lost_roles == []
+
+
+def _conn_row(client: str, server: str, port: int, n: int) -> dict[str, str]:
+    """One conn.log line: a TCP connection on the first day after START."""
+    ts = START + timedelta(minutes=n)
+    row = {"ts": f"{ts.timestamp():.6f}", "uid": f"F{n}", "id.orig_h": client}
+    row |= {"id.orig_p": str(41000 + n), "id.resp_h": server, "id.resp_p": str(port)}
+    row |= {"proto": "tcp", "conn_state": "SF", "orig_pkts": "5", "resp_pkts": "4"}
+    row |= {"orig_ip_bytes": "400", "resp_ip_bytes": "900", "orig_bytes": "100"}
+    return row | {"resp_bytes": "600", "tunnel_parents": "(empty)"}
+
+
+def test_smtp_connections_count_every_port_smtp_was_seen_on(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+) -> None:
+    folder = tmp_path / "zeek"
+    folder.mkdir()
+    mail = _smtp_row(0, "10.1.0.1", 0) | {"id.resp_p": "2525"}
+    write_tsv(folder / "smtp.log", "smtp", [mail])
+    conns = [_conn_row("10.1.0.1", "10.9.0.25", 2525, n) for n in range(2)]
+    conns.append(_conn_row("10.1.0.1", "10.9.0.25", 25, 2))
+    # The same server's other port, where no SMTP was seen, is not mail.
+    conns += [_conn_row("10.1.0.1", "10.9.0.25", 2526, n) for n in range(3, 6)]
+    write_tsv(folder / "conn.log", "conn", conns)
+    cli(capsys, db_path, None, "ingest", "zeek", str(folder))
+    store = Store.open(str(db_path))
+    with store.read("read rows") as connection:
+        points = daily_points(connection, "smtp_connections", 1, START.date())
+    store.close()
+    assert [point.value for point in points] == [3]

@@ -97,8 +97,8 @@ def test_where_filters_out_countries_and_local_senders(
     rows = json.loads(result.out)
     # The built-in data (GeoLite2-derived) places 45.67.89.10 in Bulgaria, 1.1.1.1 in Australia.
     assert [row["src_country"] for row in rows] == ["BG", "AU"]
-    assert rows[0]["client"] == ["45.67.89.10 (2)"]
-    assert rows[1]["client"] == ["1.1.1.1 (1)"]
+    assert rows[0]["client"] == [{"value": "45.67.89.10", "messages": 2}]
+    assert rows[1]["client"] == [{"value": "1.1.1.1", "messages": 1}]
 
 
 def test_which_network_sends_ninety_percent_is_one_command(
@@ -175,7 +175,7 @@ def test_user_maxmind_database_gives_asn_org_and_prefix(
             "share": 1.0,
             "cumulative": 1.0,
             "distinct_src_prefix": 1,
-            "src_prefix": ["45.67.89.0/24 (2)"],
+            "src_prefix": [{"value": "45.67.89.0/24", "messages": 2}],
         }
     ]
 

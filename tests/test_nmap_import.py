@@ -136,13 +136,17 @@ def test_export_to_a_file(
     assert "wrote 1 inventory rows" in result.err
     header, row = out.read_text().splitlines()
     assert header == "address,hostnames,roles,groups,open_ports,first_seen,last_seen,sources"
-    assert (
-        row == "10.2.2.2,mx.example.org,,,25/tcp,2026-11-24T01:56:51Z,2026-11-24T01:56:51Z,nmap-xml"
-    )
+    times = "2026-11-24T01:56:51.000000Z,2026-11-24T01:56:51.000000Z"
+    assert row == f"10.2.2.2,mx.example.org,,,25/tcp,{times},nmap-xml"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
-def test_export_to_an_unwritable_place(capsys: pytest.CaptureFixture[str], db_path: Path) -> None:
+def test_export_to_an_unwritable_place(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+) -> None:
+    scan = tmp_path / "scan.xml"
+    scan.write_text(HEAD + host_xml("10.2.2.2", 25) + TAIL)
+    assert run_cli(capsys, "--db", str(db_path), "ingest", "nmap-xml", str(scan)).code == 0
     result = run_cli(capsys, "--db", str(db_path), "export", "runs", "-o", "/nonexistent/x.csv")
     assert result.code == 2
     assert (

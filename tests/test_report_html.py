@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from rolecall.inventory.store import Store
+from rolecall.probes.records import Service
 from tests.cli_helpers import run_cli
 from tests.report_helpers import SINCE, UNTIL
 
@@ -126,3 +128,34 @@ def test_report_reads_no_more_than_the_row_limit(
         assets = connection.exec_driver_sql("select count(*) from asset").scalar_one()
     store.close()
     assert f"Showing 10 of {assets} assets" in html
+
+
+def test_a_service_is_listed_once_with_all_that_is_known(
+    capsys: pytest.CaptureFixture[str], report_inventory: Path, tmp_path: Path
+) -> None:
+    store = Store.open(str(report_inventory))
+    seen = UNTIL - timedelta(hours=1)
+    with store.writer() as writer:
+        # Port discovery saw the port; a probe later learned what speaks on it.
+        writer.add(Service("10.10.1.100", 8080, "tcp", "nmap", seen))
+        writer.add(Service("10.10.1.100", 8080, "tcp", "probe", seen, "http", "nginx", "1.22.1"))
+    store.close()
+    html = _report(capsys, report_inventory, tmp_path / "report.html")
+    services = re.search(r'id="host-10\.10\.1\.100">.*?<p>Services: ([^<]*)</p>', html, re.DOTALL)
+    assert services is not None
+    assert services.group(1).split("; ").count("8080/tcp http nginx 1.22.1") == 1
+    assert "8080/tcp" not in services.group(1).split("; ")
+
+
+def test_times_show_to_the_second_and_the_period_ends_by_generation(
+    capsys: pytest.CaptureFixture[str], report_inventory: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "report.html"
+    args = ("report", "--since", SINCE.date().isoformat(), "--until", "2099-01-01", "-o", str(out))
+    assert run_cli(capsys, "--db", str(report_inventory), *args).code == 0
+    html = out.read_text(encoding="utf-8")
+    second = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ"
+    period = re.search(rf"Period ({second}) to ({second}) · generated ({second})", html)
+    assert period is not None, html[:2000]
+    assert period.group(2) == period.group(3)
+    assert not re.search(r"\d\d:\d\d:\d\d\.\d+Z", html)

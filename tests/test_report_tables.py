@@ -91,7 +91,10 @@ def test_json_has_period_summary_findings_and_changes(
     )
     assert result.code == 0, result.err
     document = json.loads(out.read_text(encoding="utf-8"))
-    assert document["period"] == {"since": "2026-02-23T00:00:00Z", "until": "2026-03-02T00:00:00Z"}
+    assert document["period"] == {
+        "since": "2026-02-23T00:00:00.000000Z",
+        "until": "2026-03-02T00:00:00.000000Z",
+    }
     new = [row for row in document["findings"] if row["change"] == "new"]
     assert document["summary"]["new_findings"] == len(new) > 0
     assert all(row["evidence"] for row in new)

@@ -58,7 +58,7 @@ def test_add_list_remove_round_trip(
         "cron 0 2 * * *",
         "127.0.122.0/29 127.0.122.16/29 127.0.122.32/32",
     ]
-    assert rows["nightly"][4].endswith("T02:00:00+00:00")
+    assert rows["nightly"][4].endswith("T02:00:00.000000Z")
     assert rows["mail"][1:3] == ["report-email", "cron 0 7 * * mon"]
     (watch_id,) = [key for key in rows if key.startswith("ingest-")]
     assert rows[watch_id][2:4] == ["every 60s", f"watch {drop.resolve()}"]

@@ -22,11 +22,10 @@ from tests.data_paths import RELEASE_0_1_0_DB
 LISTED = [
     "id\tjob\twhen\targuments\tnext run\tsource",
     "nightly-scan\tscan\tcron 0 2 * * *\t127.0.122.0/29 127.0.122.16/29 ports 25,1080"
-    " probes smtp,socks\t2026-12-03T02:00:00+00:00\tcli",
-    "sensor-drop\tingest\tevery 300s\twatch /tmp/rc-fixture/drop"
-    "\t2026-12-02T20:01:35.799709+00:00\tcli",
+    " probes smtp,socks\t2026-12-03T02:00:00.000000Z\tcli",
+    "sensor-drop\tingest\tevery 300s\twatch /tmp/rc-fixture/drop\t2026-12-02T20:01:35.799709Z\tcli",
     "weekly-report\treport-email\tcron 0 7 * * mon\tto soc@lab.example"
-    "\t2026-12-07T07:00:00+00:00\tcli",
+    "\t2026-12-07T07:00:00.000000Z\tcli",
 ]
 
 
@@ -165,7 +164,7 @@ def test_every_crontab_and_interval_converts_and_odd_triggers_are_kept(
 
     listed = run_cli(capsys, "--db", str(db_path), "schedule", "list")
     assert listed.code == 0, listed.err
-    assert f"ranges\treport-email\tcron {crontab}\tto a@b.c\t2027-01-01T07:00:00+00:00\tcli" in (
+    assert f"ranges\treport-email\tcron {crontab}\tto a@b.c\t2027-01-01T07:00:00.000000Z\tcli" in (
         listed.out
     )
     warnings = {r.getMessage().split()[1]: r.getMessage() for r in caplog.records}

@@ -61,7 +61,7 @@ def test_database_from_the_first_release_is_upgraded_with_its_data(
     result = run_cli(capsys, "--db", str(db_path), "export", "inventory", "--format", "jsonl")
     assert result.code == 0, result.err
     assert '"address": "10.0.0.7"' in result.out
-    assert '"first_seen": "2026-01-02T03:04:05Z"' in result.out
+    assert '"first_seen": "2026-01-02T03:04:05.000000Z"' in result.out
     engine = make_engine(f"sqlite:///{db_path}")
     Store.open(str(db_path)).close()
     assert schema_revision(engine) == SCHEMA_HEAD

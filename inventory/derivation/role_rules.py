@@ -38,7 +38,7 @@ ROLES: Final = (
     "web-client",
     "workstation",
 )
-"""The whole role vocabulary of the SPEC."""
+"""The whole role vocabulary of the contract (docs/contract.md)."""
 
 STANDARD_SOCKS_PORTS: Final = frozenset({1080})
 """SOCKS's IANA port. Tor's 9050/9150 are not in it on purpose: a SOCKS proxy there is a Tor

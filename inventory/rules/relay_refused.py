@@ -10,7 +10,7 @@ NAME = "relay-refused"
 SEVERITY = "low"
 
 
-REFUSALS = frozenset({"550", "554"})  # SPEC: refused at RCPT with 550/554
+REFUSALS = frozenset({"550", "554"})  # contract: refused at RCPT with 550/554
 
 
 def _refused(detail: str) -> bool:

@@ -11,11 +11,14 @@ import typer
 
 from rolecall import __version__
 from rolecall.errors import RolecallError
+from rolecall.orchestrator.cli.changes import changes as changes_command
 from rolecall.orchestrator.cli.demo import demo as demo_command
 from rolecall.orchestrator.cli.export import export
 from rolecall.orchestrator.cli.findings import add_commands as add_findings_commands
+from rolecall.orchestrator.cli.help_format import plain_help
 from rolecall.orchestrator.cli.ingest import ingest_app
 from rolecall.orchestrator.cli.report import mail_app, report_app
+from rolecall.orchestrator.cli.runs import runs as runs_command
 from rolecall.orchestrator.cli.scan import scan_app
 from rolecall.orchestrator.cli.schedule import run as run_daemon_command
 from rolecall.orchestrator.cli.schedule import schedule_app
@@ -24,7 +27,7 @@ from rolecall.orchestrator.config import load_config
 from rolecall.orchestrator.progress import Reporter
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
@@ -39,6 +42,17 @@ add_findings_commands(app)
 app.command("run")(run_daemon_command)
 app.command("demo")(demo_command)
 app.command("export")(export)
+app.command("runs")(runs_command)
+app.command("changes")(changes_command)
+
+# The root command's options, and what follows each in an example: they go before the command.
+GLOBAL_OPTIONS = {
+    "--config": " FILE",
+    "--db": " PATH",
+    "--quiet": "",
+    "-q": "",
+    "--debug": "",
+}
 
 
 def _print_version(value: bool) -> None:
@@ -52,10 +66,14 @@ def _print_version(value: bool) -> None:
 def root(
     ctx: typer.Context,
     config: Annotated[
-        Path | None, typer.Option("--config", help="TOML config (default ./rolecall.toml).")
+        Path | None,
+        typer.Option("--config", metavar="FILE", help="TOML config (default ./rolecall.toml)."),
     ] = None,
     db: Annotated[
-        str | None, typer.Option("--db", help="Inventory: an SQLite path or SQLAlchemy URL.")
+        str | None,
+        typer.Option(
+            "--db", metavar="URL|PATH", help="Inventory: an SQLite path or SQLAlchemy URL."
+        ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Tracebacks on errors.")] = False,
@@ -76,13 +94,23 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
-        result = app(args=args, prog_name="rolecall", standalone_mode=False)
+        command = typer.main.get_command(app)
+        plain_help(command)
+        result = command.main(args=args, prog_name="rolecall", standalone_mode=False)
     except typer.Exit as exc:
         return exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
         print("rolecall: interrupted", file=sys.stderr)
         return 130
     except typer.TyperException as exc:
+        misplaced = getattr(exc, "option_name", None)
+        if misplaced in GLOBAL_OPTIONS:
+            print(
+                f"rolecall: {misplaced} is a global option: give it before the command,"
+                f" as in `rolecall {misplaced}{GLOBAL_OPTIONS[misplaced]} COMMAND ...`",
+                file=sys.stderr,
+            )
+            return 2
         # Typer's usage errors (unknown option, missing argument) print themselves.
         show = getattr(exc, "show", None)
         if callable(show):

@@ -38,14 +38,17 @@ def export(
         ExportFormat.csv
     ),
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+        Path | None,
+        typer.Option("--output", "-o", help="Write here instead of stdout (- is stdout)."),
     ] = None,
 ) -> None:
-    """Export a table of the inventory with SPEC's columns."""
+    """Export a table of the inventory with the contract's columns (docs/contract.md)."""
     session = session_of(ctx)
+    if output == Path("-"):
+        output = None
     # Loaded when the command runs, so that every other command starts without the exporter.
     from rolecall.orchestrator.runs.export import export_to  # noqa: PLC0415
 
-    count = export_to(session.store(), what.value, fmt.value, output)
+    count = export_to(session.existing_store(), what.value, fmt.value, output)
     if output is not None:
         session.reporter.note(f"wrote {count} {what.value} rows to {output}")

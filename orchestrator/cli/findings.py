@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from datetime import UTC, date, datetime
-from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from rolecall.inventory.vocabulary import METRICS, STATUSES
+from rolecall.orchestrator.cli.choices import check_group, check_rule
+from rolecall.orchestrator.cli.listing import FormatOption, ListFormat, print_rows
 from rolecall.orchestrator.cli.session import session_of
 from rolecall.orchestrator.errors import UsageError
 from rolecall.orchestrator.settings import derive_settings
 from rolecall.reports.tabular import terminal_safe
 
 if TYPE_CHECKING:
+    from rolecall.inventory.history import DayPoint
+    from rolecall.inventory.settings import SurgeSettings
     from rolecall.inventory.store import Store
 
 # The database layer is loaded by the command that runs (see rolecall.orchestrator.cli.app).
@@ -26,29 +28,17 @@ groups_app = typer.Typer(no_args_is_help=True, help="Asset groups and what their
 history_app = typer.Typer(no_args_is_help=True, help="Daily series and their baselines.")
 
 
-class Output(StrEnum):
-    """How a command prints."""
-
-    text = "text"
-    json = "json"
-
-
 def _derived_store(ctx: typer.Context) -> Store:
     """The session's store; derived first only if the config changed since the last derivation.
 
     Every scan and ingest derives, so a listing normally reads without writing.
     """
     session = session_of(ctx)
-    store: Store = session.store()
     settings = derive_settings(session.config)
+    store: Store = session.existing_store()
     if store.derived_with() != settings.fingerprint():
         store.derive(settings)
     return store
-
-
-def _iso(value: datetime) -> str:
-    """ISO 8601 UTC text."""
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 @findings_app.command("list")
@@ -58,21 +48,25 @@ def findings_list(
         str | None, typer.Option("--status", help="open, resolved or acknowledged.")
     ] = None,
     rule: Annotated[str | None, typer.Option("--rule", help="Only this rule id.")] = None,
-    output: Annotated[Output, typer.Option("--format", help="text or json.")] = Output.text,
+    output: FormatOption = ListFormat.text,
 ) -> None:
     """List findings, most severe first."""
     if status is not None and status not in STATUSES:
         raise UsageError(f"--status: {status!r} is not one of {', '.join(STATUSES)}")
+    check_rule(rule)
     store = _derived_store(ctx)
+    from rolecall.inventory.exports import iso  # noqa: PLC0415 - see the module's imports
     from rolecall.inventory.findings import list_findings  # noqa: PLC0415 - see the module's imports
 
     with store.read("list the findings") as connection:
         found = list_findings(connection, status, rule)
-    if output is Output.json:
-        for finding in found:
-            row = asdict(finding)
-            row.update(first_seen=_iso(finding.first_seen), last_seen=_iso(finding.last_seen))
-            typer.echo(json.dumps(row))
+    if output is not ListFormat.text:
+        rows = (
+            asdict(finding)
+            | {"first_seen": iso(finding.first_seen), "last_seen": iso(finding.last_seen)}
+            for finding in found
+        )
+        print_rows(rows, output)
         return
     for finding in found:
         typer.echo(
@@ -108,7 +102,8 @@ def findings_derive(
 ) -> None:
     """Bring roles, groups, findings and history up to date with the evidence and config."""
     session = session_of(ctx)
-    summary = session.store().derive(derive_settings(session.config), full=full)
+    settings = derive_settings(session.config)
+    summary = session.existing_store().derive(settings, full=full)
     typer.echo(
         f"{summary.roles} roles, {summary.findings} open findings"
         f" ({'full' if summary.full else 'incremental'}; {summary.hosts_judged} hosts judged)"
@@ -118,7 +113,7 @@ def findings_derive(
 @groups_app.command("mail-clients")
 def groups_mail_clients(
     ctx: typer.Context,
-    output: Annotated[Output, typer.Option("--format", help="text or json.")] = Output.text,
+    output: FormatOption = ListFormat.text,
 ) -> None:
     """How many hosts of each group send SMTP, and which."""
     store = _derived_store(ctx)
@@ -126,11 +121,11 @@ def groups_mail_clients(
 
     with store.read("list the mail clients by group") as connection:
         groups = mail_clients_by_group(connection)
+    if output is not ListFormat.text:
+        print_rows((asdict(group) for group in groups), output)
+        return
     for group in groups:
-        if output is Output.json:
-            typer.echo(json.dumps(asdict(group)))
-        else:
-            typer.echo(f"{group.group}: {group.count} ({' '.join(group.addresses)})")
+        typer.echo(f"{group.group}: {group.count} ({' '.join(group.addresses)})")
 
 
 @history_app.command("show")
@@ -140,24 +135,83 @@ def history_show(
     days: Annotated[int, typer.Option("--days", min=1, max=3660)] = 90,
     until: Annotated[str | None, typer.Option("--until", help="Last day (YYYY-MM-DD).")] = None,
     group: Annotated[str | None, typer.Option("--group", help="One group's series.")] = None,
+    output: FormatOption = ListFormat.text,
 ) -> None:
-    """Print a daily series with its baseline band (median, low, high)."""
+    """Print a daily series with its baseline (median, MAD, band) and surge threshold."""
     if metric not in METRICS:
         raise UsageError(f"{metric!r} is not one of {', '.join(METRICS)}")
     try:
         last = date.fromisoformat(until) if until else datetime.now(UTC).date()
     except ValueError:
         raise UsageError(f"--until: {until!r} is not a date like 2026-01-31") from None
+    check_group(group, session_of(ctx).config)
     store = _derived_store(ctx)
+    surge = derive_settings(session_of(ctx).config).surge
     from rolecall.inventory.history import daily_points  # noqa: PLC0415 - see the module's imports
 
     with store.read("read the daily series") as connection:
-        points = daily_points(connection, metric, days, last, group)
-    for point in points:
-        band = "" if point.median is None else f" median {point.median:g}"
-        if point.low is not None and point.high is not None:
-            band += f" band {point.low:.1f}-{point.high:.1f}"
-        typer.echo(f"{point.day.isoformat()} {point.value}{band}")
+        points = daily_points(connection, metric, days, last, group, surge)
+    if output is not ListFormat.text:
+        print_rows((_point_row(metric, group, point) for point in points), output)
+        return
+    _print_history(points, surge)
+
+
+HISTORY_HEADER = ("day", "value", "median", "MAD", "low", "high", "threshold", "")
+
+
+def _point_row(metric: str, group: str | None, point: DayPoint) -> dict[str, Any]:
+    """One day of a series as a JSON object: numbers stay numbers, none is null."""
+    return {
+        "metric": metric,
+        "group": group,
+        "day": point.day.isoformat(),
+        "value": point.value,
+        "baseline_days": point.baseline_days,
+        "median": point.median,
+        "mad": point.mad,
+        "low": point.low,
+        "high": point.high,
+        "threshold": point.threshold,
+        "surge": point.surge,
+    }
+
+
+def _number(value: float | None, spec: str) -> str:
+    """A number as the history table shows it ("-" for none)."""
+    return "-" if value is None else format(value, spec)
+
+
+def _print_history(points: list[DayPoint], surge: SurgeSettings) -> None:
+    """The series as an aligned table, then how the baseline and threshold are made."""
+    rows = [HISTORY_HEADER] + [
+        (
+            point.day.isoformat(),
+            str(point.value),
+            _number(point.median, "g"),
+            _number(point.mad, "g"),
+            _number(point.low, ".1f"),
+            _number(point.high, ".1f"),
+            _number(point.threshold, "d"),
+            "surge" if point.surge else "",
+        )
+        for point in points
+    ]
+    widths = [max(len(row[index]) for row in rows) for index in range(len(HISTORY_HEADER))]
+    for row in rows:
+        cells = [row[0].ljust(widths[0])] + [
+            cell.rjust(widths[i]) for i, cell in enumerate(row) if i
+        ]
+        typer.echo("  ".join(cells).rstrip())
+    typer.echo(
+        f"baseline: median and MAD of the previous {surge.baseline_days} days (once there are"
+        f" {surge.min_baseline_days}); band: median +/- {surge.threshold_mads:g} x 1.4826 x MAD"
+        " (at least 1)"
+    )
+    typer.echo(
+        f"threshold: the least value above the band and at least {surge.min_increase} over the"
+        " median, a surge"
+    )
 
 
 def add_commands(app: typer.Typer) -> None:

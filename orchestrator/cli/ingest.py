@@ -18,6 +18,7 @@ ingest_app = typer.Typer(no_args_is_help=True, help="Passive evidence and existi
 
 def _ingest(ctx: typer.Context, kind: str, files: list[Path]) -> None:
     """Run an ingest and turn its summary into output and exit status."""
+    _refuse_missing(files)
     session = session_of(ctx)
     derivation = derive_settings(session.config)
     read = reader(session.config, kind)
@@ -33,6 +34,13 @@ def _ingest(ctx: typer.Context, kind: str, files: list[Path]) -> None:
         session.reporter.note(f"warning: {warning.where}: {warning.message}")
     if summary.failures or summary.counts["warnings"]:
         raise typer.Exit(2)
+
+
+def _refuse_missing(files: list[Path]) -> None:
+    """Refuse, before any run is recorded, files that do not exist: a typo is not a failed run."""
+    missing = [path for path in files if not path.exists()]
+    if missing:
+        raise UsageError(f"no such file: {missing[0]} (nothing ingested, no run recorded)")
 
 
 def _describe_ingest(kind: str, summary: IngestSummary) -> str:

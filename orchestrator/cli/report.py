@@ -49,6 +49,7 @@ class ClusterFormat(StrEnum):
     table = "table"
     csv = "csv"
     json = "json"
+    jsonl = "jsonl"
 
 
 def parse_when(value: str, option: str) -> datetime:
@@ -103,7 +104,9 @@ def report(
     ),
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Where to write (default rolecall-report.FORMAT)."),
+        typer.Option(
+            "--output", "-o", help="Where to write (default rolecall-report.FORMAT; - is stdout)."
+        ),
     ] = None,
     bom: Annotated[
         bool, typer.Option("--bom", help="Start CSV files with a UTF-8 byte order mark.")
@@ -113,12 +116,14 @@ def report(
     if ctx.invoked_subcommand is not None:
         return
     session = session_of(ctx)
-    store, config = session.store(), session.config
+    store, config = session.existing_store(), session.config
     start, end = period(since, last, until)
     out = output or Path(f"rolecall-report.{fmt.value}")
     from rolecall.orchestrator.runs.report import write_report  # noqa: PLC0415 - loads the renderer
 
     write_report(store, config, fmt.value, start, end, out, bom=bom)
+    if out == Path("-"):
+        return
     typer.echo(f"wrote {fmt.value} report of {start:%Y-%m-%d} to {end:%Y-%m-%d} to {out}")
 
 
@@ -134,7 +139,7 @@ def report_email(
 ) -> None:
     """Send the weekly report now through the configured relay."""
     session = session_of(ctx)
-    store, config = session.store(), session.config
+    store, config = session.existing_store(), session.config
     start, end = period(since, last, until)
     from rolecall.orchestrator.runs.report import email_report  # noqa: PLC0415 - loads the renderer
 
@@ -189,9 +194,12 @@ def mail_cluster(
         str | None,
         typer.Option("--where", help="e.g. 'src_country != US and src_country != lo'."),
     ] = None,
-    fmt: Annotated[ClusterFormat, typer.Option("--format", help="Output format.")] = (
-        ClusterFormat.table
-    ),
+    fmt: Annotated[
+        ClusterFormat,
+        typer.Option(
+            "--format", help="table, csv, json (one document) or jsonl (one object per line)."
+        ),
+    ] = ClusterFormat.table,
     cover: Annotated[
         float | None,
         typer.Option(
@@ -211,12 +219,13 @@ def mail_cluster(
         ClusterResult,
         check_field,
         cluster_columns,
+        cluster_csv_rows,
         cluster_mail,
         cluster_rows,
     )
 
     session = session_of(ctx)
-    store, config = session.store(), session.config
+    store, config = session.existing_store(), session.config
     try:
         check_field(field_name, "FIELD")
         check_field(on, "--on")
@@ -238,4 +247,5 @@ def mail_cluster(
     if fmt is ClusterFormat.table:
         _print_table(result)
     else:
-        write_rows(cluster_rows(result), cluster_columns(result), fmt.value, sys.stdout)
+        rows = cluster_csv_rows(result) if fmt is ClusterFormat.csv else cluster_rows(result)
+        write_rows(rows, cluster_columns(result), fmt.value, sys.stdout)

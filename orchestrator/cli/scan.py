@@ -46,7 +46,12 @@ def scan_subnet(
         session.store(), session.config, targets, session.reporter, ports, chosen
     )
     counts = summary.counts
+    unresolved = (
+        f", {counts['names_unresolved']} names not resolved in time"
+        if counts["names_unresolved"]
+        else ""
+    )
     typer.echo(
         f"scanned {summary.addresses} addresses: {counts['hosts_up']} hosts up,"
-        f" {counts['open_ports']} open ports (run {summary.run_id})"
+        f" {counts['open_ports']} open ports{unresolved} (run {summary.run_id})"
     )

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
 
+from rolecall.orchestrator.cli.listing import FormatOption, ListFormat, print_rows
 from rolecall.orchestrator.cli.session import session_of
 from rolecall.orchestrator.config import ScheduleEntry
 from rolecall.orchestrator.errors import UsageError
 from rolecall.orchestrator.scope import Scope, parse_target
+
+if TYPE_CHECKING:
+    from rolecall.orchestrator.daemon.schedules import ScheduleInfo
 
 schedule_app = typer.Typer(no_args_is_help=True, help="Scheduled scans, ingests and reports.")
 add_app = typer.Typer(no_args_is_help=True, help="Add a schedule.")
@@ -49,10 +53,11 @@ def _entry(values: dict[str, Any]) -> ScheduleEntry:
 def _store_entry(ctx: typer.Context, entry: ScheduleEntry, replace: bool) -> None:
     """Write the schedule into the inventory's schedule table and say so."""
     session = session_of(ctx)
+    from rolecall.inventory.exports import iso  # noqa: PLC0415
     from rolecall.orchestrator.daemon.schedules import add_schedule  # noqa: PLC0415
 
     added = add_schedule(session.store(), entry, replace)
-    typer.echo(f"added schedule {entry.id}: {entry.job}, next run {added.next_run}")
+    typer.echo(f"added schedule {entry.id}: {entry.job}, next run {iso(added.next_run) or '-'}")
 
 
 def _split(values: list[str]) -> list[str]:
@@ -134,19 +139,38 @@ def add_report_email(
     _store_entry(ctx, _entry(values), replace)
 
 
+def _schedule_row(info: ScheduleInfo) -> dict[str, Any]:
+    """A schedule as a JSON object: the crontab or interval and the arguments, typed."""
+    from rolecall.inventory.exports import iso  # noqa: PLC0415
+
+    return {
+        "id": info.id,
+        "job": info.job,
+        "cron": info.schedule.cron or None,
+        "every": info.schedule.every or None,
+        "arguments": dict(info.schedule.arguments),
+        "next_run": iso(info.next_run) or None,
+        "source": info.source,
+    }
+
+
 @schedule_app.command("list")
-def schedule_list(ctx: typer.Context) -> None:
+def schedule_list(ctx: typer.Context, output: FormatOption = ListFormat.text) -> None:
     """Every schedule, from the command line and from the config, with its next run (UTC)."""
     session = session_of(ctx)
+    from rolecall.inventory.exports import iso  # noqa: PLC0415
     from rolecall.orchestrator.daemon.schedules import list_schedules  # noqa: PLC0415
 
-    found = list_schedules(session.store(), session.config)
+    found = list_schedules(session.existing_store(), session.config)
+    if output is not ListFormat.text:
+        print_rows((_schedule_row(info) for info in found), output)
+        return
     if not found:
         typer.echo("no schedules")
         return
     typer.echo("id\tjob\twhen\targuments\tnext run\tsource")
     for info in found:
-        when = info.next_run.isoformat() if info.next_run else "-"
+        when = iso(info.next_run) or "-"
         typer.echo(f"{info.id}\t{info.job}\t{info.when}\t{info.arguments}\t{when}\t{info.source}")
 
 
@@ -158,7 +182,7 @@ def schedule_remove(
     session = session_of(ctx)
     from rolecall.orchestrator.daemon.schedules import remove_schedule  # noqa: PLC0415
 
-    remove_schedule(session.store(), schedule_id)
+    remove_schedule(session.existing_store(), schedule_id)
     typer.echo(f"removed schedule {schedule_id}")
 
 

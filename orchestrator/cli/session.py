@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
 from rolecall.orchestrator.config import Config
+from rolecall.orchestrator.errors import UsageError
 from rolecall.orchestrator.progress import Reporter
 
 if TYPE_CHECKING:
@@ -32,6 +34,27 @@ class Session:
 
             self._store = Store.open(self.database)
         return self._store
+
+    def existing_store(self) -> Store:
+        """Open the inventory, refusing to create one: for commands that only read it."""
+        path = sqlite_file(self.database)
+        if path is not None and not path.exists():
+            raise UsageError(
+                f"no inventory at {path}: a scan or ingest creates it (or give --db PATH)"
+            )
+        return self.store()
+
+
+def sqlite_file(database: str) -> Path | None:
+    """The file an SQLite path or URL names; None for other databases and in-memory ones."""
+    if "://" not in database:
+        return Path(database).expanduser()
+    from sqlalchemy import make_url  # noqa: PLC0415 - the database layer loads only when used
+
+    url = make_url(database)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database).expanduser()
 
 
 def session_of(ctx: typer.Context) -> Session:

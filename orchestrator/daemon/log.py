@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from rolecall.inventory.exports import iso
 from rolecall.orchestrator.errors import UsageError
 
 LOGGER_NAME = "rolecall.daemon"
@@ -24,7 +25,7 @@ class JsonLines(logging.Formatter):
         fields: dict[str, Any] = getattr(record, "fields", {})
         event = record.getMessage() if record.name == LOGGER_NAME else "library"
         line: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": iso(datetime.fromtimestamp(record.created, UTC)),
             "level": record.levelname.lower(),
             "event": event,
         }

@@ -31,6 +31,8 @@ class ScheduleInfo:
     arguments: str
     next_run: datetime | None
     source: str
+    schedule: Schedule
+    """What is stored: the cron text or interval, and the arguments with their types."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,7 @@ def _info(schedule: Schedule, now: datetime) -> ScheduleInfo:
         parts.kind.describe(schedule.arguments),
         schedule.next_run or parts.trigger.get_next_fire_time(None, now),
         schedule.origin,
+        schedule,
     )
 
 

@@ -14,6 +14,7 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEve
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from rolecall.errors import BadInputError
+from rolecall.inventory.exports import iso
 from rolecall.inventory.store import Store
 from rolecall.orchestrator.config import Config, load_config
 from rolecall.orchestrator.daemon import jobs
@@ -51,7 +52,7 @@ class _Signals:
 
 def _schedules(scheduler: BackgroundScheduler) -> list[str]:
     """Each stored schedule as "id next-run"."""
-    return [f"{job.id} {job.next_run_time}" for job in scheduler.get_jobs()]
+    return [f"{job.id} {iso(job.next_run_time)}" for job in scheduler.get_jobs()]
 
 
 def _listen(scheduler: BackgroundScheduler, logger: logging.Logger) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -27,10 +28,7 @@ from rolecall.orchestrator.runs.report import default_period, write_report
 from rolecall.orchestrator.runs.scan import scan_subnets
 from rolecall.orchestrator.settings import derive_settings, reader
 
-ROOT_NOTE = (
-    "live capture needs root (tcpdump on the loopback interface); without it the demo"
-    " ingests a capture of the same traffic recorded when rolecall was built"
-)
+RECORDED_NOTE = "a capture of the same traffic recorded when rolecall was built"
 
 
 @dataclass(frozen=True)
@@ -79,6 +77,17 @@ def _findings(store: Store, lab: LabAddresses) -> list[tuple[str, str, str, str]
     return [(f.rule, f.address, lab.name_of(f.address), f.summary) for f in found]
 
 
+def _capture_note(live: bool, recorded: bool) -> str:
+    """Which capture the demo ingests and, when not the live one, why."""
+    if live:
+        return "live (tcpdump on lo)"
+    if recorded:
+        return f"{RECORDED_NOTE} (--recorded)"
+    if os.geteuid() != 0:
+        return f"{RECORDED_NOTE}; a live capture (tcpdump on lo) needs root"
+    return f"{RECORDED_NOTE}; a live capture needs tcpdump (apt-get install tcpdump)"
+
+
 def run_demo(settings: DemoSettings, config: Config, reporter: Reporter) -> DemoResult:
     """Run the lab, capture its traffic, scan it, ingest the capture, derive, report."""
     # The lab's servers need aiosmtpd; only the demo loads it, so other commands never do.
@@ -89,8 +98,8 @@ def run_demo(settings: DemoSettings, config: Config, reporter: Reporter) -> Demo
     settings.out_dir.mkdir(parents=True, exist_ok=True)
     capture = settings.out_dir / "demo-capture.pcap"
     live = can_capture() and not settings.recorded
-    reporter.note(f"demo lab on {lab.network}; {ROOT_NOTE}")
-    reporter.note("capture: " + ("live (tcpdump on lo)" if live else "the recorded one"))
+    reporter.note(f"demo lab on {lab.network}")
+    reporter.note("capture: " + _capture_note(live, settings.recorded))
     config = demo_config(config, lab.network)
     store = Store.open(str(_fresh_database(settings.out_dir)))
     try:

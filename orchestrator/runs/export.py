@@ -1,4 +1,4 @@
-"""`export`: stream a SPEC export from the inventory to stdout or a file, atomically."""
+"""`export`: stream an export of the contract from the inventory to stdout or a file, atomically."""
 
 from __future__ import annotations
 

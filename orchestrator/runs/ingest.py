@@ -81,8 +81,7 @@ def _ingest_one(
         try:
             with store.writer(WRITE_BATCHES.get(kind)) as writer:
                 checked = False
-                for count, item in enumerate(items):
-                    interrupts.check()
+                for count, item in enumerate(interrupts.interruptible(items)):
                     if not checked and count % 4096 == 0 and digest.done():
                         checked = True
                         if _known(store, kind, digest):

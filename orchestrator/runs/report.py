@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,8 @@ from rolecall.reports.period_tables import write_csv, write_json
 from rolecall.reports.render import EMAIL_TEMPLATE, REPORT_TEMPLATE, render
 
 REPORT_FORMATS = ("html", "csv", "json")
+# The output path that means standard output.
+STDOUT = Path("-")
 RUN_KIND = "report-email"
 
 
@@ -62,10 +65,15 @@ def changes_path(out: Path) -> Path:
 
 @contextmanager
 def _atomic(out: Path) -> Iterator[TextIO]:
-    """A text file that appears at out whole when the block ends, or not at all."""
+    """A text file that appears at out whole when the block ends, or not at all; - is stdout.
+
+    Its folder must exist, as for an export: a mistyped path is refused, not created.
+    """
+    if out == STDOUT:
+        yield sys.stdout
+        return
     directory = out.parent if str(out.parent) else Path()
     try:
-        directory.mkdir(parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(prefix=f".{out.name}.", dir=directory)
     except OSError as exc:
         raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from None
@@ -125,6 +133,11 @@ def write_report(
         raise UsageError(f"unknown report format {fmt!r}: choose html, csv or json")
     if since >= until:
         raise UsageError(f"the report period is empty: {since:%Y-%m-%d} is not before {until}")
+    if fmt == "csv" and out == STDOUT:
+        raise UsageError(
+            "report --format csv writes two files and cannot go to -: give -o PATH,"
+            " or see `rolecall changes --format csv`"
+        )
     if fmt == "html":
         _write_text(out, render_html(config, report_data(store, config, since, until)))
     elif fmt == "json":
@@ -153,6 +166,10 @@ def _keep(
     store: Store, config: Config, data: ReportData, since: datetime, until: datetime, folder: Path
 ) -> list[Attachment]:
     """Write the HTML report and the CSV files to folder; return the CSVs as attachments."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot keep the report in {folder}: {exc.strerror or exc}") from None
     _write_text(folder / "report.html", render_html(config, data))
     write_report(store, config, "csv", since, until, folder / "findings.csv", bom=True)
     names = [folder / "findings.csv", changes_path(folder / "findings.csv")]

@@ -1,4 +1,4 @@
-"""`scan subnet`: scope check, nmap port discovery chunk by chunk, stored as it goes."""
+"""`scan subnet`: scope check, nmap port discovery host by host, stored as it goes."""
 
 from __future__ import annotations
 
@@ -6,16 +6,19 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from netaddr import IPNetwork
+
 from rolecall.inventory.store import Store
 from rolecall.orchestrator.config import Config
-from rolecall.orchestrator.interrupts import deferred_interrupts
-from rolecall.orchestrator.progress import Reporter
+from rolecall.orchestrator.interrupts import Interrupts, deferred_interrupts
+from rolecall.orchestrator.progress import Advance, Reporter
 from rolecall.orchestrator.scope import Scope, parse_target
 from rolecall.orchestrator.settings import derive_settings, nmap_settings, probe_settings
 from rolecall.probes.active.driver import run_probes
 from rolecall.probes.active.settings import ProbeSettings
 from rolecall.probes.nmap.scan import NmapScanner, chunk_networks
 from rolecall.probes.records import Observation, Record
+from rolecall.probes.reverse_names import ReverseLookups
 
 
 @dataclass
@@ -28,9 +31,9 @@ class ScanSummary:
 
 
 def _probe_open_ports(
-    records: Sequence[Record], scope: Scope, settings: ProbeSettings
+    records: Sequence[Record], scope: Scope, settings: ProbeSettings, interrupts: Interrupts
 ) -> list[Record]:
-    """Run the active probes on every open TCP port nmap found."""
+    """Run the active probes on every open TCP port nmap found; none once Ctrl-C is pressed."""
     hints = {
         (record.address, record.port): record.value
         for record in records
@@ -40,7 +43,7 @@ def _probe_open_ports(
     }
     if not hints:
         return []
-    return run_probes(sorted(hints), scope, settings, hints)
+    return run_probes(sorted(hints), scope, settings, hints, lambda: interrupts.requested)
 
 
 def _tally(counts: Counter[str], records: Sequence[Record]) -> None:
@@ -59,7 +62,11 @@ def scan_subnets(
     ports: str | None = None,
     probes: Sequence[str] | None = None,
 ) -> ScanSummary:
-    """Scan targets within scope and store every result; the run is recorded however it ends."""
+    """Scan targets within scope and store every result; the run is recorded however it ends.
+
+    Ctrl-C stops nmap within a second or two; the hosts it finished are stored, then the
+    KeyboardInterrupt goes on (the run is recorded as interrupted).
+    """
     networks = [parse_target(target) for target in targets]
     active = probe_settings(config, probes)
     derivation = derive_settings(config)
@@ -70,7 +77,9 @@ def scan_subnets(
             + ", ".join(str(network) for network in networks)
         )
     addresses = scope.plan(networks, config.scope.max_addresses)
-    scanner = NmapScanner(nmap_settings(config, ports), scope)
+    settings = nmap_settings(config, ports)
+    scanner = NmapScanner(settings, scope)
+    names = ReverseLookups("scan") if settings.resolve_names else None
     with store.run("scan", " ".join(targets)) as run:
         summary = ScanSummary(run.id, addresses.size, run.counts)
         with (
@@ -79,17 +88,85 @@ def scan_subnets(
         ):
             for chunk in chunk_networks(addresses, config.scan.chunk_addresses):
                 interrupts.check()
-                records = scanner.scan(chunk)
-                if active.probes:
-                    records += _probe_open_ports(records, scope, active)
-                with store.writer() as writer:
-                    writer.add_all(records)
-                _tally(summary.counts, records)
-                advance(
-                    sum(network.size for network in chunk),
-                    f"{summary.counts['open_ports']} open ports",
+                # Plain output says a line per chunk; a progress bar moves per host.
+                per_host = advance if reporter.interactive else None
+                found, moved = _scan_chunk(
+                    store, scanner, chunk, summary, per_host, interrupts, names
                 )
+                interrupts.check()
+                if active.probes:
+                    records = _probe_open_ports(found, scope, active, interrupts)
+                    interrupts.check()
+                    _store(store, records, summary)
+                size = sum(network.size for network in chunk)
+                advance(size - moved, f"{summary.counts['open_ports']} open ports")
+            if names is not None:
+                _store_names(store, names, config.scan.resolve_seconds, summary, interrupts)
         derived = store.derive(derivation)
         summary.counts["roles"] = derived.roles
         summary.counts["findings"] = derived.findings
     return summary
+
+
+def _scan_chunk(
+    store: Store,
+    scanner: NmapScanner,
+    chunk: Sequence[IPNetwork],
+    summary: ScanSummary,
+    advance: Advance | None,
+    interrupts: Interrupts,
+    names: ReverseLookups | None,
+) -> tuple[list[Record], int]:
+    """Run nmap on a chunk, storing what it found even if stopped; return that and units moved."""
+    records: list[Record] = []
+    size = sum(network.size for network in chunk)
+    moved = hosts = 0
+
+    def move_to(position: int) -> None:
+        """Move the bar forward to position within the chunk, never back."""
+        nonlocal moved
+        if advance is not None and position > moved:
+            advance(min(position, size) - moved, f"{summary.counts['open_ports']} open ports")
+            moved = min(position, size)
+
+    def heard(share: float) -> None:
+        """nmap's share done of the hosts it is scanning now, taken as the chunk's rest."""
+        move_to(hosts + int(share * (size - hosts)))
+
+    try:
+        for host in scanner.scan(chunk, lambda: interrupts.requested, heard):
+            records += host
+            _tally(summary.counts, host)
+            if names is not None:
+                for record in host:
+                    if isinstance(record, Observation) and record.kind == "host-up":
+                        names.submit(record.address)
+            hosts += 1
+            move_to(hosts)
+    finally:
+        # Hosts nmap finished are kept, however the chunk ended.
+        with store.writer() as writer:
+            writer.add_all(records)
+    return records, moved
+
+
+def _store(store: Store, records: Sequence[Record], summary: ScanSummary) -> None:
+    """Store records and count them."""
+    with store.writer() as writer:
+        writer.add_all(records)
+    _tally(summary.counts, records)
+
+
+def _store_names(
+    store: Store,
+    names: ReverseLookups,
+    seconds: float,
+    summary: ScanSummary,
+    interrupts: Interrupts,
+) -> None:
+    """Store the names reverse DNS gave within seconds of the scan's end; count the rest."""
+    found = names.collect(seconds, lambda: interrupts.requested)
+    interrupts.check()
+    _store(store, found.names, summary)
+    summary.counts["names"] = len(found.names)
+    summary.counts["names_unresolved"] = found.unresolved

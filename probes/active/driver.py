@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from rolecall.probes.active.canary import Canary, local_address_toward
 from rolecall.probes.active.connection import (
@@ -55,6 +55,7 @@ IMPLICIT_TLS_SMTP: Final = frozenset({465})
 TLS_FIRST_PORTS: Final = frozenset({443, 465, 636, 853, 993, 995, 8443})
 DNS_PORTS: Final = frozenset({53})
 _SHOWN_BYTES: Final = 1024
+STOP_POLL_SECONDS: Final = 0.1
 
 Step = Callable[[], Awaitable[ProbeResult]]
 
@@ -352,6 +353,22 @@ def run_probes(
     gate: TargetGate,
     settings: ProbeSettings,
     nmap_names: Mapping[tuple[str, int], str] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> list[Record]:
-    """Run ``probe_services`` to completion in a fresh event loop."""
-    return asyncio.run(probe_services(targets, gate, settings, nmap_names))
+    """Run ``probe_services`` to completion in a fresh event loop; [] once stop() turns true."""
+    return asyncio.run(_until_stopped(probe_services(targets, gate, settings, nmap_names), stop))
+
+
+async def _until_stopped(
+    work: Coroutine[Any, Any, list[Record]], stop: Callable[[], bool] | None
+) -> list[Record]:
+    """Await work, cancelled (its connections closed) as soon as stop() turns true."""
+    task = asyncio.ensure_future(work)
+    while stop is not None and not task.done():
+        if stop():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return []
+        await asyncio.wait({task}, timeout=STOP_POLL_SECONDS)
+    return await task

@@ -7,7 +7,7 @@ XXE); the document is read host by host so a large scan stays small in memory.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
@@ -22,8 +22,22 @@ from rolecall.probes.records import HostName, Observation, Record, Service
 
 def read_nmap_xml(stream: IO[bytes], where: str, source: str) -> Iterator[Record]:
     """Yield the records of an nmap XML document; InputError names where it went wrong."""
+    for host in read_nmap_hosts(stream, where, source):
+        yield from host
+
+
+def read_nmap_hosts(
+    stream: IO[bytes],
+    where: str,
+    source: str,
+    progress: Callable[[str, float], None] | None = None,
+) -> Iterator[list[Record]]:
+    """Yield each <host>'s records (none for a host down) as soon as the host is read.
+
+    progress, if given, hears each <taskprogress> (nmap --stats-every): task and percent.
+    """
     try:
-        yield from _records(stream, where, source)
+        yield from _hosts(stream, where, source, progress)
     except DefusedXmlException:
         raise InputError(
             f"{where}: refused XML with entity declarations or external references"
@@ -34,7 +48,12 @@ def read_nmap_xml(stream: IO[bytes], where: str, source: str) -> Iterator[Record
         raise InputError(f"{where}: not well-formed XML at line {line}, column {column}") from None
 
 
-def _records(stream: IO[bytes], where: str, source: str) -> Iterator[Record]:
+def _hosts(
+    stream: IO[bytes],
+    where: str,
+    source: str,
+    progress: Callable[[str, float], None] | None,
+) -> Iterator[list[Record]]:
     """Walk the document host by host, freeing each host once read."""
     root: Element | None = None
     started = datetime.now(UTC)
@@ -45,11 +64,22 @@ def _records(stream: IO[bytes], where: str, source: str) -> Iterator[Record]:
                 raise InputError(f"{where}: not an nmap XML file (root element <{element.tag}>)")
             started = _timestamp(element.get("start"), started)
         elif event == "end" and element.tag == "host":
-            yield from _host_records(element, source, started)
+            yield list(_host_records(element, source, started))
             root.clear()
+        elif event == "end" and element.tag == "taskprogress" and progress is not None:
+            progress(element.get("task", ""), _percent(element.get("percent")))
         elif event == "end" and element.tag == "finished" and element.get("exit") == "error":
             message = element.get("errormsg", "unknown error")
             raise InputError(f"{where}: nmap reported an error: {message}")
+
+
+def _percent(value: str | None) -> float:
+    """Parse a <taskprogress> percent, 0 if it is not a number from 0 to 100."""
+    try:
+        percent = float(value or "")
+    except ValueError:
+        return 0.0
+    return percent if 0.0 <= percent <= 100.0 else 0.0
 
 
 def _timestamp(value: str | None, fallback: datetime) -> datetime:

@@ -164,7 +164,7 @@ def cluster_mail(
 
 
 def cluster_rows(result: ClusterResult) -> Iterator[dict[str, Any]]:
-    """The clusters as flat rows (for CSV and JSON): members ';'-joined with counts."""
+    """The clusters as JSON rows: each listed value with its message count, a number."""
     for cluster in result.clusters:
         yield {
             result.field: cluster.value,
@@ -172,8 +172,16 @@ def cluster_rows(result: ClusterResult) -> Iterator[dict[str, Any]]:
             "share": round(cluster.share, 4),
             "cumulative": round(cluster.cumulative, 4),
             f"distinct_{result.on}": cluster.distinct,
-            result.on: [f"{value} ({count})" for value, count in cluster.members],
+            result.on: [{"value": value, "messages": count} for value, count in cluster.members],
         }
+
+
+def cluster_csv_rows(result: ClusterResult) -> Iterator[dict[str, Any]]:
+    """The clusters as CSV rows: each listed value as "value (count)" text, "(empty)" for ""."""
+    for row in cluster_rows(result):
+        members = row[result.on]
+        row[result.on] = [f"{m['value'] or '(empty)'} ({m['messages']})" for m in members]
+        yield row
 
 
 def cluster_columns(result: ClusterResult) -> tuple[str, ...]:

@@ -1,0 +1,54 @@
+"""`rolecall runs`: every scan, ingest, report and scheduled job, with its status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from rolecall.orchestrator.cli.listing import FormatOption, ListFormat, print_rows
+from rolecall.orchestrator.cli.session import session_of
+from rolecall.reports.tabular import terminal_safe
+
+RUN_HEADER = "id\tkind\tstatus\tstarted\tended\ttarget\tcounts\terror"
+
+
+def _counts_text(counts: dict[str, Any]) -> str:
+    """A run's counts as `name=number` words."""
+    return " ".join(f"{name}={value}" for name, value in counts.items())
+
+
+def _run_line(row: dict[str, Any]) -> str:
+    """One run as a tab-separated line, safe to print to a terminal."""
+    cells = [
+        str(row["id"]),
+        row["kind"],
+        row["status"],
+        row["started"],
+        row["ended"] or "-",
+        row["target"],
+        _counts_text(row["counts"]),
+        row["error"],
+    ]
+    return "\t".join(terminal_safe(cell.replace("\t", " ")) for cell in cells)
+
+
+def runs(ctx: typer.Context, output: FormatOption = ListFormat.text) -> None:
+    """List every run, oldest first: what ran, when, how it ended, what it stored."""
+    session = session_of(ctx)
+    # Loaded when the command runs, so that every other command starts without the exporter.
+    from rolecall.inventory.exports import export_rows  # noqa: PLC0415
+
+    with session.existing_store().read("list the runs") as connection:
+        rows = export_rows(connection, "runs")
+        if output is not ListFormat.text:
+            print_rows(rows, output)
+            return
+        first = next(rows, None)
+        if first is None:
+            typer.echo("no runs")
+            return
+        typer.echo(RUN_HEADER)
+        typer.echo(_run_line(first))
+        for row in rows:
+            typer.echo(_run_line(row))
