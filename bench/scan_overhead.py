@@ -69,7 +69,10 @@ def main() -> int:
             db = Path(tmp) / f"bench-{round_}.db"
             rolecall_cmd = ["rolecall", "--config", str(config), "--db", str(db), "-q"]
             nmap_times.append(timed(nmap_cmd))
-            rolecall_times.append(timed([*rolecall_cmd, "scan", "subnet", str(network)]))
+            # Port discovery only, like the nmap it is compared with: the active probes are
+            # measured against nmap -sV and its scripts by bench/probe_vs_nmap.py.
+            scan = [*rolecall_cmd, "scan", "subnet", str(network), "--probes", "none"]
+            rolecall_times.append(timed(scan))
     for sock in listeners:
         sock.close()
 
