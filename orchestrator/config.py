@@ -252,6 +252,17 @@ def validate_config(data: dict[str, Any], where: str) -> Config:
         raise UsageError(f"{where}: {_location(first['loc'])}: {_describe(first)}") from None
 
 
+def schedule_entry(values: dict[str, Any], label: str) -> ScheduleEntry:
+    """Values validated as a [[schedule]] entry; the UsageError begins with label."""
+    try:
+        return ScheduleEntry.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise UsageError(f"{label}{where}: {message}") from None
+
+
 def load_config(path: Path | None) -> tuple[Config, Path | None]:
     """Load the config from path, or ./rolecall.toml if present, or the defaults."""
     if path is None:

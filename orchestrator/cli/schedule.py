@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import ValidationError
 
 from rolecall.orchestrator.cli.listing import FormatOption, ListFormat, print_rows
 from rolecall.orchestrator.cli.session import session_of
-from rolecall.orchestrator.config import ScheduleEntry
+from rolecall.orchestrator.config import ScheduleEntry, schedule_entry
 from rolecall.orchestrator.errors import UsageError
 from rolecall.orchestrator.scope import Scope, parse_target
 
@@ -41,13 +40,7 @@ def new_id(job: str) -> str:
 
 def _entry(values: dict[str, Any]) -> ScheduleEntry:
     """Validate a schedule given on the command line like a [[schedule]] entry."""
-    try:
-        return ScheduleEntry.model_validate(values)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        message = str(first["msg"]).removeprefix("Value error, ")
-        raise UsageError(f"schedule {where}: {message}") from None
+    return schedule_entry(values, "schedule ")
 
 
 def _store_entry(ctx: typer.Context, entry: ScheduleEntry, replace: bool) -> None:

@@ -10,11 +10,10 @@ from typing import Any
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from pydantic import ValidationError
 
 from rolecall.inventory.schedules import Schedule
 from rolecall.inventory.store import Store
-from rolecall.orchestrator.config import Config, ScheduleEntry
+from rolecall.orchestrator.config import Config, ScheduleEntry, schedule_entry
 from rolecall.orchestrator.daemon.kinds import KINDS, JobKind
 from rolecall.orchestrator.errors import UsageError
 
@@ -90,13 +89,7 @@ def entry_of(schedule: Schedule) -> ScheduleEntry:
         "every": schedule.every,
         **schedule.arguments,
     }
-    try:
-        return ScheduleEntry.model_validate(values)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        message = str(first["msg"]).removeprefix("Value error, ")
-        raise UsageError(f"schedule {schedule.id}: {where}: {message}") from None
+    return schedule_entry(values, f"schedule {schedule.id}: ")
 
 
 def job_parts(schedule: Schedule) -> JobParts:
