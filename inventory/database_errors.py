@@ -30,10 +30,15 @@ def reason(exc: DBAPIError) -> str:
     return lines[0] if lines else type(exc.orig).__name__
 
 
+def database_error(url: URL, doing: str, exc: DBAPIError) -> StoreError:
+    """The one sentence for a database error: "cannot DOING in database NAME: WHY"."""
+    return StoreError(f"cannot {doing} in database {database_name(url)}: {reason(exc)}")
+
+
 @contextmanager
 def translated(url: URL, doing: str) -> Iterator[None]:
-    """Raise a database error inside the block as "cannot DOING in database NAME: WHY"."""
+    """Raise a database error inside the block as database_error's sentence."""
     try:
         yield
     except DBAPIError as exc:
-        raise StoreError(f"cannot {doing} in database {database_name(url)}: {reason(exc)}") from exc
+        raise database_error(url, doing, exc) from exc

@@ -10,6 +10,8 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, bindparam, func, select, update
 
+from rolecall.inventory.alert_events import recorded_changes
+from rolecall.inventory.derivation.evidence_delta import take_write_lock
 from rolecall.inventory.sql.in_lists import in_slices
 from rolecall.inventory.tables import Asset, FindingRow, ObservationRow, core_table
 
@@ -77,8 +79,10 @@ def view(row: Any) -> FindingView:
 
 
 def store_raised(connection: Connection, raised: Iterable[Raised], replace: bool) -> None:
-    """Merge raised findings into the table; `replace` drops the stored evidence first."""
-    table = core_table(FindingRow)
+    """Merge raised findings into the table; `replace` drops the stored evidence first.
+
+    The changes are recorded as alert events in the same transaction (see alert_events).
+    """
     folded: dict[tuple[str, str], Raised] = {}
     for item in raised:
         known = folded.get((item.rule, item.address))
@@ -91,12 +95,23 @@ def store_raised(connection: Connection, raised: Iterable[Raised], replace: bool
         return
     stored = _stored_findings(connection, folded)
     inserts, updates = [], []
-    for item in found:
-        row = stored.get((item.rule, item.address))
-        if row is None:
-            inserts.append(_insert_values(item))
-        else:
-            updates.append(_update_values(row, item, replace))
+    with recorded_changes(connection) as journal:
+        for item in found:
+            row = stored.get((item.rule, item.address))
+            if row is None:
+                journal.note(item.rule, item.address, None)
+                inserts.append(_insert_values(item))
+            else:
+                journal.note_rows([row])
+                updates.append(_update_values(row, item, replace))
+        _write_raised(connection, inserts, updates)
+
+
+def _write_raised(
+    connection: Connection, inserts: list[dict[str, Any]], updates: list[dict[str, Any]]
+) -> None:
+    """Insert the new findings and update the stored ones."""
+    table = core_table(FindingRow)
     if inserts:
         connection.execute(table.insert(), inserts)
     if updates:
@@ -177,32 +192,31 @@ def resolve(connection: Connection, rule: str, addresses: Iterable[str]) -> None
     """Mark the open findings of a rule on these addresses resolved: their evidence is gone."""
     table = core_table(FindingRow)
     wanted = sorted(set(addresses))
+    ids: list[int] = []
     for chunk in in_slices(wanted):
-        connection.execute(
-            update(table)
-            .where(
-                table.c.rule == rule,
-                table.c.status == "open",
-                table.c.address.in_(chunk),
-            )
-            .values(status="resolved")
+        ids.extend(
+            connection.execute(
+                select(table.c.id).where(
+                    table.c.rule == rule, table.c.status == "open", table.c.address.in_(chunk)
+                )
+            ).scalars()
         )
+    mark_resolved(connection, ids)
 
 
 def resolve_before(connection: Connection, rule: str, address: str, day: date) -> None:
     """Resolve an open finding whose evidence all predates a day that showed none."""
     table = core_table(FindingRow)
     start = datetime.combine(day, time(), tzinfo=UTC)
-    connection.execute(
-        update(table)
-        .where(
+    ids = connection.execute(
+        select(table.c.id).where(
             table.c.rule == rule,
             table.c.address == address,
             table.c.status == "open",
             table.c.last_seen < start,
         )
-        .values(status="resolved")
-    )
+    ).scalars()
+    mark_resolved(connection, list(ids))
 
 
 def resolve_stale(connection: Connection, after: timedelta) -> None:
@@ -262,22 +276,28 @@ def resolve_reprobed(connection: Connection, probed_hosts: Collection[str] | Non
 
 
 def mark_resolved(connection: Connection, ids: Sequence[int]) -> None:
-    """Mark findings resolved by id."""
+    """Mark findings resolved by id, recording the change as alert events."""
     table = core_table(FindingRow)
-    for chunk in in_slices(ids):
-        connection.execute(update(table).where(table.c.id.in_(chunk)).values(status="resolved"))
+    with recorded_changes(connection) as journal:
+        for chunk in in_slices(ids):
+            journal.note_rows(connection.execute(select(table).where(table.c.id.in_(chunk))))
+            connection.execute(update(table).where(table.c.id.in_(chunk)).values(status="resolved"))
 
 
 def acknowledge(
     connection: Connection, rule: str, address: str, note: str, when: datetime
 ) -> FindingView | None:
-    """Acknowledge one finding; None if there is no such finding."""
+    """Acknowledge one finding (an "acknowledged" alert event); None if there is no such finding."""
     table = core_table(FindingRow)
-    connection.execute(
-        update(table)
-        .where(table.c.rule == rule, table.c.address == address)
-        .values(status="acknowledged", note=note, acknowledged=when)
-    )
+    where = (table.c.rule == rule, table.c.address == address)
+    # Events are numbered as they are written: writers take turns, so no event commits
+    # after a higher-numbered one that an output may already have taken.
+    take_write_lock(connection)
+    with recorded_changes(connection) as journal:
+        journal.note_rows(connection.execute(select(table).where(*where)))
+        connection.execute(
+            update(table).where(*where).values(status="acknowledged", note=note, acknowledged=when)
+        )
     row = connection.execute(
         select(table).where(table.c.rule == rule, table.c.address == address)
     ).first()

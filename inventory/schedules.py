@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from rolecall.inventory.database_errors import database_error
 from rolecall.inventory.errors import StoreError
 from rolecall.inventory.tables import ScheduleRow, core_table
 
@@ -84,7 +85,7 @@ class ScheduleTable:
         except IntegrityError:
             raise
         except DBAPIError as exc:
-            raise StoreError(f"cannot use the schedules in {self._engine.url}: {exc.orig}") from exc
+            raise database_error(self._engine.url, "use the schedules", exc) from exc
 
     def all(self) -> list[Schedule]:
         """Every stored schedule, by id."""

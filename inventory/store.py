@@ -214,6 +214,7 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._runs = RunBook(engine)
+        self._after_derive: list[Callable[[], None]] = []
 
     @classmethod
     def open(cls, target: str) -> Store:
@@ -270,7 +271,14 @@ class Store:
             take_write_lock(connection)
             if settings is None:
                 settings = settings_from_json(stored_state(connection)[2])
-            return derive(connection, settings, full)
+            summary = derive(connection, settings, full)
+        for callback in self._after_derive:
+            callback()
+        return summary
+
+    def after_derive(self, callback: Callable[[], None]) -> None:
+        """Call callback after every derivation has committed (alert delivery, see alerts)."""
+        self._after_derive.append(callback)
 
     def derived_with(self) -> str:
         """The fingerprint of the settings of the last derivation ("" if none yet)."""

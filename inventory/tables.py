@@ -322,6 +322,47 @@ class ScheduleRow(SQLModel, table=True):
     next_run: datetime | None = None
 
 
+class AlertEventRow(SQLModel, table=True):
+    """A change of a finding, as the alert outputs send it: the finding's state at that change."""
+
+    __tablename__ = "alert_event"
+    # AUTOINCREMENT: SQLite never hands out a sequence number again, even after deletes,
+    # so an output's cursor never skips an event that took a freed number.
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    sequence: int | None = Field(default=None, primary_key=True)
+    action: str
+    at: datetime
+    rule: str
+    address: str
+    severity: str
+    summary: str = Field(sa_column=Column(Text, nullable=False))
+    roles: str = Field(sa_column=Column(Text, nullable=False))
+    groups: str = Field(sa_column=Column(Text, nullable=False))
+    first_seen: datetime
+    last_seen: datetime
+    evidence: str = Field(sa_column=Column(Text, nullable=False))
+    techniques: str = Field(sa_column=Column(Text, nullable=False))
+    note: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class AlertCursorRow(SQLModel, table=True):
+    """Where an alert output stands: the last event it took, its last error, who delivers."""
+
+    __tablename__ = "alert_cursor"
+
+    output: str = Field(primary_key=True)
+    sequence: int
+    updated: datetime
+    error: str = Field(sa_column=Column(Text, nullable=False))
+    error_at: datetime | None = None
+    # (finding id, action) -> when last sent, within the output's suppression window (JSON).
+    recent: str = Field(sa_column=Column(Text, nullable=False))
+    # The process delivering to the output now, and until when its claim holds.
+    holder: str
+    held_until: datetime | None = None
+
+
 def core_table(model: Any) -> Table:
     """The SQLAlchemy Core table of a SQLModel table class."""
     table: Table = model.__table__

@@ -7,8 +7,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import netaddr
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+)
 
+from rolecall.alerts.outputs.registry import AlertSettings
 from rolecall.orchestrator.errors import UsageError
 
 DEFAULT_CONFIG = Path("rolecall.toml")
@@ -39,13 +48,36 @@ def parse_ports(value: str) -> str:
 
 
 Network = Annotated[str, AfterValidator(_network)]
+
+# Wider than these, a scope takes in other people's networks unless someone says otherwise.
+WIDEST_PREFIX = {4: 8, 6: 32}
+
+
+def is_wide(network: str) -> bool:
+    """Whether a CIDR network is wider than a /8 (IPv4) or a /32 (IPv6)."""
+    cidr = netaddr.IPNetwork(network)
+    return bool(cidr.prefixlen < WIDEST_PREFIX[cidr.version])
+
+
+def _narrow_unless_confirmed(allow: list[str], info: ValidationInfo) -> list[str]:
+    """Refuse a network wider than a /8 or /32 in [scope] allow unless allow_wide confirms it."""
+    wide = [network for network in allow if is_wide(network)]
+    if wide and not info.data.get("allow_wide"):
+        raise ValueError(
+            f"{wide[0]} is wider than a /8 (IPv4) or /32 (IPv6): if you may probe all of it,"
+            " confirm with allow_wide = true in [scope]"
+        )
+    return allow
+
+
 Ports = Annotated[str, AfterValidator(parse_ports)]
 
 
 class _Section(BaseModel):
     """A config table: unknown keys and loose types are errors."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # inf and nan are TOML floats, and no timeout, rate or duration of rolecall is one.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class DatabaseConfig(_Section):
@@ -57,9 +89,13 @@ class DatabaseConfig(_Section):
 class ScopeConfig(_Section):
     """[scope]"""
 
-    allow: list[Network] = Field(default_factory=list)
+    # Declared before allow, which is checked against it.
+    allow_wide: bool = False
+    allow: Annotated[list[Network], AfterValidator(_narrow_unless_confirmed)] = Field(
+        default_factory=list
+    )
     exclude: list[Network] = Field(default_factory=list)
-    max_addresses: int = Field(default=65536, ge=1)
+    max_addresses: int = Field(default=65536, ge=1, le=1 << 24)
 
 
 class ScanConfig(_Section):
@@ -69,13 +105,13 @@ class ScanConfig(_Section):
     ports: Ports = DEFAULT_PORTS
     service_detection: bool = False
     timing: int = Field(default=3, ge=0, le=5)
-    host_timeout: int = Field(default=300, ge=1)
-    max_rate: int = Field(default=0, ge=0)
+    host_timeout: int = Field(default=300, ge=1, le=86400)
+    max_rate: int = Field(default=0, ge=0, le=1_000_000)
     max_retries: int = Field(default=2, ge=0, le=10)
     skip_host_discovery: bool = False
     resolve_names: bool = True
-    resolve_seconds: float = Field(default=3.0, ge=0)
-    chunk_addresses: int = Field(default=256, ge=1)
+    resolve_seconds: float = Field(default=3.0, ge=0, le=3600)
+    chunk_addresses: int = Field(default=256, ge=1, le=65536)
 
 
 class ProbesConfig(_Section):
@@ -84,12 +120,12 @@ class ProbesConfig(_Section):
     enabled: list[str] = Field(
         default_factory=lambda: ["socks", "smtp", "web", "dns", "ssh", "ftp", "pop3", "imap"]
     )
-    connect_timeout: float = Field(default=3.0, gt=0)
-    read_timeout: float = Field(default=4.0, gt=0)
-    banner_timeout: float = Field(default=2.0, gt=0)
-    host_budget: float = Field(default=60.0, gt=0)
-    concurrency: int = Field(default=32, ge=1)
-    connect_rate: float = Field(default=200.0, gt=0)
+    connect_timeout: float = Field(default=3.0, gt=0, le=300)
+    read_timeout: float = Field(default=4.0, gt=0, le=300)
+    banner_timeout: float = Field(default=2.0, gt=0, le=300)
+    host_budget: float = Field(default=60.0, gt=0, le=86400)
+    concurrency: int = Field(default=32, ge=1, le=1024)
+    connect_rate: float = Field(default=200.0, gt=0, le=100_000)
     relay_sender: str = "rolecall-probe@example.com"
     relay_recipient: str = "rolecall-probe@example.net"
     helo_name: str = "rolecall-probe.invalid"
@@ -100,9 +136,9 @@ class ProbesConfig(_Section):
 class PcapConfig(_Section):
     """[pcap]"""
 
-    idle_timeout: float = Field(default=300.0, gt=0)
+    idle_timeout: float = Field(default=300.0, gt=0, le=86400)
     capture_socks_password: bool = False
-    egress_window: float = Field(default=30.0, gt=0)
+    egress_window: float = Field(default=30.0, gt=0, le=86400)
 
 
 class ZeekConfig(_Section):
@@ -123,7 +159,7 @@ class ReportConfig(_Section):
     """[report]"""
 
     template_dir: str = ""
-    html_rows: int = Field(default=500, ge=10)
+    html_rows: int = Field(default=500, ge=10, le=1_000_000)
 
 
 class EmailConfig(_Section):
@@ -137,7 +173,7 @@ class EmailConfig(_Section):
     password_file: str = ""
     sender: str = "rolecall@localhost"
     to: list[str] = Field(default_factory=list)
-    timeout: float = Field(default=30.0, gt=0)
+    timeout: float = Field(default=30.0, gt=0, le=3600)
     keep_dir: str = "reports"
     ca_file: str = ""
 
@@ -154,7 +190,8 @@ class ScheduleEntry(_Section):
     id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     job: Literal["scan", "ingest", "report-email"]
     cron: str = ""
-    every: int = Field(default=0, ge=0)
+    # At most ten years: the next run is a date, and a date past the year 9999 overflows.
+    every: int = Field(default=0, ge=0, le=10 * 366 * 24 * 3600)
     subnets: list[Network] = Field(default_factory=list)
     ports: Ports | None = None
     probes: list[str] | None = None
@@ -167,9 +204,9 @@ class DaemonConfig(_Section):
 
     log_file: str = ""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    misfire_grace_time: int = Field(default=7 * 24 * 3600, ge=1)
-    stop_timeout: float = Field(default=300.0, ge=0)
-    watch_settle: float = Field(default=10.0, ge=0)
+    misfire_grace_time: int = Field(default=7 * 24 * 3600, ge=1, le=366 * 24 * 3600)
+    stop_timeout: float = Field(default=300.0, ge=0, le=86400)
+    watch_settle: float = Field(default=10.0, ge=0, le=86400)
 
 
 class GroupConfig(_Section):
@@ -195,19 +232,29 @@ class FindingsConfig(_Section):
     approved_relays: list[Network] = Field(default_factory=list)
     mass_mailers: list[str] = Field(default_factory=list)
     blocklists: list[str] = Field(default_factory=list)
-    resolve_after_hours: float = Field(default=24.0, gt=0)
-    new_client_learning_days: float = Field(default=7.0, ge=0)
-    workstation_window_days: int = Field(default=30, ge=1)
+    # Day counts stay within a century: a date that many days back must still be a date.
+    resolve_after_hours: float = Field(default=24.0, gt=0, le=36500 * 24)
+    new_client_learning_days: float = Field(default=7.0, ge=0, le=36500)
+    workstation_window_days: int = Field(default=30, ge=1, le=36500)
 
 
 class HistoryConfig(_Section):
     """[history]"""
 
-    retention_days: int = Field(default=400, ge=1)
-    surge_baseline_days: int = Field(default=28, ge=2)
-    surge_min_baseline_days: int = Field(default=7, ge=1)
-    surge_threshold_mads: float = Field(default=3.0, gt=0)
-    surge_min_increase: int = Field(default=3, ge=1)
+    retention_days: int = Field(default=400, ge=1, le=36500)
+    surge_baseline_days: int = Field(default=28, ge=2, le=36500)
+    surge_min_baseline_days: int = Field(default=7, ge=1, le=36500)
+    surge_threshold_mads: float = Field(default=3.0, gt=0, le=1000)
+    surge_min_increase: int = Field(default=3, ge=1, le=1_000_000)
+
+
+def _unique_alert_names(outputs: list[Any]) -> list[Any]:
+    """Refuse two [[alerts]] entries with one name (each keeps its own cursor by name)."""
+    names = [output.name for output in outputs]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ValueError(f"two entries are named {twice[0]!r}: each needs its own name")
+    return outputs
 
 
 class Config(_Section):
@@ -228,6 +275,20 @@ class Config(_Section):
     history: HistoryConfig = Field(default_factory=HistoryConfig)
     email: EmailConfig = Field(default_factory=EmailConfig)
     geo: GeoConfig = Field(default_factory=GeoConfig)
+    alerts: Annotated[list[AlertSettings], AfterValidator(_unique_alert_names)] = Field(
+        default_factory=list
+    )
+    _source: str = PrivateAttr(default="")
+
+    @property
+    def source(self) -> str:
+        """The file this config was read from ("" for the defaults), for error sentences."""
+        return self._source
+
+
+def config_error(config: Config, message: str) -> UsageError:
+    """A config error found after loading (KEY: what is wrong), naming the file first."""
+    return UsageError(f"{config.source}: {message}" if config.source else message)
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
@@ -246,10 +307,12 @@ def _describe(error: Any) -> str:
 def validate_config(data: dict[str, Any], where: str) -> Config:
     """Validate parsed TOML; the error names the key and the file."""
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         raise UsageError(f"{where}: {_location(first['loc'])}: {_describe(first)}") from None
+    config._source = where
+    return config
 
 
 def schedule_entry(values: dict[str, Any], label: str) -> ScheduleEntry:

@@ -1,4 +1,8 @@
-"""Progress for people: a rich progress bar on a terminal, plain lines otherwise."""
+"""Progress for people: a rich progress bar on a terminal, plain lines otherwise; warnings.
+
+Everything said is made safe for a terminal first (rolecall.terminal_text): notes quote
+file names, banners and error sentences read from input.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ from typing import Protocol, TextIO
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from rolecall.terminal_text import terminal_safe
+
 
 class Advance(Protocol):
     """Moves a task forward by some units, with a note of what was just done."""
@@ -19,7 +25,7 @@ class Advance(Protocol):
 
 
 class Reporter:
-    """Tells the person running rolecall what is happening, on stderr."""
+    """Tells the person running rolecall what is happening, on stderr; quiet hides progress only."""
 
     def __init__(self, stream: TextIO | None = None, quiet: bool = False) -> None:
         self._stream = stream if stream is not None else sys.stderr
@@ -32,13 +38,21 @@ class Reporter:
         return self._stream.isatty()
 
     def note(self, message: str) -> None:
-        """Say one line."""
-        if self._quiet:
-            return
+        """Say one line of progress, unless quiet."""
+        if not self._quiet:
+            self._say(message)
+
+    def warn(self, message: str) -> None:
+        """Say one line that matters to the outcome (a warning, a failure): quiet or not."""
+        self._say(message)
+
+    def _say(self, message: str) -> None:
+        """Print one line, safe for a terminal."""
+        line = terminal_safe(message)
         if self.interactive:
-            self._console.print(message, markup=False)
+            self._console.print(line, markup=False)
         else:
-            print(message, file=self._stream, flush=True)
+            print(line, file=self._stream, flush=True)
 
     @contextmanager
     def task(self, description: str, total: int) -> Iterator[Advance]:
@@ -61,9 +75,9 @@ class Reporter:
             TextColumn("{task.fields[note]}"),
         )
         with Progress(*columns, console=self._console, transient=False) as progress:
-            task_id = progress.add_task(description, total=total, note="")
+            task_id = progress.add_task(terminal_safe(description), total=total, note="")
 
             def advance_bar(units: int, note: str) -> None:
-                progress.update(task_id, advance=units, note=note)
+                progress.update(task_id, advance=units, note=terminal_safe(note))
 
             yield advance_bar

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import netaddr
 
-from rolecall.orchestrator.config import ScopeConfig
+from rolecall.orchestrator.config import ScopeConfig, is_wide
 from rolecall.orchestrator.errors import UsageError
 from rolecall.probes.gate import OutOfScopeError
 
@@ -21,6 +21,14 @@ def parse_target(text: str) -> netaddr.IPNetwork:
 
 
 LOOPBACK = netaddr.IPSet(["127.0.0.0/8", "::1/128"])
+
+
+def wide_scope_notice(config: ScopeConfig) -> str:
+    """The sentence saying which confirmed networks of [scope] allow are wide ("" if none)."""
+    wide = [network for network in config.allow if is_wide(network)]
+    if not wide:
+        return ""
+    return f"scope: allow_wide is set, so the scope takes in all of {', '.join(wide)}"
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from rolecall.inventory.derivation.role_rules import ROLES
 from rolecall.inventory.matching.blocklist import BlocklistError, read_blocklist
 from rolecall.inventory.matching.mailer_signatures import DEFAULT_SIGNATURES
 from rolecall.inventory.settings import DeriveSettings, GroupPolicy, GroupSpec, SurgeSettings
-from rolecall.orchestrator.config import Config, GroupConfig
+from rolecall.orchestrator.config import Config, GroupConfig, config_error
 from rolecall.orchestrator.errors import UsageError
 from rolecall.probes.active.settings import ProbeSettings
 from rolecall.probes.errors import InputError
@@ -31,20 +31,22 @@ from rolecall.reports.geo import GeoLookup
 from rolecall.reports.relay_settings import RelaySettings
 
 
-def _group_spec(entry: GroupConfig, earlier: set[str]) -> GroupSpec:
+def _group_spec(config: Config, entry: GroupConfig, earlier: set[str]) -> GroupSpec:
     """A group's settings, checked against the role vocabulary and the groups before it."""
     where = f"groups.{entry.name}"
     for key in ("roles", "expected_roles", "forbidden_roles"):
         unknown = sorted(set(getattr(entry, key)) - set(ROLES))
         if unknown:
-            raise UsageError(f"{where}.{key}: {unknown[0]!r} is not a rolecall role")
+            raise config_error(config, f"{where}.{key}: {unknown[0]!r} is not a rolecall role")
     missing = sorted(set(entry.exclude_groups) - earlier)
     if missing:
-        raise UsageError(f"{where}.exclude_groups: {missing[0]!r} is not a group declared above")
+        message = f"{where}.exclude_groups: {missing[0]!r} is not a group declared above"
+        raise config_error(config, message)
     if entry.name in earlier:
-        raise UsageError(f"{where}: a group of this name is declared twice")
+        raise config_error(config, f"{where}: a group of this name is declared twice")
     if not (entry.networks or entry.addresses or entry.hostnames or entry.roles or entry.ports):
-        raise UsageError(f"{where}: no networks, addresses, hostnames, roles or ports select hosts")
+        message = f"{where}: no networks, addresses, hostnames, roles or ports select hosts"
+        raise config_error(config, message)
     return GroupSpec(
         name=entry.name,
         networks=tuple(entry.networks),
@@ -77,14 +79,14 @@ def derive_settings(config: Config) -> DeriveSettings:
     """The derivation settings of a config (blocklist files are read here)."""
     specs: list[GroupSpec] = []
     for entry in config.groups:
-        specs.append(_single_addresses(_group_spec(entry, {spec.name for spec in specs})))
+        specs.append(_single_addresses(_group_spec(config, entry, {s.name for s in specs})))
     section, past = config.findings, config.history
     blocklist: list[str] = []
     for name in section.blocklists:
         try:
             blocklist.extend(read_blocklist(Path(name)))
         except BlocklistError as exc:
-            raise UsageError(f"findings.blocklists: {exc}") from None
+            raise config_error(config, f"findings.blocklists: {exc}") from None
     return DeriveSettings(
         groups=tuple(specs),
         inside=tuple(config.scope.allow),
@@ -139,7 +141,11 @@ def probe_settings(config: Config, probes: Sequence[str] | None = None) -> Probe
             ftp_anonymous=section.ftp_anonymous,
         )
     except InputError as exc:
-        raise UsageError(str(exc).rstrip(".")) from None
+        # Probes named on the command line are not the config's.
+        message = str(exc).rstrip(".")
+        if probes is not None:
+            raise UsageError(message) from None
+        raise config_error(config, f"probes.enabled: {message}") from None
 
 
 def relay_settings(config: Config) -> RelaySettings:
@@ -150,9 +156,9 @@ def relay_settings(config: Config) -> RelaySettings:
         try:
             password = Path(section.password_file).read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(
-                f"cannot read email.password_file {section.password_file}: {exc}"
-            ) from None
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            message = f"email.password_file: cannot read {section.password_file}: {why}"
+            raise config_error(config, message) from None
     return RelaySettings(
         section.host,
         section.port,
@@ -169,7 +175,7 @@ def geo_lookup(config: Config) -> GeoLookup:
     try:
         return GeoLookup([Path(path) for path in config.geo.databases])
     except ReportInputError as exc:
-        raise UsageError(str(exc)) from None
+        raise config_error(config, f"geo.databases: {exc}") from None
 
 
 def reader(config: Config, kind: str) -> Reader:
@@ -201,4 +207,4 @@ def firewall_settings(config: Config) -> FirewallSettings:
             timezone=section.timezone,
         )
     except ValueError as exc:
-        raise UsageError(f"firewall.timezone: {exc}") from None
+        raise config_error(config, f"firewall.timezone: {exc}") from None

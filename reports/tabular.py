@@ -1,20 +1,20 @@
-"""CSV, JSON and JSON-lines writers for rows; CSV cells are safe to open in a spreadsheet."""
+"""CSV, JSON and JSON-lines writers for rows; CSV cells are safe to open in a spreadsheet.
+
+Rows written to standard output are safe to show on a terminal too (rolecall.terminal_text).
+"""
 
 from __future__ import annotations
 
 import csv
 import json
-import re
+import sys
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
+from rolecall.terminal_text import json_terminal_safe, terminal_safe
+
 FORMULA_LEAD = ("=", "+", "-", "@", "\t", "\r")
 BOM = "\ufeff"
-
-
-def terminal_safe(text: str) -> str:
-    """Text safe to print to a terminal: control characters (escape sequences) shown as \\xNN."""
-    return re.sub(r"[\x00-\x1f\x7f-\x9f]", lambda match: f"\\x{ord(match.group()):02x}", text)
 
 
 def neutralise(text: str) -> str:
@@ -43,7 +43,12 @@ def write_rows(
     """Write rows to out in fmt (csv, json or jsonl), streaming; return how many were written.
 
     bom starts a CSV with a UTF-8 byte order mark, which spreadsheets need to read UTF-8.
+    On standard output, CSV cells show control characters as escapes (a banner's ESC or
+    newline neither reaches the terminal nor starts a line) and JSON escapes them.
     """
+    shown = out is sys.stdout
+    cell = _shown_cell if shown else csv_cell
+    dump = _shown_json if shown else _json
     count = 0
     if fmt == "csv":
         if bom:
@@ -51,18 +56,33 @@ def write_rows(
         writer = csv.writer(out, lineterminator="\r\n")
         writer.writerow(columns)
         for row in rows:
-            writer.writerow([csv_cell(row[column]) for column in columns])
+            writer.writerow([cell(row[column]) for column in columns])
             count += 1
     elif fmt == "jsonl":
         for row in rows:
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            out.write(dump(row) + "\n")
             count += 1
     elif fmt == "json":
         out.write("[")
         for row in rows:
-            out.write(("\n  " if count == 0 else ",\n  ") + json.dumps(row, ensure_ascii=False))
+            out.write(("\n  " if count == 0 else ",\n  ") + dump(row))
             count += 1
         out.write("\n]\n" if count else "]\n")
     else:
         raise ValueError(f"unknown format {fmt!r}: choose csv, json or jsonl")
     return count
+
+
+def _json(row: dict[str, Any]) -> str:
+    """A row as one line of JSON, non-ASCII text kept as it is."""
+    return json.dumps(row, ensure_ascii=False)
+
+
+def _shown_cell(value: Any) -> str:
+    """A CSV cell for a terminal: control characters shown as escapes."""
+    return terminal_safe(csv_cell(value))
+
+
+def _shown_json(row: dict[str, Any]) -> str:
+    """A row as one line of JSON for a terminal: every control character escaped."""
+    return json_terminal_safe(_json(row))

@@ -1,4 +1,5 @@
-"""Misbehaving peers for the probes' robustness tests: a tarpit, a garbage talker, a mute port."""
+"""Misbehaving peers for the probes' robustness tests: a tarpit, a garbage talker, a mute port,
+and a scripted hostile SMTP (or FTP) server whose replies do not match the commands."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import socketserver
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 
 class _Tarpit(socketserver.BaseRequestHandler):
@@ -79,6 +81,53 @@ def bad_peer(kind: str, address: str, port: int) -> Iterator[None]:
     thread.start()
     try:
         yield
+    finally:
+        server.stop.set()
+        server.shutdown()
+        server.server_close()
+
+
+@dataclass
+class Script:
+    """What a hostile line-protocol server says: a greeting, then a reply per command verb."""
+
+    greeting: bytes = b"220 hostile.test ESMTP\r\n"
+    replies: dict[str, bytes] = field(default_factory=dict)
+    """Bytes sent for a command verb (upper case); other verbs get ``otherwise``."""
+    otherwise: bytes = b"250 ok\r\n"
+    received: list[str] = field(default_factory=list)
+    """Every command verb the server read, in order (DATA must never be among them)."""
+
+
+class _Scripted(socketserver.StreamRequestHandler):
+    """Greets and answers each command line as its server's ``Script`` says."""
+
+    def handle(self) -> None:
+        """Send the greeting, then for each line the scripted reply; stop after QUIT."""
+        script: Script = self.server.script  # type: ignore[attr-defined]
+        self.request.settimeout(5.0)
+        try:
+            self.wfile.write(script.greeting)
+            while line := self.rfile.readline(4096):
+                verb = line.split(b" ", 1)[0].split(b":", 1)[0].strip().upper().decode("ascii")
+                script.received.append(verb)
+                if verb == "QUIT":
+                    self.wfile.write(b"221 bye\r\n")
+                    return
+                self.wfile.write(script.replies.get(verb, script.otherwise))
+        except (OSError, UnicodeDecodeError):
+            return
+
+
+@contextmanager
+def scripted_server(script: Script, address: str = "127.0.0.1") -> Iterator[int]:
+    """Run a hostile server following ``script`` on a free port of ``address``; yield the port."""
+    server = _Server((address, 0), _Scripted)
+    server.script = script  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1])
     finally:
         server.stop.set()
         server.shutdown()

@@ -61,7 +61,7 @@ def _start_resolver() -> subprocess.Popen[bytes] | None:
     return server
 
 
-def _wait_for_answers(server: subprocess.Popen[bytes], seconds: float = 10.0) -> None:
+def _wait_for_answers(server: subprocess.Popen[bytes], seconds: float = 30.0) -> None:
     """Return once the resolver answers a query; NamespaceError if it never does."""
     # One query: id 1, recursion desired, "localhost." type A class IN.
     query = struct.pack("!6H", 1, 0x0100, 1, 0, 0, 0) + b"\x09localhost\x00" + b"\x00\x01\x00\x01"
@@ -75,6 +75,8 @@ def _wait_for_answers(server: subprocess.Popen[bytes], seconds: float = 10.0) ->
             except OSError:
                 continue
             return
+    if server.poll() is not None:
+        raise NamespaceError(f"dnsmasq exited with status {server.returncode} before answering")
     server.kill()
     raise NamespaceError(f"dnsmasq did not answer on {RESOLVER}:53 within {seconds:.0f} s")
 

@@ -322,7 +322,11 @@ def web_server(address: str, port: int, tls: ssl.SSLContext | None = None) -> It
     """Run Python's HTTP server (over TLS when a context is given) on address:port."""
     server = _LoopbackHTTPServer((address, port), _Head)
     if tls is not None:
-        server.socket = tls.wrap_socket(server.socket, server_side=True)
+        # The handshake happens in the handler's thread: in accept(), one slow or plain-text
+        # client would hold up every other connection (the probes try several at once).
+        server.socket = tls.wrap_socket(
+            server.socket, server_side=True, do_handshake_on_connect=False
+        )
     with serving(server):
         yield
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+import typing
 
 from pydantic import BaseModel
 
@@ -12,19 +13,21 @@ from rolecall.orchestrator.settings import derive_settings
 from tests.data_paths import CONFIG_EXAMPLE as EXAMPLE
 
 
+def _models(annotation: object) -> list[type[BaseModel]]:
+    """The config models an annotation holds: itself, a list's, each of a union's ([[alerts]])."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [model for arg in typing.get_args(annotation) for model in _models(arg)]
+
+
 def _settings(model: type[BaseModel], prefix: str = "") -> list[str]:
     """Every dotted setting name of a config model, sections and list-of-table entries included."""
     names = []
     for name, field in model.model_fields.items():
-        inner = field.annotation
-        args = getattr(inner, "__args__", ())
-        nested = inner if isinstance(inner, type) and issubclass(inner, BaseModel) else None
-        nested = nested or next(
-            (a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), None
-        )
-        if nested is not None:
-            names.extend(_settings(nested, f"{prefix}{name}."))
-        else:
+        nested = _models(field.annotation)
+        for entry in nested:
+            names.extend(_settings(entry, f"{prefix}{name}."))
+        if not nested:
             names.append(f"{prefix}{name}")
     return names
 
@@ -57,7 +60,9 @@ def test_the_example_config_names_every_setting() -> None:
 def test_the_commented_list_examples_are_valid_when_uncommented() -> None:
     text = EXAMPLE.read_text(encoding="utf-8")
     blocks = re.findall(
-        r"^# (\[\[(?:schedule|groups)\]\]\n(?:# [a-z_]+ = .*\n)+)", text, flags=re.MULTILINE
+        r"^# (\[\[(?:schedule|groups|alerts)\]\]\n(?:# [a-z_]+ = .*\n)+)",
+        text,
+        flags=re.MULTILINE,
     )
     config = validate_config(
         tomllib.loads("\n".join(re.sub(r"^# ", "", b, flags=re.MULTILINE) for b in blocks)),
@@ -70,3 +75,9 @@ def test_the_commented_list_examples_are_valid_when_uncommented() -> None:
     ]
     assert [group.name for group in config.groups][:2] == ["dmz", "office"]
     assert derive_settings(config).groups[1].exclude_groups == ("dmz",)
+    assert [output.name for output in config.alerts] == [
+        "siem-file",
+        "soc-mail",
+        "siem-syslog",
+        "soc-webhook",
+    ]

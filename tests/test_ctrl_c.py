@@ -1,4 +1,4 @@
-"""Ctrl-C on real `rolecall` processes: stops within 2 s, keeps what finished, exit 130."""
+"""Ctrl-C and SIGTERM on real `rolecall` processes: stop within 2 s, keep what finished."""
 
 from __future__ import annotations
 
@@ -6,10 +6,8 @@ import contextlib
 import os
 import pty
 import re
-import signal
 import socket
 import sqlite3
-import struct
 import subprocess
 import threading
 import time
@@ -20,64 +18,18 @@ import pytest
 
 from tests.cli_helpers import Listener
 from tests.daemon_helpers import ROLECALL, rolecall
-from tests.pcap_helpers import link_frame, udp_datagram
-
-STOP_SECONDS = 2.0
-
-
-def _start(*args: str, cwd: Path) -> subprocess.Popen[str]:
-    """Start rolecall in a process group of its own, as a shell starts a foreground job."""
-    return subprocess.Popen(
-        [*ROLECALL, *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-
-
-def _wait_for_line(proc: subprocess.Popen[str], wanted: str) -> list[str]:
-    """Read stderr until a line containing wanted; the lines read."""
-    assert proc.stderr is not None
-    lines: list[str] = []
-    while line := proc.stderr.readline():
-        lines.append(line)
-        if wanted in line:
-            return lines
-    pytest.fail(f"rolecall ended before saying {wanted!r}: {''.join(lines)}")
-
-
-def _interrupt(proc: subprocess.Popen[str], whole_group: bool) -> tuple[float, str]:
-    """Send SIGINT as a terminal does (the group) or to rolecall alone; seconds to end, stderr."""
-    started = time.monotonic()
-    if whole_group:
-        os.killpg(proc.pid, signal.SIGINT)
-    else:
-        proc.send_signal(signal.SIGINT)
-    _out, err = proc.communicate(timeout=30)
-    return time.monotonic() - started, err
-
-
-def _runs(db: Path) -> list[tuple[str, str]]:
-    """Every run's kind and status."""
-    with sqlite3.connect(db) as conn:
-        return conn.execute("SELECT kind, status FROM run ORDER BY id").fetchall()
-
-
-def _wait_for_running_run(db: Path, proc: subprocess.Popen[str]) -> None:
-    """Wait until rolecall has recorded the start of its run."""
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and proc.poll() is None:
-        # Read-only: connecting must not create the inventory before rolecall does.
-        with (
-            contextlib.suppress(sqlite3.Error),
-            sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn,
-        ):
-            if ("running",) in conn.execute("SELECT status FROM run").fetchall():
-                return
-        time.sleep(0.05)
-    pytest.fail(f"rolecall never started its run: {proc.communicate()}")
+from tests.signal_helpers import (
+    STOP_SECONDS,
+    STOPS,
+    Stop,
+    large_nmap_xml,
+    long_quiet_capture,
+    runs,
+    send,
+    start,
+    wait_for_line,
+    wait_for_running_run,
+)
 
 
 def _hosts_up(db: Path) -> int:
@@ -88,8 +40,9 @@ def _hosts_up(db: Path) -> int:
 
 
 @pytest.mark.parametrize("whole_group", [True, False], ids=["process-group", "rolecall-alone"])
-def test_ctrl_c_stops_a_scan_and_keeps_finished_hosts(
-    tmp_path: Path, listeners: Callable[[str, int], Listener], whole_group: bool
+@pytest.mark.parametrize("stop", STOPS)
+def test_signal_stops_a_scan_and_keeps_finished_hosts(
+    tmp_path: Path, stop: Stop, listeners: Callable[[str, int], Listener], whole_group: bool
 ) -> None:
     listeners("127.0.81.1", 2525)
     config = tmp_path / "rolecall.toml"
@@ -98,17 +51,17 @@ def test_ctrl_c_stops_a_scan_and_keeps_finished_hosts(
         '[scan]\nports = "1-59,2525"\nmax_rate = 60\nchunk_addresses = 4\nresolve_names = false\n'
     )
     db = tmp_path / "inventory.db"
-    proc = _start(
+    proc = start(
         "--config", str(config), "--db", str(db), "scan", "subnet", "127.0.81.0/27",
         "--probes", "none", cwd=tmp_path,
     )  # fmt: skip
-    before = _wait_for_line(proc, "scanning: 4/32")
-    seconds, err = _interrupt(proc, whole_group)
+    before = wait_for_line(proc, "scanning: 4/32")
+    seconds, err = send(proc, stop, whole_group)
 
     assert seconds < STOP_SECONDS
-    assert proc.returncode == 130
-    assert err.strip() == "rolecall: interrupted", [*before, err]
-    assert _runs(db) == [("scan", "interrupted")]
+    assert proc.returncode == stop.status
+    assert err.strip() == stop.said, [*before, err]
+    assert runs(db) == [("scan", "interrupted")]
     assert 4 <= _hosts_up(db) < 32
     with sqlite3.connect(db) as conn:
         assert conn.execute(
@@ -116,43 +69,32 @@ def test_ctrl_c_stops_a_scan_and_keeps_finished_hosts(
         ).fetchall() == [("127.0.81.1", 2525)]
 
 
-def _large_nmap_xml(path: Path, hosts: int) -> None:
-    """An nmap XML file of many hosts, each with an open port."""
-    with path.open("w") as out:
-        out.write('<?xml version="1.0"?>\n<nmaprun scanner="nmap" start="1796246038">\n')
-        for index in range(hosts):
-            address = f"10.{index >> 16 & 255}.{index >> 8 & 255}.{index & 255}"
-            out.write(
-                '<host endtime="1796246038"><status state="up" reason="syn-ack"/>'
-                f'<address addr="{address}" addrtype="ipv4"/><ports>'
-                '<port protocol="tcp" portid="25"><state state="open" reason="syn-ack"/>'
-                '<service name="smtp"/></port></ports></host>\n'
-            )
-        out.write("</nmaprun>\n")
-
-
 @pytest.mark.parametrize("whole_group", [True, False], ids=["process-group", "rolecall-alone"])
-def test_ctrl_c_stops_an_ingest_and_keeps_finished_files(tmp_path: Path, whole_group: bool) -> None:
+@pytest.mark.parametrize("stop", STOPS)
+def test_signal_stops_an_ingest_and_keeps_finished_files(
+    tmp_path: Path, stop: Stop, whole_group: bool
+) -> None:
     small, large = tmp_path / "small.xml", tmp_path / "large.xml"
-    _large_nmap_xml(small, 3)
-    _large_nmap_xml(large, 400_000)
+    large_nmap_xml(small, 3)
+    large_nmap_xml(large, 400_000)
     db = tmp_path / "inventory.db"
-    proc = _start("--db", str(db), "ingest", "nmap-xml", str(small), str(large), cwd=tmp_path)
-    _wait_for_line(proc, "1/2 small.xml")
+    proc = start("--db", str(db), "ingest", "nmap-xml", str(small), str(large), cwd=tmp_path)
+    wait_for_line(proc, "1/2 small.xml")
     time.sleep(0.5)
     assert proc.poll() is None, "the large file was read before the interrupt"
-    seconds, err = _interrupt(proc, whole_group)
+    seconds, err = send(proc, stop, whole_group)
 
     assert seconds < STOP_SECONDS
-    assert proc.returncode == 130
-    assert err.strip() == "rolecall: interrupted"
-    assert _runs(db) == [("ingest nmap-xml", "interrupted")]
+    assert proc.returncode == stop.status
+    assert err.strip() == stop.said
+    assert runs(db) == [("ingest nmap-xml", "interrupted")]
     assert _hosts_up(db) == 3
 
 
 @pytest.mark.parametrize("whole_group", [True, False], ids=["process-group", "rolecall-alone"])
-def test_ctrl_c_stops_a_report_email_waiting_for_a_silent_relay(
-    tmp_path: Path, whole_group: bool
+@pytest.mark.parametrize("stop", STOPS)
+def test_signal_stops_a_report_email_waiting_for_a_silent_relay(
+    tmp_path: Path, stop: Stop, whole_group: bool
 ) -> None:
     with socket.socket() as relay:
         # A relay that accepts the connection and never greets: rolecall waits on it.
@@ -161,7 +103,7 @@ def test_ctrl_c_stops_a_report_email_waiting_for_a_silent_relay(
         relay.settimeout(15)
         db = tmp_path / "inventory.db"
         hosts = tmp_path / "hosts.xml"
-        _large_nmap_xml(hosts, 3)
+        large_nmap_xml(hosts, 3)
         assert (
             rolecall("--db", str(db), "ingest", "nmap-xml", str(hosts), cwd=tmp_path).returncode
             == 0
@@ -171,19 +113,19 @@ def test_ctrl_c_stops_a_report_email_waiting_for_a_silent_relay(
             f'[email]\nhost = "127.0.0.1"\nport = {relay.getsockname()[1]}\ntls = "none"\n'
             f'to = ["soc@example.org"]\ntimeout = 60.0\nkeep_dir = "{tmp_path / "kept"}"\n'
         )
-        proc = _start("--config", str(config), "--db", str(db), "report", "email", cwd=tmp_path)
+        proc = start("--config", str(config), "--db", str(db), "report", "email", cwd=tmp_path)
         try:
             connection, _ = relay.accept()
         except TimeoutError:
             proc.kill()
             pytest.fail(f"rolecall never reached the relay: {proc.communicate()}")
         with connection:
-            seconds, err = _interrupt(proc, whole_group)
+            seconds, err = send(proc, stop, whole_group)
 
     assert seconds < STOP_SECONDS
-    assert proc.returncode == 130
-    assert err.strip() == "rolecall: interrupted"
-    assert _runs(db) == [("ingest nmap-xml", "ok"), ("report-email", "interrupted")]
+    assert proc.returncode == stop.status
+    assert err.strip() == stop.said
+    assert runs(db) == [("ingest nmap-xml", "ok"), ("report-email", "interrupted")]
 
 
 class _SilentServer:
@@ -218,11 +160,12 @@ class _SilentServer:
             connection.close()
 
 
-def test_ctrl_c_stops_probes_waiting_on_a_silent_port(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", STOPS)
+def test_signal_stops_probes_waiting_on_a_silent_port(tmp_path: Path, stop: Stop) -> None:
     server = _SilentServer("127.0.81.40")
     try:
         db = tmp_path / "inventory.db"
-        proc = _start(
+        proc = start(
             "--db", str(db), "scan", "subnet", "127.0.81.40", "--ports", str(server.port),
             cwd=tmp_path,
         )  # fmt: skip
@@ -231,14 +174,14 @@ def test_ctrl_c_stops_probes_waiting_on_a_silent_port(tmp_path: Path) -> None:
         while len(server.held) < 2 and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
         assert len(server.held) >= 2, proc.communicate()
-        seconds, err = _interrupt(proc, whole_group=True)
+        seconds, err = send(proc, stop, whole_group=True)
     finally:
         server.close()
 
     assert seconds < STOP_SECONDS
-    assert proc.returncode == 130
-    assert err.splitlines()[-1] == "rolecall: interrupted"
-    assert _runs(db) == [("scan", "interrupted")]
+    assert proc.returncode == stop.status
+    assert err.splitlines()[-1] == stop.said
+    assert runs(db) == [("scan", "interrupted")]
     assert _hosts_up(db) == 1
 
 
@@ -268,28 +211,18 @@ def test_progress_bar_moves_while_nmap_scans_a_chunk(tmp_path: Path) -> None:
     assert 32 in counts
 
 
-def _long_quiet_capture(path: Path, packets: int) -> None:
-    """A capture of one long UDP flow: its reader works for seconds before its first record."""
-    frame = link_frame(udp_datagram("10.0.0.1", 5000, "10.0.0.2", 9999, b"x" * 16), "eth")
-    with path.open("wb") as out:
-        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-        for index in range(packets):
-            out.write(struct.pack("<IIII", 1700000000 + index // 1000, index % 1000 * 1000,
-                                  len(frame), len(frame)))  # fmt: skip
-            out.write(frame)
-
-
-def test_ctrl_c_stops_a_capture_ingest_waiting_for_its_reader(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", STOPS)
+def test_signal_stops_a_capture_ingest_waiting_for_its_reader(tmp_path: Path, stop: Stop) -> None:
     capture = tmp_path / "quiet.pcap"
-    _long_quiet_capture(capture, 2_000_000)
+    long_quiet_capture(capture, 2_000_000)
     db = tmp_path / "inventory.db"
-    proc = _start("--db", str(db), "ingest", "pcap", str(capture), cwd=tmp_path)
-    _wait_for_running_run(db, proc)
+    proc = start("--db", str(db), "ingest", "pcap", str(capture), cwd=tmp_path)
+    wait_for_running_run(db, proc)
     time.sleep(0.3)
     assert proc.poll() is None, "the capture was read before the interrupt"
-    seconds, err = _interrupt(proc, whole_group=True)
+    seconds, err = send(proc, stop, whole_group=True)
 
     assert seconds < STOP_SECONDS
-    assert proc.returncode == 130
-    assert err.strip() == "rolecall: interrupted"
-    assert _runs(db) == [("ingest pcap", "interrupted")]
+    assert proc.returncode == stop.status
+    assert err.strip() == stop.said
+    assert runs(db) == [("ingest pcap", "interrupted")]

@@ -116,7 +116,7 @@ def test_other_prefixes_and_damage_are_reported_with_their_line(tmp_path: Path) 
     assert [(w.where, w.message) for w in warnings] == [
         (f"{path}:2", "netfilter line skipped: SRC='192.0.2.999' is not an IP address"),
         (f"{path}:3", "netfilter line skipped: 'Xyz' is not a month"),
-        (f"{path}:5", "netfilter line skipped: DPT=70000 is not a port"),
+        (f"{path}:5", "netfilter line skipped: DPT='70000' is not a port"),
         (
             f"{path}:1",
             "1 netfilter lines with a prefix in neither deny_prefixes nor accept_prefixes ignored",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
+import struct
 import tempfile
 from pathlib import Path
 
@@ -11,6 +13,7 @@ from hypothesis import strategies as st
 
 from rolecall.probes.errors import InputError
 from rolecall.probes.passive.pcap.app_layer import dns_records, sni
+from rolecall.probes.passive.pcap.capture_file import PacketSource
 from rolecall.probes.passive.pcap.read import make_parser
 from rolecall.probes.passive.pcap.reassembly import Reassembler
 from rolecall.probes.passive.pcap.stream import PcapSettings, StreamContext
@@ -93,6 +96,103 @@ def test_mutated_captures_never_crash(kind: str, flips: list[tuple[int, int]], c
     for item in items:
         if isinstance(item, ReadWarning):
             assert item.where.startswith(str(path))
+
+
+def _frames(path: Path) -> tuple[list[bytes], list[ReadWarning]]:
+    """The frames a capture file yields, and its warnings."""
+    source = PacketSource(path)
+    frames = [frame for batch in source.batches() for _, _, frame, _ in batch]
+    return frames, source.warnings
+
+
+@FUZZ
+@given(kind=st.sampled_from(["pcap", "pcap.gz", "pcapng"]), cut=st.floats(0.01, 0.99))
+def test_a_cut_capture_yields_a_prefix_and_says_so_once(kind: str, cut: float) -> None:
+    """Wherever a capture (gzip'd or not) is cut, what it yields is a prefix of the whole."""
+    data = valid_capture("pcapng" if kind == "pcapng" else "pcap")
+    if kind == "pcap.gz":
+        data = gzip.compress(data)
+    with tempfile.TemporaryDirectory() as tmp:
+        whole, cut_file = Path(tmp) / "whole", Path(tmp) / "cut"
+        whole.write_bytes(data)
+        cut_file.write_bytes(data[: max(40, int(len(data) * cut))])
+        full, _ = _frames(whole)
+        try:
+            part, found = _frames(cut_file)
+        except InputError:
+            return  # cut inside the first header: nothing could be read
+    assert part == full[: len(part)]
+    assert len(found) <= 1
+
+
+@FUZZ
+@given(
+    kind=st.sampled_from(["pcap", "pcapng"]),
+    record=st.integers(0, 40),
+    claim=st.one_of(st.integers(0, 1 << 20), st.integers(0, (1 << 32) - 1)),
+    snaplen=st.integers(0, (1 << 32) - 1),
+)
+def test_no_stated_length_makes_a_packet_beyond_the_limit(
+    kind: str, record: int, claim: int, snaplen: int
+) -> None:
+    """A record's (or EPB's) length and the snap length, any 32-bit value: packets stay bounded.
+
+    Every packet before the altered record is read as it was.
+    """
+    data = bytearray(valid_capture(kind))
+    if kind == "pcap":
+        struct.pack_into("<I", data, 16, snaplen)
+        length_at = 8
+    else:
+        length_at = 20  # an EPB's captured length, after its block header
+    with tempfile.TemporaryDirectory() as tmp:
+        whole = Path(tmp) / "whole"
+        whole.write_bytes(bytes(data))
+        full, _ = _frames(whole)
+        offsets = _record_offsets(bytes(data), kind)
+        if record >= len(offsets):
+            return
+        struct.pack_into("<I", data, offsets[record] + length_at, claim)
+        altered = Path(tmp) / "altered"
+        altered.write_bytes(bytes(data))
+        frames, _ = _frames(altered)
+    assert all(len(frame) <= 262_144 for frame in frames)
+    assert frames[:record] == full[:record]
+
+
+def _record_offsets(data: bytes, kind: str) -> list[int]:
+    """Where each packet record (classic) or enhanced packet block (pcapng) starts."""
+    offsets = []
+    if kind == "pcap":
+        pos = 24
+        while pos + 16 <= len(data):
+            offsets.append(pos)
+            pos += 16 + struct.unpack_from("<I", data, pos + 8)[0]
+        return offsets
+    pos = 0
+    while pos + 12 <= len(data):
+        btype, blen = struct.unpack_from("<II", data, pos)
+        if btype == 6:
+            offsets.append(pos)
+        pos += blen
+    return offsets
+
+
+@FUZZ
+@given(linktype=st.integers(0, 0xFFFF))
+def test_every_link_type_is_read_or_named(linktype: int) -> None:
+    """A capture of any link type yields its packets or one warning naming that link type."""
+    data = bytearray(valid_capture("pcap"))
+    struct.pack_into("<I", data, 20, linktype)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "l"
+        path.write_bytes(bytes(data))
+        frames, found = _frames(path)
+    if frames:
+        assert found == []
+    else:
+        (warning,) = found
+        assert warning.message.startswith(f"link type {linktype} ")
 
 
 @FUZZ

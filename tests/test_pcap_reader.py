@@ -270,7 +270,7 @@ def test_file_ending_in_a_record_across_read_buffers(
 def test_a_huge_claimed_length_across_the_buffer_end_reads_in_bounded_memory(
     tmp_path: Path,
 ) -> None:
-    """With a snap length of 4 GiB, a record claiming almost that much is not read in one go."""
+    """A snap length of 4 GiB does not make a record claiming almost that much readable."""
     path = tmp_path / "claims.pcap"
     header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 0xFFFFFFFF, 1)
     first = struct.pack("<IIII", 1, 0, 10, 10) + b"\x00" * 10
@@ -286,4 +286,4 @@ def test_a_huge_claimed_length_across_the_buffer_end_reads_in_bounded_memory(
         [sys.executable, "-c", check, str(path)], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "1 file ends inside a packet of 4294967280 bytes"
+    assert done.stdout.startswith("1 packet claims 4294967280 bytes"), done.stdout

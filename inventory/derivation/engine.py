@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, select
 
 from rolecall.inventory import history
+from rolecall.inventory.alert_events import recorded_changes
 from rolecall.inventory.derivation import evidence_delta as delta
 from rolecall.inventory.derivation.role_rules import (
     ANY_VALUE_KINDS,
@@ -248,8 +249,20 @@ def derive(
 ) -> DeriveSummary:
     """Bring roles, groups, findings and the daily series up to date with the stored evidence.
 
-    The finding rules are every registered rule unless ``rules`` names others.
+    The finding rules are every registered rule unless ``rules`` names others. Each
+    finding's net change is recorded as alert events at the end, in the same transaction.
     """
+    with recorded_changes(connection):
+        return _derive(connection, settings, full, rules)
+
+
+def _derive(
+    connection: Connection,
+    settings: DeriveSettings,
+    full: bool,
+    rules: Sequence[Rule] | None,
+) -> DeriveSummary:
+    """The derivation itself (see derive)."""
     marks, fingerprint, _ = delta.stored_state(connection)
     full = full or fingerprint != settings.fingerprint()
     now_marks = delta.current_marks(connection)

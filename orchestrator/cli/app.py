@@ -11,6 +11,7 @@ import typer
 
 from rolecall import __version__
 from rolecall.errors import RolecallError
+from rolecall.orchestrator.cli.alerts import alerts_app
 from rolecall.orchestrator.cli.changes import changes as changes_command
 from rolecall.orchestrator.cli.demo import demo as demo_command
 from rolecall.orchestrator.cli.export import export
@@ -24,7 +25,9 @@ from rolecall.orchestrator.cli.schedule import run as run_daemon_command
 from rolecall.orchestrator.cli.schedule import schedule_app
 from rolecall.orchestrator.cli.session import Session
 from rolecall.orchestrator.config import load_config
+from rolecall.orchestrator.interrupts import TERMINATED_STATUS, take_sigterm
 from rolecall.orchestrator.progress import Reporter
+from rolecall.terminal_text import terminal_safe
 
 app = typer.Typer(
     add_completion=True,
@@ -39,6 +42,7 @@ app.add_typer(report_app, name="report")
 app.add_typer(mail_app, name="mail")
 app.add_typer(schedule_app, name="schedule")
 add_findings_commands(app)
+app.add_typer(alerts_app, name="alerts")
 app.command("run")(run_daemon_command)
 app.command("demo")(demo_command)
 app.command("export")(export)
@@ -102,6 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     except (typer.Abort, KeyboardInterrupt):
         print("rolecall: interrupted", file=sys.stderr)
         return 130
+    except SystemExit as exc:
+        if exc.code != TERMINATED_STATUS:
+            raise
+        # SIGTERM (see interrupts.take_sigterm), the run recorded as interrupted.
+        print("rolecall: terminated", file=sys.stderr)
+        return TERMINATED_STATUS
     except typer.TyperException as exc:
         misplaced = getattr(exc, "option_name", None)
         if misplaced in GLOBAL_OPTIONS:
@@ -119,12 +129,14 @@ def main(argv: list[str] | None = None) -> int:
     except RolecallError as exc:
         if debug:
             raise
-        print(f"rolecall: {exc}", file=sys.stderr)
+        # The sentence may quote input (a path, a file's content, nmap's message): made safe.
+        print(f"rolecall: {terminal_safe(str(exc))}", file=sys.stderr)
         return exc.exit_status
     except Exception as exc:
         if debug:
             raise
-        print(f"rolecall: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        said = terminal_safe(str(exc))
+        print(f"rolecall: internal error: {type(exc).__name__}: {said}", file=sys.stderr)
         return 1
     if result == 130:
         # Typer turns Ctrl-C into exit status 130 without a word; say what happened.
@@ -137,4 +149,5 @@ def entry() -> None:
     # What is imported by now lives as long as the process: frozen, the collector no
     # longer walks it on every full pass while a reader allocates millions of objects.
     gc.freeze()
+    take_sigterm()
     sys.exit(main())

@@ -12,7 +12,8 @@ import typer
 from rolecall.orchestrator.cli.report import parse_when
 from rolecall.orchestrator.cli.session import session_of
 from rolecall.orchestrator.errors import UsageError
-from rolecall.reports.tabular import terminal_safe, write_rows
+from rolecall.reports.tabular import write_rows
+from rolecall.terminal_text import terminal_safe
 
 # The database layer is loaded by the command that runs (see rolecall.orchestrator.cli.app).
 
@@ -68,6 +69,6 @@ def changes(
         return
     for row in rows:
         detail = f" {terminal_safe(row['detail'])}" if row["detail"] else ""
-        typer.echo(f"{TEXT_LABELS[row['change']]:<16} {row['address']}{detail}")
+        typer.echo(f"{TEXT_LABELS[row['change']]:<16} {terminal_safe(row['address'])}{detail}")
     if not rows:
         typer.echo(f"no changes from {start:%Y-%m-%d %H:%M:%S} to {end:%Y-%m-%d %H:%M:%S} UTC")

@@ -9,7 +9,7 @@ import typer
 
 from rolecall.orchestrator.cli.session import session_of
 from rolecall.orchestrator.demo.layout import DEFAULT_NETWORK, DEFAULT_OUT
-from rolecall.reports.tabular import terminal_safe
+from rolecall.terminal_text import terminal_safe
 
 if TYPE_CHECKING:
     from rolecall.orchestrator.demo.run import DemoResult

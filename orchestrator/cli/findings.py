@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -11,10 +11,11 @@ import typer
 from rolecall.inventory.vocabulary import METRICS, STATUSES
 from rolecall.orchestrator.cli.choices import check_group, check_rule
 from rolecall.orchestrator.cli.listing import FormatOption, ListFormat, print_rows
+from rolecall.orchestrator.cli.report import parse_when
 from rolecall.orchestrator.cli.session import session_of
 from rolecall.orchestrator.errors import UsageError
 from rolecall.orchestrator.settings import derive_settings
-from rolecall.reports.tabular import terminal_safe
+from rolecall.terminal_text import terminal_safe
 
 if TYPE_CHECKING:
     from rolecall.inventory.history import DayPoint
@@ -70,7 +71,8 @@ def findings_list(
         return
     for finding in found:
         typer.echo(
-            f"{finding.severity:<6} {finding.status:<12} {finding.rule:<22} {finding.address:<16}"
+            f"{finding.severity:<6} {finding.status:<12} {finding.rule:<22}"
+            f" {terminal_safe(finding.address):<16}"
             f" {terminal_safe(finding.summary)}"
         )
     if not found:
@@ -93,6 +95,11 @@ def findings_ack(
     if finding is None:
         raise UsageError(f"no {rule} finding on {address} (see `rolecall findings list`)")
     typer.echo(f"acknowledged {rule} on {address}")
+    # The acknowledgement is an alert event: it goes out now, as a derivation's would.
+    session = session_of(ctx)
+    from rolecall.orchestrator.runs.alerts import deliver_configured  # noqa: PLC0415
+
+    deliver_configured(store, session.config, session.reporter.note)
 
 
 @findings_app.command("derive")
@@ -125,7 +132,8 @@ def groups_mail_clients(
         print_rows((asdict(group) for group in groups), output)
         return
     for group in groups:
-        typer.echo(f"{group.group}: {group.count} ({' '.join(group.addresses)})")
+        addresses = terminal_safe(" ".join(group.addresses))
+        typer.echo(f"{group.group}: {group.count} ({addresses})")
 
 
 @history_app.command("show")
@@ -140,10 +148,7 @@ def history_show(
     """Print a daily series with its baseline (median, MAD, band) and surge threshold."""
     if metric not in METRICS:
         raise UsageError(f"{metric!r} is not one of {', '.join(METRICS)}")
-    try:
-        last = date.fromisoformat(until) if until else datetime.now(UTC).date()
-    except ValueError:
-        raise UsageError(f"--until: {until!r} is not a date like 2026-01-31") from None
+    last = parse_when(until, "--until").date() if until else datetime.now(UTC).date()
     check_group(group, session_of(ctx).config)
     store = _derived_store(ctx)
     surge = derive_settings(session_of(ctx).config).surge

@@ -9,7 +9,12 @@ import typer
 
 from rolecall.orchestrator.cli.session import session_of
 from rolecall.orchestrator.errors import UsageError
-from rolecall.orchestrator.runs.ingest import IngestSummary, close_items, ingest_files
+from rolecall.orchestrator.runs.ingest import (
+    IngestSummary,
+    close_items,
+    ingest_files,
+    refuse_irregular,
+)
 from rolecall.orchestrator.settings import derive_settings, reader
 from rolecall.probes.passive.zeek.log_format import zeek_files
 
@@ -19,6 +24,8 @@ ingest_app = typer.Typer(no_args_is_help=True, help="Passive evidence and existi
 def _ingest(ctx: typer.Context, kind: str, files: list[Path]) -> None:
     """Run an ingest and turn its summary into output and exit status."""
     _refuse_missing(files)
+    # Before the reader starts: a pipe would block its opening, a device never end.
+    refuse_irregular(kind, files)
     session = session_of(ctx)
     derivation = derive_settings(session.config)
     read = reader(session.config, kind)
@@ -31,7 +38,7 @@ def _ingest(ctx: typer.Context, kind: str, files: list[Path]) -> None:
         close_items(first)
     typer.echo(_describe_ingest(kind, summary))
     for warning in summary.warnings:
-        session.reporter.note(f"warning: {warning.where}: {warning.message}")
+        session.reporter.warn(f"warning: {warning.where}: {warning.message}")
     if summary.failures or summary.counts["warnings"]:
         raise typer.Exit(2)
 

@@ -17,7 +17,8 @@ from rolecall.orchestrator.settings import geo_lookup
 from rolecall.reports.clusters.fields import FIELD_NAMES
 from rolecall.reports.clusters.where import parse_where
 from rolecall.reports.errors import ReportInputError
-from rolecall.reports.tabular import terminal_safe, write_rows
+from rolecall.reports.tabular import write_rows
+from rolecall.terminal_text import terminal_safe
 
 if TYPE_CHECKING:
     from rolecall.reports.clusters.view import Cluster, ClusterResult
@@ -33,6 +34,8 @@ mail_app = typer.Typer(no_args_is_help=True, help="Questions about the mail seen
 _DURATION = re.compile(r"^\s*(\d+)\s*([hdw])\s*$")
 _UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
 COLUMN_WIDTH = 48
+MAX_LAST_DAYS = 36525
+FIRST_YEAR, LAST_YEAR = 1970, 2999
 
 
 class ReportFormat(StrEnum):
@@ -53,21 +56,31 @@ class ClusterFormat(StrEnum):
 
 
 def parse_when(value: str, option: str) -> datetime:
-    """An ISO date or date-time as an aware UTC datetime (a date means its midnight)."""
+    """An ISO date or date-time from 1970 to 2999 as an aware UTC datetime (a date: midnight)."""
     try:
         if len(value) == 10:
-            return datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
+            parsed = datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
+        else:
+            parsed = datetime.fromisoformat(value)
+        parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise UsageError(f"{option}: {value!r} is not a date like 2026-01-31") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    # Periods are widened by days and weeks for charts and baselines: dates near the ends of
+    # the calendar would overflow there; no evidence is that old or that new.
+    if not FIRST_YEAR <= parsed.year <= LAST_YEAR:
+        raise UsageError(f"{option}: {value!r} is not between {FIRST_YEAR} and {LAST_YEAR}")
+    return parsed
 
 
 def parse_last(value: str) -> timedelta:
-    """A duration like 7d, 24h or 2w."""
+    """A duration like 7d, 24h or 2w, of at most MAX_LAST_DAYS."""
     match = _DURATION.match(value)
     if match is None or int(match.group(1)) == 0:
         raise UsageError(f"--last: {value!r} is not a duration like 7d, 24h or 2w")
+    # Compared as whole numbers first: a timedelta of billions of days overflows.
+    days = int(match.group(1)) * _UNITS[match.group(2)].total_seconds() / 86400
+    if days > MAX_LAST_DAYS:
+        raise UsageError(f"--last: {value!r} is longer than {MAX_LAST_DAYS} days (100 years)")
     return int(match.group(1)) * _UNITS[match.group(2)]
 
 
@@ -150,15 +163,15 @@ def report_email(
     )
 
 
-def printable(text: str) -> str:
-    """Text safe to print to a terminal: control characters shown as escapes, long text cut."""
+def column_text(text: str) -> str:
+    """Text for a table column: safe for a terminal (terminal_safe), cut to the column's width."""
     shown = terminal_safe(text)
     return shown if len(shown) <= COLUMN_WIDTH else shown[: COLUMN_WIDTH - 1] + "…"
 
 
 def _members(cluster: Cluster) -> str:
     """A cluster's listed values with counts, and how many more there are."""
-    text = ", ".join(f"{printable(value) or '(empty)'} ({n})" for value, n in cluster.members)
+    text = ", ".join(f"{column_text(value) or '(empty)'} ({n})" for value, n in cluster.members)
     hidden = cluster.distinct - len(cluster.members)
     return text + (f", … {hidden} more" if hidden > 0 else "")
 
@@ -168,7 +181,7 @@ def _print_table(result: ClusterResult) -> None:
     header = [result.field, "messages", "share", "cumul.", result.on]
     rows = [
         [
-            printable(cluster.value) or "(empty)",
+            column_text(cluster.value) or "(empty)",
             str(cluster.messages),
             f"{cluster.share * 100:.1f}%",
             f"{cluster.cumulative * 100:.1f}%",

@@ -8,7 +8,7 @@ import typer
 
 from rolecall.orchestrator.cli.listing import FormatOption, ListFormat, print_rows
 from rolecall.orchestrator.cli.session import session_of
-from rolecall.reports.tabular import terminal_safe
+from rolecall.terminal_text import terminal_safe
 
 RUN_HEADER = "id\tkind\tstatus\tstarted\tended\ttarget\tcounts\terror"
 

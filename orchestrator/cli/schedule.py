@@ -13,6 +13,7 @@ from rolecall.orchestrator.cli.session import session_of
 from rolecall.orchestrator.config import ScheduleEntry, schedule_entry
 from rolecall.orchestrator.errors import UsageError
 from rolecall.orchestrator.scope import Scope, parse_target
+from rolecall.terminal_text import terminal_safe
 
 if TYPE_CHECKING:
     from rolecall.orchestrator.daemon.schedules import ScheduleInfo
@@ -50,7 +51,8 @@ def _store_entry(ctx: typer.Context, entry: ScheduleEntry, replace: bool) -> Non
     from rolecall.orchestrator.daemon.schedules import add_schedule  # noqa: PLC0415
 
     added = add_schedule(session.store(), entry, replace)
-    typer.echo(f"added schedule {entry.id}: {entry.job}, next run {iso(added.next_run) or '-'}")
+    said = f"added schedule {entry.id}: {entry.job}, next run {iso(added.next_run) or '-'}"
+    typer.echo(terminal_safe(said))
 
 
 def _split(values: list[str]) -> list[str]:
@@ -163,8 +165,8 @@ def schedule_list(ctx: typer.Context, output: FormatOption = ListFormat.text) ->
         return
     typer.echo("id\tjob\twhen\targuments\tnext run\tsource")
     for info in found:
-        when = iso(info.next_run) or "-"
-        typer.echo(f"{info.id}\t{info.job}\t{info.when}\t{info.arguments}\t{when}\t{info.source}")
+        cells = (info.id, info.job, info.when, info.arguments, iso(info.next_run) or "-")
+        typer.echo("\t".join(terminal_safe(cell) for cell in (*cells, info.source)))
 
 
 @schedule_app.command("remove")
@@ -176,7 +178,7 @@ def schedule_remove(
     from rolecall.orchestrator.daemon.schedules import remove_schedule  # noqa: PLC0415
 
     remove_schedule(session.existing_store(), schedule_id)
-    typer.echo(f"removed schedule {schedule_id}")
+    typer.echo(f"removed schedule {terminal_safe(schedule_id)}")
 
 
 def run(ctx: typer.Context) -> None:

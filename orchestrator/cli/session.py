@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,6 +11,7 @@ import typer
 
 from rolecall.orchestrator.config import Config
 from rolecall.orchestrator.errors import UsageError
+from rolecall.orchestrator.interrupts import uninterrupted
 from rolecall.orchestrator.progress import Reporter
 
 if TYPE_CHECKING:
@@ -32,7 +34,13 @@ class Session:
             # second process first, and loading the database layer overlaps with that.
             from rolecall.inventory.store import Store  # noqa: PLC0415 - see the comment above
 
-            self._store = Store.open(self.database)
+            # Creating the schema half-way would leave a database no command can use.
+            self._store = uninterrupted(partial(Store.open, self.database))
+            if self.config.alerts:
+                from rolecall.orchestrator.runs.alerts import deliver_after_derive  # noqa: PLC0415
+
+                config = self.config
+                deliver_after_derive(self._store, lambda: config, self.reporter.warn)
         return self._store
 
     def existing_store(self) -> Store:

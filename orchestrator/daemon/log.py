@@ -11,6 +11,7 @@ from typing import Any
 
 from rolecall.inventory.exports import iso
 from rolecall.orchestrator.errors import UsageError
+from rolecall.terminal_text import json_terminal_safe
 
 LOGGER_NAME = "rolecall.daemon"
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
@@ -35,7 +36,8 @@ class JsonLines(logging.Formatter):
         line.update(fields)
         if record.exc_info and record.exc_info[1] is not None:
             line["error"] = f"{type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
-        return json.dumps(line, default=str, ensure_ascii=False)
+        # Fields quote input (paths, nmap's messages): no raw DEL, C1 or bidi reaches a terminal.
+        return json_terminal_safe(json.dumps(line, default=str, ensure_ascii=False))
 
 
 def configure_logging(log_file: str, level: str) -> logging.Logger:

@@ -14,7 +14,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from rolecall.inventory.errors import StoreError
 from rolecall.inventory.schedules import Schedule
 from rolecall.inventory.store import Store
-from rolecall.orchestrator.config import DaemonConfig
+from rolecall.orchestrator.config import DaemonConfig, ScopeConfig
 from rolecall.orchestrator.daemon.log import event
 from rolecall.orchestrator.daemon.schedules import job_parts
 from rolecall.orchestrator.errors import UsageError
@@ -42,8 +42,17 @@ class ScheduledJobs:
     the table holds decides only which known job runs when, never what code runs.
     """
 
-    def __init__(self, scheduler: BackgroundScheduler, store: Store, logger: logging.Logger):
+    def __init__(
+        self,
+        scheduler: BackgroundScheduler,
+        store: Store,
+        logger: logging.Logger,
+        scope: ScopeConfig | None = None,
+    ) -> None:
         self._scheduler = scheduler
+        # A scan outside the scope is not loaded: it would only record a failed run each time.
+        # Without one given, none is configured: only this machine's addresses are in scope.
+        self._scope = scope if scope is not None else ScopeConfig()
         self._store = store
         self._logger = logger
         self._loaded: dict[str, Schedule] = {}
@@ -71,17 +80,31 @@ class ScheduledJobs:
         if removed or loaded:
             event(self._logger, "schedules-synced", loaded=loaded, removed=removed)
 
+    def rescope(self, scope: ScopeConfig) -> None:
+        """Check every loaded schedule against a new scope (a reloaded config); refuse those out."""
+        self._scope = scope
+        self._refused.clear()
+        for schedule in list(self._loaded.values()):
+            try:
+                job_parts(schedule, scope)
+            except UsageError as exc:
+                self._refuse(schedule, exc)
+
+    def _refuse(self, schedule: Schedule, error: UsageError) -> None:
+        """Log a schedule that cannot run, and keep it unloaded until its row changes."""
+        event(self._logger, "schedule-refused", logging.ERROR, job=schedule.id, error=str(error))
+        self._refused[schedule.id] = schedule
+        self._unload(schedule.id)
+
     def _load(self, schedule: Schedule) -> bool:
         """Build (or rebuild) the job of a new or changed schedule; whether one was built."""
         old = self._loaded.get(schedule.id) or self._refused.get(schedule.id)
         if old is not None and old.same_job(schedule):
             return False
         try:
-            parts = job_parts(schedule)
+            parts = job_parts(schedule, self._scope)
         except UsageError as exc:
-            event(self._logger, "schedule-refused", logging.ERROR, job=schedule.id, error=str(exc))
-            self._refused[schedule.id] = schedule
-            self._unload(schedule.id)
+            self._refuse(schedule, exc)
             return False
         self._refused.pop(schedule.id, None)
         # A stored next run (even a past one, within misfire_grace_time) is kept.

@@ -13,9 +13,17 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from rolecall.inventory.schedules import Schedule
 from rolecall.inventory.store import Store
-from rolecall.orchestrator.config import Config, ScheduleEntry, schedule_entry
+from rolecall.orchestrator.config import (
+    Config,
+    ScheduleEntry,
+    ScopeConfig,
+    config_error,
+    schedule_entry,
+)
 from rolecall.orchestrator.daemon.kinds import KINDS, JobKind
 from rolecall.orchestrator.errors import UsageError
+from rolecall.orchestrator.scope import Scope, parse_target
+from rolecall.probes.gate import OutOfScopeError
 
 CONFIG_PREFIX = "config:"
 
@@ -92,9 +100,27 @@ def entry_of(schedule: Schedule) -> ScheduleEntry:
     return schedule_entry(values, f"schedule {schedule.id}: ")
 
 
-def job_parts(schedule: Schedule) -> JobParts:
-    """What a stored schedule runs and when, checked as if it were given anew; UsageError."""
-    checked = schedule_of(entry_of(schedule), schedule.origin)
+def out_of_scope(entry: ScheduleEntry, scope: ScopeConfig) -> str:
+    """Why a scan entry's subnets are not all inside scope, as `schedule add` says ("" if in)."""
+    if entry.job != "scan":
+        return ""
+    targets = [parse_target(subnet) for subnet in entry.subnets]
+    try:
+        Scope.from_config(scope, targets).plan(targets, scope.max_addresses)
+    except (OutOfScopeError, UsageError) as exc:
+        return str(exc)
+    return ""
+
+
+def job_parts(schedule: Schedule, scope: ScopeConfig | None = None) -> JobParts:
+    """What a stored schedule runs and when, checked as if it were given anew; UsageError.
+
+    With a scope, a scan whose subnets are not wholly inside it is refused too.
+    """
+    entry = entry_of(schedule)
+    if scope is not None and (why := out_of_scope(entry, scope)):
+        raise UsageError(f"schedule {schedule.id}: {why}")
+    checked = schedule_of(entry, schedule.origin)
     kind = KINDS[checked.kind]
     return JobParts(kind, trigger_of(checked), kind.call(schedule.id, checked.arguments))
 
@@ -128,12 +154,17 @@ def add_schedule(store: Store, entry: ScheduleEntry, replace: bool = False) -> S
 
 
 def sync_config(store: Store, config: Config) -> list[str]:
-    """Make the stored config: schedules equal the config's [[schedule]] entries; return ids."""
+    """Make the stored config: schedules equal the config's [[schedule]] entries; return ids.
+
+    UsageError naming the file if two share an id or a scan's subnets are outside [scope].
+    """
     if len({entry.id for entry in config.schedule}) != len(config.schedule):
-        raise UsageError("config: two [[schedule]] entries share an id")
+        raise config_error(config, "schedule: two [[schedule]] entries share an id")
     now = datetime.now(UTC)
     wanted = []
     for entry in config.schedule:
+        if why := out_of_scope(entry, config.scope):
+            raise config_error(config, f"schedule {entry.id}: {why}")
         schedule = schedule_of(entry, "config")
         wanted.append(dataclasses.replace(schedule, next_run=next_run(schedule, now)))
     store.schedules.sync_origin("config", wanted)

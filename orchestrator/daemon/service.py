@@ -7,6 +7,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import FrameType
 
@@ -21,6 +22,9 @@ from rolecall.orchestrator.daemon import jobs
 from rolecall.orchestrator.daemon.log import close_logging, configure_logging, event
 from rolecall.orchestrator.daemon.scheduler import ScheduledJobs, make_scheduler
 from rolecall.orchestrator.daemon.schedules import sync_config
+from rolecall.orchestrator.interrupts import uninterrupted
+from rolecall.orchestrator.runs.alerts import deliver_after_derive, deliver_configured
+from rolecall.orchestrator.scope import wide_scope_notice
 
 POLL_SECONDS = 0.2
 # How often the daemon reads the schedule table, so `schedule add|remove` take effect.
@@ -73,6 +77,7 @@ def _reload(scheduled: ScheduledJobs, context: jobs.JobContext, config_path: Pat
     except BadInputError as exc:
         event(context.logger, "config-reload-failed", logging.ERROR, error=str(exc))
         return
+    scheduled.rescope(config.scope)
     scheduled.sync()
     context.config = config
     context.logger = configure_logging(config.daemon.log_file, config.daemon.log_level)
@@ -102,8 +107,13 @@ def _stop(scheduler: BackgroundScheduler, context: jobs.JobContext, cause: str) 
 def _serve(store: Store, config: Config, config_path: Path | None, logger: logging.Logger) -> bool:
     """Run the schedules until a stop signal; return whether every job ended by itself."""
     scheduler = make_scheduler(config.daemon)
-    scheduled = ScheduledJobs(scheduler, store, logger)
+    scheduled = ScheduledJobs(scheduler, store, logger, config.scope)
     context = jobs.JobContext(store, config, logger)
+    deliver_after_derive(
+        store,
+        lambda: context.config,
+        lambda message: event(context.logger, "alerts-waiting", logging.WARNING, error=message),
+    )
     signals = _Signals()
     signals.install()
     jobs.bind(context)
@@ -121,6 +131,14 @@ def _serve(store: Store, config: Config, config_path: Path | None, logger: loggi
             config_schedules=ids,
             schedules=_schedules(scheduler),
         )
+        # Events left waiting by a receiver that was down, or by a daemon that stopped.
+        deliver_configured(
+            store,
+            config,
+            lambda message: event(logger, "alerts-waiting", logging.WARNING, error=message),
+        )
+        if wide := wide_scope_notice(config.scope):
+            event(logger, "scope-wide", logging.WARNING, notice=wide)
         synced = time.monotonic()
         while not signals.stop:
             time.sleep(POLL_SECONDS)
@@ -148,7 +166,8 @@ def run_daemon(database: str, config: Config, config_path: Path | None) -> int:
     rolled back by the database, so nothing half-written remains).
     """
     logger = configure_logging(config.daemon.log_file, config.daemon.log_level)
-    store = Store.open(database)
+    # Creating the schema half-way would leave a database no command can use.
+    store = uninterrupted(partial(Store.open, database))
     try:
         with store.daemon_lock():
             clean = _serve(store, config, config_path, logger)

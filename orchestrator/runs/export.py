@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from rolecall.inventory.exports import COLUMNS, export_rows
 from rolecall.inventory.store import Store
-from rolecall.orchestrator.errors import UsageError
+from rolecall.orchestrator.output_file import output_text
 from rolecall.reports.tabular import write_rows
 
 
@@ -19,16 +17,5 @@ def export_to(store: Store, what: str, fmt: str, output: Path | None) -> int:
         rows = export_rows(connection, what)
         if output is None:
             return write_rows(rows, COLUMNS[what], fmt, sys.stdout)
-        directory = output.parent if str(output.parent) else Path()
-        try:
-            fd, temp = tempfile.mkstemp(prefix=f".{output.name}.", dir=directory)
-        except OSError as exc:
-            raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-                count = write_rows(rows, COLUMNS[what], fmt, handle)
-            os.replace(temp, output)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
-        return count
+        with output_text(output) as handle:
+            return write_rows(rows, COLUMNS[what], fmt, handle)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import stat
+import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -37,8 +39,37 @@ class IngestSummary:
     failures: list[str] = field(default_factory=list)
 
 
-def file_digest(path: Path) -> tuple[str, int]:
-    """Return a file's SHA-256 and size; InputError if it cannot be read."""
+def refuse_irregular(kind: str, paths: Sequence[Path]) -> None:
+    """Refuse, with one sentence, a path that is not a regular file (a folder only for zeek).
+
+    A device, pipe or socket may never end (``/dev/zero``) or block on opening (a FIFO
+    without a writer): it is refused before anything is read or any run recorded.
+    """
+    for path in paths:
+        try:
+            mode = path.stat().st_mode
+        except OSError as exc:
+            raise InputError(
+                f"cannot read {path}: {exc.strerror or exc} (nothing ingested)"
+            ) from None
+        if stat.S_ISREG(mode) or (kind == "zeek" and stat.S_ISDIR(mode)):
+            continue
+        if stat.S_ISDIR(mode):
+            raise InputError(
+                f"{path} is a folder: ingest {kind} reads files (nothing ingested, no run recorded)"
+            )
+        raise InputError(
+            f"{path} is not a regular file (a device, pipe or socket): "
+            "nothing ingested, no run recorded"
+        )
+
+
+def file_digest(path: Path, stop: threading.Event | None = None) -> tuple[str, int]:
+    """Return a file's SHA-256 and size; InputError if it cannot be read.
+
+    Once ``stop`` is set the reading ends at the next chunk and the result is of the
+    part read, which nobody uses: the file's reader failed and the file is not stored.
+    """
     digest = hashlib.sha256()
     size = 0
     # Large reads into one buffer: read and update release the GIL, and each chunk
@@ -48,6 +79,8 @@ def file_digest(path: Path) -> tuple[str, int]:
     try:
         with path.open("rb", buffering=0) as handle:
             while read := handle.readinto(buffer):
+                if stop is not None and stop.is_set():
+                    break
                 digest.update(view[:read])
                 size += read
     except OSError as exc:
@@ -76,8 +109,9 @@ def _ingest_one(
     warnings: list[ReadWarning] = []
     # Hashing a large capture costs as much as a third of reading it; hashlib releases the
     # GIL, so the digest is computed on the other core while the reader parses.
+    stop = threading.Event()
     with ThreadPoolExecutor(max_workers=1) as pool:
-        digest = pool.submit(file_digest, path)
+        digest = pool.submit(file_digest, path, stop)
         try:
             with store.writer(WRITE_BATCHES.get(kind)) as writer:
                 checked = False
@@ -97,6 +131,10 @@ def _ingest_one(
         except _AlreadyIngestedError:
             summary.counts["files_already_ingested"] += 1
             return
+        finally:
+            # A reader that failed (a bad header on a huge file) or was interrupted need
+            # not wait for the whole file to be hashed: the pool's exit waits for it.
+            stop.set()
     summary.counts.update(writer.counts)
     summary.counts["files"] += 1
     summary.counts["warnings"] += len(warnings)
@@ -117,7 +155,9 @@ def ingest_files(
     Derivation uses the given settings (the config's), or those of the last derivation.
     ``first`` is ``reader(paths[0])`` if the caller called it already (see ``read_pcap``:
     a large capture is being read while the caller opens the store).
+    InputError, before any run is recorded, for a path that is not a regular file.
     """
+    refuse_irregular(kind, paths)
     with store.run(f"ingest {kind}", " ".join(map(str, paths))) as run:
         summary = IngestSummary(run.id, run.counts)
         with (
@@ -130,7 +170,7 @@ def ingest_files(
                     _ingest_one(store, kind, path, items, summary, interrupts)
                 except InputError as exc:
                     summary.failures.append(str(exc))
-                    reporter.note(f"rolecall: {exc}")
+                    reporter.warn(f"rolecall: {exc}")
                 finally:
                     close_items(items)
                 advance(1, path.name)

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import sys
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parseaddr
 from pathlib import Path
-from typing import TextIO
 
 from rolecall.inventory.store import Store, utcnow
 from rolecall.orchestrator.config import Config
 from rolecall.orchestrator.errors import RunError, UsageError
+from rolecall.orchestrator.output_file import STDOUT, output_text
 from rolecall.orchestrator.settings import geo_lookup, relay_settings
 from rolecall.reports.build import ReportSettings, build_report
 from rolecall.reports.delivery import Attachment, build_message, send
@@ -26,7 +21,6 @@ from rolecall.reports.render import EMAIL_TEMPLATE, REPORT_TEMPLATE, render
 
 REPORT_FORMATS = ("html", "csv", "json")
 # The output path that means standard output.
-STDOUT = Path("-")
 RUN_KIND = "report-email"
 
 
@@ -63,29 +57,6 @@ def changes_path(out: Path) -> Path:
     return out.with_name(f"{out.stem}-changes.csv")
 
 
-@contextmanager
-def _atomic(out: Path) -> Iterator[TextIO]:
-    """A text file that appears at out whole when the block ends, or not at all; - is stdout.
-
-    Its folder must exist, as for an export: a mistyped path is refused, not created.
-    """
-    if out == STDOUT:
-        yield sys.stdout
-        return
-    directory = out.parent if str(out.parent) else Path()
-    try:
-        fd, temp = tempfile.mkstemp(prefix=f".{out.name}.", dir=directory)
-    except OSError as exc:
-        raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            yield handle
-        os.replace(temp, out)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
 def _template_dir(config: Config) -> Path | None:
     """The user's template folder, if configured."""
     return Path(config.report.template_dir) if config.report.template_dir else None
@@ -112,7 +83,7 @@ def render_html(config: Config, data: ReportData, template: str = REPORT_TEMPLAT
 
 def _write_text(out: Path, text: str) -> None:
     """Write text to out atomically."""
-    with _atomic(out) as handle:
+    with output_text(out) as handle:
         handle.write(text)
 
 
@@ -141,13 +112,13 @@ def write_report(
     if fmt == "html":
         _write_text(out, render_html(config, report_data(store, config, since, until)))
     elif fmt == "json":
-        with store.read("read the report's data") as connection, _atomic(out) as handle:
+        with store.read("read the report's data") as connection, output_text(out) as handle:
             write_json(connection, since, until, handle)
     else:
         with (
             store.read("read the report's data") as connection,
-            _atomic(out) as findings,
-            _atomic(changes_path(out)) as changes,
+            output_text(out) as findings,
+            output_text(changes_path(out)) as changes,
         ):
             write_csv(connection, since, until, findings, changes, bom)
     return out

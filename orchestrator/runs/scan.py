@@ -12,7 +12,7 @@ from rolecall.inventory.store import Store
 from rolecall.orchestrator.config import Config
 from rolecall.orchestrator.interrupts import Interrupts, deferred_interrupts
 from rolecall.orchestrator.progress import Advance, Reporter
-from rolecall.orchestrator.scope import Scope, parse_target
+from rolecall.orchestrator.scope import Scope, parse_target, wide_scope_notice
 from rolecall.orchestrator.settings import derive_settings, nmap_settings, probe_settings
 from rolecall.probes.active.driver import run_probes
 from rolecall.probes.active.settings import ProbeSettings
@@ -71,6 +71,8 @@ def scan_subnets(
     active = probe_settings(config, probes)
     derivation = derive_settings(config)
     scope = Scope.from_config(config.scope, networks)
+    if wide := wide_scope_notice(config.scope):
+        reporter.warn(wide)
     if scope.from_command_line:
         reporter.note(
             "scope: none configured, so this run's scope is the command-line targets "

@@ -10,7 +10,9 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import re
 import ssl
+from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,12 +21,89 @@ from typing import Final
 from cryptography import x509
 
 from rolecall.probes.active.settings import ProbeSettings
+from rolecall.probes.errors import ProbeError
 from rolecall.probes.records import Observation, Record, Service
 
 _CLOSE_WAIT: Final = 0.5
 
-NETWORK_ERRORS: Final = (OSError, TimeoutError, EOFError, asyncio.IncompleteReadError)
+MAX_REPLY_LINES: Final = 512
+"""Lines one SMTP/FTP reply may have; a longer "reply" is a flood and is not parsed on."""
+
+_REPLY_CODE: Final = re.compile(rb"[1-5][0-5][0-9]")
+_FINAL_LINE: Final = re.compile(r"[1-5][0-5][0-9](?: |$)")
+_EVIDENCE_LINES: Final = 5
+_SHOWN_CHARS: Final = 40
+
+
+class ReplyError(ProbeError):
+    """A reply that cannot be matched to its command: malformed, over a bound, or unasked for."""
+
+    def __init__(self, reason: str, lines: Sequence[str] = ()) -> None:
+        """Say why (``reason``) and keep the head of the lines read so far as evidence."""
+        super().__init__(reason)
+        self.reason = reason
+        self.lines = [line[: _SHOWN_CHARS * 4] for line in lines[:_EVIDENCE_LINES]]
+
+
+NETWORK_ERRORS: Final = (OSError, TimeoutError, EOFError, asyncio.IncompleteReadError, ReplyError)
 """What a conversation with a hostile or broken peer may raise; probes turn these into evidence."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyLimits:
+    """How large one SMTP/FTP reply may be before the conversation is given up."""
+
+    max_lines: int = MAX_REPLY_LINES
+    max_bytes: int = 65536
+    max_line_bytes: int = 2048
+
+
+def parse_reply(
+    data: bytes, limits: ReplyLimits, *, strict: bool = True
+) -> tuple[list[str], int] | None:
+    """Return the lines of the first whole reply in ``data`` and the bytes it used, or None.
+
+    None means the reply is not all there yet. A reply ends at the line "NNN" or
+    "NNN text" with the first line's code. ``strict`` (SMTP, RFC 5321) wants every
+    line to carry that code; otherwise (FTP, RFC 959) the middle lines are free text.
+    Raises ReplyError, and nothing else, for a malformed code, mixed codes (strict)
+    or a reply over a bound of ``limits``.
+    """
+    lines: list[str] = []
+    code = b""
+    start = 0
+    while True:
+        end = data.find(b"\n", start, start + limits.max_line_bytes + 1)
+        if end < 0:
+            if len(data) - start > limits.max_line_bytes:
+                raise ReplyError(f"reply line longer than {limits.max_line_bytes} bytes", lines)
+            return None
+        raw = data[start:end].rstrip(b"\r")
+        start = end + 1
+        if start > limits.max_bytes:
+            raise ReplyError(f"reply longer than {limits.max_bytes} bytes", lines)
+        head, mark = raw[:3], raw[3:4]
+        well_formed = bool(_REPLY_CODE.fullmatch(head)) and mark in (b"", b" ", b"-")
+        if not code:
+            if not well_formed:
+                raise ReplyError(f"malformed reply code: {_shown(raw)}", lines)
+            code = head
+        elif strict and not (well_formed and head == code):
+            raise ReplyError(
+                f"line {len(lines) + 1} does not carry the reply's code "
+                f"{code.decode()}: {_shown(raw)}",
+                lines,
+            )
+        lines.append(raw.decode("utf-8", errors="replace"))
+        if head == code and mark in (b"", b" "):
+            return lines, start
+        if len(lines) >= limits.max_lines:
+            raise ReplyError(f"reply longer than {limits.max_lines} lines", lines)
+
+
+def _shown(raw: bytes) -> str:
+    """Return the head of a hostile line as safe text for a reason."""
+    return repr(show_bytes(raw[:_SHOWN_CHARS]))
 
 
 def tls_context() -> ssl.SSLContext:
@@ -211,19 +290,38 @@ class ProbeConnection:
         del self._buffer[: end + 1]
         return line.rstrip(b"\r")
 
-    async def read_reply(self, max_lines: int = 200) -> list[str]:
-        """Return one SMTP/FTP-style reply, every line of it, until the "NNN " final line."""
-        lines: list[str] = []
-        async with asyncio.timeout(self._settings.read_timeout):
-            while len(lines) < max_lines:
-                raw = await self.read_line()
-                if not raw and not lines:
-                    raise EOFError("stream closed before a reply")
-                line = raw.decode("utf-8", errors="replace")
-                lines.append(line)
-                if not raw or len(line) < 4 or line[3] != "-":
-                    break
-        return lines
+    async def read_reply(self, *, strict: bool = False) -> list[str]:
+        """Return one whole SMTP/FTP reply, every line of it up to its final "NNN " line.
+
+        The reply must come within ``read_timeout`` and within ``ReplyLimits``
+        (MAX_REPLY_LINES, max_reply_bytes, max_line_bytes); a reply over a bound or
+        malformed (see ``parse_reply``; ``strict`` for SMTP) raises ReplyError.
+        """
+        settings = self._settings
+        limits = ReplyLimits(MAX_REPLY_LINES, settings.max_reply_bytes, settings.max_line_bytes)
+        async with asyncio.timeout(settings.read_timeout):
+            while True:
+                parsed = parse_reply(bytes(self._buffer), limits, strict=strict)
+                if parsed is not None:
+                    lines, used = parsed
+                    del self._buffer[:used]
+                    return lines
+                if not await self._fill():
+                    where = "inside" if self._buffer else "before"
+                    raise EOFError(f"stream closed {where} a reply")
+
+    async def unasked(self) -> bytes:
+        """Return the bytes already received that no reply read has taken, without waiting.
+
+        Bytes here before a request is sent (or left after a whole reply) answer
+        nothing the probe asked: the peer is out of step with the conversation.
+        """
+        if not self._buffer:
+            # A zero timeout takes what the stream already holds and never waits for more.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0):
+                    await self._fill()
+        return bytes(self._buffer)
 
     async def close(self) -> None:
         """Close the stream politely, but abort it if the peer keeps it open past a moment."""
@@ -237,11 +335,10 @@ class ProbeConnection:
 
 
 def reply_code(lines: list[str]) -> int:
-    """Return the three-digit code of a reply's last line, or 0 when it has none."""
-    if not lines:
+    """Return the code of a reply whose last line is a final "NNN" line, else 0."""
+    if not lines or not _FINAL_LINE.match(lines[-1]):
         return 0
-    head = lines[-1][:3]
-    return int(head) if head.isdigit() else 0
+    return int(lines[-1][:3])
 
 
 @dataclass(slots=True)

@@ -6,6 +6,8 @@ greeting; HTTP, HTTPS and DNS are asked one harmless question each.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import secrets
 import struct
@@ -17,6 +19,7 @@ from rolecall.probes.active.connection import (
     NETWORK_ERRORS,
     ProbeConnection,
     ProbeResult,
+    ReplyError,
     certificate_summary,
     evidence,
     observation,
@@ -87,39 +90,68 @@ def banner_records(address: str, port: int, protocol: str, banner: str) -> Probe
 async def probe_ftp_anonymous(
     conn: ProbeConnection, address: str, port: int, settings: ProbeSettings
 ) -> ProbeResult:
-    """Try USER anonymous / PASS probe-address, then QUIT (nothing else); record the replies."""
+    """Try USER anonymous / PASS probe-address, then QUIT (nothing else); record the replies.
+
+    A reply that cannot be matched to its command (bytes before the command or
+    after its reply, a malformed or unbounded reply) gives "inconclusive", never "allowed".
+    """
     steps: list[dict[str, object]] = []
     verdict = "refused"
     try:
         for command in ("USER anonymous", f"PASS {settings.ftp_password}"):
-            await conn.send(command.encode("ascii") + b"\r\n")
-            reply = await conn.read_reply()
+            reply = await _ftp_command(conn, command)
             steps.append({"command": command, "reply": reply})
             if reply_code(reply) == 230:
                 verdict = "allowed"
                 break
             if reply_code(reply) != 331:
                 break
-        await conn.send(b"QUIT\r\n")
-        steps.append({"command": "QUIT", "reply": await conn.read_reply()})
+        steps.append({"command": "QUIT", "reply": await _ftp_command(conn, "QUIT")})
+    except ReplyError as exc:
+        verdict = "inconclusive"
+        steps.append({"error": f"desynchronised reply: {exc.reason}", "reply": exc.lines})
+        with contextlib.suppress(*NETWORK_ERRORS):
+            await conn.send(b"QUIT\r\n")
     except NETWORK_ERRORS as exc:
         steps.append({"error": str(exc) or type(exc).__name__})
     detail = evidence(steps=steps)
     return ProbeResult(records=[observation(address, port, "ftp-anonymous", verdict, detail)])
 
 
-async def _http_head(conn: ProbeConnection) -> list[str]:
-    """Send HEAD / HTTP/1.0; return the status line and headers (empty if not HTTP)."""
+async def _ftp_command(conn: ProbeConnection, command: str) -> list[str]:
+    """Send one FTP command and return its whole reply; ReplyError if it cannot be matched."""
+    verb = command.split(" ", 1)[0]
+    early = await conn.unasked()
+    if early:
+        raise ReplyError(f"{len(early)} unasked bytes arrived before {verb} was sent")
+    await conn.send(command.encode("ascii") + b"\r\n")
+    reply = await conn.read_reply()
+    late = await conn.unasked()
+    if late:
+        raise ReplyError(f"{len(late)} unasked bytes followed the reply to {verb}", reply)
+    return reply
+
+
+async def _http_head(conn: ProbeConnection, settings: ProbeSettings) -> list[str]:
+    """Send HEAD / HTTP/1.0; return the status line and headers (empty if not HTTP).
+
+    Bytes that came before the request answer nothing asked: not HTTP. The whole
+    head gets one ``read_timeout``; what came in time is kept.
+    """
+    if await conn.unasked():
+        return []
     await conn.send(b"HEAD / HTTP/1.0\r\nUser-Agent: rolecall-probe\r\nAccept: */*\r\n\r\n")
     status = (await conn.read_line()).decode("utf-8", errors="replace")
     if not re.match(r"HTTP/\d(\.\d)? \d{3}", status):
         return []
     lines = [status]
-    while len(lines) < 100:
-        line = await conn.read_line()
-        if not line:
-            break
-        lines.append(line.decode("utf-8", errors="replace"))
+    with contextlib.suppress(*NETWORK_ERRORS):
+        async with asyncio.timeout(settings.read_timeout):
+            while len(lines) < 100:
+                line = await conn.read_line()
+                if not line:
+                    break
+                lines.append(line.decode("utf-8", errors="replace"))
     return lines
 
 
@@ -153,7 +185,7 @@ async def probe_http(address: str, port: int, settings: ProbeSettings, *, tls: b
     certificate = certificate_summary(conn.peer_certificate)
     try:
         try:
-            lines = await _http_head(conn)
+            lines = await _http_head(conn, settings)
         except NETWORK_ERRORS:
             lines = []
         if lines:
@@ -195,6 +227,9 @@ async def probe_dns(address: str, port: int, settings: ProbeSettings) -> ProbeRe
         return ProbeResult()
     query_id = secrets.randbelow(0x10000)
     try:
+        if await conn.unasked():
+            # Bytes before the query answer nothing asked: no verdict from them.
+            return ProbeResult(seen=bytes(conn.seen))
         await conn.send(dns_query(query_id))
         length = struct.unpack("!H", await conn.read_exact(2))[0]
         reply = dpkt.dns.DNS(await conn.read_exact(length))

@@ -2,10 +2,15 @@
 
 The relay test sends MAIL FROM an outside address and RCPT TO a foreign
 domain, records each reply, then RSET and QUIT. It never sends DATA.
+
+A verdict is only taken from replies matched to their commands: every reply is
+read whole and bounded, and a reply that is malformed, over a bound, or comes
+with bytes nobody asked for ends the conversation (RSET, QUIT) with no verdict.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -13,6 +18,7 @@ from rolecall.probes.active.connection import (
     NETWORK_ERRORS,
     ProbeConnection,
     ProbeResult,
+    ReplyError,
     certificate_summary,
     evidence,
     observation,
@@ -47,6 +53,8 @@ class SmtpSession:
     steps: list[dict[str, object]] = field(default_factory=list)
     error: str = ""
     tls_error: str = ""
+    desync: str = ""
+    """Why the replies stopped matching the commands (no verdict then), or ""."""
 
 
 def is_smtp_banner(lines: list[str]) -> bool:
@@ -68,11 +76,37 @@ def parse_extensions(lines: list[str]) -> dict[str, str]:
 
 
 async def _command(conn: ProbeConnection, session: SmtpSession, line: str) -> list[str]:
-    """Send one command, read its whole reply, and log both as a step."""
+    """Send one command, read its whole reply, and log both as a step.
+
+    Raises ReplyError when the reply cannot be matched to this command: bytes
+    arrived before it was sent or after its reply, or the reply is malformed.
+    """
+    verb = line.split(":", 1)[0] if ":" in line else line.split(" ", 1)[0]
+    early = await conn.unasked()
+    if early:
+        raise ReplyError(f"{len(early)} unasked bytes arrived before {verb} was sent")
     await conn.send(line.encode("ascii") + b"\r\n")
-    reply = await conn.read_reply()
+    try:
+        reply = await conn.read_reply(strict=True)
+    except ReplyError as exc:
+        session.steps.append({"command": line, "reply": exc.lines, "error": exc.reason})
+        raise ReplyError(f"reply to {verb}: {exc.reason}", exc.lines) from exc
     session.steps.append({"command": line, "reply": reply})
+    late = await conn.unasked()
+    if late:
+        raise ReplyError(f"{len(late)} unasked bytes followed the reply to {verb}")
     return reply
+
+
+async def _abandon(conn: ProbeConnection, session: SmtpSession, exc: ReplyError) -> None:
+    """Give up a conversation out of step with its commands: no verdict, then RSET and QUIT."""
+    session.desync = f"desynchronised reply: {exc.reason}"
+    # The replies can no longer be told apart, so they are not read; the server still
+    # hears the transaction reset and the goodbye.
+    with contextlib.suppress(*NETWORK_ERRORS):
+        for line in ("RSET", "QUIT"):
+            await conn.send(line.encode("ascii") + b"\r\n")
+            session.steps.append({"command": line, "reply": [], "unread": True})
 
 
 async def _greet(conn: ProbeConnection, session: SmtpSession, helo: str) -> list[str]:
@@ -140,6 +174,8 @@ async def run_session(
                 if session.tls_error:
                     return session
         await _relay_test(conn, session, settings)
+    except ReplyError as exc:
+        await _abandon(conn, session, exc)
     except NETWORK_ERRORS as exc:
         session.error = str(exc) or type(exc).__name__
     return session
@@ -155,7 +191,12 @@ def _reply_of(session: SmtpSession, verb: str) -> list[str]:
 
 
 def relay_verdict(session: SmtpSession) -> str:
-    """Classify the relay test: open-relay, relay-refused, auth-required or inconclusive."""
+    """Classify the relay test: open-relay, relay-refused, auth-required or inconclusive.
+
+    A desynchronised conversation is always inconclusive: none of its replies is trusted.
+    """
+    if session.desync:
+        return INCONCLUSIVE
     mail = reply_code(_reply_of(session, "MAIL FROM"))
     rcpt = reply_code(_reply_of(session, "RCPT TO"))
     if mail == 530 or rcpt == 530:
@@ -214,8 +255,14 @@ def session_records(address: str, port: int, session: SmtpSession) -> ProbeResul
                 observation(address, port, "smtp-plaintext-auth", " ".join(before), detail)
             )
     verdict = relay_verdict(session)
-    if _reply_of(session, "MAIL FROM"):
-        detail = evidence(steps=session.steps, tls=session.tls_ok or session.implicit_tls)
+    if session.desync or _reply_of(session, "MAIL FROM"):
+        facts: dict[str, object] = {
+            "steps": session.steps,
+            "tls": session.tls_ok or session.implicit_tls,
+        }
+        if session.desync:
+            facts["no_verdict"] = session.desync
+        detail = evidence(**facts)
         result.records.append(observation(address, port, "smtp-relay", verdict, detail))
     product, version = product_version(" ".join(session.banner))
     result.records.append(

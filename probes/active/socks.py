@@ -16,6 +16,7 @@ from rolecall.probes.active.connection import (
     NETWORK_ERRORS,
     ProbeConnection,
     ProbeResult,
+    ReplyError,
     evidence,
     observation,
     service,
@@ -69,7 +70,18 @@ async def _read_socks5_reply(conn: ProbeConnection) -> int:
     else:
         address_length = {1: 4, 4: 16}.get(head[3], 0)
     await conn.read_exact(address_length + 2)
+    await _nothing_more(conn, "after the CONNECT reply")
     return head[1]
+
+
+async def _nothing_more(conn: ProbeConnection, where: str) -> None:
+    """Raise ReplyError if bytes came that no request asked for (``where``: before/after what).
+
+    The canary never speaks first, so an honest proxy sends nothing beyond its reply.
+    """
+    extra = await conn.unasked()
+    if extra:
+        raise ReplyError(f"{len(extra)} unasked bytes came {where}")
 
 
 async def probe_socks5(
@@ -82,9 +94,11 @@ async def probe_socks5(
     except NETWORK_ERRORS:
         return result
     try:
-        await conn.send(SOCKS5_GREETING)
         try:
+            await _nothing_more(conn, "before the greeting")
+            await conn.send(SOCKS5_GREETING)
             reply = await conn.read_exact(2)
+            await _nothing_more(conn, "after the method reply")
         except NETWORK_ERRORS:
             result.seen = bytes(conn.seen)
             return result
@@ -138,9 +152,11 @@ async def probe_socks4(
     except NETWORK_ERRORS:
         return result
     try:
-        await conn.send(request)
         try:
+            await _nothing_more(conn, "before the request")
+            await conn.send(request)
             reply = await conn.read_exact(8)
+            await _nothing_more(conn, "after the reply")
         except NETWORK_ERRORS:
             result.seen = bytes(conn.seen)
             return result

@@ -27,7 +27,6 @@ the store, so an early flush loses nothing):
 
 from __future__ import annotations
 
-import ipaddress
 import itertools
 import json
 import re
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from rolecall.probes.field_values import ip_address, port_number, quoted
 from rolecall.probes.passive.zeek.log_format import DEFAULT_MAX_LINE, read_lines
 from rolecall.probes.records import Flow, Item, Observation, ReadWarning, Record
 
@@ -48,6 +48,9 @@ _PRIORITY = re.compile(r"^<\d{1,3}>")
 _BSD_TIME = re.compile(r"([A-Z][a-z]{2}) +(\d{1,2}) (\d\d):(\d\d):(\d\d) ")
 _IN_FIELD = re.compile(r"(?:^|\s)IN=")
 _KERNEL_STAMP = re.compile(r"^\s*\[\s*\d+\.\d+\]\s*")
+_MAX_LEN = (1 << 32) + 39  # an IPv6 jumbogram with its header; IPv4 stops at 65535
+_MAX_PREFIX = 64  # characters of the log prefix kept (netfilter allows 29)
+_MAX_PROTO = 16  # characters of PROTO kept (a number or a name such as ICMPv6)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +148,7 @@ class _Reader:
             head = head.split("kernel:", 1)[1]
         else:  # another logger (ulogd): the host name comes first
             head = head.split(None, 1)[1] if " " in head.strip() else ""
-        prefix = _KERNEL_STAMP.sub("", head).strip()
+        prefix = _KERNEL_STAMP.sub("", head).strip()[:_MAX_PREFIX]
         if prefix.startswith(self.settings.deny_prefixes):
             deny = True
         elif prefix.startswith(self.settings.accept_prefixes):
@@ -160,10 +163,9 @@ class _Reader:
                 values.setdefault(name, value)  # the IP header's LEN, not the UDP one after it
             else:
                 flags.add(name)
-        transport = values.get("PROTO", "").lower()
-        dport = int(values.get("DPT") or 0)
-        if not 0 <= dport <= 65535:
-            raise ValueError(f"DPT={dport} is not a port")
+        transport = values.get("PROTO", "").lower()[:_MAX_PROTO]
+        dport = _port(values.get("DPT") or "0")
+        length = _length(values.get("LEN") or "0")
         return _Packet(
             seen=seen,
             deny=deny,
@@ -172,7 +174,7 @@ class _Reader:
             dst=_address(values.get("DST", ""), "DST"),
             dport=dport,
             transport=transport,
-            length=int(values.get("LEN") or 0),
+            length=length,
             attempt=transport != "tcp" or ("SYN" in flags and "ACK" not in flags),
         )
 
@@ -185,7 +187,7 @@ class _Reader:
             try:
                 moment = datetime.fromisoformat(stamp)
             except ValueError:
-                raise ValueError(f"time {stamp!r} is not ISO 8601") from None
+                raise ValueError(f"time {quoted(stamp)} is not ISO 8601") from None
             local = moment if moment.tzinfo else moment.replace(tzinfo=self.zone)
             return local.astimezone(UTC), rest
         match = _BSD_TIME.match(line)
@@ -204,7 +206,7 @@ class _Reader:
         """A syslog "Mon DD HH:MM:SS" stamp, its year from settings or the latest not ahead."""
         month, day, hour, minute, second = match.groups()
         if month not in _MONTHS:
-            raise ValueError(f"{month!r} is not a month")
+            raise ValueError(f"{quoted(month)} is not a month")
         year = self.settings.year or self.now.year
         fields = (_MONTHS[month], int(day), int(hour), int(minute), int(second))
         moment = datetime(year, *fields, tzinfo=self.zone).astimezone(UTC)
@@ -260,9 +262,24 @@ def _take(held: dict[Any, list[Any]], oldest: int) -> list[tuple[Any, list[Any]]
     return [(key, held.pop(key)) for key in keys]
 
 
+def _length(raw: str) -> int:
+    """A LEN value: the length of an IP packet (ValueError if it cannot be one)."""
+    if raw.isascii() and raw.isdigit() and len(raw) <= 10 and int(raw) <= _MAX_LEN:
+        return int(raw)
+    raise ValueError(f"LEN={quoted(raw)} is not the length of an IP packet")
+
+
 def _address(text: str, field: str) -> str:
     """A SRC/DST value in canonical form (ValueError if it is not an address)."""
     try:
-        return str(ipaddress.ip_address(text))
+        return ip_address(text, field)
     except ValueError:
-        raise ValueError(f"{field}={text!r} is not an IP address") from None
+        raise ValueError(f"{field}={quoted(text)} is not an IP address") from None
+
+
+def _port(raw: str) -> int:
+    """A DPT value (ValueError if it is not a port)."""
+    try:
+        return port_number(raw, "DPT")
+    except ValueError:
+        raise ValueError(f"DPT={quoted(raw)} is not a port") from None

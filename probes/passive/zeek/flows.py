@@ -12,6 +12,7 @@ through a :class:`FlowMaker`.
 
 from __future__ import annotations
 
+import math
 import sys
 from array import array
 from collections import Counter
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+from rolecall.probes.field_values import port_number, quoted
 from rolecall.probes.passive.zeek.log_format import Block, Picker, Row
 from rolecall.probes.records import Flow
 
@@ -73,14 +75,18 @@ class FlowAggregate:
         ts, client, server, port, proto, state, opkts, rpkts, oip, rip, _ob, _rb = row
         try:  # the common case: every number present
             moment = float(ts)
-            replied = int(rpkts)
-            packets = int(opkts) + replied
-            size = int(oip) + int(rip)
+            day = int(moment // 86400)  # ValueError for inf and nan
+            replied, sent, inbound, outbound = int(rpkts), int(opkts), int(oip), int(rip)
+            if replied | sent | inbound | outbound < 0:  # negative if any one is
+                raise ValueError
+            packets = sent + replied
+            size = inbound + outbound
         except ValueError:
             moment, replied, packets, size = self._numbers(block, row)
+            day = int(moment // 86400)
         # Looked up as written first: the addresses of a held key are canonical and
         # checked, and Zeek writes them canonically, so a hit needs no more checking.
-        slot = self.slots.get((client, server, port, proto, int(moment // 86400)))
+        slot = self.slots.get((client, server, port, proto, day))
         if slot is None:
             known = self.addresses
             key = (
@@ -88,7 +94,7 @@ class FlowAggregate:
                 known.get(server) or self.address(server, "id.resp_h"),
                 port,
                 proto,
-                int(moment // 86400),
+                day,
             )
             slot = self.slots.get(key)
             if slot is None:
@@ -121,8 +127,9 @@ class FlowAggregate:
     ) -> Sequence[FlowBatch]:
         """Check a connection that begins a flow and give the flow a slot."""
         client, server, port, proto, day = key
-        if not port.isdigit() or int(port) > 65535 or proto == block.unset_field:
-            raise ValueError(f"id.resp_p {port!r} / proto {proto!r} is not a port and transport")
+        port_number(port, "id.resp_p")
+        if proto == block.unset_field:
+            raise ValueError("proto is unset")
         if packets > _MAX or size > _MAX:
             raise ValueError(f"packet or byte count out of range ({packets}, {size})")
         epoch_time(ts, moment)  # every time under this key falls on the same, checked, day
@@ -156,12 +163,14 @@ class FlowAggregate:
             moment = float(ts)
         except ValueError:
             moment = self.time(ts).timestamp()
-        replied = number(rpkts)
+        if not math.isfinite(moment):
+            raise ValueError(f"ts {quoted(ts)} is not a time")
+        replied = number(rpkts, "resp_pkts")
         if oip != block.unset_field:
-            size = number(oip) + number(rip)
+            size = number(oip, "orig_ip_bytes") + number(rip, "resp_ip_bytes")
         else:  # Zeek without the IP-level counters: payload bytes are what is left
-            size = number(obytes) + number(rbytes)
-        return moment, replied, number(opkts) + replied, size
+            size = number(obytes, "orig_bytes") + number(rbytes, "resp_bytes")
+        return moment, replied, number(opkts, "orig_pkts") + replied, size
 
     def evict(self) -> FlowBatch:
         """Hand out and forget about half the held flows, in first-seen order.
@@ -253,4 +262,4 @@ def epoch_time(raw: str, seconds: float) -> datetime:
     try:
         return datetime.fromtimestamp(seconds, UTC)
     except (OverflowError, OSError, ValueError):
-        raise ValueError(f"ts {raw!r} is out of range") from None
+        raise ValueError(f"ts {quoted(raw)} is out of range") from None

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import IO, Generic, TypeVar
 
 from rolecall.probes.errors import InputError
+from rolecall.probes.field_values import count, port_number
 from rolecall.probes.records import ReadWarning
 
 LOG_TYPES = frozenset(
@@ -61,11 +62,17 @@ class Block:
             return ""
         return unescape(raw) if "\\" in raw else raw
 
-    def number(self, raw: str) -> int:
-        """Decode a count or port field; unset or empty is 0 (ValueError if not a number)."""
+    def number(self, raw: str, field: str = "count") -> int:
+        """Decode a count field; unset or empty is 0 (ValueError if not a count the store holds)."""
         if raw in (self.unset_field, self.empty_field):
             return 0
-        return int(raw)
+        return count(raw, field)
+
+    def port(self, raw: str, field: str) -> int:
+        """Decode a port field; unset or empty is 0 (ValueError if not from 0 to 65535)."""
+        if raw in (self.unset_field, self.empty_field):
+            return 0
+        return port_number(raw, field)
 
     def items(self, raw: str) -> tuple[str, ...]:
         """Decode a set or vector field into its elements, in log order."""
@@ -336,6 +343,9 @@ class _Lines(Generic[T]):
             obj = json.loads(line)
         except ValueError as exc:
             yield ReadWarning(f"{self.path}:{number}", f"not valid JSON ({exc})")
+            return
+        except RecursionError:  # the decoder's own bound on nesting, a line's length the other
+            yield ReadWarning(f"{self.path}:{number}", "JSON nested too deep; line skipped")
             return
         if not isinstance(obj, dict):
             yield ReadWarning(f"{self.path}:{number}", "JSON line is not an object")

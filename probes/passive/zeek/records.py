@@ -40,6 +40,7 @@ from functools import partial
 from pathlib import Path
 
 from rolecall.probes.errors import InputError
+from rolecall.probes.field_values import port_number, quoted
 from rolecall.probes.passive.worker import items_in_worker
 from rolecall.probes.passive.zeek.flows import (
     SOURCE,
@@ -156,7 +157,7 @@ class _Mapper:
     def project(self, block: Block) -> LineHandler[Mapped] | str:
         """The handler for lines under this header, or why they cannot be read."""
         if block.path not in _FIELDS:
-            return f"log type {block.path!r} is not one rolecall reads"
+            return f"log type {quoted(block.path)} is not one rolecall reads"
         required, optional = _FIELDS[block.path]
         missing = [name for name in required if name not in block.fields]
         if missing:
@@ -169,15 +170,15 @@ class _Mapper:
         seconds, _, fraction = raw.partition(".")
         base = self.seconds.get(seconds)
         if base is None:
-            if not seconds.isdigit():
+            if not (seconds.isascii() and seconds.isdigit()):
                 return _iso_time(raw)
             if len(self.seconds) > _CACHE_CAP:
                 self.seconds.clear()
             base = self.seconds[seconds] = epoch_time(raw, float(seconds))
         if not fraction:
             return base
-        if not fraction.isdigit():
-            raise ValueError(f"ts {raw!r} is not a time")
+        if not (fraction.isascii() and fraction.isdigit()):
+            raise ValueError(f"ts {quoted(raw)} is not a time")
         return base.replace(microsecond=int(fraction[:6].ljust(6, "0")))
 
     def address(self, raw: str, field: str) -> str:
@@ -187,7 +188,7 @@ class _Mapper:
             try:
                 known = str(ipaddress.ip_address(raw))
             except ValueError:
-                raise ValueError(f"{field} {raw!r} is not an IP address") from None
+                raise ValueError(f"{field} {quoted(raw)} is not an IP address") from None
             if len(self.addresses) > _CACHE_CAP:
                 self.addresses.clear()
             self.addresses[raw] = known
@@ -203,11 +204,11 @@ class _Mapper:
             SmtpTransaction(
                 ts=self.time(ts),
                 client=self.address(client, "id.orig_h"),
-                client_port=int(cport),
+                client_port=port_number(cport, "id.orig_p"),
                 server=self.address(server, "id.resp_h"),
-                server_port=int(sport),
+                server_port=port_number(sport, "id.resp_p"),
                 source=SOURCE,
-                trans_depth=block.number(depth),
+                trans_depth=block.number(depth, "trans_depth"),
                 helo=text(helo),
                 mail_from=text(mailfrom),
                 rcpt_to=block.items(rcptto),
@@ -232,19 +233,19 @@ class _Mapper:
             SocksRequest(
                 ts=self.time(ts),
                 client=self.address(client, "id.orig_h"),
-                client_port=int(cport),
+                client_port=port_number(cport, "id.orig_p"),
                 proxy=self.address(proxy, "id.resp_h"),
-                proxy_port=int(pport),
+                proxy_port=port_number(pport, "id.resp_p"),
                 source=SOURCE,
-                version=block.number(version),
+                version=block.number(version, "version"),
                 user=text(user),
                 password=text(password) if self.settings.keep_passwords else "",
                 status=text(status),
                 request_host=self._optional_address(block, rhost, "request.host"),
                 request_name=text(rname),
-                request_port=block.number(rport),
+                request_port=block.port(rport, "request_p"),
                 bound_host=self._optional_address(block, bhost, "bound.host"),
-                bound_port=block.number(bport),
+                bound_port=block.port(bport, "bound_p"),
             ),
         )
 
@@ -274,7 +275,7 @@ class _Mapper:
                 kind=observed,
                 source=SOURCE,
                 seen=self.time(ts),
-                port=block.number(port),
+                port=block.port(port, "host_p"),
                 value=f"{software_type}:{text(name)} {version}".strip(),
                 detail=json.dumps({"unparsed_version": text(unparsed)}),
             ),
@@ -287,7 +288,7 @@ class _Mapper:
         return (
             Service(
                 address=self.address(host, "host"),
-                port=int(port),
+                port=port_number(port, "port_num"),
                 transport=block.text(proto).lower(),
                 source=SOURCE,
                 seen=self.time(ts),
@@ -303,7 +304,7 @@ class _Mapper:
     def _dns(self, block: Block, pick: Picker, values: list[str]) -> Sequence[Mapped]:
         """One dns.log line: the client's query, MX look-ups, and names for A/AAAA answers."""
         ts, client, server, port, proto, query, qtype, rcode, answers = pick(values)
-        seen, text = self.time(ts), block.text
+        seen, text, number = self.time(ts), block.text, port_number(port, "id.resp_p")
         name = text(query).lower().rstrip(".")
         client = self.address(client, "id.orig_h")
         transport = text(proto).lower()
@@ -314,7 +315,7 @@ class _Mapper:
                 "dns-query",
                 SOURCE,
                 seen,
-                port=int(port),
+                port=number,
                 transport=transport,
                 value=self.address(server, "id.resp_h"),
                 detail=json.dumps(detail),
@@ -322,7 +323,7 @@ class _Mapper:
         ]
         if qtype == "MX" and name:
             records.append(
-                Observation(client, "dns-mx-query", SOURCE, seen, int(port), transport, name)
+                Observation(client, "dns-mx-query", SOURCE, seen, number, transport, name)
             )
         if qtype in ("A", "AAAA") and name:
             for answer in block.items(answers):
@@ -333,18 +334,18 @@ class _Mapper:
     def _http(self, block: Block, pick: Picker, values: list[str]) -> Sequence[Mapped]:
         """One http.log line: the Host the server answers for and the client's User-Agent."""
         ts, client, server, port, host, agent = pick(values)
-        seen, text = self.time(ts), block.text
+        seen, text, number = self.time(ts), block.text, port_number(port, "id.resp_p")
         server = self.address(server, "id.resp_h")
         records: list[Record] = []
         name = text(host).lower()
         if name:
-            records.append(Observation(server, "http-host", SOURCE, seen, int(port), "tcp", name))
+            records.append(Observation(server, "http-host", SOURCE, seen, number, "tcp", name))
         if text(agent):
             detail = json.dumps({"server": server, "host": name})
             client = self.address(client, "id.orig_h")
             records.append(
                 Observation(
-                    client, "http-user-agent", SOURCE, seen, int(port), "tcp", text(agent), detail
+                    client, "http-user-agent", SOURCE, seen, number, "tcp", text(agent), detail
                 )
             )
         return records
@@ -355,8 +356,8 @@ class _Mapper:
         name = block.text(sni).lower()
         if not name:
             return ()
-        server = self.address(server, "id.resp_h")
-        return (Observation(server, "tls-sni", SOURCE, self.time(ts), int(port), "tcp", name),)
+        server, number = self.address(server, "id.resp_h"), port_number(port, "id.resp_p")
+        return (Observation(server, "tls-sni", SOURCE, self.time(ts), number, "tcp", name),)
 
 
 def _iso_time(raw: str) -> datetime:
@@ -364,7 +365,7 @@ def _iso_time(raw: str) -> datetime:
     try:
         moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"ts {raw!r} is not a time") from None
+        raise ValueError(f"ts {quoted(raw)} is not a time") from None
     return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 

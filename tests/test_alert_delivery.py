@@ -1,0 +1,251 @@
+"""Alert outputs with real receivers: a rotated jsonl file, an SMTP relay that is down then up,
+a daemon killed between two deliveries, and `alerts pending|test|send` through the CLI."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from tests.alert_helpers import CAPTURES, DAY, cli, config, events, mail_log
+from tests.alert_receivers import HOST as RECEIVER_HOST
+from tests.alert_receivers import SyslogReceiver, parse_cef, parse_syslog
+from tests.cli_helpers import run_cli
+from tests.daemon_helpers import Inbox, _Keep, daemon, event_named, free_port, smtp_receiver
+from tests.zeek_helpers import write_tsv
+
+HOST = "127.0.121.31"
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    """Every line of a jsonl file, each parsed as one JSON document."""
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def _many_clients(folder: Path, count: int) -> Path:
+    """A Zeek smtp.log of one message each from `count` inside hosts straight to the outside."""
+    folder.mkdir(parents=True)
+    rows = [
+        {
+            "ts": f"{(DAY + timedelta(seconds=n)).timestamp():.6f}",
+            "uid": f"C{n}",
+            "id.orig_h": f"10.20.30.{n}",
+            "id.orig_p": "50000",
+            "id.resp_h": "198.51.100.25",
+            "id.resp_p": "25",
+            "trans_depth": "1",
+            "mailfrom": "a@example.org",
+            "rcptto": "b@example.net",
+            "last_reply": "250 OK",
+            "tls": "F",
+        }
+        for n in range(1, count + 1)
+    ]
+    write_tsv(folder / "smtp.log", "smtp", rows)
+    return folder
+
+
+def _hostile_proxy_log(folder: Path) -> Path:
+    """A Zeek socks.log whose requested name carries a newline, quotes and an escape sequence."""
+    folder.mkdir(parents=True)
+    row = {
+        "ts": f"{DAY.timestamp():.6f}",
+        "uid": "Chostile",
+        "id.orig_h": "10.20.30.7",
+        "id.orig_p": "40000",
+        "id.resp_h": "203.0.113.10",
+        "id.resp_p": "1080",
+        "version": "5",
+        "status": "succeeded",
+        "request.name": 'evil\\x0a{"forged":1}\\x1b[31m"',
+        "request_p": "80",
+    }
+    write_tsv(folder / "socks.log", "socks", [row])
+    return folder
+
+
+def test_jsonl_rotates_and_keeps_one_whole_event_per_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+) -> None:
+    out = tmp_path / "siem" / "events.jsonl"
+    out.parent.mkdir()
+    alerts = (
+        f'[[alerts]]\ntype = "jsonl"\nname = "siem"\npath = "{out}"\n'
+        'min_severity = "info"\nmax_bytes = 20000\nkeep = 100\n'
+    )
+    conf = config(tmp_path, alerts)
+    cli(capsys, db_path, conf, "ingest", "zeek", str(_hostile_proxy_log(tmp_path / "l1")))
+    cli(capsys, db_path, conf, "ingest", "zeek", str(_many_clients(tmp_path / "l2", 120)))
+    files = sorted(
+        out.parent.iterdir(), key=lambda p: -int(p.suffix[1:]) if p.suffix[1:].isdigit() else 0
+    )
+    assert len(files) > 3, "the file was rotated"
+    for path in files:
+        assert path.stat().st_size <= 20000
+        assert path.read_bytes().endswith(b"\n")
+    documents = [doc for path in files for doc in _lines(path)]
+    sequences = [doc["event"]["sequence"] for doc in documents]
+    assert sequences == [event["sequence"] for event in events(db_path)]
+    hostile = [doc for doc in documents if doc["rule"]["name"] == "open-socks-proxy"]
+    assert len(hostile) == 1
+    assert '\n{"forged":1}\x1b[31m"' in hostile[0]["message"]
+    assert hostile[0]["event"]["kind"] == "alert"
+    assert hostile[0]["source"]["ip"] == "203.0.113.10"
+
+
+def _email_alerts(port: int, extra: str = "") -> str:
+    """An [email] relay on HOST:port without TLS and one email alert output."""
+    return (
+        f'[email]\nhost = "{HOST}"\nport = {port}\ntls = "none"\nsender = "rc@example.org"\n'
+        f'to = ["soc@example.org"]\n\n[[alerts]]\ntype = "email"\nname = "soc-mail"\n'
+        f'min_severity = "info"\n{extra}'
+    )
+
+
+def _mailed_sequences(inbox: Inbox) -> list[int]:
+    """The event sequence numbers of every message's events.jsonl attachment, in order."""
+    found = []
+    for raw in inbox.messages:
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        for part in message.iter_attachments():
+            if part.get_filename() == "events.jsonl":
+                payload = part.get_payload(decode=True)
+                assert isinstance(payload, bytes)
+                text = payload.decode("ascii")
+                found += [json.loads(line)["event"]["sequence"] for line in text.splitlines()]
+    return found
+
+
+def test_events_wait_for_a_relay_that_is_down_then_arrive_in_order(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+) -> None:
+    port = free_port(HOST)
+    conf = config(tmp_path, _email_alerts(port))
+    down = run_cli(
+        capsys, "--config", str(conf), "--db", str(db_path), "ingest", "pcap", str(CAPTURES[1])
+    )
+    assert down.code == 0, "a receiver that is down never fails the ingest"
+    assert "soc-mail: events wait" in down.err
+    pending = json.loads(cli(capsys, db_path, conf, "alerts", "pending", "--format", "json").out)
+    assert pending[0]["waiting"] == len(events(db_path)) > 0
+    assert "refused the connection" in pending[0]["last_error"]
+    text = cli(capsys, db_path, conf, "alerts", "pending").out
+    assert f"soc-mail (email): {len(events(db_path))} waiting, oldest " in text
+
+    logs = tmp_path / "logs"
+    with _receiver_on(port) as inbox:
+        cli(capsys, db_path, conf, "ingest", "zeek", str(mail_log(logs / "1", DAY)))
+        assert _mailed_sequences(inbox) == [event["sequence"] for event in events(db_path)]
+        assert len(inbox.messages) == 1, "one message per batch"
+        message = email.message_from_bytes(inbox.messages[0], policy=email.policy.default)
+        assert "finding change(s)" in str(message["Subject"])
+        assert "open-socks-proxy 60.190.189.214 [T1090]" in inbox.messages[0].decode()
+    pending = json.loads(cli(capsys, db_path, conf, "alerts", "pending", "--format", "json").out)
+    assert (pending[0]["waiting"], pending[0]["last_error"]) == (0, None)
+
+
+@contextmanager
+def _receiver_on(port: int) -> Iterator[Inbox]:
+    """An aiosmtpd receiver on HOST at this very port (one that was down comes back)."""
+    inbox = Inbox()
+    controller = Controller(_Keep(inbox), hostname=HOST, port=port)
+    controller.start()
+    try:
+        yield inbox
+    finally:
+        controller.stop()
+
+
+def test_alerts_test_says_what_happened(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+) -> None:
+    port = free_port(HOST)
+    conf = config(tmp_path, _email_alerts(port))
+    refused = run_cli(capsys, "--config", str(conf), "alerts", "test", "soc-mail")
+    assert refused.code == 1
+    assert refused.err.count("\n") == 1
+    assert "alerts soc-mail: the test event was not delivered:" in refused.err
+    with _receiver_on(port) as inbox:
+        sent = run_cli(capsys, "--config", str(conf), "alerts", "test", "soc-mail")
+        assert sent.code == 0, sent.err
+        assert sent.out == "alerts soc-mail: the test event was delivered.\n"
+        assert len(inbox.messages) == 1
+        assert b"test event" in inbox.messages[0]
+    unknown = run_cli(capsys, "--config", str(conf), "alerts", "test", "nope")
+    assert unknown.code == 2
+    assert "no alert output named 'nope'" in unknown.err
+
+
+def test_a_daemon_killed_between_two_deliveries_sends_each_event_once(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+) -> None:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    log = tmp_path / "daemon.log"
+    with smtp_receiver(HOST) as (port, inbox):
+        text = (
+            _email_alerts(port)
+            + f'\n[daemon]\nlog_file = "{log}"\nwatch_settle = 0.0\n\n'
+            + f'[[schedule]]\nid = "drop"\njob = "ingest"\nevery = 1\nwatch = "{drop}"\n'
+        )
+        conf = config(tmp_path, text)
+        base = ("--config", str(conf), "--db", str(db_path))
+        for round_, capture in enumerate(CAPTURES):
+            with daemon(*base, cwd=tmp_path, log=log) as running:
+                running.wait_for(event_named("daemon-start"))
+                before = len(events(db_path))
+                target = drop / f"capture{round_}.pcap"
+                target.write_bytes(capture.read_bytes())
+                deadline = time.monotonic() + 60
+                while not before < len(events(db_path)) <= len(_mailed_sequences(inbox)):
+                    assert time.monotonic() < deadline, running.events()
+                    time.sleep(0.2)
+                running.signal(signal.SIGKILL)
+                running.proc.wait(timeout=10)
+    mailed = _mailed_sequences(inbox)
+    assert mailed == [event["sequence"] for event in events(db_path)]
+    assert {event["rule"] for event in events(db_path)} >= {"open-socks-proxy"}
+
+
+def test_ingest_to_a_syslog_receiver_that_is_down_then_back(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+) -> None:
+    port = free_port(RECEIVER_HOST)
+    alerts = (
+        f'[[alerts]]\ntype = "syslog"\nname = "siem"\nhost = "{RECEIVER_HOST}"\nport = {port}\n'
+        'transport = "tcp"\nformat = "cef"\nmin_severity = "info"\ntimeout_seconds = 2.0\n'
+    )
+    conf = config(tmp_path, alerts)
+    base = ("--config", str(conf), "--db", str(db_path))
+    down = run_cli(capsys, *base, "ingest", "zeek", str(_hostile_proxy_log(tmp_path / "l1")))
+    assert down.code == 0, down.err
+    assert "alerts siem: events wait" in down.err
+    waiting = len(events(db_path))
+    assert waiting > 0
+    receiver = SyslogReceiver("tcp", port=port)
+    try:
+        cli(capsys, db_path, conf, "ingest", "pcap", str(CAPTURES[0]))
+        recorded = events(db_path)
+        frames = receiver.wait_for(len(recorded))
+        time.sleep(0.3)
+        assert len(receiver.messages) == len(recorded), "each event once"
+    finally:
+        receiver.stop()
+    parsed = [parse_cef(parse_syslog(frame).text) for frame in frames]
+    assert [int(ext["cn1"]) for _, ext in parsed] == [event["sequence"] for event in recorded]
+    proxy = next(ext for header, ext in parsed if header[4] == "open-socks-proxy")
+    assert proxy["src"] == "203.0.113.10"
+    assert '\n{"forged":1}' in proxy["msg"]
+    assert "\x1b" not in proxy["msg"], "the escape character is shown, never sent"
