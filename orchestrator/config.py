@@ -207,6 +207,7 @@ class DaemonConfig(_Section):
     misfire_grace_time: int = Field(default=7 * 24 * 3600, ge=1, le=366 * 24 * 3600)
     stop_timeout: float = Field(default=300.0, ge=0, le=86400)
     watch_settle: float = Field(default=10.0, ge=0, le=86400)
+    alert_retry_seconds: float = Field(default=60.0, ge=1, le=86400)
 
 
 class GroupConfig(_Section):

@@ -249,3 +249,34 @@ def test_ingest_to_a_syslog_receiver_that_is_down_then_back(
     assert proxy["src"] == "203.0.113.10"
     assert '\n{"forged":1}' in proxy["msg"]
     assert "\x1b" not in proxy["msg"], "the escape character is shown, never sent"
+
+
+def test_the_daemon_retries_a_receiver_that_comes_back_without_a_new_derivation(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+) -> None:
+    """Events left waiting reach a receiver that comes back while the daemon idles."""
+    port = free_port(RECEIVER_HOST)
+    log = tmp_path / "daemon.log"
+    alerts = (
+        f'[[alerts]]\ntype = "syslog"\nname = "siem"\nhost = "{RECEIVER_HOST}"\nport = {port}\n'
+        'transport = "tcp"\nformat = "json"\nmin_severity = "info"\ntimeout_seconds = 2.0\n'
+        f'\n[daemon]\nlog_file = "{log}"\nalert_retry_seconds = 1.0\n'
+    )
+    conf = config(tmp_path, alerts)
+    base = ("--config", str(conf), "--db", str(db_path))
+    down = run_cli(capsys, *base, "ingest", "pcap", str(CAPTURES[0]))
+    assert "alerts siem: events wait" in down.err
+    waiting = [event["sequence"] for event in events(db_path)]
+    assert waiting
+    with daemon(*base, cwd=tmp_path, log=log) as running:
+        running.wait_for(event_named("alerts-waiting"))
+        receiver = SyslogReceiver("tcp", port=port)
+        try:
+            frames = receiver.wait_for(len(waiting), timeout=30)
+            time.sleep(1.5)
+            assert len(receiver.messages) == len(waiting), "each event once"
+        finally:
+            receiver.stop()
+        assert running.stop() == 0
+    sent = [json.loads(parse_syslog(frame).text)["event"]["sequence"] for frame in frames]
+    assert sent == waiting

@@ -19,6 +19,7 @@ from rolecall.inventory.exports import iso
 from rolecall.inventory.store import Store
 from rolecall.orchestrator.config import Config, load_config
 from rolecall.orchestrator.daemon import jobs
+from rolecall.orchestrator.daemon.alert_retries import AlertRetries
 from rolecall.orchestrator.daemon.log import close_logging, configure_logging, event
 from rolecall.orchestrator.daemon.scheduler import ScheduledJobs, make_scheduler
 from rolecall.orchestrator.daemon.schedules import sync_config
@@ -114,6 +115,15 @@ def _serve(store: Store, config: Config, config_path: Path | None, logger: loggi
         lambda: context.config,
         lambda message: event(context.logger, "alerts-waiting", logging.WARNING, error=message),
     )
+    retries = AlertRetries(
+        lambda: deliver_configured(
+            store,
+            context.config,
+            lambda message: event(context.logger, "alerts-waiting", logging.WARNING, error=message),
+        ),
+        config.daemon.alert_retry_seconds,
+        lambda error: event(context.logger, "alerts-retry-failed", logging.ERROR, error=error),
+    )
     signals = _Signals()
     signals.install()
     jobs.bind(context)
@@ -132,11 +142,7 @@ def _serve(store: Store, config: Config, config_path: Path | None, logger: loggi
             schedules=_schedules(scheduler),
         )
         # Events left waiting by a receiver that was down, or by a daemon that stopped.
-        deliver_configured(
-            store,
-            config,
-            lambda message: event(logger, "alerts-waiting", logging.WARNING, error=message),
-        )
+        retries.start()
         if wide := wide_scope_notice(config.scope):
             event(logger, "scope-wide", logging.WARNING, notice=wide)
         synced = time.monotonic()
@@ -148,6 +154,7 @@ def _serve(store: Store, config: Config, config_path: Path | None, logger: loggi
             if time.monotonic() - synced >= SYNC_SECONDS:
                 synced = time.monotonic()
                 scheduled.sync()
+        retries.stop(context.config.daemon.stop_timeout)
         clean = _stop(scheduler, context, signals.stop)
     finally:
         if scheduler.running:
