@@ -11,8 +11,6 @@ a receiver took a batch and before that batch's commit sends it again.
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,13 +21,15 @@ from rolecall.alerts.event import AlertEvent
 from rolecall.alerts.outputs.common import AlertOutput, Delivered, OutputSettings
 from rolecall.errors import RolecallError
 from rolecall.inventory import alert_events
+from rolecall.inventory.process_owner import this_process
 from rolecall.inventory.store import Store
 
 SEVERITY_ORDER: Final = ("high", "medium", "low", "info")
 BATCH: Final = 500
 """Events read, and at most sent, per batch: also the most a crash can send twice."""
 CLAIM: Final = timedelta(minutes=10)
-"""How long a claim on an output holds without being renewed (a dead process's lapses)."""
+"""How long a claim on an output holds without being renewed; a claim of a process seen gone
+(same host, boot and pid namespace) lapses at once, any other only at its time."""
 
 Opener = Callable[[OutputSettings], AlertOutput]
 
@@ -84,11 +84,6 @@ class OutputResult:
     """Another process was delivering to this output: it sends these events too."""
 
 
-def holder_id() -> str:
-    """This thread of this process, as a claim on an output names it."""
-    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
-
-
 class _Delivery:
     """One output's delivery run: its claim, its open receiver, its counts."""
 
@@ -96,7 +91,8 @@ class _Delivery:
         self.store = store
         self.settings = settings
         self.opener = opener
-        self.holder = holder_id()
+        self.owner = this_process()
+        self.holder = alert_events.holder_text(self.owner, threading.get_ident())
         self.output: AlertOutput | None = None
         self.sent = self.passed = 0
 
@@ -104,7 +100,8 @@ class _Delivery:
         """Take (or renew) the claim on the output."""
         with self.store.transaction("claim an alert output") as connection:
             until = datetime.now(UTC) + CLAIM
-            return alert_events.claim(connection, self.settings.name, self.holder, until)
+            name = self.settings.name
+            return alert_events.claim(connection, name, self.holder, until, self.owner)
 
     def release(self) -> None:
         """Give the claim up."""

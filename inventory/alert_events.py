@@ -20,6 +20,7 @@ from sqlalchemy import Connection, func, insert, or_, select, update
 
 from rolecall.alerts.event import AlertEvent
 from rolecall.alerts.techniques import techniques
+from rolecall.inventory.process_owner import Owner, is_gone
 from rolecall.inventory.sql.in_lists import in_slices
 from rolecall.inventory.tables import (
     AlertCursorRow,
@@ -258,26 +259,51 @@ def _ensure_cursor(connection: Connection, output: str, now: datetime) -> None:
         )
 
 
-def claim(connection: Connection, output: str, holder: str, until: datetime) -> bool:
+def holder_text(owner: Owner, thread: int) -> str:
+    """A claim's holder as the cursor records it: a thread of a process another can judge."""
+    return json.dumps(
+        {"host": owner.host, "pid": owner.pid, "process": owner.process, "thread": thread},
+        sort_keys=True,
+    )
+
+
+def holder_owner(holder: str) -> Owner | None:
+    """The process a recorded holder names; None if the text names none."""
+    try:
+        found = json.loads(holder)
+        owner = Owner(found["host"], found["pid"], found["process"])
+    except (ValueError, TypeError, KeyError):
+        return None
+    valid = (
+        isinstance(owner.host, str) and type(owner.pid) is int and isinstance(owner.process, str)
+    )
+    return owner if valid else None
+
+
+def claim(connection: Connection, output: str, holder: str, until: datetime, here: Owner) -> bool:
     """Claim delivery to an output until a time; False if another process holds it now.
 
     Two processes (the daemon and a command) delivering to one output at once would send
-    the same events twice; the claim makes them take turns.
+    the same events twice; the claim makes them take turns. A claim lapses at its time,
+    or at once when its holder is a process `here` can see is gone (killed, say).
     """
     now = datetime.now(UTC)
     _ensure_cursor(connection, output, now)
     table = core_table(AlertCursorRow)
+    free = [
+        table.c.holder == "",
+        table.c.holder == holder,
+        table.c.held_until.is_(None),
+        table.c.held_until < now,
+    ]
+    current = connection.execute(select(table.c.holder).where(table.c.output == output)).scalar()
+    owner = holder_owner(current) if current else None
+    if current and owner is not None and is_gone(owner, here):
+        # Only while the row still names that gone holder: a racing claimant may win first.
+        free.append(table.c.holder == current)
     taken = connection.execute(
         update(table)
-        .where(
-            table.c.output == output,
-            or_(
-                table.c.holder == "",
-                table.c.holder == holder,
-                table.c.held_until.is_(None),
-                table.c.held_until < now,
-            ),
-        )
+        .where(table.c.output == output, or_(*free))
         .values(holder=holder, held_until=until)
     )
     return taken.rowcount == 1

@@ -24,12 +24,27 @@ DEFAULT_CONFIG = Path("rolecall.toml")
 DEFAULT_PORTS = "21,22,25,53,80,110,143,443,465,587,993,995,1080,3128,8080,9050"
 
 
+# IPv6 spellings of IPv4 addresses (::ffff:a.b.c.d): a scope of IPv4 networks and its
+# exclusions would not see them, so they are refused wherever an address is taken.
+MAPPED_IPV4 = netaddr.IPNetwork("::ffff:0:0/96")
+
+
+def mapped_ipv4(network: netaddr.IPNetwork) -> bool:
+    """Whether a network holds IPv4-mapped IPv6 addresses (::ffff:a.b.c.d) or lies in them."""
+    return bool(network.version == 6 and (network in MAPPED_IPV4 or MAPPED_IPV4 in network))
+
+
 def _network(value: str) -> str:
     """Accept an address or CIDR and return its canonical CIDR form."""
     try:
-        return str(netaddr.IPNetwork(value, flags=netaddr.NOHOST).cidr)
+        network = netaddr.IPNetwork(value, flags=netaddr.NOHOST).cidr
     except (netaddr.AddrFormatError, ValueError, TypeError) as exc:
         raise ValueError(f"{value!r} is not an address or CIDR network") from exc
+    if network.version == 6 and network in MAPPED_IPV4:
+        raise ValueError(
+            f"{value!r} is IPv4 written as IPv6 (::ffff:a.b.c.d): give IPv4 networks as IPv4"
+        )
+    return str(network)
 
 
 def parse_ports(value: str) -> str:
@@ -313,7 +328,26 @@ def validate_config(data: dict[str, Any], where: str) -> Config:
         first = exc.errors()[0]
         raise UsageError(f"{where}: {_location(first['loc'])}: {_describe(first)}") from None
     config._source = where
+    _check_alert_rules(config, where)
     return config
+
+
+def _check_alert_rules(config: Config, where: str) -> None:
+    """Refuse an `[[alerts]]` rules entry naming no finding rule: that output would get nothing."""
+    wanted = {rule for output in config.alerts for rule in output.rules}
+    if not wanted:
+        return
+    # The rules load the database layer: only when an output filters by rule.
+    from rolecall.inventory.rules import all_rules  # noqa: PLC0415
+
+    names = sorted(known.name for known in all_rules())
+    for index, output in enumerate(config.alerts):
+        for rule in output.rules:
+            if rule not in names:
+                raise UsageError(
+                    f"{where}: alerts.{index}.rules: {rule!r} is not a rule id;"
+                    f" the rules are {', '.join(names)}"
+                )
 
 
 def schedule_entry(values: dict[str, Any], label: str) -> ScheduleEntry:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import netaddr
 
-from rolecall.orchestrator.config import ScopeConfig, is_wide
+from rolecall.orchestrator.config import MAPPED_IPV4, ScopeConfig, is_wide, mapped_ipv4
 from rolecall.orchestrator.errors import UsageError
 from rolecall.probes.gate import OutOfScopeError
 
@@ -15,9 +15,14 @@ from rolecall.probes.gate import OutOfScopeError
 def parse_target(text: str) -> netaddr.IPNetwork:
     """Parse a command-line target: an address or CIDR network, nothing else."""
     try:
-        return netaddr.IPNetwork(text, flags=netaddr.NOHOST).cidr
+        network = netaddr.IPNetwork(text, flags=netaddr.NOHOST).cidr
     except (netaddr.AddrFormatError, ValueError, TypeError):
         raise UsageError(f"target {text!r} is not an address or CIDR network") from None
+    if mapped_ipv4(network):
+        raise UsageError(
+            f"target {text!r} takes in IPv4 written as IPv6 (::ffff:a.b.c.d): give IPv4 as IPv4"
+        )
+    return network
 
 
 LOOPBACK = netaddr.IPSet(["127.0.0.0/8", "::1/128"])
@@ -58,6 +63,8 @@ class Scope:
             ip = netaddr.IPAddress(address)
         except (netaddr.AddrFormatError, ValueError):
             raise OutOfScopeError(f"{address!r} is not an address") from None
+        if ip.version == 6 and ip in MAPPED_IPV4:
+            raise OutOfScopeError(f"{address} is IPv4 written as IPv6: not probed in that form")
         if ip not in self.allowed or ip in self.excluded:
             raise OutOfScopeError(f"{address} is outside the configured scope")
 

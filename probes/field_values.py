@@ -25,6 +25,9 @@ def quoted(value: str) -> str:
 
 def ip_address(raw: str, field: str) -> str:
     """An IPv4 or IPv6 address in canonical (compressed) form; ValueError if it is not one."""
+    # ipaddress takes a zone ("fe80::1%eth0", any text after the %): not an address column's.
+    if not isinstance(raw, str) or "%" in raw:
+        raise ValueError(f"{field} {quoted(str(raw))} is not an IP address")
     try:
         return str(ipaddress.ip_address(raw))
     except ValueError:

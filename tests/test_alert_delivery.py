@@ -7,6 +7,8 @@ import email
 import email.policy
 import json
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -280,3 +282,93 @@ def test_the_daemon_retries_a_receiver_that_comes_back_without_a_new_derivation(
         assert running.stop() == 0
     sent = [json.loads(parse_syslog(frame).text)["event"]["sequence"] for frame in frames]
     assert sent == waiting
+
+
+CLAIMER = """
+import sys, threading, time
+from datetime import UTC, datetime, timedelta
+from rolecall.inventory import alert_events
+from rolecall.inventory.process_owner import this_process
+from rolecall.inventory.store import Store
+
+store = Store.open(sys.argv[1])
+owner = this_process()
+holder = alert_events.holder_text(owner, threading.get_ident())
+with store.transaction("claim an alert output") as connection:
+    until = datetime.now(UTC) + timedelta(minutes=10)
+    assert alert_events.claim(connection, sys.argv[2], holder, until, owner)
+print("claimed", flush=True)
+time.sleep(600)
+"""
+
+
+@contextmanager
+def _claiming(db_path: Path, output: str) -> Iterator[subprocess.Popen[str]]:
+    """A python process that holds the claim on an output (killed, by pid, at the end)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CLAIMER, str(db_path), output],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "claimed\n"
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def test_a_claim_of_a_killed_process_is_taken_over_and_a_live_one_respected(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+) -> None:
+    """`alerts send` waits for a live claimant but delivers at once past a SIGKILLed one."""
+    out = tmp_path / "siem.jsonl"
+    conf = config(
+        tmp_path,
+        f'[[alerts]]\ntype = "jsonl"\nname = "siem"\npath = "{out}"\nmin_severity = "info"\n',
+    )
+    with _claiming(db_path, "siem") as proc:
+        cli(capsys, db_path, conf, "ingest", "pcap", str(CAPTURES[1]))
+        assert not out.exists() or not out.read_text(encoding="utf-8")
+        busy = cli(capsys, db_path, conf, "alerts", "send")
+        assert "siem: another process is delivering to it" in busy.out
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        sent = cli(capsys, db_path, conf, "alerts", "send")
+    recorded = [event["sequence"] for event in events(db_path)]
+    assert recorded
+    assert f"siem: {len(recorded)} sent" in sent.out
+    assert [doc["event"]["sequence"] for doc in _lines(out)] == recorded
+
+
+@pytest.mark.parametrize(
+    ("entry", "error"),
+    [
+        (
+            'type = "jsonl"\nname = "j"\npath = "alerts.jsonl"\nrules = ["open-rlay"]\n',
+            "alerts.0.rules: 'open-rlay' is not a rule id; the rules are ",
+        ),
+        (
+            'type = "syslog"\nname = "s"\nhost = "127.0.0.1"\nport = 6514\ntransport = "tls"\n'
+            'ca_file = "missing.pem"\n',
+            "alerts.syslog.ca_file: 'missing.pem' is not a file",
+        ),
+        (
+            'type = "webhook"\nname = "w"\nurl = "https://127.0.0.1:8443/"\nca_file = "no.pem"\n',
+            "alerts.webhook.ca_file: 'no.pem' is not a file",
+        ),
+    ],
+    ids=["rule-typo", "syslog-ca", "webhook-ca"],
+)
+def test_an_alert_output_that_could_never_deliver_is_refused_at_load(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, entry: str, error: str
+) -> None:
+    """A mistake that would leave events waiting forever is one sentence at load, exit 2."""
+    conf = tmp_path / "rolecall.toml"
+    conf.write_text(f"[[alerts]]\n{entry}", encoding="utf-8")
+    result = run_cli(capsys, "--config", str(conf), "--db", str(tmp_path / "i.db"), "runs")
+    assert result.code == 2
+    assert result.err.startswith(f"rolecall: {conf}: {error}")
+    assert result.err.count("\n") == 1
+    assert not (tmp_path / "i.db").exists()

@@ -60,7 +60,11 @@ def test_ecs_document_names_and_values() -> None:
     assert event["end"] == "2026-09-01T12:30:05.123Z"
     assert document["rule"] == {"id": "open_relay|x=1", "name": "open_relay|x=1"}
     assert document["message"] == HOSTILE
-    assert document["source"] == {"ip": ADDRESS}
+    assert "source" not in document, "not an IP address: ECS ip fields would reject it"
+    assert "host" not in document
+    assert document["rolecall"]["address"] == ADDRESS
+    assert ecs_document(hostile_event(address="2001:db8::25"))["source"] == {"ip": "2001:db8::25"}
+    assert "source" not in ecs_document(hostile_event(address="group:dmz"))
     assert document["threat"]["technique"]["id"] == ["T1071.003"]
     assert document["rolecall"]["severity"] == "high"
     assert document["rolecall"]["roles"] == ["smtp-server", "web|server"]

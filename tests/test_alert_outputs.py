@@ -187,7 +187,6 @@ def test_an_oversized_event_fits_one_datagram_as_json(receivers: list[Any]) -> N
 @pytest.mark.parametrize(
     ("keys", "sentence"),
     [
-        ({"transport": "tls", "ca_file": "/nonexistent/ca.pem"}, "cannot read CA file"),
         ({"transport": "tcp", "ca_file": "/etc/hostname"}, "transport is tcp, not tls"),
     ],
 )
@@ -199,7 +198,13 @@ def test_bad_syslog_settings_are_a_delivery_error(keys: dict[str, str], sentence
 
 @pytest.mark.parametrize(
     "keys",
-    [{"facility": "local9"}, {"transport": "sctp"}, {"app_name": "has space"}, {"port": 70000}],
+    [
+        {"facility": "local9"},
+        {"transport": "sctp"},
+        {"app_name": "has space"},
+        {"port": 70000},
+        {"transport": "tls", "ca_file": "/nonexistent/ca.pem"},
+    ],
 )
 def test_invalid_syslog_keys_are_refused(keys: dict[str, object]) -> None:
     """Values outside what syslog allows do not validate."""

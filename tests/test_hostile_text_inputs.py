@@ -309,10 +309,12 @@ def test_firewall_values_out_of_range_are_warnings_for_their_lines(
         + FW_LINE.format(src="=HYPERLINK(1)", length=60, port=25)
         + FW_LINE.format(src="2001:DB8:0::7", length=60, port=25)
         + FW_LINE.format(src="192.0.2.8", length=60, port=25)
+        + FW_LINE.format(src="fe80::1%=HYPERLINK(1)", length=60, port=25)
     )
     result = ingest(capsys, db_path, "firewall", log)
     assert result.code == 2
-    assert "5 damaged entries skipped" in result.out
+    assert "6 damaged entries skipped" in result.out
+    assert "warning: and 1 more damaged entries" in result.err
     assert (
         f"{log}:2: netfilter line skipped: LEN='99999999999999999999999' is not the length"
         " of an IP packet"

@@ -106,6 +106,21 @@ def test_broken_user_template_is_one_sentence(
     assert not (tmp_path / "x.html").exists()
 
 
+def test_missing_template_folder_names_the_config(
+    capsys: pytest.CaptureFixture[str], report_inventory: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "rolecall.toml"
+    config.write_text(f'[report]\ntemplate_dir = "{tmp_path / "nowhere"}"\n', encoding="utf-8")
+    result = run_cli(
+        capsys, "--config", str(config), "--db", str(report_inventory), "report", *PERIOD,
+        "-o", str(tmp_path / "x.html"),
+    )  # fmt: skip
+    assert result.code == 2
+    assert result.err == (
+        f"rolecall: {config}: report.template_dir: {tmp_path / 'nowhere'} is not a directory\n"
+    )
+
+
 def test_bad_period_is_usage_error(
     capsys: pytest.CaptureFixture[str], report_inventory: Path, tmp_path: Path
 ) -> None:

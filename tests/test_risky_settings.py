@@ -67,6 +67,37 @@ def test_a_confirmed_wide_scope_is_said_once_by_the_scan_even_when_quiet(tmp_pat
     assert scan.stderr == "scope: allow_wide is set, so the scope takes in all of 0.0.0.0/0\n"
 
 
+@pytest.mark.parametrize("network", ["::ffff:0:0/96", "::ffff:198.51.100.0/120"])
+def test_ipv4_written_as_ipv6_is_refused_in_the_scope(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], network: str
+) -> None:
+    """An IPv4-mapped network would slip past the /8 check and IPv4 exclusions alike."""
+    config = _config(tmp_path, f'[scope]\nallow = ["{network}"]\n')
+    result = run_cli(capsys, "--config", str(config), "--db", str(tmp_path / "i.db"), "runs")
+
+    assert result.code == 2
+    assert "is IPv4 written as IPv6 (::ffff:a.b.c.d): give IPv4 networks as IPv4" in result.err
+    assert not (tmp_path / "i.db").exists()
+
+
+def test_an_ipv4_mapped_target_is_refused_before_nmap_starts(tmp_path: Path) -> None:
+    """A target ::ffff:a.b.c.d inside a wide IPv6 scope is refused, not scanned as its IPv4."""
+    config = _config(
+        tmp_path,
+        '[scope]\nallow_wide = true\nallow = ["127.0.83.0/24", "::/0"]\n'
+        'exclude = ["127.0.83.7/32"]\n',
+    )
+    db = tmp_path / "i.db"
+    scan = rolecall(
+        "--config", str(config), "--db", str(db), "scan", "subnet", "::ffff:127.0.83.7/128",
+        "--probes", "none", cwd=tmp_path,
+    )  # fmt: skip
+
+    assert scan.returncode == 2
+    assert "takes in IPv4 written as IPv6" in scan.stderr
+    assert "scanned" not in scan.stdout
+
+
 def _numeric_settings() -> list[Any]:
     """Every int and float setting of every [section], with values outside any sensible range."""
     cases = []

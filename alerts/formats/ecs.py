@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import UTC, datetime
 from typing import Final
 
@@ -35,7 +36,7 @@ def ecs_document(event: AlertEvent) -> dict[str, object]:
     }
     if event.note:
         rolecall["note"] = event.note
-    return {
+    document: dict[str, object] = {
         "@timestamp": ecs_time(event.at),
         "ecs": {"version": ECS_VERSION},
         "event": {
@@ -53,8 +54,6 @@ def ecs_document(event: AlertEvent) -> dict[str, object]:
         },
         "rule": {"id": event.rule, "name": event.rule},
         "message": event.summary,
-        "source": {"ip": event.address},
-        "host": {"ip": [event.address]},
         "threat": {
             "framework": "MITRE ATT&CK",
             "technique": {"id": list(event.techniques)},
@@ -62,3 +61,18 @@ def ecs_document(event: AlertEvent) -> dict[str, object]:
         "observer": {"vendor": "rolecall", "product": "rolecall", "type": "ids"},
         "rolecall": rolecall,
     }
+    rolecall["address"] = event.address
+    if _is_ip(event.address):
+        # ECS ip fields take addresses only: a finding on a group ("group:dmz", "*") has none.
+        document["source"] = {"ip": event.address}
+        document["host"] = {"ip": [event.address]}
+    return document
+
+
+def _is_ip(text: str) -> bool:
+    """Whether text is an IPv4 or IPv6 address (without a zone)."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return "%" not in text

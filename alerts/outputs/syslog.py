@@ -9,6 +9,7 @@ import socket
 import ssl
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Final, Literal
 
 from pydantic import Field, field_validator
@@ -45,6 +46,14 @@ class Settings(OutputSettings):
     facility: str = "local0"
     app_name: str = Field(default="rolecall", pattern=r"^[!-~]{1,48}$")
     timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file_exists(cls, value: str) -> str:
+        """A CA file must be there at load, not found missing at the first delivery."""
+        if value and not Path(value).is_file():
+            raise ValueError(f"{value!r} is not a file")
+        return value
 
     @field_validator("facility")
     @classmethod

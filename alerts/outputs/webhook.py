@@ -7,6 +7,7 @@ import re
 import ssl
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Final, Literal
 
 import httpx
@@ -38,6 +39,14 @@ class Settings(OutputSettings):
     style: Literal["json", "slack"] = "json"
     batch_size: int = Field(default=100, ge=1, le=10_000)
     headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file_exists(cls, value: str) -> str:
+        """A CA file must be there at load, not found missing at the first delivery."""
+        if value and not Path(value).is_file():
+            raise ValueError(f"{value!r} is not a file")
+        return value
 
     @field_validator("url")
     @classmethod

@@ -39,6 +39,8 @@ def _ingest(ctx: typer.Context, kind: str, files: list[Path]) -> None:
     typer.echo(_describe_ingest(kind, summary))
     for warning in summary.warnings:
         session.reporter.warn(f"warning: {warning.where}: {warning.message}")
+    if (unshown := summary.counts["warnings"] - len(summary.warnings)) > 0:
+        session.reporter.warn(f"warning: and {unshown} more damaged entries (not shown)")
     if summary.failures or summary.counts["warnings"]:
         raise typer.Exit(2)
 

@@ -8,7 +8,7 @@ from email.utils import parseaddr
 from pathlib import Path
 
 from rolecall.inventory.store import Store, utcnow
-from rolecall.orchestrator.config import Config
+from rolecall.orchestrator.config import Config, config_error
 from rolecall.orchestrator.errors import RunError, UsageError
 from rolecall.orchestrator.output_file import STDOUT, output_text
 from rolecall.orchestrator.settings import geo_lookup, relay_settings
@@ -58,8 +58,13 @@ def changes_path(out: Path) -> Path:
 
 
 def _template_dir(config: Config) -> Path | None:
-    """The user's template folder, if configured."""
-    return Path(config.report.template_dir) if config.report.template_dir else None
+    """The user's template folder, if configured; UsageError naming the config if it is none."""
+    if not config.report.template_dir:
+        return None
+    folder = Path(config.report.template_dir)
+    if not folder.is_dir():
+        raise config_error(config, f"report.template_dir: {folder} is not a directory")
+    return folder
 
 
 def report_data(store: Store, config: Config, since: datetime, until: datetime) -> ReportData:
