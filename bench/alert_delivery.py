@@ -38,8 +38,8 @@ from rolecall.orchestrator.config import validate_config
 from rolecall.orchestrator.runs.alerts import deliver_configured
 from rolecall.orchestrator.settings import derive_settings, reader
 from rolecall.probes.records import ReadWarning
+from tests.alert_helpers import direct_mail_log
 from tests.alert_receivers import HttpReceiver, SyslogReceiver
-from tests.zeek_helpers import write_tsv
 
 TARGET_SYSLOG, TARGET_WEBHOOK, TARGET_DERIVE_ADDED = 5_000.0, 1_000.0, 1.0
 START = datetime(2026, 9, 1, tzinfo=UTC)
@@ -115,23 +115,8 @@ def line(name: str, count: int, seconds: float, target: float) -> bool:
 
 def mail_log(folder: Path, hosts: int) -> Path:
     """A Zeek smtp.log of one message from each of `hosts` inside hosts straight outside."""
-    rows = [
-        {
-            "ts": f"{(START + timedelta(seconds=n)).timestamp():.6f}",
-            "uid": f"C{n}",
-            "id.orig_h": f"10.20.{n // 250}.{n % 250 + 1}",
-            "id.orig_p": "50000",
-            "id.resp_h": "198.51.100.25",
-            "id.resp_p": "25",
-            "trans_depth": "1",
-            "mailfrom": "a@example.org",
-            "rcptto": "b@example.net",
-            "last_reply": "250 OK",
-            "tls": "F",
-        }
-        for n in range(hosts)
-    ]
-    return write_tsv(folder / "smtp.log", "smtp", rows)
+    clients = [f"10.20.{n // 250}.{n % 250 + 1}" for n in range(hosts)]
+    return direct_mail_log(folder, clients, START)
 
 
 @contextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,27 @@ def mail_log(folder: Path, at: datetime, subject: str = "offer", client: str = C
     }
     write_tsv(folder / "smtp.log", "smtp", [row])
     return folder
+
+
+def direct_mail_log(folder: Path, clients: Sequence[str], start: datetime) -> Path:
+    """A Zeek smtp.log of one message from each client straight outside, a second apart."""
+    rows = [
+        {
+            "ts": f"{(start + timedelta(seconds=n)).timestamp():.6f}",
+            "uid": f"C{n}",
+            "id.orig_h": client,
+            "id.orig_p": "50000",
+            "id.resp_h": OUTSIDE_SMTP,
+            "id.resp_p": "25",
+            "trans_depth": "1",
+            "mailfrom": "a@example.org",
+            "rcptto": "b@example.net",
+            "last_reply": "250 OK",
+            "tls": "F",
+        }
+        for n, client in enumerate(clients, 1)
+    ]
+    return write_tsv(folder / "smtp.log", "smtp", rows)
 
 
 def web_log(folder: Path, at: datetime, client: str = CLIENT) -> Path:

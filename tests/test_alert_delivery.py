@@ -12,7 +12,6 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from tests.alert_helpers import CAPTURES, DAY, cli, config, events, mail_log
+from tests.alert_helpers import CAPTURES, DAY, cli, config, direct_mail_log, events, mail_log
 from tests.alert_receivers import HOST as RECEIVER_HOST
 from tests.alert_receivers import SyslogReceiver, parse_cef, parse_syslog
 from tests.cli_helpers import run_cli
@@ -38,24 +37,7 @@ def _lines(path: Path) -> list[dict[str, Any]]:
 def _many_clients(folder: Path, count: int) -> Path:
     """A Zeek smtp.log of one message each from `count` inside hosts straight to the outside."""
     folder.mkdir(parents=True)
-    rows = [
-        {
-            "ts": f"{(DAY + timedelta(seconds=n)).timestamp():.6f}",
-            "uid": f"C{n}",
-            "id.orig_h": f"10.20.30.{n}",
-            "id.orig_p": "50000",
-            "id.resp_h": "198.51.100.25",
-            "id.resp_p": "25",
-            "trans_depth": "1",
-            "mailfrom": "a@example.org",
-            "rcptto": "b@example.net",
-            "last_reply": "250 OK",
-            "tls": "F",
-        }
-        for n in range(1, count + 1)
-    ]
-    write_tsv(folder / "smtp.log", "smtp", rows)
-    return folder
+    return direct_mail_log(folder, [f"10.20.30.{n}" for n in range(1, count + 1)], DAY).parent
 
 
 def _hostile_proxy_log(folder: Path) -> Path:

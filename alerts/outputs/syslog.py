@@ -9,7 +9,6 @@ import socket
 import ssl
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Final, Literal
 
 from pydantic import Field, field_validator
@@ -19,7 +18,7 @@ from rolecall.alerts.formats import rfc5424
 from rolecall.alerts.formats.cef import cef_line
 from rolecall.alerts.formats.ecs import ecs_document
 from rolecall.alerts.outputs.common import AlertOutput, Delivered, DeliveryError, OutputSettings
-from rolecall.alerts.outputs.trust import verifying_context
+from rolecall.alerts.outputs.trust import CaFile, verifying_context
 
 SD_ID: Final = "rolecall@32473"
 """The structured data element's id; 32473 is the enterprise number RFC 5612 sets aside for
@@ -40,20 +39,12 @@ class Settings(OutputSettings):
     port: int = Field(default=0, ge=0, le=65535)
     """0: the transport's standard port, 514 (udp, tcp) or 6514 (tls)."""
     transport: Literal["udp", "tcp", "tls"] = "tcp"
-    ca_file: str = ""
+    ca_file: CaFile = ""
     """TLS: trust this file's CAs instead of the system's."""
     format: Literal["json", "cef"] = "json"
     facility: str = "local0"
     app_name: str = Field(default="rolecall", pattern=r"^[!-~]{1,48}$")
     timeout_seconds: float = Field(default=10.0, gt=0, le=300)
-
-    @field_validator("ca_file")
-    @classmethod
-    def _ca_file_exists(cls, value: str) -> str:
-        """A CA file must be there at load, not found missing at the first delivery."""
-        if value and not Path(value).is_file():
-            raise ValueError(f"{value!r} is not a file")
-        return value
 
     @field_validator("facility")
     @classmethod

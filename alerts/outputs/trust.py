@@ -3,8 +3,23 @@
 from __future__ import annotations
 
 import ssl
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 from rolecall.alerts.outputs.common import DeliveryError
+
+
+def _existing_file(value: str) -> str:
+    """A CA file must be there at load, not found missing at the first delivery ("" = none)."""
+    if value and not Path(value).is_file():
+        raise ValueError(f"{value!r} is not a file")
+    return value
+
+
+CaFile = Annotated[str, AfterValidator(_existing_file)]
+"""The ca_file setting of a network output: a file that exists, or "" for the system's CAs."""
 
 
 def verifying_context(ca_file: str, where: str) -> ssl.SSLContext:

@@ -7,7 +7,6 @@ import re
 import ssl
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Final, Literal
 
 import httpx
@@ -17,7 +16,7 @@ from rolecall.alerts.event import AlertEvent
 from rolecall.alerts.formats.controls import visible
 from rolecall.alerts.formats.ecs import ecs_document
 from rolecall.alerts.outputs.common import AlertOutput, Delivered, DeliveryError, OutputSettings
-from rolecall.alerts.outputs.trust import verifying_context
+from rolecall.alerts.outputs.trust import CaFile, verifying_context
 
 HEADER_NAME: Final = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 SLACK_ESCAPES: Final = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
@@ -34,19 +33,11 @@ class Settings(OutputSettings):
     """Further tries after a connection error, a 5xx or a 429."""
     backoff_seconds: float = Field(default=1.0, ge=0, le=60)
     """The wait before the first retry; it doubles before each next one."""
-    ca_file: str = ""
+    ca_file: CaFile = ""
     """https: trust this file's CAs instead of the system's."""
     style: Literal["json", "slack"] = "json"
     batch_size: int = Field(default=100, ge=1, le=10_000)
     headers: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("ca_file")
-    @classmethod
-    def _ca_file_exists(cls, value: str) -> str:
-        """A CA file must be there at load, not found missing at the first delivery."""
-        if value and not Path(value).is_file():
-            raise ValueError(f"{value!r} is not a file")
-        return value
 
     @field_validator("url")
     @classmethod
