@@ -11,6 +11,7 @@ MAIL_PROTOCOLS: Final = "T1071.003"
 
 RULE_TECHNIQUES: Final[dict[str, tuple[str, ...]]] = {
     "open-socks-proxy": (PROXY,),
+    "open-http-proxy": (PROXY,),
     "mail-via-proxy": (PROXY, MAIL_PROTOCOLS),
     "open-relay": (MAIL_PROTOCOLS,),
     "unexpected-mail-client": (MAIL_PROTOCOLS,),

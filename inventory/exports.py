@@ -14,6 +14,7 @@ from rolecall.inventory.tables import (
     Asset,
     AssetGroupRow,
     AssetSource,
+    ConnectRow,
     FindingRow,
     FlowRow,
     HostnameRow,
@@ -81,6 +82,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "last_reply",
         "tls",
         "via_proxy",
+        "relayed_for",
         "source",
     ),
     "socks": (
@@ -97,6 +99,18 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "request_port",
         "bound_host",
         "bound_port",
+        "source",
+    ),
+    "connect": (
+        "ts",
+        "client",
+        "client_port",
+        "proxy",
+        "proxy_port",
+        "user",
+        "status",
+        "request_host",
+        "request_port",
         "source",
     ),
     "flows": (
@@ -121,6 +135,7 @@ TABLES: dict[str, tuple[Any, tuple[str, ...]]] = {
     "findings": (FindingRow, ("address", "rule")),
     "smtp": (SmtpRow, ("ts", "client", "client_port", "trans_depth")),
     "socks": (SocksRow, ("ts", "client", "client_port")),
+    "connect": (ConnectRow, ("ts", "client", "client_port")),
     "flows": (FlowRow, ("day", "client", "server", "server_port", "transport")),
     "runs": (RunRow, ("id",)),
 }

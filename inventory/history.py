@@ -1,8 +1,11 @@
 """Daily history series kept in the store, and their robust baselines (median and MAD).
 
-Series: ``smtp_clients`` (distinct hosts sending SMTP that day), ``smtp_connections``
-(TCP connections that day, from flows, to port 25 and to every server port where SMTP
-was seen: that day's mail sessions, or a service found speaking SMTP) and
+Series: ``smtp_clients`` (distinct hosts sending SMTP that day; a proxy whose only mail
+that day is what it relayed for its clients is not one of them: each client is),
+``smtp_connections`` (TCP connections that day, from flows, to port 25 and to every
+server port where SMTP was seen: that day's mail sessions, or a service found speaking
+SMTP; a message tunnelled through a proxy is one connection, the proxy's own, since the
+client's connection goes to the proxy's port) and
 ``fw_smtp_denies`` (outbound SMTP the firewall denied that day). Each is kept
 network-wide (group "") and per group.
 """
@@ -163,11 +166,13 @@ def _day_span(day: date) -> tuple[datetime, datetime]:
 
 
 def _smtp_clients(connection: Connection, day: date) -> set[str]:
-    """Distinct hosts that sent SMTP on a day."""
+    """Distinct hosts that sent SMTP on a day (a proxy relaying a client's mail is not one)."""
     smtp = core_table(SmtpRow)
     start, end = _day_span(day)
     rows = connection.execute(
-        select(smtp.c.client).distinct().where(and_(smtp.c.ts >= start, smtp.c.ts < end))
+        select(smtp.c.client)
+        .distinct()
+        .where(and_(smtp.c.ts >= start, smtp.c.ts < end, smtp.c.relayed_for == ""))
     )
     return {row.client for row in rows}
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from rolecall.probes.records import (
+    ConnectRequest,
     Flow,
     HostName,
     Observation,
@@ -89,6 +90,7 @@ def smtp_row(txn: SmtpTransaction) -> dict[str, Any]:
         "last_reply": txn.last_reply,
         "tls": txn.tls,
         "via_proxy": txn.via_proxy,
+        "relayed_for": txn.relayed_for,
         "source": txn.source,
     }
 
@@ -110,6 +112,23 @@ def socks_row(req: SocksRequest) -> dict[str, Any]:
         "request_port": req.request_port,
         "bound_host": req.bound_host,
         "bound_port": req.bound_port,
+        "source": req.source,
+    }
+
+
+def connect_row(req: ConnectRequest) -> dict[str, Any]:
+    """Row of the connect table."""
+    return {
+        "ts": req.ts,
+        "client": req.client,
+        "client_port": req.client_port,
+        "proxy": req.proxy,
+        "proxy_port": req.proxy_port,
+        "user": req.user,
+        "password": req.password,
+        "status": req.status,
+        "request_host": req.request_host,
+        "request_port": req.request_port,
         "source": req.source,
     }
 

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Engine, select
 from sqlalchemy.sql.dml import Insert
 
 from rolecall.inventory import record_rows as rows
+from rolecall.inventory.address_syntax import is_ip_address
 from rolecall.inventory.daemon_lock import DaemonLock
 from rolecall.inventory.database import database_url, make_engine, upgrade_schema
 from rolecall.inventory.database_errors import database_name, translated
@@ -30,6 +31,7 @@ from rolecall.inventory.sql import upserts
 from rolecall.inventory.sql.bulk import BulkStatement
 from rolecall.inventory.tables import IngestedFile
 from rolecall.probes.records import (
+    ConnectRequest,
     Flow,
     HostName,
     Observation,
@@ -48,6 +50,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "service": ("address", "port", "transport", "source"),
     "smtp": ("ts", "client", "client_port", "server", "server_port", "trans_depth", "source"),
     "socks": ("ts", "client", "client_port", "proxy", "proxy_port", "source"),
+    "connect": ("ts", "client", "client_port", "proxy", "proxy_port", "source"),
     "flow": ("client", "server", "server_port", "transport", "day", "source"),
 }
 
@@ -120,16 +123,25 @@ class RecordWriter:
             ),
             "smtp": _Pending(upserts.smtp_insert(dialect), KEYS["smtp"], rows.keep_first),
             "socks": _Pending(upserts.socks_insert(dialect), KEYS["socks"], rows.keep_first),
+            "connect": _Pending(upserts.connect_insert(dialect), KEYS["connect"], rows.keep_first),
             "flow": _Pending(upserts.flow_upsert(dialect), KEYS["flow"], rows.merge_flow),
         }
 
     def _seen(self, address: str, source: str, first: datetime, last: datetime) -> None:
-        """Record that source saw address between first and last."""
+        """Record that source saw address between first and last; only an IP is an asset.
+
+        Anything else where an address belongs (a host name) is a reader's mistake: no
+        asset is made of it, and it is counted (``not_addresses`` in the run's counts)
+        rather than costing the whole file; the record's own row keeps what it says.
+        """
         queued = self._tables["asset_source"].rows.get((address, source))
         if queued is not None:
             # The common case at ingest rates: widen in place, no new rows.
             queued["first_seen"] = min(queued["first_seen"], first)
             queued["last_seen"] = max(queued["last_seen"], last)
+            return
+        if not is_ip_address(address):
+            self.counts["not_addresses"] += 1
             return
         span = {"first_seen": first, "last_seen": last}
         self._tables["asset"].add({"address": address, **span})
@@ -163,9 +175,15 @@ class RecordWriter:
             case SmtpTransaction():
                 self._tables["smtp"].add(rows.smtp_row(record))
                 self._seen(record.client, record.source, record.ts, record.ts)
-                self._seen(record.server, record.source, record.ts, record.ts)
+                # Mail tunnelled to a name (SOCKS or CONNECT by name) names no address.
+                if not record.via_proxy or is_ip_address(record.server):
+                    self._seen(record.server, record.source, record.ts, record.ts)
             case SocksRequest():
                 self._tables["socks"].add(rows.socks_row(record))
+                self._seen(record.client, record.source, record.ts, record.ts)
+                self._seen(record.proxy, record.source, record.ts, record.ts)
+            case ConnectRequest():
+                self._tables["connect"].add(rows.connect_row(record))
                 self._seen(record.client, record.source, record.ts, record.ts)
                 self._seen(record.proxy, record.source, record.ts, record.ts)
             case Flow():

@@ -152,6 +152,7 @@ class SmtpRow(SQLModel, table=True):
     tls: bool
     via_proxy: str
     source: str
+    relayed_for: str = Field(default="", sa_column_kwargs={"server_default": ""})
 
 
 class SocksRow(SQLModel, table=True):
@@ -181,6 +182,32 @@ class SocksRow(SQLModel, table=True):
     request_port: int
     bound_host: str
     bound_port: int
+    source: str
+
+
+class ConnectRow(SQLModel, table=True):
+    """One HTTP CONNECT request and the proxy's reply status (0: none seen)."""
+
+    __tablename__ = "connect"
+    __table_args__ = (
+        UniqueConstraint(
+            "ts", "client", "client_port", "proxy", "proxy_port", "source", name="uq_connect"
+        ),
+        Index("ix_connect_client", "client"),
+        Index("ix_connect_proxy", "proxy"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    ts: datetime
+    client: str
+    client_port: int
+    proxy: str
+    proxy_port: int
+    user: str
+    password: str
+    status: int
+    request_host: str
+    request_port: int
     source: str
 
 

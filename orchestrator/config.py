@@ -21,8 +21,15 @@ from rolecall.alerts.outputs.registry import AlertSettings
 from rolecall.orchestrator.errors import UsageError
 
 DEFAULT_CONFIG = Path("rolecall.toml")
-DEFAULT_PORTS = "21,22,25,53,80,110,143,443,465,587,993,995,1080,3128,8080,9050"
+# Mail and proxies on their usual alternates too (2525, 1081, 4145, 8118, 9150, 10080...).
+DEFAULT_PORTS = (
+    "21,22,25,53,80,110,143,443,465,587,993,995,1080,1081,2525,3128,4145,8000,8080,8081,"
+    "8118,8888,9050,9150,10080"
+)
 
+
+# The widest IPv6 prefix swept by default (/112: 65536 addresses); [scan] max_ipv6_sweep.
+MAX_IPV6_SWEEP = 112
 
 # IPv6 spellings of IPv4 addresses (::ffff:a.b.c.d): a scope of IPv4 networks and its
 # exclusions would not see them, so they are refused wherever an address is taken.
@@ -88,6 +95,17 @@ def _narrow_unless_confirmed(allow: list[str], info: ValidationInfo) -> list[str
 Ports = Annotated[str, AfterValidator(parse_ports)]
 
 
+def _not_with_ports(top_ports: int | None, info: ValidationInfo) -> int | None:
+    """Refuse top_ports next to ports: nmap takes one list of ports or its most common ones."""
+    if top_ports is not None and info.data.get("ports") is not None:
+        raise ValueError("give ports or top_ports, not both")
+    return top_ports
+
+
+# nmap --top-ports N: its N most common TCP ports (declared after ports, checked against it).
+TopPorts = Annotated[int, Field(ge=1, le=65535), AfterValidator(_not_with_ports)]
+
+
 class _Section(BaseModel):
     """A config table: unknown keys and loose types are errors."""
 
@@ -127,6 +145,9 @@ class ScanConfig(_Section):
     resolve_names: bool = True
     resolve_seconds: float = Field(default=3.0, ge=0, le=3600)
     chunk_addresses: int = Field(default=256, ge=1, le=65536)
+    # An IPv6 prefix wider than this is never swept: only the addresses in it that the
+    # inventory already knows are scanned. /104 holds scope.max_addresses' largest value.
+    max_ipv6_sweep: int = Field(default=MAX_IPV6_SWEEP, ge=104, le=128)
 
 
 class ProbesConfig(_Section):
@@ -152,7 +173,7 @@ class PcapConfig(_Section):
     """[pcap]"""
 
     idle_timeout: float = Field(default=300.0, gt=0, le=86400)
-    capture_socks_password: bool = False
+    capture_socks_password: bool = False  # SOCKS5 and HTTP CONNECT Basic passwords alike
     egress_window: float = Field(default=30.0, gt=0, le=86400)
 
 
@@ -209,6 +230,7 @@ class ScheduleEntry(_Section):
     every: int = Field(default=0, ge=0, le=10 * 366 * 24 * 3600)
     subnets: list[Network] = Field(default_factory=list)
     ports: Ports | None = None
+    top_ports: TopPorts | None = None
     probes: list[str] | None = None
     watch: str = ""
     to: list[str] = Field(default_factory=list)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import netaddr
 
-from rolecall.orchestrator.config import MAPPED_IPV4, ScopeConfig, is_wide, mapped_ipv4
+from rolecall.orchestrator.config import (
+    MAPPED_IPV4,
+    MAX_IPV6_SWEEP,
+    ScopeConfig,
+    is_wide,
+    mapped_ipv4,
+)
 from rolecall.orchestrator.errors import UsageError
 from rolecall.probes.gate import OutOfScopeError
 
@@ -26,6 +32,23 @@ def parse_target(text: str) -> netaddr.IPNetwork:
 
 
 LOOPBACK = netaddr.IPSet(["127.0.0.0/8", "::1/128"])
+
+
+@dataclass(frozen=True)
+class ScanPlan:
+    """What a scan takes: the addresses it sweeps, and IPv6 prefixes too wide to sweep."""
+
+    sweep: netaddr.IPSet
+    unswept: tuple[netaddr.IPNetwork, ...] = ()
+    max_ipv6_sweep: int = MAX_IPV6_SWEEP
+
+    def unswept_notice(self, network: netaddr.IPNetwork, known: int) -> str:
+        """The line saying a prefix is not swept and how many known addresses it gave."""
+        why = f"scan: {network} is wider than /{self.max_ipv6_sweep} (scan.max_ipv6_sweep)"
+        if not known:
+            return f"{why} and the inventory knows no address in it: nothing to scan there"
+        held = "1 address" if known == 1 else f"{known} addresses"
+        return f"{why}, so it is not swept: scanning the {held} in it the inventory knows"
 
 
 def wide_scope_notice(config: ScopeConfig) -> str:
@@ -74,8 +97,17 @@ class Scope:
         if wanted - self.allowed or wanted & self.excluded:
             raise OutOfScopeError(f"network {network} is not wholly inside the configured scope")
 
-    def plan(self, targets: Sequence[netaddr.IPNetwork], max_addresses: int) -> netaddr.IPSet:
-        """Return the addresses to scan: targets minus exclusions; refuse any outside scope."""
+    def plan(
+        self,
+        targets: Sequence[netaddr.IPNetwork],
+        max_addresses: int,
+        max_ipv6_sweep: int = MAX_IPV6_SWEEP,
+    ) -> ScanPlan:
+        """Return what to scan: targets minus exclusions; refuse any outside scope.
+
+        An IPv6 target wider than max_ipv6_sweep is not swept (ScanPlan.unswept): only
+        the addresses in it that the inventory knows are scanned, see with_known().
+        """
         for target in targets:
             outside = netaddr.IPSet([target]) - self.allowed
             if outside:
@@ -88,10 +120,41 @@ class Scope:
                 raise OutOfScopeError(
                     f"target {target} is outside the configured scope ({first} is not allowed)"
                 )
-        wanted = netaddr.IPSet(targets) - self.excluded
-        if wanted.size > max_addresses:
-            raise UsageError(
-                f"the targets hold {wanted.size} addresses, more than scope.max_addresses"
-                f" ({max_addresses}); scan smaller networks or raise the limit"
-            )
-        return wanted
+        unswept = tuple(t for t in targets if t.version == 6 and t.prefixlen < max_ipv6_sweep)
+        swept = [target for target in targets if target not in unswept]
+        wanted = netaddr.IPSet(swept) - self.excluded
+        _within(wanted.size, max_addresses)
+        return ScanPlan(wanted, unswept, max_ipv6_sweep)
+
+    def with_known(
+        self, plan: ScanPlan, known: Iterable[str], max_addresses: int
+    ) -> tuple[netaddr.IPSet, list[tuple[netaddr.IPNetwork, int]]]:
+        """The plan's addresses plus the known ones inside its unswept prefixes (not excluded).
+
+        Also returns, for each unswept prefix, how many known addresses it gave.
+        """
+        taken = {network: netaddr.IPSet() for network in plan.unswept}
+        for text in known:
+            try:
+                ip = netaddr.IPAddress(text)
+            except (netaddr.AddrFormatError, ValueError, TypeError):
+                continue  # a name or damaged value in an address column is no target
+            if ip.version != 6 or ip in self.excluded or ip in MAPPED_IPV4:
+                continue
+            for network, addresses in taken.items():
+                if ip in network:
+                    addresses.add(ip)
+        addresses = plan.sweep.copy()
+        for found in taken.values():
+            addresses |= found
+        _within(addresses.size, max_addresses)
+        return addresses, [(network, found.size) for network, found in taken.items()]
+
+
+def _within(size: int, max_addresses: int) -> None:
+    """Refuse a scan of more than max_addresses addresses."""
+    if size > max_addresses:
+        raise UsageError(
+            f"the targets hold {size} addresses, more than scope.max_addresses"
+            f" ({max_addresses}); scan smaller networks or raise the limit"
+        )

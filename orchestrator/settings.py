@@ -106,12 +106,15 @@ def derive_settings(config: Config) -> DeriveSettings:
     )
 
 
-def nmap_settings(config: Config, ports: str | None = None) -> NmapSettings:
-    """The nmap settings of a config, with an optional port list from the command line."""
+def nmap_settings(
+    config: Config, ports: str | None = None, top_ports: int | None = None
+) -> NmapSettings:
+    """The nmap settings of a config, with a port list or nmap's top N from the command line."""
     scan = config.scan
     return NmapSettings(
         nmap=scan.nmap,
         ports=ports or scan.ports,
+        top_ports=top_ports or 0,
         service_detection=scan.service_detection,
         timing=scan.timing,
         host_timeout=scan.host_timeout,

@@ -8,20 +8,25 @@ Observation kinds in use (``Observation.kind``), by producer:
 
 - nmap (scan, nmap-xml): ``host-up``, ``port-open`` (value: nmap's service
   name), ``service`` (value: "name product version").
-- active probes (probe): ``protocol`` (socks5, socks4, smtp, http, https, tls,
-  dns, ssh, ftp, pop3, imap), ``socks5-auth``, ``socks5-relay`` /
+- active probes (probe): ``protocol`` (socks5, socks4, http-proxy, smtp, http,
+  https, tls, dns, ssh, ftp, pop3, imap), ``socks5-auth``, ``socks5-relay`` /
   ``socks4-relay`` ("relayed to canary", "handshake-open, relay unverified",
-  "refused"), ``smtp-extensions``, ``smtp-starttls``, ``smtp-auth``,
-  ``smtp-plaintext-auth``, ``smtp-relay`` (open-relay, relay-refused,
-  auth-required, inconclusive), ``tls-certificate``, ``ftp-anonymous``,
+  "refused"), ``http-proxy-relay`` ("relayed to canary", "200 without relay",
+  "refused", "inconclusive" with the reason), ``http-proxy-auth`` (value: the
+  Proxy-Authenticate challenge, scheme and realm), ``smtp-extensions``,
+  ``smtp-starttls``, ``smtp-auth``, ``smtp-plaintext-auth``, ``smtp-relay``
+  (open-relay, relay-refused, auth-required, inconclusive), ``tls-certificate``, ``ftp-anonymous``,
   ``unclassified`` (with the bytes seen).
 - Zeek (zeek): ``host-up``, ``software``, ``mail-client-software``,
   ``dns-query``, ``dns-mx-query``, ``http-host``, ``http-user-agent``,
-  ``tls-sni``.
+  ``tls-sni``, ``http-connect`` (from http.log, as from captures).
 - captures (pcap): ``dns-query`` (value: the name asked), ``http-host``,
   ``http-user-agent``, ``tls-sni``, ``smtp-rcpt-refused`` (detail: server,
   reply, via_proxy), ``proxy-egress`` (address: the proxy, value: the client
-  whose CONNECT caused the proxy's own outgoing connection).
+  whose CONNECT caused the proxy's own outgoing connection), ``http-connect``
+  (address: the proxy, port: its port, value: ``granted`` for a 2xx reply to
+  an HTTP CONNECT, ``auth-required`` for 407, ``refused`` otherwise; detail:
+  client, request_host, request_port, status, user).
 - firewall: ``fw-smtp-deny`` (address: the inside host, port: 25/465/587,
   value: the outside destination).
 """
@@ -103,6 +108,24 @@ class SmtpTransaction:
     last_reply: str = ""
     tls: bool = False
     via_proxy: str = ""
+    relayed_for: str = ""  # on a proxy's own outgoing copy: the client whose tunnel it carries
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectRequest:
+    """One HTTP CONNECT request and its reply (status 0: no reply seen)."""
+
+    ts: datetime
+    client: str
+    client_port: int
+    proxy: str
+    proxy_port: int
+    source: str
+    user: str = ""
+    password: str = ""
+    status: int = 0
+    request_host: str = ""  # as the request wrote it: an address or a name
+    request_port: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +167,7 @@ class Flow:
     answered: bool = False
 
 
-Record = Observation | HostName | Service | SmtpTransaction | SocksRequest | Flow
+Record = Observation | HostName | Service | SmtpTransaction | SocksRequest | ConnectRequest | Flow
 
 
 def record_fields(record: Record) -> dict[str, object]:
@@ -154,10 +177,16 @@ def record_fields(record: Record) -> dict[str, object]:
 
 @dataclass(frozen=True, slots=True)
 class ReadWarning:
-    """Damaged input a reader skipped: where ("file:line" or "file@offset") and what."""
+    """Damaged input a reader skipped: where ("file:line" or "file@offset") and what.
+
+    ``traffic`` marks what the file records faithfully but the observed traffic lacks
+    or breaks (segments a sensor missed, a BDAT chunk never finished): worth saying,
+    but the file is not damaged (an ingest of it still succeeds).
+    """
 
     where: str
     message: str
+    traffic: bool = False
 
 
 Item = Record | ReadWarning

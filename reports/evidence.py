@@ -12,6 +12,7 @@ from sqlalchemy import Connection, select
 from rolecall.inventory.exports import iso
 from rolecall.inventory.sql.in_lists import in_slices
 from rolecall.inventory.tables import (
+    ConnectRow,
     DailyMetricRow,
     FlowRow,
     ObservationRow,
@@ -46,6 +47,8 @@ def _smtp(row: Any) -> str:
         parts.append(f"client {_cut(row.user_agent)!r}")
     if row.via_proxy:
         parts.append(f"via proxy {row.via_proxy}")
+    if row.relayed_for:
+        parts.append(f"relayed for {row.relayed_for}")
     if row.last_reply:
         parts.append(f"reply {_cut(row.last_reply)!r}")
     return ", ".join(parts)
@@ -69,6 +72,16 @@ def _socks(row: Any) -> str:
     )
 
 
+def _connect(row: Any) -> str:
+    """An HTTP CONNECT request in one line."""
+    user = f" as {_cut(row.user)!r}" if row.user else ""
+    return (
+        f"{iso(row.ts)} CONNECT {row.client} -> {row.proxy}:{row.proxy_port}"
+        f" asking for {_cut(row.request_host)}:{row.request_port}{user},"
+        f" {row.status or 'no reply seen'}"
+    )
+
+
 def _flow(row: Any) -> str:
     """A day of traffic in one line."""
     return (
@@ -86,6 +99,7 @@ DESCRIBERS: dict[str, tuple[Any, Callable[[Any], str]]] = {
     "smtp": (SmtpRow, _smtp),
     "observation": (ObservationRow, _observation),
     "socks": (SocksRow, _socks),
+    "connect": (ConnectRow, _connect),
     "flow": (FlowRow, _flow),
     "daily_metric": (DailyMetricRow, _metric),
 }

@@ -202,11 +202,19 @@ def host_details(
 def mail_software(
     connection: Connection, since: datetime, until: datetime, limit: int
 ) -> list[SoftwareSeen]:
-    """Mail client programs seen sending in [since, until) and the hosts (with roles) using them."""
+    """Mail client programs seen sending in [since, until) and the hosts (with roles) using them.
+
+    A proxy's copy of a message it relays for a client is that client's message, counted once.
+    """
     smtp = core_table(SmtpRow)
     stmt = (
         select(smtp.c.user_agent, smtp.c.client, func.count())
-        .where(smtp.c.user_agent != "", smtp.c.ts >= since, smtp.c.ts < until)
+        .where(
+            smtp.c.user_agent != "",
+            smtp.c.relayed_for == "",
+            smtp.c.ts >= since,
+            smtp.c.ts < until,
+        )
         .group_by(smtp.c.user_agent, smtp.c.client)
     )
     messages: defaultdict[str, int] = defaultdict(int)

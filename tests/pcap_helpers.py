@@ -351,6 +351,37 @@ def microsocks(address: str) -> Iterator[tuple[str, int]]:
         proc.wait(timeout=5)
 
 
+@contextmanager
+def tinyproxy(
+    address: str, workdir: Path, basic_auth: tuple[str, str] | None = None
+) -> Iterator[tuple[str, int]]:
+    """Run tinyproxy on ``address`` (outgoing connections from it too), with BasicAuth if given."""
+    port = free_port(address)
+    conf = workdir / f"tinyproxy-{port}.conf"
+    lines = [
+        f"Port {port}",
+        f"Listen {address}",
+        f"Bind {address}",
+        "Timeout 30",
+        "MaxClients 20",
+        "Allow 127.0.0.0/8",
+        "DisableViaHeader Yes",
+        "LogLevel Warning",
+    ]
+    if basic_auth:
+        lines.append(f"BasicAuth {basic_auth[0]} {basic_auth[1]}")
+    conf.write_text("\n".join(lines) + "\n")
+    proc = subprocess.Popen(
+        ["tinyproxy", "-d", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_listening(address, port)
+        yield address, port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=5)
+
+
 Turn = tuple[bool, bytes]
 
 

@@ -11,6 +11,7 @@ import signal
 import socketserver
 import ssl
 import subprocess
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -359,3 +360,91 @@ def detail_of(records: list[Record], port: int, kind: str) -> dict[str, Any]:
     assert len(found) == 1
     detail: dict[str, Any] = json.loads(found[0].detail)
     return detail
+
+
+TINYPROXY_CONF = """\
+Port {port}
+Listen {address}
+Allow 127.0.0.0/8
+Allow ::1
+PidFile "{root}/tinyproxy.pid"
+LogFile "{root}/tinyproxy.log"
+LogLevel Connect
+MaxClients 20
+Timeout 10
+"""
+
+
+@contextmanager
+def tinyproxy(
+    tmp_path: Path,
+    address: str,
+    port: int,
+    *,
+    user: str = "",
+    password: str = "",
+    connect_ports: tuple[int, ...] = (),
+) -> Iterator[Path]:
+    """Run tinyproxy in the foreground on address:port with its own config; yield its log.
+
+    ``user``/``password`` demand BasicAuth (407 without them); ``connect_ports``
+    limits CONNECT to those ports (tinyproxy answers 403 for any other).
+    """
+    root = tmp_path / f"tinyproxy-{address.replace(':', '_')}-{port}"
+    root.mkdir()
+    text = TINYPROXY_CONF.format(port=port, address=address, root=root)
+    if user:
+        text += f"BasicAuth {user} {password}\n"
+    text += "".join(f"ConnectPort {allowed}\n" for allowed in connect_ports)
+    conf = root / "tinyproxy.conf"
+    conf.write_text(text)
+    with process(["tinyproxy", "-d", "-c", str(conf)], address, port):
+        yield root / "tinyproxy.log"
+
+
+class _FakeProxy(socketserver.StreamRequestHandler):
+    """Reads one request head, answers it with its server's scripted bytes, then stays open."""
+
+    def handle(self) -> None:
+        """Read the head (up to 64 KiB), send the reply, then read and discard until closed."""
+        server: Any = self.server
+        self.request.settimeout(10.0)
+        try:
+            head = b""
+            while len(head) < 65536 and (line := self.rfile.readline(8192)) not in (b"", b"\r\n"):
+                head += line
+            server.requests.append(head.split(b"\r\n", 1)[0].decode("latin-1"))
+            self.wfile.write(server.reply)
+            self.wfile.flush()
+            while not server.stop.is_set() and self.request.recv(4096):
+                pass
+        except OSError:
+            return
+
+
+class _FakeProxyServer(socketserver.ThreadingTCPServer):
+    """A threading TCP server for ``_FakeProxy``: the reply it sends and the requests it read."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: str, reply: bytes) -> None:
+        """Bind a free port of ``address``."""
+        self.reply = reply
+        self.requests: list[str] = []
+        self.stop = threading.Event()
+        super().__init__((address, 0), _FakeProxy)
+
+
+@contextmanager
+def fake_proxy(reply: bytes, address: str = "127.0.0.1") -> Iterator[_FakeProxyServer]:
+    """Run a hostile "proxy" that answers every request with ``reply`` and never relays."""
+    server = _FakeProxyServer(address, reply)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.stop.set()
+        server.shutdown()
+        server.server_close()

@@ -43,7 +43,7 @@ def _written(text: str) -> set[str]:
     section = ""
     for line in text.splitlines():
         header = re.fullmatch(r"(?:# )?\[\[?([a-z_]+)\]\]?", line)
-        key = re.match(r"(?:# )?([a-z_]+) = ", line)
+        key = re.match(r"(?:# )?([a-z0-9_]+) = ", line)
         if header:
             section = header.group(1)
         elif key:
@@ -70,6 +70,7 @@ def test_the_commented_list_examples_are_valid_when_uncommented() -> None:
     )
     assert [entry.id for entry in config.schedule] == [
         "nightly-scan",
+        "weekly-v6-scan",
         "sensor-drop",
         "weekly-report",
     ]

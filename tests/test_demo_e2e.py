@@ -27,6 +27,7 @@ EXPECTED = {
     ("unexpected-mail-client", "www"),
     ("mass-mailer-software", "www"),
     ("mail-via-proxy", "ws-proxied"),
+    ("mail-via-proxy", "proxy"),  # the proxy relays ws-proxied's mail
     ("relay-refused", "ws-refused"),
     ("open-relay", "relay"),
     ("open-socks-proxy", "proxy"),
@@ -41,6 +42,14 @@ def _findings(
     result = run_cli(capsys, "--db", str(db), "export", "findings", "--format", "json")
     assert result.code == 0, result.err
     return {(row["rule"], lab.name_of(row["address"])) for row in json.loads(result.out)}
+
+
+def _messages(capsys: pytest.CaptureFixture[str], db: Path) -> int:
+    """How many messages the demo's mail clusters count."""
+    args = ("--db", str(db), "mail", "cluster", "subject", "--on", "client", "--format", "json")
+    result = run_cli(capsys, *args)
+    assert result.code == 0, result.err
+    return sum(int(row["messages"]) for row in json.loads(result.out))
 
 
 def _nothing_listens(lab: LabAddresses) -> bool:
@@ -77,6 +86,7 @@ def test_demo_finds_what_the_lab_did_and_nothing_false(
 
     found = _findings(capsys, tmp_path / "demo" / "demo.db", lab)
     assert found >= EXPECTED, found
+    assert _messages(capsys, tmp_path / "demo" / "demo.db") == 6  # the proxy's copy is no 7th
     assert not found & NEVER, found
     for rule, name in EXPECTED:
         assert f"{rule:24} {lab[name]:15} {name:11}" in result.out

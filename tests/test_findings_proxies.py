@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 
 from tests.cli_helpers import run_cli
 from tests.data_paths import CONFORMANCE
-from tests.findings_helpers import at, capture, findings, ingest, write_config
+from tests.findings_helpers import at, capture, findings, ingest, roles, write_config
 from tests.probe_helpers import microsocks, web_server
 
 
@@ -91,3 +92,55 @@ def test_a_damaged_blocklist_is_bad_input_naming_file_and_line(
     assert result.code == 2
     assert f"{drop}:2" in result.err
     assert "Traceback" not in result.err
+
+
+def test_socks_proxy_on_443_is_what_it_speaks_not_what_its_port_suggests(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+) -> None:
+    """microsocks on 443, used in a capture, then probed: socks-proxy, never a web server.
+
+    Flows to 443 alone would say web-server and https-server. In a second store the
+    capture comes after the probe: the port number's roles are never given either.
+    """
+    proxy = at(40)
+    later = tmp_path / "probed-first.db"
+    scan = ("scan", "subnet", f"{proxy}/32", "--ports", "443")
+    with web_server(at(30), 8080), microsocks(proxy, 443):
+        with capture(tmp_path, "socks443") as pcap:
+            _curl(at(12), f"{proxy}:443", f"http://{at(30)}:8080/")
+        ingest(capsys, db_path, None, pcap)
+        captured = roles(capsys, db_path)[proxy]["roles"]
+        assert run_cli(capsys, "--db", str(db_path), *scan).code == 0
+        assert run_cli(capsys, "--db", str(later), *scan).code == 0
+    ingest(capsys, later, None, pcap)
+    probed = roles(capsys, db_path)[proxy]["roles"]
+    probed_first = roles(capsys, later)[proxy]["roles"]
+    for held in (captured, probed, probed_first):
+        assert "socks-proxy" in held
+        assert not {"https-server", "web-server"} & set(held)
+    assert {"socks5", "socks-proxy-open"} <= set(probed) & set(probed_first)
+
+
+def _greet_socks5(source: str, proxy: str, port: int) -> None:
+    """Open a SOCKS5 session and leave after the method reply (no request a capture decodes)."""
+    with socket.create_connection((proxy, port), timeout=5, source_address=(source, 0)) as sock:
+        sock.sendall(b"\x05\x01\x00")
+        assert sock.recv(2) == b"\x05\x00"
+
+
+def test_roles_a_port_number_gave_are_withdrawn_once_a_probe_hears_socks(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+) -> None:
+    """Flows to 443 first (web-server, https-server), then the probe hears SOCKS: withdrawn."""
+    proxy = at(41)
+    with microsocks(proxy, 443):
+        with capture(tmp_path, "greeting443") as pcap:
+            _greet_socks5(at(13), proxy, 443)
+        ingest(capsys, db_path, None, pcap)
+        guessed = set(roles(capsys, db_path)[proxy]["roles"])
+        scan = ("scan", "subnet", f"{proxy}/32", "--ports", "443")
+        assert run_cli(capsys, "--db", str(db_path), *scan).code == 0
+    assert {"https-server", "web-server"} <= guessed
+    held = set(roles(capsys, db_path)[proxy]["roles"])
+    assert {"socks-proxy", "socks5"} <= held
+    assert not {"https-server", "web-server"} & held

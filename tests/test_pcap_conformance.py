@@ -50,26 +50,32 @@ def test_smtp_matches_zeek(case: str) -> None:
     assert len(ours) == len(theirs)
     assert not warnings(items)
     for row in theirs:
-        t = ours[(row["id.orig_h"], int(row["id.orig_p"]))]
-        assert t.source == "pcap"
-        assert t.server == row["id.resp_h"]
-        assert t.server_port == int(row["id.resp_p"])
-        assert t.trans_depth == int(row["trans_depth"])
-        assert t.helo == row["helo"]
-        assert t.mail_from == row["mailfrom"]
-        # Zeek's rcptto holds every recipient asked for; we split them into accepted and
-        # refused (none were refused in these captures, so refused_rcpt must be empty).
-        assert set(t.rcpt_to) | set(t.refused_rcpt) == zeek_set(row["rcptto"])
-        assert t.refused_rcpt == ()
-        assert t.subject == row["subject"]
-        assert t.from_ == row["from"]
-        assert set(t.to) == zeek_set(row["to"])
-        assert t.date == row["date"]
-        assert t.msg_id == row["msg_id"]
-        assert t.user_agent == row["user_agent"]
-        assert t.last_reply == row["last_reply"]
-        assert t.tls == (row["tls"] == "T")
-        assert t.via_proxy == ""
+        assert_same_as_zeek(ours[(row["id.orig_h"], int(row["id.orig_p"]))], row)
+
+
+def assert_same_as_zeek(t: SmtpTransaction, row: dict[str, str]) -> None:
+    """One transaction has every field Zeek logged in its smtp.log row."""
+    assert t.source == "pcap"
+    assert t.client == row["id.orig_h"]
+    assert t.client_port == int(row["id.orig_p"])
+    assert t.server == row["id.resp_h"]
+    assert t.server_port == int(row["id.resp_p"])
+    assert t.trans_depth == int(row["trans_depth"])
+    assert t.helo == row["helo"]
+    assert t.mail_from == row["mailfrom"]
+    # Zeek's rcptto holds every recipient asked for; we split them into accepted and
+    # refused (none were refused in these captures, so refused_rcpt must be empty).
+    assert set(t.rcpt_to) | set(t.refused_rcpt) == zeek_set(row["rcptto"])
+    assert t.refused_rcpt == ()
+    assert t.subject == row["subject"]
+    assert t.from_ == row["from"]
+    assert set(t.to) == zeek_set(row["to"])
+    assert t.date == row["date"]
+    assert t.msg_id == row["msg_id"]
+    assert t.user_agent == row["user_agent"]
+    assert t.last_reply == row["last_reply"]
+    assert t.tls == (row["tls"] == "T")
+    assert t.via_proxy == ""
 
 
 @pytest.mark.parametrize("case", ["socks-trace1", "socks-auth"])

@@ -17,6 +17,9 @@ SPEC_ROLES = [
     "socks5",
     "socks-proxy-open",
     "socks-proxy-auth",
+    "http-proxy",
+    "http-proxy-open",
+    "http-proxy-auth",
     "nonstandard-port",
     "smtp-server",
     "smtp-open-relay",
@@ -34,6 +37,8 @@ SPEC_ROLES = [
     "socks-client",
     "dns-client",
     "web-client",
+    "imap-client",
+    "pop3-client",
     "workstation",
 ]
 
@@ -98,3 +103,14 @@ def test_roles_are_always_from_the_vocabulary(kind: str, value: str, port: int) 
     assert set(roles) <= set(ROLES)
     assert list(roles) == sorted(roles)
     assert "socks-proxy-open" not in roles
+
+
+def test_http_proxy_is_open_only_when_the_canary_got_the_token() -> None:
+    """Only a verified relay is http-proxy-open; any 407 challenge is http-proxy-auth."""
+    assert roles_from_observation(obs("protocol", "http-proxy", 3128)) == ("http-proxy",)
+    open_relay = obs("http-proxy-relay", "relayed to canary", 3128)
+    assert roles_from_observation(open_relay) == ("http-proxy-open",)
+    for value in ("200 without relay", "refused", "inconclusive"):
+        assert roles_from_observation(obs("http-proxy-relay", value, 3128)) == ()
+    challenge = obs("http-proxy-auth", 'Digest realm="x"', 8080)
+    assert roles_from_observation(challenge) == ("http-proxy-auth",)

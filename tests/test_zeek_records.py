@@ -193,13 +193,15 @@ def test_bad_addresses_and_times_are_warned_with_their_line(tmp_path: Path) -> N
         conn("192.0.2.1", "198.51.100.9", "-1e20"),
         conn("192.0.2.1", "198.51.100.9", "nan"),
         conn("192.0.2.1", "198.51.100.9", "inf"),
+        conn("fe80::1%eth0", "198.51.100.9", T0),  # a zone id: not an address column's
     ]
     path = write_tsv(tmp_path / "conn.log", "conn", rows)
     records, warnings = read(path)
     assert len(records) == 1
     lines = [w.where.rsplit(":", 1)[1] for w in warnings]  # type: ignore[attr-defined]
-    assert lines == ["10", "11", "12", "13", "14", "15"]
+    assert lines == ["10", "11", "12", "13", "14", "15", "16"]
     assert "'not-an-address' is not an IP address" in warnings[0].message  # type: ignore[attr-defined]
+    assert "'fe80::1%eth0' is not an IP address" in warnings[-1].message  # type: ignore[attr-defined]
     smtp = write_tsv(tmp_path / "smtp.log", "smtp", [SMTP | {"ts": "99999999999999.5"}])
     records, warnings = read(smtp)
     assert records == []

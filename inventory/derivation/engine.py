@@ -10,15 +10,17 @@ derives everything again from all evidence. Deriving twice gives the same result
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, select
 
 from rolecall.inventory import history
+from rolecall.inventory.address_syntax import is_ip_address
 from rolecall.inventory.alert_events import recorded_changes
 from rolecall.inventory.derivation import evidence_delta as delta
+from rolecall.inventory.derivation.port_speech import GUESSED, PortSpeech, withdraw_guesses
 from rolecall.inventory.derivation.role_rules import (
     ANY_VALUE_KINDS,
     VALUE_KINDS,
@@ -59,6 +61,11 @@ FLOW_SERVER_ROLES: dict[tuple[str, int], tuple[tuple[str, ...], str]] = {
     ("udp", 53): (("dns-server",), "dns-client"),
     ("tcp", 53): (("dns-server",), "dns-client"),
     ("tcp", 22): (("ssh-server",), ""),
+    # Reading mail, with or without STARTTLS, or over implicit TLS.
+    ("tcp", 143): (("imap-server",), "imap-client"),
+    ("tcp", 993): (("imap-server",), "imap-client"),
+    ("tcp", 110): (("pop3-server",), "pop3-client"),
+    ("tcp", 995): (("pop3-server",), "pop3-client"),
 }
 
 
@@ -81,12 +88,21 @@ class _Pass:
     smtp_clients: set[str]
     days: set[date]
     probed: set[str]  # hosts with a service probed again (see resolve_reprobed)
+    speech: PortSpeech
+    heard: set[tuple[str, int]] = field(default_factory=set)  # guessed ports heard speaking
 
 
 def _observation_roles(row: Any, found: RoleAccumulator) -> None:
     """Roles one observation row supports."""
     obs = Observation(
-        row.address, row.kind, row.source, row.last_seen, row.port, row.transport, row.value
+        row.address,
+        row.kind,
+        row.source,
+        row.last_seen,
+        row.port,
+        row.transport,
+        row.value,
+        row.detail or "",
     )
     for role in roles_from_observation(obs):
         key = (row.address, role, row.source)
@@ -113,7 +129,7 @@ def _read(
 ) -> _Pass:
     """Stream the new evidence through the role rules and the row rules."""
     rules = tuple(rule for rule in rules if rule.active(ctx))
-    found = _Pass(RoleAccumulator(), Collector(), set(), set(), set())
+    found = _Pass(RoleAccumulator(), Collector(), set(), set(), set(), PortSpeech(connection))
     by_kind: dict[str, list[RowHandler]] = {}
     for rule in rules:
         for kind in rule.observation_kinds:
@@ -130,6 +146,8 @@ def _read(
     for row in delta.observations(connection, kinds, marks):
         if row.kind == "protocol" and row.source == "probe":
             found.probed.add(row.address)
+            if row.transport == "tcp" and row.port in GUESSED:
+                found.heard.add((row.address, row.port))
         if row.kind in VALUE_KINDS:
             _observation_roles(row, found.roles)
         elif row.kind in ANY_VALUE_KINDS:
@@ -140,7 +158,8 @@ def _read(
     for row in delta.smtp_rows(connection, marks):
         proof = f"smtp:{row.id}"
         found.roles.add((row.client, "smtp-client", row.source), row.ts, row.ts, proof)
-        found.roles.add((row.server, "smtp-server", row.source), row.ts, row.ts, proof)
+        if not row.via_proxy or is_ip_address(row.server):  # a tunnel may name a host
+            found.roles.add((row.server, "smtp-server", row.source), row.ts, row.ts, proof)
         found.smtp_clients.add(row.client)
         found.days.add(row.ts.date())
         for handler in smtp_rules:
@@ -148,12 +167,35 @@ def _read(
     socks_rules = [rule.socks for rule in rules if rule.socks is not None]
     for row in delta.socks_rows(connection, marks):
         proof = f"socks:{row.id}"
+        if row.proxy_port in GUESSED:
+            found.heard.add((row.proxy, row.proxy_port))
         found.roles.add((row.client, "socks-client", row.source), row.ts, row.ts, proof)
         found.roles.add((row.proxy, "socks-proxy", row.source), row.ts, row.ts, proof)
         for handler in socks_rules:
             handler(ctx, row, found.rows)
+    _read_connects(connection, ctx, rules, marks, found)
     _read_flows(connection, ctx, rules, marks, found)
     return found
+
+
+def _read_connects(
+    connection: Connection,
+    ctx: RuleContext,
+    rules: tuple[Rule, ...],
+    marks: delta.Marks | None,
+    found: _Pass,
+) -> None:
+    """HTTP CONNECT requests: the client a web client, a host that answered as a proxy one."""
+    connect_rules = [rule.connect for rule in rules if rule.connect is not None]
+    for row in delta.connect_rows(connection, marks):
+        proof = f"connect:{row.id}"
+        found.roles.add((row.client, "web-client", row.source), row.ts, row.ts, proof)
+        if 200 <= row.status < 300 or row.status == 407:
+            found.roles.add((row.proxy, "http-proxy", row.source), row.ts, row.ts, proof)
+        if row.status == 407:
+            found.roles.add((row.proxy, "http-proxy-auth", row.source), row.ts, row.ts, proof)
+        for handler in connect_rules:
+            handler(ctx, row, found.rows)
 
 
 def _read_flows(
@@ -170,11 +212,16 @@ def _read_flows(
         ports = None if ports is None or rule.flow_ports is None else ports | rule.flow_ports
     if marks is None:
         role_ports = frozenset(port for _, port in FLOW_SERVER_ROLES)
+        found.speech.load_all()
         for side in ("server", "client"):
             for span in delta.flow_spans(connection, side, role_ports):
                 servers, client = FLOW_SERVER_ROLES.get(
                     (span.transport, span.server_port), ((), "")
                 )
+                if side == "server" and found.speech.speaks_otherwise(
+                    span.address, span.server_port, span.transport
+                ):
+                    servers = ()
                 for role in servers if side == "server" else (client,) if client else ():
                     for proof in (span.first_id, span.last_id):
                         key = (span.address, role, span.source)
@@ -183,7 +230,7 @@ def _read_flows(
     handlers = [(rule.flow, rule.flow_ports) for rule in flow_rules if rule.flow is not None]
     for row in delta.flow_rows(connection, marks, wanted):
         if marks is not None:
-            _flow_roles(row, found.roles)
+            _flow_roles(row, found.roles, found.speech)
         if row.transport == "tcp" and row.server_port in history.FIREWALL_SMTP_PORTS:
             found.days.add(row.day)
         for handler, only in handlers:
@@ -191,11 +238,13 @@ def _read_flows(
                 handler(ctx, row, found.rows)
 
 
-def _flow_roles(row: Any, found: RoleAccumulator) -> None:
-    """Roles an answered flow shows, by its server port."""
+def _flow_roles(row: Any, found: RoleAccumulator, speech: PortSpeech) -> None:
+    """Roles an answered flow shows, by its server port (unless the port speaks otherwise)."""
     if not row.answered:
         return
     server_roles, client_role = FLOW_SERVER_ROLES.get((row.transport, row.server_port), ((), ""))
+    if speech.speaks_otherwise(row.server, row.server_port, row.transport):
+        server_roles = ()
     span = (row.first_seen, row.last_seen, f"flow:{row.id}")
     for server_role in server_roles:
         found.add((row.server, server_role, row.source), *span)
@@ -281,6 +330,8 @@ def _derive(
     rules = all_rules() if rules is None else tuple(rules)
     found = _read(connection, ctx, rules, None if full else marks)
     gained, touched = merge_roles(connection, found.roles, empty=full)
+    if not full:
+        gained |= withdraw_guesses(connection, found.heard, found.speech, FLOW_SERVER_ROLES)
     if full:
         changed = _all_addresses(connection)
     else:

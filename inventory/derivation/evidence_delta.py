@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Select, Table, delete, func, select
 
 from rolecall.inventory.tables import (
     Asset,
+    ConnectRow,
     DeriveStateRow,
     FlowRow,
     HostnameRow,
@@ -38,6 +39,7 @@ class Marks:
     observation_time: datetime | None = None
     smtp_id: int = 0
     socks_id: int = 0
+    connect_id: int = 0
     flow_seq: int = 0
     hostname_id: int = 0
     asset_id: int = 0
@@ -57,6 +59,7 @@ def current_marks(connection: Connection) -> Marks:
         observation_time=_max(connection, obs.c.last_seen),
         smtp_id=_max(connection, core_table(SmtpRow).c.id) or 0,
         socks_id=_max(connection, core_table(SocksRow).c.id) or 0,
+        connect_id=_max(connection, core_table(ConnectRow).c.id) or 0,
         flow_seq=_max(connection, flow.c.seq) or 0,
         hostname_id=_max(connection, core_table(HostnameRow).c.id) or 0,
         asset_id=_max(connection, core_table(Asset).c.id) or 0,
@@ -180,6 +183,13 @@ def socks_rows(connection: Connection, marks: Marks | None) -> Iterator[Any]:
     """SOCKS requests stored since marks (all if None)."""
     table = core_table(SocksRow)
     return _past(connection, select(table), table.c.id, 0 if marks is None else marks.socks_id)
+
+
+def connect_rows(connection: Connection, marks: Marks | None) -> Iterator[Any]:
+    """HTTP CONNECT requests stored since marks (all if None)."""
+    table = core_table(ConnectRow)
+    since = 0 if marks is None else marks.connect_id
+    return _past(connection, select(table), table.c.id, since)
 
 
 def flow_rows(

@@ -2,12 +2,13 @@
 
 A rule matches an observation's ``kind`` and ``value``; a few rules also look
 at its ``port``. Evidence that does not support a role never yields it: a
-SOCKS proxy is "open" only when a relay to rolecall's canary was verified, so a
-proxy demanding a password, or one whose relay could not be verified, is not.
+SOCKS or HTTP proxy is "open" only when a relay to rolecall's canary was verified,
+so a proxy demanding a password, or one whose relay could not be verified, is not.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Final
 
@@ -19,6 +20,9 @@ ROLES: Final = (
     "socks5",
     "socks-proxy-open",
     "socks-proxy-auth",
+    "http-proxy",
+    "http-proxy-open",
+    "http-proxy-auth",
     "nonstandard-port",
     "smtp-server",
     "smtp-open-relay",
@@ -36,6 +40,8 @@ ROLES: Final = (
     "socks-client",
     "dns-client",
     "web-client",
+    "imap-client",
+    "pop3-client",
     "workstation",
 )
 """The whole role vocabulary of the contract (docs/contract.md)."""
@@ -45,7 +51,9 @@ STANDARD_SOCKS_PORTS: Final = frozenset({1080})
 client, itself worth a look on an inside host, so it counts as a nonstandard port."""
 
 SUBMISSION_PORTS: Final = frozenset({587, 465})
-"""Message submission (RFC 6409) and submission over implicit TLS (RFC 8314)."""
+"""Message submission (RFC 6409) and submission over implicit TLS (RFC 8314). AUTH offered
+on any other port that speaks TLS from the first byte is submission too: MTAs relaying to
+each other never use implicit TLS."""
 
 RELAYED: Final = "relayed to canary"
 
@@ -55,6 +63,8 @@ _BY_VALUE: Final[dict[tuple[str, str], tuple[str, ...]]] = {
     ("socks5-auth", "username/password"): ("socks-proxy-auth",),
     ("socks5-relay", RELAYED): ("socks-proxy-open",),
     ("socks4-relay", RELAYED): ("socks-proxy-open",),
+    ("protocol", "http-proxy"): ("http-proxy",),
+    ("http-proxy-relay", RELAYED): ("http-proxy-open",),
     ("protocol", "smtp"): ("smtp-server",),
     ("smtp-relay", "open-relay"): ("smtp-open-relay",),
     ("smtp-relay", "auth-required"): ("smtp-auth-required",),
@@ -75,9 +85,16 @@ _BY_PORT: Final[tuple[tuple[str, Callable[[Observation], bool], tuple[str, ...]]
         lambda obs: obs.value in ("socks4", "socks5") and obs.port not in STANDARD_SOCKS_PORTS,
         ("nonstandard-port",),
     ),
-    ("smtp-auth", lambda obs: obs.port in SUBMISSION_PORTS, ("smtp-submission",)),
+    # Any challenge: the value is the proxy's own Proxy-Authenticate text.
+    ("http-proxy-auth", lambda obs: bool(obs.value), ("http-proxy-auth",)),
+    (
+        "smtp-auth",
+        lambda obs: obs.port in SUBMISSION_PORTS or _implicit_tls(obs),
+        ("smtp-submission",),
+    ),
 )
-"""Roles that also depend on the port: (kind, condition, roles)."""
+"""Roles that depend on more than kind and value (the port, the detail): (kind, condition,
+roles)."""
 
 _BY_KIND: Final[dict[str, tuple[str, ...]]] = {
     "dns-query": ("dns-client",),
@@ -92,8 +109,10 @@ VALUE_KINDS: Final = frozenset({kind for kind, _ in _BY_VALUE} | {kind for kind,
 ANY_VALUE_KINDS: Final = frozenset(_BY_KIND)
 """Observation kinds whose roles depend on the kind alone: aggregated per host."""
 
-CLIENT_ROLES: Final = frozenset({"smtp-client", "socks-client", "dns-client", "web-client"})
-"""Roles that show a host acting as a client."""
+CLIENT_ROLES: Final = frozenset(
+    {"smtp-client", "socks-client", "dns-client", "web-client", "imap-client", "pop3-client"}
+)
+"""Roles that show a host acting as a client (reading mail is enough to be a workstation)."""
 
 MAIL_SERVER_ROLES: Final = frozenset(
     {"smtp-server", "smtp-open-relay", "smtp-submission", "smtp-auth-required"}
@@ -110,9 +129,19 @@ NON_MAIL_SERVER_ROLES: Final = frozenset(
         "pop3-server",
         "imap-server",
         "socks-proxy",
+        "http-proxy",
     }
 )
 """Server roles that give a host no reason to send mail (the default policy)."""
+
+
+def _implicit_tls(obs: Observation) -> bool:
+    """Return whether a probe saw this SMTP port speak TLS from the first byte (RFC 8314)."""
+    try:
+        detail = json.loads(obs.detail) if obs.detail else {}
+    except ValueError:
+        return False
+    return isinstance(detail, dict) and detail.get("implicit_tls") is True
 
 
 def roles_from_observation(obs: Observation) -> tuple[str, ...]:

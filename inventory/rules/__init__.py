@@ -16,6 +16,7 @@ from rolecall.inventory.rules import (
     mail_via_proxy,
     mass_mailer_software,
     new_smtp_client,
+    open_http_proxy,
     open_relay,
     open_socks_proxy,
     plaintext_auth,
@@ -30,6 +31,7 @@ def all_rules() -> tuple[Rule, ...]:
     """Every finding rule, in the order derivation runs them."""
     return (
         open_socks_proxy.RULE,
+        open_http_proxy.RULE,
         open_relay.RULE,
         unexpected_mail_client.RULE,
         mass_mailer_software.RULE,

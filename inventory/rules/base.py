@@ -1,6 +1,6 @@
 """What a finding rule is: the evidence rows it reacts to, and what it may consult.
 
-A rule reacts to new evidence rows (``observation``, ``smtp``, ``socks``, ``flow``:
+A rule reacts to new evidence rows (``observation``, ``smtp``, ``socks``, ``connect``, ``flow``:
 the finding grows with its evidence) or looks at a host's current state
 (``hosts``: roles and groups; the finding is replaced, or resolved if no longer
 supported). A rule over the daily series (``smtp-client-surge``) judges the days
@@ -99,6 +99,7 @@ class Rule:
     observation: RowHandler | None = None
     smtp: RowHandler | None = None
     socks: RowHandler | None = None
+    connect: RowHandler | None = None
     flow: RowHandler | None = None
     flow_ports: frozenset[int] | None = None
     hosts: HostHandler | None = None

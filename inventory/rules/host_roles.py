@@ -7,12 +7,15 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Final
 
 from sqlalchemy import Connection, func, select
 
 from rolecall.inventory.findings import merged_evidence
 from rolecall.inventory.sql.in_lists import in_slices
 from rolecall.inventory.tables import RoleRow, SmtpRow, core_table
+
+NAMED_CLIENTS: Final = 3
 
 
 @dataclass
@@ -88,3 +91,27 @@ def mail_servers_of(connection: Connection, clients: Sequence[str]) -> dict[str,
         for client, server in rows:
             found[client].add(server)
     return found
+
+
+def relayed_clients(connection: Connection, proxies: Sequence[str]) -> dict[str, list[str]]:
+    """Proxy -> the clients (sorted) whose tunnelled mail its own connections carried."""
+    table = core_table(SmtpRow)
+    found: dict[str, set[str]] = defaultdict(set)
+    for chunk in in_slices(proxies):
+        rows = connection.execute(
+            select(table.c.client, table.c.relayed_for)
+            .where(table.c.client.in_(chunk), table.c.relayed_for != "")
+            .distinct()
+        )
+        for proxy, client in rows:
+            found[proxy].add(client)
+    return {proxy: sorted(clients) for proxy, clients in found.items()}
+
+
+def relaying_note(clients: Sequence[str]) -> str:
+    """The note " (it relays mail for A, B and N more)" on a proxy's clients; "" for none."""
+    if not clients:
+        return ""
+    named = ", ".join(clients[:NAMED_CLIENTS])
+    more = len(clients) - NAMED_CLIENTS
+    return f" (it relays mail for {named}{f' and {more} more' if more > 0 else ''})"

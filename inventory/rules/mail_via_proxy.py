@@ -1,24 +1,56 @@
-"""mail-via-proxy: SMTP carried through a SOCKS proxy."""
+"""mail-via-proxy: SMTP carried through a proxy (SOCKS or HTTP CONNECT); client and proxy named.
+
+The client's finding rests on the transaction read inside its tunnel (``via_proxy``);
+the proxy's says it relays mail for the client, and rests on that transaction and on the
+proxy's own copy of the message, read on its connection to the server (``relayed_for``).
+"""
 
 from __future__ import annotations
 
+from sqlalchemy import select
+
+from rolecall.inventory.findings import Raised
 from rolecall.inventory.rules.base import Collector, Row, Rule, RuleContext
+from rolecall.inventory.tables import ConnectRow, SocksRow, core_table
 
 NAME = "mail-via-proxy"
 SEVERITY = "high"
 
 
+def proxy_kind(ctx: RuleContext, client: str, proxy: str) -> str:
+    """How the client asked the proxy for its tunnel, as the store recorded it, in words."""
+    for row_type, kind in ((SocksRow, "SOCKS proxy"), (ConnectRow, "HTTP proxy (CONNECT)")):
+        table = core_table(row_type)
+        asked = select(table.c.id).where(table.c.client == client, table.c.proxy == proxy)
+        if ctx.connection.execute(asked.limit(1)).first() is not None:
+            return kind
+    return "proxy"
+
+
+def _raise(out: Collector, address: str, row: Row, summary: str) -> None:
+    """Raise the finding on one of the two hosts, resting on one mail transaction."""
+    out.raise_(Raised(NAME, address, SEVERITY, summary, row.ts, row.ts, [f"smtp:{row.id}"]))
+
+
 def from_smtp(ctx: RuleContext, row: Row, out: Collector) -> None:
-    """A mail transaction seen inside a SOCKS tunnel: the client and the proxy are both named."""
-    if not row.via_proxy:
-        return
-    out.raise_on_smtp(
-        NAME,
-        SEVERITY,
-        row,
-        f"{row.client} sent SMTP to {row.server} port {row.server_port}"
-        f" through the SOCKS proxy {row.via_proxy}.",
-    )
+    """Mail through a proxy: the client's tunnelled copy names both; the proxy's copy names it."""
+    if row.via_proxy:
+        client, proxy = row.client, row.via_proxy
+        kind = proxy_kind(ctx, client, proxy)
+        target = f"{row.server} port {row.server_port}"
+        _raise(out, client, row, f"{client} sent SMTP to {target} through the {kind} {proxy}.")
+        _raise(out, proxy, row, f"The {kind} {proxy} relays mail for {client} to {target}.")
+    elif row.relayed_for:
+        proxy, client = row.client, row.relayed_for
+        kind = proxy_kind(ctx, client, proxy)
+        _raise(
+            out,
+            proxy,
+            row,
+            f"The {kind} {proxy} relays mail for {client}: its own connection to"
+            f" {row.server} port {row.server_port} carried the message {client} sent"
+            " through it.",
+        )
 
 
 RULE = Rule(NAME, SEVERITY, smtp=from_smtp)

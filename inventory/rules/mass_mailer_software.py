@@ -12,8 +12,12 @@ SEVERITY = "high"
 def from_smtp(ctx: RuleContext, row: Row, out: Collector) -> None:
     """A sent message's X-Mailer / User-Agent matches a bulk-mail signature.
 
-    Only SMTP transactions count: a header read in POP3 or IMAP is mail being read.
+    Only SMTP transactions count: a header read in POP3 or IMAP is mail being read. A
+    proxy's own copy of a message it relays (``relayed_for``) is the client's message,
+    whose tunnelled copy raises this on the client: the proxy runs no mailer.
     """
+    if row.relayed_for:
+        return
     signature = matching_signature(row.user_agent, ctx.settings.mass_mailers)
     if signature is None:
         return

@@ -7,7 +7,13 @@ from datetime import timedelta
 
 from rolecall.inventory.findings import Raised
 from rolecall.inventory.rules.base import Collector, Rule, RuleContext
-from rolecall.inventory.rules.host_roles import first_smtp_client, roles_of
+from rolecall.inventory.rules.host_roles import (
+    HeldRole,
+    first_smtp_client,
+    relayed_clients,
+    relaying_note,
+    roles_of,
+)
 
 NAME = "new-smtp-client"
 SEVERITY = "info"
@@ -23,17 +29,20 @@ def judge(ctx: RuleContext, addresses: Sequence[str], out: Collector) -> None:
     if first_ever is None:
         return
     learned = first_ever + timedelta(days=ctx.settings.new_client_learning_days)
+    new: dict[str, HeldRole] = {}
     for address, roles in roles_of(ctx.connection, addresses).items():
         client = roles.get("smtp-client")
-        if client is None or client.first_seen <= learned:
-            continue
+        if client is not None and client.first_seen > learned:
+            new[address] = client
+    relaying = relayed_clients(ctx.connection, sorted(new))
+    for address, client in new.items():
         out.raise_(
             Raised(
                 NAME,
                 address,
                 SEVERITY,
                 f"{address} sent SMTP for the first time on {client.first_seen:%Y-%m-%d %H:%M}"
-                " UTC.",
+                f" UTC{relaying_note(relaying.get(address, []))}.",
                 client.first_seen,
                 client.first_seen,
                 client.evidence[:5],

@@ -7,7 +7,13 @@ from collections.abc import Sequence
 from rolecall.inventory.derivation.role_rules import MAIL_SERVER_ROLES, NON_MAIL_SERVER_ROLES
 from rolecall.inventory.findings import Raised
 from rolecall.inventory.rules.base import Collector, Rule, RuleContext
-from rolecall.inventory.rules.host_roles import HeldRole, mail_servers_of, roles_of
+from rolecall.inventory.rules.host_roles import (
+    HeldRole,
+    mail_servers_of,
+    relayed_clients,
+    relaying_note,
+    roles_of,
+)
 from rolecall.inventory.settings import GroupSpec
 
 NAME = "unexpected-mail-client"
@@ -65,19 +71,21 @@ def judge(ctx: RuleContext, addresses: Sequence[str], out: Collector) -> None:
     """Raise on every given host that sends SMTP against its roles or group policy."""
     limited = [a for a in addresses if any(s.policy.mail_relays for s in _policies(ctx, a))]
     servers = mail_servers_of(ctx.connection, limited)
+    breaking: dict[str, tuple[HeldRole, str]] = {}
     for address, roles in roles_of(ctx.connection, addresses).items():
         client = roles.get("smtp-client")
-        if client is None:
-            continue
-        reason = _reason(ctx, address, roles, servers)
-        if reason is None:
-            continue
+        reason = None if client is None else _reason(ctx, address, roles, servers)
+        if client is not None and reason is not None:
+            breaking[address] = (client, reason)
+    # A proxy is an SMTP client on the wire; its finding says whose mail it carried.
+    relaying = relayed_clients(ctx.connection, sorted(breaking))
+    for address, (client, reason) in breaking.items():
         out.raise_(
             Raised(
                 NAME,
                 address,
                 SEVERITY,
-                f"{address} sends SMTP, but {reason}.",
+                f"{address} sends SMTP{relaying_note(relaying.get(address, []))}, but {reason}.",
                 client.first_seen,
                 client.last_seen,
                 list(client.evidence),

@@ -12,6 +12,7 @@ from sqlalchemy.sql.dml import Insert
 from rolecall.inventory.tables import (
     Asset,
     AssetSource,
+    ConnectRow,
     FlowRow,
     HostnameRow,
     IngestedFile,
@@ -144,6 +145,11 @@ def smtp_insert(dialect: str) -> Insert:
 def socks_insert(dialect: str) -> Insert:
     """Insert of SOCKS requests, once per natural key."""
     return insert_once(dialect, SocksRow)
+
+
+def connect_insert(dialect: str) -> Insert:
+    """Insert of HTTP CONNECT requests, once per natural key."""
+    return insert_once(dialect, ConnectRow)
 
 
 def ingested_file_insert(dialect: str) -> Insert:

@@ -19,6 +19,7 @@ class ExportWhat(StrEnum):
     findings = "findings"
     smtp = "smtp"
     socks = "socks"
+    connect = "connect"
     flows = "flows"
     runs = "runs"
 

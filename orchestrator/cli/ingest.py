@@ -39,8 +39,10 @@ def _ingest(ctx: typer.Context, kind: str, files: list[Path]) -> None:
     typer.echo(_describe_ingest(kind, summary))
     for warning in summary.warnings:
         session.reporter.warn(f"warning: {warning.where}: {warning.message}")
-    if (unshown := summary.counts["warnings"] - len(summary.warnings)) > 0:
-        session.reporter.warn(f"warning: and {unshown} more damaged entries (not shown)")
+    traffic = summary.counts["traffic_warnings"]
+    if (unshown := summary.counts["warnings"] + traffic - len(summary.warnings)) > 0:
+        kinds = "damaged entries" + (" or traffic warnings" if traffic else "")
+        session.reporter.warn(f"warning: and {unshown} more {kinds} (not shown)")
     if summary.failures or summary.counts["warnings"]:
         raise typer.Exit(2)
 
@@ -61,6 +63,8 @@ def _describe_ingest(kind: str, summary: IngestSummary) -> str:
         text += f"; {counts['files_already_ingested']} already ingested, unchanged"
     if counts["warnings"]:
         text += f"; {counts['warnings']} damaged entries skipped"
+    if counts["traffic_warnings"]:
+        text += f"; {counts['traffic_warnings']} warning(s) about the captured traffic"
     if summary.failures:
         text += f"; {len(summary.failures)} file(s) could not be read"
     return text

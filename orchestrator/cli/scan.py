@@ -16,9 +16,25 @@ scan_app = typer.Typer(no_args_is_help=True, help="Active scans of networks in s
 @scan_app.command("subnet")
 def scan_subnet(
     ctx: typer.Context,
-    targets: Annotated[list[str], typer.Argument(metavar="CIDR...", help="Networks to scan.")],
+    targets: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="CIDR...",
+            help="Networks to scan. IPv4 or IPv6; of an IPv6 prefix wider than [scan]"
+            " max_ipv6_sweep, only the addresses the inventory knows.",
+        ),
+    ],
     ports: Annotated[
         str | None, typer.Option("--ports", help="TCP ports, e.g. 22,25,80,8000-8100.")
+    ] = None,
+    top_ports: Annotated[
+        int | None,
+        typer.Option(
+            "--top-ports",
+            min=1,
+            max=65535,
+            help="nmap's N most common TCP ports instead of a list (not with --ports).",
+        ),
     ] = None,
     probes: Annotated[
         str | None,
@@ -31,6 +47,8 @@ def scan_subnet(
 ) -> None:
     """Discover open ports on networks in scope, probe what they speak, store what was found."""
     session = session_of(ctx)
+    if ports is not None and top_ports is not None:
+        raise UsageError("--ports and --top-ports: give one list of ports, not both")
     if ports is not None:
         try:
             ports = parse_ports(ports)
@@ -43,7 +61,7 @@ def scan_subnet(
     from rolecall.orchestrator.runs.scan import scan_subnets  # noqa: PLC0415
 
     summary = scan_subnets(
-        session.store(), session.config, targets, session.reporter, ports, chosen
+        session.store(), session.config, targets, session.reporter, ports, chosen, top_ports
     )
     counts = summary.counts
     unresolved = (

@@ -69,13 +69,22 @@ def add_scan(
     cron: CronOption = "",
     every: EveryOption = 0,
     ports: Annotated[str | None, typer.Option("--ports", help="TCP ports to scan.")] = None,
+    top_ports: Annotated[
+        int | None,
+        typer.Option(
+            "--top-ports",
+            min=1,
+            max=65535,
+            help="nmap's N most common TCP ports instead of a list (not with --ports).",
+        ),
+    ] = None,
     probes: Annotated[
         str | None, typer.Option("--probes", help="Probes to run (default: [probes] enabled).")
     ] = None,
     schedule_id: IdOption = None,
     replace: ReplaceOption = False,
 ) -> None:
-    """Scan subnets on a schedule."""
+    """Scan subnets on a schedule (an IPv6 prefix too wide to sweep: its known addresses)."""
     chosen = None if probes is None else ([] if probes == "none" else _split([probes]))
     values: dict[str, Any] = {
         "id": schedule_id or new_id("scan"),
@@ -86,10 +95,21 @@ def add_scan(
     subnets = _split(subnet)
     # Refuse now what the daemon would refuse at 2 a.m.: targets outside the configured scope.
     config = session_of(ctx).config
-    scope = Scope.from_config(config.scope, [parse_target(s) for s in subnets])
-    scope.plan([parse_target(s) for s in subnets], config.scope.max_addresses)
-    values |= {"subnets": subnets, "ports": ports, "probes": chosen}
-    _store_entry(ctx, _entry(values), replace)
+    targets = [parse_target(s) for s in subnets]
+    plan = Scope.from_config(config.scope, targets).plan(
+        targets, config.scope.max_addresses, config.scan.max_ipv6_sweep
+    )
+    values |= {"subnets": subnets, "ports": ports, "probes": chosen, "top_ports": top_ports}
+    entry = _entry(values)
+    for network in plan.unswept:
+        # Said now: each run scans only the addresses the inventory knows in it by then.
+        typer.echo(
+            f"schedule {entry.id}: {network} is wider than /{plan.max_ipv6_sweep}"
+            " (scan.max_ipv6_sweep): each run scans only the addresses the inventory"
+            " knows in it",
+            err=True,
+        )
+    _store_entry(ctx, entry, replace)
 
 
 @add_app.command("ingest")

@@ -84,15 +84,26 @@ def _recorded(job_id: str, what: str, target: str, body: Callable[[Store, Config
             context.idle.notify_all()
 
 
-def scan(job_id: str, subnets: list[str], ports: str | None, probes: list[str] | None) -> None:
-    """Scheduled `scan subnet`."""
+def scan(
+    job_id: str,
+    subnets: list[str],
+    ports: str | None,
+    probes: list[str] | None,
+    top_ports: int | None = None,
+) -> None:
+    """Scheduled `scan subnet` (top_ports: nmap's N most common ports instead of ports)."""
 
     def body(store: Store, config: Config) -> str:
-        summary = scan_subnets(store, config, subnets, Reporter(quiet=True), ports, probes)
+        quiet = Reporter(quiet=True)
+        summary = scan_subnets(store, config, subnets, quiet, ports, probes, top_ports)
         counts = summary.counts
-        return (
-            f"run {summary.run_id}: {counts['hosts_up']} hosts up,"
-            f" {counts['open_ports']} open ports"
+        # Prefixes too wide to sweep are said in the outcome, as the command says them.
+        return "; ".join(
+            [
+                f"run {summary.run_id}: {counts['hosts_up']} hosts up,"
+                f" {counts['open_ports']} open ports",
+                *summary.notices,
+            ]
         )
 
     _recorded(job_id, "scan", " ".join(subnets), body)

@@ -24,6 +24,12 @@ class JobKind:
     needs: tuple[str, str] | None = None
     # Seconds between runs when neither a crontab nor an interval is given (0: one is needed).
     default_every: int = 0
+    # Parameters added after schedules were first stored: a row without one means None.
+    optional: tuple[str, ...] = ()
+
+    def takes(self, names: set[str]) -> bool:
+        """Whether stored arguments of these names are this kind's (optional ones may lack)."""
+        return set(self.parameters) - set(self.optional) <= names <= set(self.parameters)
 
     def arguments(self, entry: ScheduleEntry) -> dict[str, Any]:
         """The entry's arguments for this kind (plain JSON data); UsageError if one is missing."""
@@ -33,7 +39,7 @@ class JobKind:
 
     def call(self, schedule_id: str, arguments: Mapping[str, Any]) -> list[Any]:
         """The function's positional arguments for a schedule with these arguments."""
-        return [schedule_id, *(arguments[name] for name in self.parameters)]
+        return [schedule_id, *(arguments.get(name) for name in self.parameters)]
 
 
 def _describe_scan(arguments: Mapping[str, Any]) -> str:
@@ -41,6 +47,8 @@ def _describe_scan(arguments: Mapping[str, Any]) -> str:
     text = " ".join(arguments["subnets"])
     if arguments["ports"]:
         text += f" ports {arguments['ports']}"
+    if arguments.get("top_ports"):
+        text += f" top-ports {arguments['top_ports']}"
     if arguments["probes"] is not None:
         text += f" probes {','.join(arguments['probes']) or 'none'}"
     return text
@@ -59,9 +67,10 @@ def _describe_report_email(arguments: Mapping[str, Any]) -> str:
 KINDS: dict[str, JobKind] = {
     "scan": JobKind(
         jobs.scan,
-        ("subnets", "ports", "probes"),
+        ("subnets", "ports", "probes", "top_ports"),
         _describe_scan,
         needs=("subnets", "at least one subnet"),
+        optional=("top_ports",),
     ),
     "ingest": JobKind(
         jobs.watch_ingest,

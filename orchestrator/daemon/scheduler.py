@@ -14,7 +14,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from rolecall.inventory.errors import StoreError
 from rolecall.inventory.schedules import Schedule
 from rolecall.inventory.store import Store
-from rolecall.orchestrator.config import DaemonConfig, ScopeConfig
+from rolecall.orchestrator.config import MAX_IPV6_SWEEP, DaemonConfig, ScopeConfig
 from rolecall.orchestrator.daemon.log import event
 from rolecall.orchestrator.daemon.schedules import job_parts
 from rolecall.orchestrator.errors import UsageError
@@ -48,11 +48,13 @@ class ScheduledJobs:
         store: Store,
         logger: logging.Logger,
         scope: ScopeConfig | None = None,
+        max_ipv6_sweep: int = MAX_IPV6_SWEEP,
     ) -> None:
         self._scheduler = scheduler
         # A scan outside the scope is not loaded: it would only record a failed run each time.
         # Without one given, none is configured: only this machine's addresses are in scope.
         self._scope = scope if scope is not None else ScopeConfig()
+        self._max_ipv6_sweep = max_ipv6_sweep
         self._store = store
         self._logger = logger
         self._loaded: dict[str, Schedule] = {}
@@ -80,13 +82,13 @@ class ScheduledJobs:
         if removed or loaded:
             event(self._logger, "schedules-synced", loaded=loaded, removed=removed)
 
-    def rescope(self, scope: ScopeConfig) -> None:
+    def rescope(self, scope: ScopeConfig, max_ipv6_sweep: int = MAX_IPV6_SWEEP) -> None:
         """Check every loaded schedule against a new scope (a reloaded config); refuse those out."""
-        self._scope = scope
+        self._scope, self._max_ipv6_sweep = scope, max_ipv6_sweep
         self._refused.clear()
         for schedule in list(self._loaded.values()):
             try:
-                job_parts(schedule, scope)
+                job_parts(schedule, scope, max_ipv6_sweep)
             except UsageError as exc:
                 self._refuse(schedule, exc)
 
@@ -102,7 +104,7 @@ class ScheduledJobs:
         if old is not None and old.same_job(schedule):
             return False
         try:
-            parts = job_parts(schedule, self._scope)
+            parts = job_parts(schedule, self._scope, self._max_ipv6_sweep)
         except UsageError as exc:
             self._refuse(schedule, exc)
             return False

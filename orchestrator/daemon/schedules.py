@@ -14,6 +14,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from rolecall.inventory.schedules import Schedule
 from rolecall.inventory.store import Store
 from rolecall.orchestrator.config import (
+    MAX_IPV6_SWEEP,
     Config,
     ScheduleEntry,
     ScopeConfig,
@@ -87,7 +88,7 @@ def entry_of(schedule: Schedule) -> ScheduleEntry:
     kind = KINDS.get(schedule.kind)
     if kind is None:
         raise UsageError(f"schedule {schedule.id}: {schedule.kind!r} is not a kind of job")
-    if set(schedule.arguments) != set(kind.parameters):
+    if not kind.takes(set(schedule.arguments)):
         names = ", ".join(kind.parameters)
         raise UsageError(f"schedule {schedule.id}: a {schedule.kind} job takes {names}")
     values = {
@@ -100,25 +101,32 @@ def entry_of(schedule: Schedule) -> ScheduleEntry:
     return schedule_entry(values, f"schedule {schedule.id}: ")
 
 
-def out_of_scope(entry: ScheduleEntry, scope: ScopeConfig) -> str:
-    """Why a scan entry's subnets are not all inside scope, as `schedule add` says ("" if in)."""
+def out_of_scope(
+    entry: ScheduleEntry, scope: ScopeConfig, max_ipv6_sweep: int = MAX_IPV6_SWEEP
+) -> str:
+    """Why a scan entry's subnets are not all inside scope, as `schedule add` says ("" if in).
+
+    An IPv6 subnet wider than max_ipv6_sweep is never swept, so its size is no reason.
+    """
     if entry.job != "scan":
         return ""
     targets = [parse_target(subnet) for subnet in entry.subnets]
     try:
-        Scope.from_config(scope, targets).plan(targets, scope.max_addresses)
+        Scope.from_config(scope, targets).plan(targets, scope.max_addresses, max_ipv6_sweep)
     except (OutOfScopeError, UsageError) as exc:
         return str(exc)
     return ""
 
 
-def job_parts(schedule: Schedule, scope: ScopeConfig | None = None) -> JobParts:
+def job_parts(
+    schedule: Schedule, scope: ScopeConfig | None = None, max_ipv6_sweep: int = MAX_IPV6_SWEEP
+) -> JobParts:
     """What a stored schedule runs and when, checked as if it were given anew; UsageError.
 
     With a scope, a scan whose subnets are not wholly inside it is refused too.
     """
     entry = entry_of(schedule)
-    if scope is not None and (why := out_of_scope(entry, scope)):
+    if scope is not None and (why := out_of_scope(entry, scope, max_ipv6_sweep)):
         raise UsageError(f"schedule {schedule.id}: {why}")
     checked = schedule_of(entry, schedule.origin)
     kind = KINDS[checked.kind]
@@ -163,7 +171,7 @@ def sync_config(store: Store, config: Config) -> list[str]:
     now = datetime.now(UTC)
     wanted = []
     for entry in config.schedule:
-        if why := out_of_scope(entry, config.scope):
+        if why := out_of_scope(entry, config.scope, config.scan.max_ipv6_sweep):
             raise config_error(config, f"schedule {entry.id}: {why}")
         schedule = schedule_of(entry, "config")
         wanted.append(dataclasses.replace(schedule, next_run=next_run(schedule, now)))

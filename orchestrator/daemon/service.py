@@ -78,7 +78,7 @@ def _reload(scheduled: ScheduledJobs, context: jobs.JobContext, config_path: Pat
     except BadInputError as exc:
         event(context.logger, "config-reload-failed", logging.ERROR, error=str(exc))
         return
-    scheduled.rescope(config.scope)
+    scheduled.rescope(config.scope, config.scan.max_ipv6_sweep)
     scheduled.sync()
     context.config = config
     context.logger = configure_logging(config.daemon.log_file, config.daemon.log_level)
@@ -108,7 +108,7 @@ def _stop(scheduler: BackgroundScheduler, context: jobs.JobContext, cause: str) 
 def _serve(store: Store, config: Config, config_path: Path | None, logger: logging.Logger) -> bool:
     """Run the schedules until a stop signal; return whether every job ended by itself."""
     scheduler = make_scheduler(config.daemon)
-    scheduled = ScheduledJobs(scheduler, store, logger, config.scope)
+    scheduled = ScheduledJobs(scheduler, store, logger, config.scope, config.scan.max_ipv6_sweep)
     context = jobs.JobContext(store, config, logger)
     deliver_after_derive(
         store,

@@ -6,8 +6,9 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from netaddr import IPNetwork
+from netaddr import IPNetwork, IPSet
 
+from rolecall.inventory.known_addresses import known_ipv6
 from rolecall.inventory.store import Store
 from rolecall.orchestrator.config import Config
 from rolecall.orchestrator.interrupts import Interrupts, deferred_interrupts
@@ -28,6 +29,8 @@ class ScanSummary:
     run_id: int
     addresses: int
     counts: Counter[str] = field(default_factory=Counter)
+    # What was not swept and what was scanned in its place (IPv6 prefixes too wide to sweep).
+    notices: list[str] = field(default_factory=list)
 
 
 def _probe_open_ports(
@@ -61,9 +64,12 @@ def scan_subnets(
     reporter: Reporter,
     ports: str | None = None,
     probes: Sequence[str] | None = None,
+    top_ports: int | None = None,
 ) -> ScanSummary:
     """Scan targets within scope and store every result; the run is recorded however it ends.
 
+    An IPv6 target wider than [scan] max_ipv6_sweep is never swept: only the addresses in it
+    the inventory knows are scanned, each such target said in one line (and in notices).
     Ctrl-C stops nmap within a second or two; the hosts it finished are stored, then the
     KeyboardInterrupt goes on (the run is recorded as interrupted).
     """
@@ -78,12 +84,14 @@ def scan_subnets(
             "scope: none configured, so this run's scope is the command-line targets "
             + ", ".join(str(network) for network in networks)
         )
-    addresses = scope.plan(networks, config.scope.max_addresses)
-    settings = nmap_settings(config, ports)
+    addresses, notices = _addresses(store, config, scope, networks)
+    for notice in notices:
+        reporter.warn(notice)
+    settings = nmap_settings(config, ports, top_ports)
     scanner = NmapScanner(settings, scope)
     names = ReverseLookups("scan") if settings.resolve_names else None
     with store.run("scan", " ".join(targets)) as run:
-        summary = ScanSummary(run.id, addresses.size, run.counts)
+        summary = ScanSummary(run.id, addresses.size, run.counts, notices)
         with (
             deferred_interrupts() as interrupts,
             reporter.task("scanning", addresses.size) as advance,
@@ -108,6 +116,20 @@ def scan_subnets(
         summary.counts["roles"] = derived.roles
         summary.counts["findings"] = derived.findings
     return summary
+
+
+def _addresses(
+    store: Store, config: Config, scope: Scope, networks: Sequence[IPNetwork]
+) -> tuple[IPSet, list[str]]:
+    """The addresses to scan, and a line for each IPv6 target too wide to sweep."""
+    plan = scope.plan(networks, config.scope.max_addresses, config.scan.max_ipv6_sweep)
+    if not plan.unswept:
+        return plan.sweep, []
+    with store.read("read the addresses the inventory knows") as connection:
+        addresses, taken = scope.with_known(
+            plan, known_ipv6(connection), config.scope.max_addresses
+        )
+    return addresses, [plan.unswept_notice(network, known) for network, known in taken]
 
 
 def _scan_chunk(

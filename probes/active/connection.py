@@ -19,10 +19,11 @@ from datetime import UTC, datetime
 from typing import Final
 
 from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from rolecall.probes.active.settings import ProbeSettings
 from rolecall.probes.errors import ProbeError
-from rolecall.probes.records import Observation, Record, Service
+from rolecall.probes.records import HostName, Observation, Record, Service
 
 _CLOSE_WAIT: Final = 0.5
 
@@ -33,6 +34,10 @@ _REPLY_CODE: Final = re.compile(rb"[1-5][0-5][0-9]")
 _FINAL_LINE: Final = re.compile(r"[1-5][0-5][0-9](?: |$)")
 _EVIDENCE_LINES: Final = 5
 _SHOWN_CHARS: Final = 40
+_DNS_LABEL: Final = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_DNS_NAME: Final = re.compile(rf"(?=.{{1,253}}$)(?:{_DNS_LABEL}\.)+{_DNS_LABEL}")
+MAX_CERTIFICATE_NAMES: Final = 20
+"""Names kept from one certificate; a certificate listing thousands is not read on."""
 
 
 class ReplyError(ProbeError):
@@ -136,6 +141,48 @@ def certificate_summary(der: bytes | None) -> dict[str, str]:
         "sha256": digest,
         "self_signed": str(cert.subject == cert.issuer).lower(),
     }
+
+
+def certificate_names(der: bytes | None) -> list[str]:
+    """Return the host names a DER certificate is for (CN and DNS SANs), checked and lower case.
+
+    Only well-formed DNS names with a dot and a letter are kept: wildcards, addresses and
+    anything a hostile certificate might hold instead are dropped, and at most
+    MAX_CERTIFICATE_NAMES are read.
+    """
+    if not der:
+        return []
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        candidates = [
+            str(attribute.value)
+            for attribute in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        ]
+        with contextlib.suppress(x509.ExtensionNotFound):
+            names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            candidates += names.get_values_for_type(x509.DNSName)
+    except ValueError:
+        return []
+    found: list[str] = []
+    for candidate in candidates[: MAX_CERTIFICATE_NAMES * 4]:
+        name = dns_name(candidate)
+        if name and name not in found:
+            found.append(name)
+    return found[:MAX_CERTIFICATE_NAMES]
+
+
+def dns_name(text: str) -> str:
+    """Return ``text`` as a lower-case DNS host name (with a dot and a letter), else ""."""
+    name = text[:256].strip().rstrip(".").lower()
+    if _DNS_NAME.fullmatch(name) and re.search(r"[a-z]", name):
+        return name
+    return ""
+
+
+def certificate_hostnames(address: str, names: Sequence[str]) -> list[HostName]:
+    """Return HostName records (source "probe", seen now) for the names of a peer's certificate."""
+    seen = datetime.now(UTC)
+    return [HostName(address=address, name=name, source="probe", seen=seen) for name in names]
 
 
 def show_bytes(data: bytes) -> str:
@@ -348,6 +395,8 @@ class ProbeResult:
     records: list[Record] = field(default_factory=list)
     seen: bytes = b""
     """Bytes a peer sent that this probe did not recognise (evidence for "unclassified")."""
+    fallback: bool = False
+    """The records only say the port speaks TLS: any other probe's match wins over them."""
 
     @property
     def matched(self) -> bool:

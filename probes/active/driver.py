@@ -4,18 +4,23 @@ Every target passes ``TargetGate.admit`` before any connection; a refused one
 raises ``OutOfScopeError`` before a single packet is sent to anyone.
 
 Each port first gets a moment to greet (SMTP, FTP, SSH, POP3, IMAP speak first);
-a silent port then gets the client-first probes (SOCKS, HTTP, HTTPS, DNS,
-implicit-TLS SMTP) side by side, the first to recognise it winning.
+a silent port then gets the client-first probes (SOCKS, HTTP CONNECT then HTTP,
+HTTPS, DNS, implicit-TLS SMTP) side by side, the first to recognise it winning; a
+bare TLS service (a handshake, then nothing HTTP) counts only if no other probe
+recognises the port, so SMTP behind a TLS handshake is SMTP on any port.
 
 Observation kinds (source "probe"; ``value`` the conclusion, ``detail`` JSON evidence):
-``protocol`` (socks5, socks4, smtp, http, https, tls, dns, ssh, ftp, pop3, imap),
+``protocol`` (socks5, socks4, http-proxy, smtp, http, https, tls, dns, ssh, ftp, pop3,
+imap), ``http-proxy-relay`` (relayed to canary, 200 without relay, refused,
+inconclusive), ``http-proxy-auth`` (the Proxy-Authenticate challenge),
 ``socks5-auth`` (no-auth, username/password, no-acceptable-method, method 0xNN),
 ``socks5-relay``/``socks4-relay`` (relayed to canary, handshake-open, relay unverified,
 refused), ``smtp-extensions`` (EHLO keywords, sorted), ``smtp-starttls`` (ok, failed),
 ``smtp-auth`` (mechanisms), ``smtp-plaintext-auth`` (mechanisms offered before TLS),
 ``smtp-relay`` (open-relay, relay-refused, auth-required, inconclusive),
 ``tls-certificate`` (subject), ``ftp-anonymous`` (allowed, refused) and
-``unclassified`` (unrecognised reply, or why nothing was recognised).
+``unclassified`` (unrecognised reply, or why nothing was recognised). The names a
+TLS certificate is for (CN and DNS SANs, well-formed only) become HostName records.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from rolecall.probes.active.connection import (
     observation,
     show_bytes,
 )
+from rolecall.probes.active.http_proxy import probe_http_proxy
 from rolecall.probes.active.services import (
     banner_records,
     greeting_protocol,
@@ -64,7 +70,7 @@ class CanaryPool:
     """The canaries of one run, one per local address, opened on first need."""
 
     def __init__(self, settings: ProbeSettings) -> None:
-        """Prepare an empty pool; nothing listens until a SOCKS probe asks."""
+        """Prepare an empty pool; nothing listens until a SOCKS or HTTP CONNECT probe asks."""
         self._settings = settings
         self._canaries: dict[str, Canary | None] = {}
         self._lock = asyncio.Lock()
@@ -104,7 +110,22 @@ class PortWork:
     seen: bytearray = field(default_factory=bytearray)
     records: list[Record] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    fallback: list[Record] = field(default_factory=list)
     done: bool = False
+
+    def take(self, result: ProbeResult) -> bool:
+        """Keep a result's records and return True if it recognised the port.
+
+        A TLS-only result (a handshake, then nothing HTTP) is held back: an SMTP
+        server behind the same handshake may answer another probe, and wins.
+        """
+        if result.matched and not result.fallback:
+            self.records += result.records
+            return True
+        if result.matched and not self.fallback:
+            self.fallback = result.records
+        self.keep_seen(result.seen)
+        return False
 
     def keep_seen(self, data: bytes) -> None:
         """Keep unrecognised bytes as evidence, up to a small cap."""
@@ -191,11 +212,23 @@ def _client_first_steps(
         four = await probe_socks4(address, port, settings, canary)
         return ProbeResult(records=five.records + four.records, seen=five.seen + four.seen)
 
+    async def web() -> ProbeResult:
+        """Ask CONNECT to the canary first; a port that is no HTTP proxy gets HEAD / next.
+
+        A proxy answers HEAD / too (with its own error page); recording that as a web
+        server would claim what the port is not, so a proxy's port stops here.
+        """
+        proxy = await probe_http_proxy(address, port, settings, await canaries.for_target(address))
+        if proxy.matched:
+            return proxy
+        plain = await probe_http(address, port, settings, tls=False)
+        return plain if plain.matched else ProbeResult(seen=proxy.seen or plain.seen)
+
     steps: list[tuple[str, Step]] = []
     if settings.runs("socks"):
         steps.append(("socks", socks))
     if settings.runs("web"):
-        steps.append(("http", lambda: probe_http(address, port, settings, tls=False)))
+        steps.append(("http", web))
         steps.append(("https", lambda: probe_http(address, port, settings, tls=True)))
     if settings.runs("dns"):
         steps.append(("dns", lambda: probe_dns(address, port, settings)))
@@ -243,15 +276,15 @@ async def _probe_port(work: PortWork, settings: ProbeSettings, canaries: CanaryP
     tasks = [asyncio.ensure_future(_guarded(work, step)) for _, step in steps]
     try:
         for next_done in asyncio.as_completed(tasks):
-            result = await next_done
-            if result.matched:
-                work.records += result.records
+            if work.take(await next_done):
                 return
-            work.keep_seen(result.seen)
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+    if work.fallback:
+        work.records += work.fallback
+        return
     work.records.append(work.unclassified("no probe recognised a reply"))
 
 
@@ -270,12 +303,7 @@ async def _guarded(work: PortWork, step: Step) -> ProbeResult:
 async def _run_step(work: PortWork, name: str, step: Step) -> bool:
     """Run one probe step; keep its records and return True if it recognised the port."""
     work.tried.append(name)
-    result = await _guarded(work, step)
-    if result.matched:
-        work.records += result.records
-        return True
-    work.keep_seen(result.seen)
-    return False
+    return work.take(await _guarded(work, step))
 
 
 @dataclass(frozen=True, slots=True)

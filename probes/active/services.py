@@ -20,6 +20,8 @@ from rolecall.probes.active.connection import (
     ProbeConnection,
     ProbeResult,
     ReplyError,
+    certificate_hostnames,
+    certificate_names,
     certificate_summary,
     evidence,
     observation,
@@ -183,21 +185,27 @@ async def probe_http(address: str, port: int, settings: ProbeSettings, *, tls: b
     except NETWORK_ERRORS:
         return ProbeResult()
     certificate = certificate_summary(conn.peer_certificate)
+    names = certificate_hostnames(address, certificate_names(conn.peer_certificate))
     try:
         try:
             lines = await _http_head(conn, settings)
         except NETWORK_ERRORS:
             lines = []
         if lines:
-            return _http_records(address, port, "https" if tls else "http", lines, certificate)
-        if tls and not conn.seen.startswith(b"220"):
-            # A TLS service that is neither HTTP nor SMTP: still worth its certificate.
+            result = _http_records(address, port, "https" if tls else "http", lines, certificate)
+            result.records += names
+            return result
+        if tls and bytes(conn.seen[:3]) not in (b"220", b"421", b"554"):
+            # A TLS service that is neither HTTP nor SMTP: still worth its certificate. An
+            # SMTP server may answer the early HEAD with 554 (Exim's synchronisation check).
             detail = evidence(certificate=certificate, seen=show_bytes(bytes(conn.seen[:512])))
             return ProbeResult(
                 records=[
                     observation(address, port, "protocol", "tls", detail),
                     service(address, port, "tls"),
-                ]
+                    *names,
+                ],
+                fallback=True,
             )
         return ProbeResult(seen=bytes(conn.seen))
     finally:

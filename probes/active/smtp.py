@@ -1,7 +1,9 @@
 """The SMTP probe: banner, EHLO extensions, STARTTLS certificate, AUTH placement, relay test.
 
-The relay test sends MAIL FROM an outside address and RCPT TO a foreign
-domain, records each reply, then RSET and QUIT. It never sends DATA.
+The relay test tries the sender and recipient combinations of
+``relay_attempts`` one by one (MAIL FROM, RCPT TO, RSET), stops at the first
+foreign recipient accepted, and ends with QUIT. It never sends DATA. The whole
+test is bounded in time (``RELAY_READS`` reply waits), so a tarpit cannot hold it.
 
 A verdict is only taken from replies matched to their commands: every reply is
 read whole and bounded, and a reply that is malformed, over a bound, or comes
@@ -10,6 +12,7 @@ with bytes nobody asked for ends the conversation (RSET, QUIT) with no verdict.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from dataclasses import dataclass, field
 from typing import Final
@@ -19,12 +22,15 @@ from rolecall.probes.active.connection import (
     ProbeConnection,
     ProbeResult,
     ReplyError,
+    certificate_hostnames,
+    certificate_names,
     certificate_summary,
     evidence,
     observation,
     reply_code,
     service,
 )
+from rolecall.probes.active.relay_attempts import CONTROL, LOCAL_PART_FORMS, relay_attempts
 from rolecall.probes.active.services import product_version
 from rolecall.probes.active.settings import ProbeSettings
 
@@ -35,6 +41,11 @@ OPEN_RELAY: Final = "open-relay"
 RELAY_REFUSED: Final = "relay-refused"
 AUTH_REQUIRED: Final = "auth-required"
 INCONCLUSIVE: Final = "inconclusive"
+
+RELAY_READS: Final = 8
+"""The relay test as a whole gets this many ``read_timeout`` s (a tarpit stops it there)."""
+ACCEPTED: Final = frozenset({250, 251})
+REFUSED: Final = frozenset({550, 551, 553, 554})
 
 
 @dataclass(slots=True)
@@ -48,9 +59,15 @@ class SmtpSession:
     starttls_reply: list[str] = field(default_factory=list)
     tls_ok: bool = False
     certificate: dict[str, str] = field(default_factory=dict)
+    certificate_names: list[str] = field(default_factory=list)
     ehlo_after_tls: list[str] = field(default_factory=list)
     extensions_after_tls: dict[str, str] = field(default_factory=dict)
     steps: list[dict[str, object]] = field(default_factory=list)
+    attempts: list[dict[str, object]] = field(default_factory=list)
+    """The relay test's combinations tried: variant, sender, recipient, MAIL and RCPT codes."""
+    relay_note: str = ""
+    """Why the relay test stopped early or left variants out, or ""."""
+    address: str = ""
     error: str = ""
     tls_error: str = ""
     desync: str = ""
@@ -130,17 +147,74 @@ async def _starttls(conn: ProbeConnection, session: SmtpSession, settings: Probe
         return
     session.tls_ok = True
     session.certificate = certificate_summary(conn.peer_certificate)
+    session.certificate_names = certificate_names(conn.peer_certificate)
     session.ehlo_after_tls = await _greet(conn, session, settings.helo_name)
     session.extensions_after_tls = parse_extensions(session.ehlo_after_tls)
 
 
+def server_names(session: SmtpSession) -> list[str]:
+    """Return the names a server gives itself: banner, EHLO reply, then its certificate's."""
+    names = [reply[0][4:].split(" ", 1)[0] for reply in (session.banner, session.ehlo) if reply]
+    return names + session.certificate_names
+
+
 async def _relay_test(conn: ProbeConnection, session: SmtpSession, settings: ProbeSettings) -> None:
-    """MAIL FROM outside, RCPT TO foreign, then RSET and QUIT: never DATA."""
-    mail = await _command(conn, session, f"MAIL FROM:<{settings.relay_sender}>")
-    if 200 <= reply_code(mail) < 300:
-        await _command(conn, session, f"RCPT TO:<{settings.relay_recipient}>")
-    await _command(conn, session, "RSET")
-    await _command(conn, session, "QUIT")
+    """Try the relay combinations (MAIL, RCPT, RSET each), then QUIT: never DATA.
+
+    Past the time bound the conversation is given up (RSET and QUIT sent, not read);
+    the combinations finished by then keep their replies.
+    """
+    budget = min(RELAY_READS * settings.read_timeout, settings.host_budget / 2)
+    try:
+        async with asyncio.timeout(budget) as bound:
+            await _relay_attempts(conn, session, settings)
+            await _command(conn, session, "QUIT")
+    except TimeoutError:
+        if not bound.expired():
+            raise
+        session.relay_note = f"relay test stopped at its time bound of {budget:g} s"
+        with contextlib.suppress(*NETWORK_ERRORS):
+            for line in ("RSET", "QUIT"):
+                await conn.send(line.encode("ascii") + b"\r\n")
+                session.steps.append({"command": line, "reply": [], "unread": True})
+
+
+async def _relay_attempts(
+    conn: ProbeConnection, session: SmtpSession, settings: ProbeSettings
+) -> None:
+    """Run each combination until one relays, AUTH is demanded, or the server says goodbye."""
+    for attempt in relay_attempts(settings, session.address, server_names(session)):
+        if attempt.variant in LOCAL_PART_FORMS and _control_accepted(session):
+            session.relay_note = (
+                "local-part forms not tried: the server accepts any local part at RCPT"
+            )
+            break
+        record: dict[str, object] = {
+            "variant": attempt.variant,
+            "sender": attempt.sender,
+            "recipient": attempt.recipient,
+        }
+        session.attempts.append(record)
+        mail = reply_code(await _command(conn, session, f"MAIL FROM:<{attempt.sender}>"))
+        record["mail"] = mail
+        rcpt = 0
+        if 200 <= mail < 300:
+            rcpt = reply_code(await _command(conn, session, f"RCPT TO:<{attempt.recipient}>"))
+            record["rcpt"] = rcpt
+            if attempt.variant == CONTROL:
+                session.steps[-1]["control"] = True
+        if 421 in (mail, rcpt):
+            return
+        await _command(conn, session, "RSET")
+        if (rcpt in ACCEPTED and attempt.variant != CONTROL) or mail == 530:
+            return
+
+
+def _control_accepted(session: SmtpSession) -> bool:
+    """Return whether the server accepted the control recipient (an unknown local user)."""
+    return any(
+        item["variant"] == CONTROL and item.get("rcpt") in ACCEPTED for item in session.attempts
+    )
 
 
 async def run_session(
@@ -149,6 +223,7 @@ async def run_session(
     settings: ProbeSettings,
     *,
     implicit_tls: bool,
+    address: str = "",
     session: SmtpSession | None = None,
 ) -> SmtpSession:
     """Hold the whole probe conversation on an open connection whose banner was read.
@@ -158,9 +233,10 @@ async def run_session(
     """
     retry = session is not None
     if session is None:
-        session = SmtpSession(banner=banner, implicit_tls=implicit_tls)
+        session = SmtpSession(banner=banner, implicit_tls=implicit_tls, address=address)
     if implicit_tls:
         session.certificate = certificate_summary(conn.peer_certificate)
+        session.certificate_names = certificate_names(conn.peer_certificate)
     try:
         if reply_code(banner) != 220:
             await _command(conn, session, "QUIT")
@@ -183,27 +259,35 @@ async def run_session(
 
 def _reply_of(session: SmtpSession, verb: str) -> list[str]:
     """Return the reply to the first command starting with ``verb`` (empty if not sent)."""
+    return next(iter(_replies_of(session, verb)), [])
+
+
+def _replies_of(session: SmtpSession, verb: str) -> list[list[str]]:
+    """Return the replies to every command starting with ``verb``, controls left out."""
+    replies: list[list[str]] = []
     for step in session.steps:
-        if str(step["command"]).startswith(verb):
+        if str(step["command"]).startswith(verb) and not step.get("control"):
             reply = step["reply"]
-            return list(reply) if isinstance(reply, list) else []
-    return []
+            replies.append(list(reply) if isinstance(reply, list) else [])
+    return replies
 
 
 def relay_verdict(session: SmtpSession) -> str:
     """Classify the relay test: open-relay, relay-refused, auth-required or inconclusive.
 
-    A desynchronised conversation is always inconclusive: none of its replies is trusted.
+    Open when any combination's foreign recipient was accepted (the control
+    recipient, an unknown user of the server's own domain, never counts). A
+    desynchronised conversation is always inconclusive: none of its replies is trusted.
     """
     if session.desync:
         return INCONCLUSIVE
-    mail = reply_code(_reply_of(session, "MAIL FROM"))
-    rcpt = reply_code(_reply_of(session, "RCPT TO"))
-    if mail == 530 or rcpt == 530:
-        return AUTH_REQUIRED
-    if rcpt in (250, 251):
+    mail = {reply_code(reply) for reply in _replies_of(session, "MAIL FROM")}
+    rcpt = {reply_code(reply) for reply in _replies_of(session, "RCPT TO")}
+    if rcpt & ACCEPTED:
         return OPEN_RELAY
-    if rcpt in (550, 551, 553, 554) or mail == 554:
+    if 530 in mail | rcpt:
+        return AUTH_REQUIRED
+    if rcpt & REFUSED or 554 in mail:
         return RELAY_REFUSED
     return INCONCLUSIVE
 
@@ -242,11 +326,17 @@ def session_records(address: str, port: int, session: SmtpSession) -> ProbeResul
         subject = session.certificate.get("subject", "")
         detail = evidence(**session.certificate)
         result.records.append(observation(address, port, "tls-certificate", subject, detail))
+    result.records += certificate_hostnames(address, session.certificate_names)
     before = _auth_mechanisms(session.extensions)
     after = _auth_mechanisms(session.extensions_after_tls)
     if before or after:
         plaintext = bool(before) and plain
-        detail = evidence(before_tls=before, after_tls=after, plaintext=plaintext)
+        detail = evidence(
+            before_tls=before,
+            after_tls=after,
+            plaintext=plaintext,
+            implicit_tls=session.implicit_tls,
+        )
         result.records.append(
             observation(address, port, "smtp-auth", " ".join(before or after), detail)
         )
@@ -259,7 +349,13 @@ def session_records(address: str, port: int, session: SmtpSession) -> ProbeResul
         facts: dict[str, object] = {
             "steps": session.steps,
             "tls": session.tls_ok or session.implicit_tls,
+            "attempts": session.attempts,
         }
+        accepted = _accepted(session) if verdict == OPEN_RELAY else None
+        if accepted is not None:
+            facts["accepted"] = accepted
+        if session.relay_note:
+            facts["note"] = session.relay_note
         if session.desync:
             facts["no_verdict"] = session.desync
         detail = evidence(**facts)
@@ -277,6 +373,14 @@ def session_records(address: str, port: int, session: SmtpSession) -> ProbeResul
         )
     )
     return result
+
+
+def _accepted(session: SmtpSession) -> dict[str, object] | None:
+    """Return the combination whose foreign recipient was accepted (variant, sender, recipient)."""
+    for item in session.attempts:
+        if item["variant"] != CONTROL and item.get("rcpt") in ACCEPTED:
+            return {key: item[key] for key in ("variant", "sender", "recipient")}
+    return None
 
 
 def _auth_summary(verdict: str, before: list[str], after: list[str]) -> str:
@@ -321,7 +425,7 @@ async def converse(
     implicit_tls: bool,
 ) -> ProbeResult:
     """Run the SMTP probe on a connection whose banner was read, and say what it showed."""
-    session = await run_session(conn, banner, settings, implicit_tls=implicit_tls)
+    session = await run_session(conn, banner, settings, implicit_tls=implicit_tls, address=address)
     if session.tls_error:
         await _relay_test_in_plaintext(address, port, settings, session)
     return session_records(address, port, session)

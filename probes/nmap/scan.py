@@ -44,6 +44,13 @@ def nmap_arguments(settings: NmapSettings, ipv6: bool = False) -> list[str]:
     return args
 
 
+def port_arguments(settings: NmapSettings) -> list[str]:
+    """The ports nmap scans: nmap's own most common ones (--top-ports N) or the list given."""
+    if settings.top_ports:
+        return ["--top-ports", str(settings.top_ports)]
+    return ["-p", settings.ports]
+
+
 def find_nmap(program: str) -> str:
     """Return the path of the nmap executable, or raise ProbeError saying how to install it."""
     found = shutil.which(program)
@@ -98,11 +105,15 @@ class NmapScanner:
             if not isinstance(network, netaddr.IPNetwork):
                 raise InputError(f"target {network!r} is not a network")
             self._gate.admit_network(str(network))
+        # nmap scans one address family per run (-6 or not): chunk_networks splits them.
+        if len({network.version for network in networks}) > 1:
+            raise InputError("one nmap run takes IPv4 or IPv6 networks, not both")
         hosts = " ".join(str(network) for network in networks)
         command = [
             self._path,
             *nmap_arguments(self._settings, ipv6=networks[0].version == 6),
-            *("-p", self._settings.ports, "-oX", "-"),
+            *port_arguments(self._settings),
+            *("-oX", "-"),
             *(str(network) for network in networks),
         ]
         with tempfile.TemporaryFile() as errors:

@@ -106,13 +106,17 @@ def check_field(name: str, option: str) -> str:
 def _smtp_rows(
     connection: Connection, since: datetime | None, until: datetime | None
 ) -> Iterator[Any]:
-    """Stream the columns the cluster fields read of the mail transactions in [since, until)."""
+    """Stream the columns the cluster fields read of the mail transactions in [since, until).
+
+    A proxy's own copy of a message it relays for a client (``relayed_for``) is left out:
+    the client's transaction, read inside its tunnel, is that message.
+    """
     table = core_table(SmtpRow)
     columns = [
         table.c[name]
         for name in ("client", "server", "subject", "mail_from", "rcpt_to", "user_agent", "helo")
     ]
-    stmt = select(*columns)
+    stmt = select(*columns).where(table.c.relayed_for == "")
     if since is not None:
         stmt = stmt.where(table.c.ts >= since)
     if until is not None:

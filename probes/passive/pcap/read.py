@@ -9,7 +9,8 @@ retired when closed (after a short linger), idle past ``idle_timeout``, or when
 too many are open, so memory stays bounded however large the file.
 
 Yields (source "pcap"): Flow (see ``flow_table`` for their additive
-semantics), SmtpTransaction, SocksRequest, HostName (answered A/AAAA), and
+semantics), SmtpTransaction (``relayed_for`` set on a proxy's own copy of a
+tunnelled message, see ``egress``), SocksRequest, HostName (answered A/AAAA), and
 Observation kinds "dns-query" (value: the name), "http-host",
 "http-user-agent", "tls-sni" (on the client address, port = server port),
 "smtp-rcpt-refused" (value: recipient, detail: server and reply) and
@@ -34,7 +35,15 @@ from rolecall.probes.passive.pcap.observations import ObservationTally
 from rolecall.probes.passive.pcap.stream import PcapSettings
 from rolecall.probes.passive.pcap.tcp_streams import StreamAnalyser, make_parser
 from rolecall.probes.passive.worker import WorkerItems
-from rolecall.probes.records import HostName, Item, Observation, ReadWarning, SocksRequest
+from rolecall.probes.records import (
+    ConnectRequest,
+    HostName,
+    Item,
+    Observation,
+    ReadWarning,
+    SmtpTransaction,
+    SocksRequest,
+)
 
 __all__ = ["PcapSettings", "make_parser", "read_pcap", "read_serially"]
 
@@ -288,14 +297,21 @@ class _Ingest:
                 self.tcp.finish(conn, ts)
 
     def collect(self, items: Sequence[Item], ts: float) -> None:
-        """Route parser output: observations to the tally, requests to the egress linker."""
+        """Route parser output: observations to the tally, requests to the egress linker.
+
+        Mail read on a proxy's own connection that carries a client's tunnel is marked
+        ``relayed_for`` that client: the same message, not one more.
+        """
         for item in items:
             if isinstance(item, Observation):
                 self.out.extend(self.tally.add(item))
                 continue
-            if isinstance(item, SocksRequest):
+            if isinstance(item, SocksRequest | ConnectRequest):
                 for obs in self.linker.request(item, item.ts.timestamp()):
                     self.out.extend(self.tally.add(obs))
+            elif isinstance(item, SmtpTransaction) and self.linker.links:
+                self.out.append(self.linker.marked(item))
+                continue
             self.out.append(item)
 
     def dns(self, conn: Conn, fwd: bool, payload: bytes, ts: float) -> None:
@@ -318,6 +334,13 @@ class _Ingest:
         """Forget a connection: finish its parser and fold its counters into the flows."""
         if conn.state == 1:
             self.tcp.finish(conn, conn.last)
+        if self.linker.links and conn.proto == TCP:
+            self.linker.forget(
+                self.flows.name(conn.c_addr),
+                conn.c_port,
+                self.flows.name(conn.s_addr),
+                conn.s_port,
+            )
         for key in conn.keys:
             entry = self.conns.get(key)
             if entry is not None and entry[0] is conn:

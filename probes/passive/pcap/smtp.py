@@ -8,6 +8,13 @@ is what makes PIPELINING work. Header values are kept as sent (Zeek does not
 decode RFC 2047 encoded words either). Recipients the server refused are in
 ``refused_rcpt`` and each refusal is also an Observation "smtp-rcpt-refused"
 (value: the recipient) whose detail holds the server and its reply.
+
+RFC 3030 CHUNKING: a ``BDAT n [LAST]`` chunk is never buffered; its n bytes are
+counted down as they pass (they may be binary, cross packets, or be followed at
+once by pipelined commands) and only the bytes before the blank line ending the
+message headers go to the header reader, whose state carries over from one chunk
+of a message to the next. A chunk the connection ends inside (a size such as 2^63
+announces more than any stream carries) is one warning; its transaction is kept.
 """
 
 from __future__ import annotations
@@ -22,10 +29,11 @@ from rolecall.probes.passive.pcap.stream import (
     StreamContext,
     detail,
     overlong_warning,
+    stream_where,
     text,
     utc,
 )
-from rolecall.probes.records import Item, Observation, SmtpTransaction
+from rolecall.probes.records import Item, Observation, ReadWarning, SmtpTransaction
 
 HEADERS: Final = frozenset(
     {
@@ -42,6 +50,7 @@ HEADERS: Final = frozenset(
 MAX_QUEUE: Final = 1000
 ARG_VERBS: Final = frozenset({"HELO", "EHLO", "LHLO", "MAIL", "RCPT", "BDAT"})
 MAX_RCPT: Final = 1000
+MAX_SIZE_DIGITS: Final = 30  # a BDAT size longer than this is counted as 10**30 bytes
 SMTP_VERBS: Final = frozenset(
     {"EHLO", "HELO", "LHLO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP", "QUIT", "VRFY"}
     | {"EXPN", "HELP", "STARTTLS", "AUTH", "XCLIENT", "XFORWARD", "ETRN", "TURN"}
@@ -83,6 +92,7 @@ class _Txn:
     tls: bool = False
     active: bool = False
     depth: int = 0
+    chunked: bool = False  # a BDAT chunk of it was seen: its headers are being read from chunks
 
 
 class SmtpStream:
@@ -97,8 +107,11 @@ class SmtpStream:
         self.server_lines = LineSplitter(settings.max_line)
         self.queue: deque[tuple[str, str, _Txn | None]] = deque()
         self.mode = "cmd"  # cmd | data | body | bdat
-        self.bdat_left = 0
+        self.bdat_left = 0  # bytes of the current chunk still to come
+        self.bdat_size = ""  # the current chunk's size as announced, for the warning
         self.bdat_last = False
+        self.chunk_txn: _Txn | None = None  # the transaction the current chunk belongs to
+        self.header_lines = LineSplitter(settings.max_line)  # header lines of BDAT chunks
         self.data_lines = 0
         self.body_tail = b""
         self.in_headers = False
@@ -153,30 +166,20 @@ class SmtpStream:
             return
         while data and not self.done:
             if self.mode == "bdat":
-                chunk, data = data[: self.bdat_left], data[self.bdat_left :]
-                self.bdat_left -= len(chunk)
-                if self.in_headers:
-                    for line in self.client_lines.feed(chunk):
-                        self._header_line(line)
-                if self.bdat_left == 0:
-                    self.mode = "cmd"
-                    self.client_lines.reset()
+                data = self._chunk(data)
                 continue
             if self.mode == "body":
                 data = self._body(data)
                 continue
-            head, data = _until_blank_line(data) if self.mode == "data" else (data, b"")
-            lines = self.client_lines.feed(head)
-            for i, line in enumerate(lines):
+            # One line at a time: what follows a line may be a chunk or a body, whose
+            # bytes must reach their reader exactly as sent (binary, bare LF, long lines).
+            end = data.find(b"\n") + 1 or len(data)
+            for line in splitter.feed(data[:end]):
                 if self.mode == "cmd":
                     self._command(line, ts)
                 elif self.mode == "data":
-                    self._data_line(line)
-                if self.mode in ("body", "bdat"):
-                    rest = b"\r\n".join(lines[i + 1 :])
-                    data = rest + (b"\r\n" if rest else b"") + self.client_lines.buf + data
-                    self.client_lines.reset()
-                    break
+                    self._data_line(line, self.txn)
+            data = data[end:]
 
     def _command(self, line: bytes, ts: float) -> None:
         """Handle one client command line."""
@@ -206,18 +209,7 @@ class SmtpStream:
             self.in_headers, self.header_name = True, b""
             self._current(ts)
         elif verb == "BDAT":
-            size, _, last = arg.partition(" ")
-            self.bdat_left = int(size) if size.isdigit() else 0
-            self.bdat_last = last.strip().upper() == "LAST"
-            if self.txn is None or not self.txn.headers:
-                self.in_headers, self.header_name = True, b""
-            self._current(ts)
-            if self.bdat_last:
-                self._seal("BDAT")
-            else:
-                self._queue("BDAT", "")
-            if self.bdat_left:
-                self.mode = "bdat"
+            self._bdat(arg, ts)
             return
         elif verb == "RSET":
             self._log()
@@ -229,6 +221,58 @@ class SmtpStream:
             self.queue.popleft()
         self.queue.append((verb, arg, txn))
 
+    def _bdat(self, arg: str, ts: float) -> None:
+        """Start a chunk: queue its reply, then count its bytes down (LAST ends the message)."""
+        size, _, rest = arg.partition(" ")
+        if not (size.isascii() and size.isdigit()):
+            self._queue("BDAT?", "")  # refused by the server; no chunk can follow it
+            return
+        txn = self._current(ts)
+        if not txn.chunked:
+            txn.chunked, txn.active = True, True
+            self.in_headers, self.header_name = True, b""
+            self.header_lines.reset()
+        reading = self.in_headers
+        self.chunk_txn = txn
+        self.bdat_last = rest.strip().upper() == "LAST"
+        if self.bdat_last:
+            self._seal("BDAT")  # pipelined commands after the chunk belong to the next one
+        else:
+            self._queue("CHUNK", "", txn)
+        self.in_headers = reading
+        self.bdat_size = size if len(size) <= MAX_SIZE_DIGITS else size[:MAX_SIZE_DIGITS] + "..."
+        self.bdat_left = int(size) if len(size) <= MAX_SIZE_DIGITS else 10**MAX_SIZE_DIGITS
+        if self.bdat_left:
+            self.mode = "bdat"
+        else:
+            self._chunk_end()
+
+    def _chunk(self, data: bytes) -> bytes:
+        """Count chunk bytes down, reading headers from them; return the bytes after the chunk."""
+        part, rest = data[: self.bdat_left], data[self.bdat_left :]
+        self.bdat_left -= len(part)
+        if self.in_headers:
+            head, _ = _until_blank_line(part)
+            for line in self.header_lines.feed(head):
+                self._header_line(line, self.chunk_txn)
+                if not self.in_headers:
+                    self.header_lines.reset()
+                    break
+        if not self.bdat_left:
+            self._chunk_end()
+        return rest
+
+    def _chunk_end(self) -> None:
+        """A chunk is complete: back to commands; after the LAST one, the message is over."""
+        self.mode = "cmd"
+        self.client_lines.reset()
+        if self.bdat_last:
+            if self.in_headers and self.header_lines.buf:
+                for line in self.header_lines.feed(b"\n"):  # a last header line without CRLF
+                    self._header_line(line, self.chunk_txn)
+            self.in_headers, self.chunk_txn = False, None
+            self.header_lines.reset()
+
     def _seal(self, verb: str) -> None:
         """The message is complete: it waits for the server's answer, a new one may start."""
         txn = self.txn
@@ -239,7 +283,7 @@ class SmtpStream:
         self.in_headers = False
         self._queue(verb, "", txn)
 
-    def _data_line(self, line: bytes) -> None:
+    def _data_line(self, line: bytes, txn: _Txn | None) -> None:
         """Handle one line of DATA while the headers are being read."""
         self.data_lines += 1
         if line == b".":
@@ -248,18 +292,17 @@ class SmtpStream:
             return
         if line.startswith(b"."):
             line = line[1:]
-        self._header_line(line)
+        self._header_line(line, txn)
         if not self.in_headers:
             self.mode, self.body_tail = "body", b"\r\n"
 
-    def _header_line(self, line: bytes) -> None:
-        """Collect the headers we log; the empty line ends them."""
+    def _header_line(self, line: bytes, txn: _Txn | None) -> None:
+        """Collect the headers we log into ``txn``; the empty line ends them."""
         if not self.in_headers:
             return
         if not line:
             self.in_headers = False
             return
-        txn = self.txn
         if txn is None:
             return
         if line[:1] in (b" ", b"\t"):
@@ -388,11 +431,12 @@ class SmtpStream:
         """Resynchronise after missing bytes: drop the partial line, stop reading headers."""
         if from_client:
             self.client_lines.reset()
+            self.header_lines.reset()
             self.in_headers = False
             if self.mode == "bdat":
                 self.bdat_left = max(0, self.bdat_left - size)
                 if not self.bdat_left:
-                    self.mode = "cmd"
+                    self._chunk_end()
         else:
             self.server_lines.reset()
         return []
@@ -406,6 +450,18 @@ class SmtpStream:
                     owner.depth = 0
             self._log()
         self.done = True
-        cut = self.client_lines.overlong + self.server_lines.overlong
+        cut = self.client_lines.overlong + self.server_lines.overlong + self.header_lines.overlong
         out, self.out = self.out, []
+        if self.mode == "bdat" and self.bdat_left:
+            out.append(self._unfinished_chunk())
         return out + overlong_warning(self.ctx, cut, self.max_line)
+
+    def _unfinished_chunk(self) -> ReadWarning:
+        """The warning for a BDAT chunk the connection ended inside (or the capture did)."""
+        return ReadWarning(
+            stream_where(self.ctx),
+            f"a BDAT chunk announced as {self.bdat_size} bytes was {self.bdat_left} bytes "
+            "short when the stream ended; the bytes after its command were read as the "
+            "chunk and the transaction kept",
+            traffic=True,
+        )

@@ -34,7 +34,7 @@ class PcapSettings:
     max_connections: int = 500_000  # tracked connections before the oldest are closed
     max_flow_keys: int = 500_000  # flow aggregates held before they are emitted early
     max_packet: int = 262_144  # largest packet record accepted; beyond it the file is damaged
-    capture_socks_password: bool = False
+    capture_socks_password: bool = False  # SOCKS5 and HTTP CONNECT (Basic) passwords alike
     egress_window: float = 30.0  # seconds within which a proxy's outgoing connection is linked
     worker_min_bytes: int | None = 32 << 20  # a capture this large is read in a second process
 
@@ -49,6 +49,7 @@ class StreamContext:
     server_port: int
     where: str  # file name, for warnings
     via_proxy: str = ""
+    offset: int = -1  # file offset of the packet the stream was recognised in, for warnings
 
 
 class StreamParser(Protocol):
@@ -84,6 +85,8 @@ def detect(from_client: bool, data: bytes) -> str:
         head = data[:12].upper()
         if head.startswith(SMTP_FIRST_VERBS):
             return "smtp"
+        if data.startswith(b"CONNECT "):
+            return "http-connect"
         if data.startswith(HTTP_METHODS):
             return "http"
         return ""
@@ -156,9 +159,13 @@ class LineSplitter:
         self.buf, self.discarding = b"", False
 
 
+def stream_where(ctx: StreamContext) -> str:
+    """Name a stream in a warning: the file, then client and server endpoints."""
+    return f"{ctx.where}:{ctx.client}:{ctx.client_port}->{ctx.server}:{ctx.server_port}"
+
+
 def overlong_warning(ctx: StreamContext, count: int, limit: int) -> list[Item]:
     """Return a warning if a stream had lines cut at the limit."""
     if not count:
         return []
-    where = f"{ctx.where}:{ctx.client}:{ctx.client_port}->{ctx.server}:{ctx.server_port}"
-    return [ReadWarning(where, f"{count} line(s) longer than {limit} bytes were cut")]
+    return [ReadWarning(stream_where(ctx), f"{count} line(s) longer than {limit} bytes were cut")]

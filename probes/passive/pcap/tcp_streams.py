@@ -5,7 +5,8 @@ and for SMTP, SOCKS, HTTP and TLS keeps a ``Reassembler`` per direction whose
 in-order bytes and gaps go to the protocol's parser. Holes are given up on when
 the connection ends, when the buffer is full, or when the peer acknowledges
 bytes the capture never had (so both directions stay in step). Each stream
-direction with holes is reported once, as a ReadWarning.
+direction with holes is reported once, as a ReadWarning about the traffic
+(``traffic``: a sensor that missed packets wrote a sound file).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable, Sequence
 
 from rolecall.probes.passive.pcap.app_layer import HttpStream, TlsHelloStream
 from rolecall.probes.passive.pcap.flow_table import Conn, FlowTable
+from rolecall.probes.passive.pcap.http_connect import HttpConnectStream
 from rolecall.probes.passive.pcap.reassembly import Chunk, Reassembler
 from rolecall.probes.passive.pcap.smtp import SmtpStream
 from rolecall.probes.passive.pcap.socks import SocksStream
@@ -33,6 +35,8 @@ def make_parser(kind: str, ctx: StreamContext, settings: PcapSettings) -> Stream
         return SocksStream(ctx, settings, make_parser)
     if kind == "http":
         return HttpStream(ctx, settings)
+    if kind == "http-connect":
+        return HttpConnectStream(ctx, settings, make_parser)
     if kind == "tls":
         return TlsHelloStream(ctx, settings)
     return None
@@ -80,7 +84,7 @@ class StreamAnalyser:
             if isn is not None and seq != (isn + 1) & 0xFFFFFFFF:
                 self.early(conn, fwd, seq, data, ts, offset)
                 return
-            fwd = self.detect(conn, fwd, data)
+            fwd = self.detect(conn, fwd, data, offset)
             if conn.state != 1:
                 return
         parser = conn.parser
@@ -137,7 +141,7 @@ class StreamAnalyser:
         first = b"".join(c for c in chunks if isinstance(c, bytes))
         if not first:
             return
-        fwd = self.detect(conn, fwd, first)
+        fwd = self.detect(conn, fwd, first, offset)
         if conn.state == 1:
             self.deliver(conn, fwd, chunks, ts, offset)
 
@@ -150,7 +154,7 @@ class StreamAnalyser:
         if chunks:
             self.deliver(conn, not fwd, chunks, ts, offset)
 
-    def detect(self, conn: Conn, fwd: bool, data: bytes) -> bool:
+    def detect(self, conn: Conn, fwd: bool, data: bytes, offset: int = -1) -> bool:
         """Decide from a first payload whether to parse this connection; return (new) fwd."""
         if fwd:
             conn.seen_client += 1
@@ -175,6 +179,7 @@ class StreamAnalyser:
             server=self.flows.name(conn.s_addr),
             server_port=conn.s_port,
             where=self.where,
+            offset=offset,
         )
         conn.parser = make_parser(kind, ctx, self.settings)
         limit = self.settings.max_stream_buffer
@@ -204,6 +209,7 @@ class StreamAnalyser:
                 f"TCP stream {direction}: {reassembler.gap_bytes} bytes were not captured "
                 f"({reassembler.gaps} gap(s), the first after this offset); "
                 "parsing resumed after each",
+                traffic=True,  # packets the sensor missed: the file itself is sound
             )
         )
 

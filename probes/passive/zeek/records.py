@@ -1,7 +1,9 @@
 """Zeek logs mapped to rolecall records (source "zeek"): the same records the pcap reader makes.
 
-- smtp.log → SmtpTransaction; socks.log → SocksRequest (the password only when
-  ``ZeekSettings.keep_passwords``); conn.log → Flow, one per (client, server,
+- smtp.log → SmtpTransaction; socks.log → SocksRequest and http.log lines of
+  method CONNECT → ConnectRequest (the password only when
+  ``ZeekSettings.keep_passwords``; a CONNECT's target is read from ``uri``,
+  else ``host``); conn.log → Flow, one per (client, server,
   port, transport, UTC day), added up in memory (``rolecall.probes.passive.zeek.flows``; at most
   ``flow_cap`` held);
   known_services.log → Service (protocol: Zeek's service names, lower case,
@@ -26,11 +28,13 @@ Observation kinds emitted:
   port, value = the User-Agent, detail = {"server", "host"}.
 - ``tls-sni`` (ssl.log): address = the server, port = its port, value = the
   server name the client asked for (lower case).
+- ``http-connect`` (http.log, method CONNECT with a reply): address = the
+  proxy, port = its port, value = ``granted`` (2xx), ``auth-required`` (407) or
+  ``refused``, detail = {"client", "request_host", "request_port", "status", "user"}.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -40,7 +44,8 @@ from functools import partial
 from pathlib import Path
 
 from rolecall.probes.errors import InputError
-from rolecall.probes.field_values import port_number, quoted
+from rolecall.probes.field_values import ip_address, port_number, quoted
+from rolecall.probes.passive.connect_target import connect_outcome, connect_target
 from rolecall.probes.passive.worker import items_in_worker
 from rolecall.probes.passive.zeek.flows import (
     SOURCE,
@@ -61,6 +66,7 @@ from rolecall.probes.passive.zeek.log_format import (
     read_log,
 )
 from rolecall.probes.records import (
+    ConnectRequest,
     HostName,
     Item,
     Observation,
@@ -185,10 +191,7 @@ class _Mapper:
         """An address field, checked and in canonical form (ValueError if it is not one)."""
         known = self.addresses.get(raw)
         if known is None:
-            try:
-                known = str(ipaddress.ip_address(raw))
-            except ValueError:
-                raise ValueError(f"{field} {quoted(raw)} is not an IP address") from None
+            known = ip_address(raw, field)
             if len(self.addresses) > _CACHE_CAP:
                 self.addresses.clear()
             self.addresses[raw] = known
@@ -332,13 +335,35 @@ class _Mapper:
         return records
 
     def _http(self, block: Block, pick: Picker, values: list[str]) -> Sequence[Mapped]:
-        """One http.log line: the Host the server answers for and the client's User-Agent."""
-        ts, client, server, port, host, agent = pick(values)
+        """One http.log line: the Host the server answers for, the client's User-Agent, CONNECT."""
+        ts, client, server, port, host, agent, method, uri, status, user, password, cport = pick(
+            values
+        )
         seen, text, number = self.time(ts), block.text, port_number(port, "id.resp_p")
         server = self.address(server, "id.resp_h")
         records: list[Record] = []
+        if text(method) == "CONNECT":
+            request_host, request_port = connect_target(text(uri).split(" ", 1)[0])
+            if not request_port:
+                request_host, request_port = connect_target(text(host))
+            request = ConnectRequest(
+                ts=seen,
+                client=self.address(client, "id.orig_h"),
+                client_port=block.port(cport, "id.orig_p"),
+                proxy=server,
+                proxy_port=number,
+                source=SOURCE,
+                user=text(user),
+                password=text(password) if self.settings.keep_passwords else "",
+                status=block.number(status, "status_code"),
+                request_host=request_host,
+                request_port=request_port,
+            )
+            records.append(request)
+            if request.status:
+                records.append(self._connect_observation(request))
         name = text(host).lower()
-        if name:
+        if name and not records:  # a CONNECT's Host names its target, not this server
             records.append(Observation(server, "http-host", SOURCE, seen, number, "tcp", name))
         if text(agent):
             detail = json.dumps({"server": server, "host": name})
@@ -349,6 +374,27 @@ class _Mapper:
                 )
             )
         return records
+
+    @staticmethod
+    def _connect_observation(request: ConnectRequest) -> Observation:
+        """The proxy's http-connect observation for one answered CONNECT."""
+        detail = {
+            "client": request.client,
+            "request_host": request.request_host,
+            "request_port": request.request_port,
+            "status": request.status,
+            "user": request.user,
+        }
+        return Observation(
+            request.proxy,
+            "http-connect",
+            SOURCE,
+            request.ts,
+            request.proxy_port,
+            "tcp",
+            connect_outcome(request.status),
+            json.dumps(detail, sort_keys=True),
+        )
 
     def _ssl(self, block: Block, pick: Picker, values: list[str]) -> Sequence[Mapped]:
         """One ssl.log line: the server name the client asked the server for."""
@@ -372,7 +418,7 @@ def _iso_time(raw: str) -> datetime:
 def _is_address(text: str) -> bool:
     """Whether a DNS answer is an address (answers also hold CNAME targets)."""
     try:
-        ipaddress.ip_address(text)
+        ip_address(text, "answer")
     except ValueError:
         return False
     return True
@@ -410,6 +456,9 @@ _FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         _names("ts id.orig_h id.resp_h id.resp_p"),
         _names("proto query qtype_name rcode_name answers"),
     ),
-    "http": (_names("ts id.orig_h id.resp_h id.resp_p"), ("host", "user_agent")),
+    "http": (
+        _names("ts id.orig_h id.resp_h id.resp_p"),
+        _names("host user_agent method uri status_code username password id.orig_p"),
+    ),
     "ssl": (_names("ts id.orig_h id.resp_h id.resp_p"), ("server_name",)),
 }

@@ -1,0 +1,151 @@
+"""What a port was seen to speak, which beats what its number suggests.
+
+Flows give a server roles by port number alone (443: web-server, https-server).
+A port rolecall's probe heard speak something else (a SOCKS proxy on 443), or
+that carried SOCKS requests in a capture, is not what its number suggests: its
+flows give the server no role, and roles they gave before are withdrawn once no
+other port supports them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Final
+
+from sqlalchemy import Connection, delete, or_, select
+
+from rolecall.inventory.sql.in_lists import in_slices
+from rolecall.inventory.tables import FlowRow, ObservationRow, RoleRow, SocksRow, core_table
+
+GUESSED: Final[dict[int, frozenset[str]]] = {
+    80: frozenset({"http"}),
+    8080: frozenset({"http"}),
+    443: frozenset({"https", "http", "tls"}),
+    53: frozenset({"dns"}),
+    22: frozenset({"ssh"}),
+    143: frozenset({"imap"}),
+    993: frozenset({"imap", "tls"}),
+    110: frozenset({"pop3"}),
+    995: frozenset({"pop3", "tls"}),
+}
+"""TCP ports whose flows give server roles, and the protocols that agree with the guess."""
+
+PROBE_SOURCE: Final = "probe"
+
+Pair = tuple[str, int]
+
+
+def _heard(connection: Connection, addresses: Sequence[str] | None) -> dict[Pair, set[str]]:
+    """What each guessed port of these addresses (all if None) was seen to speak."""
+    obs, socks = core_table(ObservationRow), core_table(SocksRow)
+    ports = sorted(GUESSED)
+    spoken = select(obs.c.address, obs.c.port, obs.c.value).where(
+        obs.c.kind == "protocol",
+        obs.c.source == PROBE_SOURCE,
+        obs.c.transport == "tcp",
+        obs.c.port.in_(ports),
+    )
+    carried = (
+        select(socks.c.proxy, socks.c.proxy_port, socks.c.version)
+        .where(socks.c.proxy_port.in_(ports))
+        .distinct()
+    )
+    chunks: Iterable[Sequence[str] | None] = [None] if addresses is None else in_slices(addresses)
+    heard: dict[Pair, set[str]] = {}
+    for chunk in chunks:
+        statements = (
+            (spoken, carried)
+            if chunk is None
+            else (spoken.where(obs.c.address.in_(chunk)), carried.where(socks.c.proxy.in_(chunk)))
+        )
+        for address, port, value in connection.execute(statements[0]):
+            heard.setdefault((address, port), set()).add(str(value))
+        for address, port, version in connection.execute(statements[1]):
+            heard.setdefault((address, port), set()).add(f"socks{version}")
+    return heard
+
+
+def _contradicted(heard: dict[Pair, set[str]]) -> set[Pair]:
+    """The ports heard speaking, but nothing their number suggests."""
+    return {pair for pair, spoken in heard.items() if not spoken & GUESSED[pair[1]]}
+
+
+class PortSpeech:
+    """Which (server, guessed port) pairs speak something else, looked up once per server."""
+
+    def __init__(self, connection: Connection) -> None:
+        """Prepare lookups in ``connection``'s store."""
+        self._connection = connection
+        self._known: dict[str, set[int]] = {}
+        self._everything = False
+
+    def load_all(self) -> None:
+        """Read every server's ports at once (a derivation that reads everything)."""
+        for address, port in _contradicted(_heard(self._connection, None)):
+            self._known.setdefault(address, set()).add(port)
+        self._everything = True
+
+    def speaks_otherwise(self, server: str, port: int, transport: str = "tcp") -> bool:
+        """Whether this server's port was seen to speak something its number does not suggest."""
+        if transport != "tcp" or port not in GUESSED:
+            return False
+        if server not in self._known and not self._everything:
+            self._known[server] = {
+                found for _, found in _contradicted(_heard(self._connection, [server]))
+            }
+        return port in self._known.get(server, set())
+
+
+def withdraw_guesses(
+    connection: Connection,
+    pairs: Iterable[Pair],
+    speech: PortSpeech,
+    given: Mapping[tuple[str, int], tuple[tuple[str, ...], str]],
+) -> set[str]:
+    """Delete server roles resting on flows to ports now heard speaking otherwise; return hosts.
+
+    ``given``: the server (and client) roles flows give, by (transport, port). A
+    role stays while an answered flow of the same source to another port that
+    gives it (and is not itself heard speaking otherwise) supports it.
+    """
+    roles_table = core_table(RoleRow)
+    withdrawn: set[str] = set()
+    for address in sorted({address for address, port in pairs}):
+        wrong = {port for port in GUESSED if speech.speaks_otherwise(address, port)}
+        if not wrong:
+            continue
+        guessed = sorted({role for port in wrong for role in given.get(("tcp", port), ((), ""))[0]})
+        held = connection.execute(
+            select(roles_table.c.id, roles_table.c.role, roles_table.c.source).where(
+                roles_table.c.address == address,
+                roles_table.c.source != PROBE_SOURCE,
+                roles_table.c.role.in_(guessed),
+            )
+        ).all()
+        for rid, role, source in held:
+            others = [
+                key
+                for key, (servers, _) in given.items()
+                if role in servers and not (key[0] == "tcp" and key[1] in wrong)
+            ]
+            if not _flow_supports(connection, address, source, others):
+                connection.execute(delete(roles_table).where(roles_table.c.id == rid))
+                withdrawn.add(address)
+    return withdrawn
+
+
+def _flow_supports(
+    connection: Connection, server: str, source: str, keys: list[tuple[str, int]]
+) -> bool:
+    """Whether an answered flow of ``source`` to one of the (transport, port) keys reached it."""
+    if not keys:
+        return False
+    flows = core_table(FlowRow)
+    to_key = or_(*((flows.c.transport == t) & (flows.c.server_port == p) for t, p in keys))
+    found = connection.execute(
+        select(flows.c.id)
+        .where(flows.c.server == server, flows.c.source == source, flows.c.answered.is_(True))
+        .where(to_key)
+        .limit(1)
+    ).first()
+    return found is not None

@@ -1,0 +1,188 @@
+"""A real Exim on loopback for the SMTP probe tests: its own config, spool, log and certificate.
+
+Each test gets an Exim daemon in the foreground (``-bdf``), started and stopped by
+its PID, whose ACLs write every MAIL, RCPT and DATA they see to its main log
+(``probe-seen ...`` lines), so a test can prove what the probe sent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import grp
+import os
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from rolecall.orchestrator.demo.lab_support import wait_listening
+
+EXIM = shutil.which("exim4", path="/usr/sbin:/usr/bin:/sbin") or "/usr/sbin/exim4"
+
+TRUSTS_OWN_SENDERS = """\
+  accept domains = +local_domains
+  accept condition = ${if eq{$sender_address_domain}{LOCAL}}
+  deny message = relay not permitted
+"""
+"""RCPT policy of a relay that trusts its own domain's senders (spammers forge them)."""
+
+LOCAL_ONLY = """\
+  accept domains = +local_domains
+  deny message = relay not permitted
+"""
+"""RCPT policy of an MTA that takes mail for its own domain only, any local part."""
+
+EXIM_CONF = """\
+primary_hostname = {hostname}
+qualify_domain = {domain}
+domainlist local_domains = {domain}
+spool_directory = {root}/spool
+log_file_path = {root}/log/%slog
+exim_user = {user}
+exim_group = {group}
+local_interfaces = {address}
+daemon_smtp_ports = {ports}
+tls_on_connect_ports = {tls_ports}
+tls_advertise_hosts = *
+tls_certificate = {cert}
+tls_privatekey = {key}
+host_lookup =
+rfc1413_hosts =
+acl_smtp_mail = acl_mail
+acl_smtp_rcpt = acl_rcpt
+acl_smtp_predata = acl_predata
+
+begin acl
+
+acl_mail:
+  warn logwrite = probe-seen MAIL <$sender_address>
+  accept
+
+acl_rcpt:
+  warn logwrite = probe-seen RCPT <$local_part@$domain>
+{rcpt_policy}
+acl_predata:
+  warn logwrite = probe-seen DATA
+  deny message = this test server takes no mail
+
+begin routers
+{authenticators}"""
+
+REFUSING_AUTHENTICATOR = """
+begin authenticators
+
+plain:
+  driver = plaintext
+  public_name = PLAIN
+  server_prompts = :
+  server_condition = false
+"""
+"""AUTH PLAIN offered, no credentials accepted."""
+
+
+@dataclass(frozen=True)
+class Exim:
+    """A running Exim: where it listens and where it logs."""
+
+    address: str
+    pid: int
+    log: Path
+
+    def seen(self) -> list[str]:
+        """Return every MAIL, RCPT and DATA the ACLs logged, in order ("MAIL <a@b>", "DATA")."""
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return re.findall(r"probe-seen (.*)", text)
+
+
+def certificate(directory: Path, common_name: str, dns_names: Sequence[str]) -> tuple[Path, Path]:
+    """Write a self-signed certificate for ``common_name`` with DNS SANs; return (cert, key)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=2))
+    )
+    if dns_names:
+        sans = x509.SubjectAlternativeName([x509.DNSName(name) for name in dns_names])
+        builder = builder.add_extension(sans, critical=False)
+    cert = builder.sign(key, hashes.SHA256())
+    cert_path, key_path = directory / "exim.crt", directory / "exim.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
+@contextmanager
+def exim(
+    root: Path,
+    address: str,
+    ports: Sequence[int],
+    *,
+    rcpt_policy: str,
+    hostname: str = "mail.corp.test",
+    domain: str = "corp.test",
+    tls_ports: Sequence[int] = (),
+    dns_names: Sequence[str] = (),
+    auth: bool = False,
+) -> Iterator[Exim]:
+    """Run Exim on address:ports (``tls_ports`` among them speak TLS first) for the block.
+
+    With ``auth`` it offers AUTH PLAIN and accepts no credentials.
+    """
+    for sub in ("spool", "log"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    cert, key = certificate(root, hostname, dns_names)
+    conf = root / "exim.conf"
+    conf.write_text(
+        EXIM_CONF.format(
+            hostname=hostname,
+            domain=domain,
+            root=root,
+            user=pwd.getpwuid(os.getuid()).pw_name,
+            group=grp.getgrgid(os.getgid()).gr_name,
+            address=address,
+            ports=" : ".join(str(port) for port in ports),
+            tls_ports=" : ".join(str(port) for port in tls_ports),
+            cert=cert,
+            key=key,
+            rcpt_policy=rcpt_policy.replace("LOCAL", domain),
+            authenticators=REFUSING_AUTHENTICATOR if auth else "",
+        )
+    )
+    proc = subprocess.Popen(
+        [EXIM, "-C", str(conf), "-bdf"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        for port in ports:
+            wait_listening(address, port)
+        yield Exim(address, proc.pid, root / "log" / "mainlog")
+    finally:
+        # Exim's connection children share its process group, which is its PID.
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
