@@ -35,10 +35,18 @@ MAX_IPV6_SWEEP = 112
 # exclusions would not see them, so they are refused wherever an address is taken.
 MAPPED_IPV4 = netaddr.IPNetwork("::ffff:0:0/96")
 
+# NAT64 prefixes: the well-known 64:ff9b::/96 (RFC 6052, IPv4 in the last 32 bits) and the
+# local-use 64:ff9b:1::/48 (RFC 8215, laid out as its operator chose). Behind a NAT64
+# gateway their addresses are IPv4 addresses, so [scope] judges them as the IPv4 they hold.
+NAT64_WELL_KNOWN = netaddr.IPNetwork("64:ff9b::/96")
+NAT64_PREFIXES = (NAT64_WELL_KNOWN, netaddr.IPNetwork("64:ff9b:1::/48"))
+# A /104 of 64:ff9b::/96 is an IPv4 /8; a wider NAT64 network may hold more IPv4 than that.
+NAT64_WIDEST_PREFIX = 104
 
-def mapped_ipv4(network: netaddr.IPNetwork) -> bool:
-    """Whether a network holds IPv4-mapped IPv6 addresses (::ffff:a.b.c.d) or lies in them."""
-    return bool(network.version == 6 and (network in MAPPED_IPV4 or MAPPED_IPV4 in network))
+
+def is_nat64(network: netaddr.IPNetwork) -> bool:
+    """Whether a network lies in a NAT64 prefix or takes one in."""
+    return any(network in nat64 or nat64 in network for nat64 in NAT64_PREFIXES)
 
 
 def _network(value: str) -> str:
@@ -75,19 +83,30 @@ Network = Annotated[str, AfterValidator(_network)]
 WIDEST_PREFIX = {4: 8, 6: 32}
 
 
-def is_wide(network: str) -> bool:
-    """Whether a CIDR network is wider than a /8 (IPv4) or a /32 (IPv6)."""
+def wide_reason(network: str) -> str:
+    """Say why a CIDR network needs allow_wide in [scope] allow ("" if it does not)."""
     cidr = netaddr.IPNetwork(network)
-    return bool(cidr.prefixlen < WIDEST_PREFIX[cidr.version])
+    if cidr.prefixlen < WIDEST_PREFIX[cidr.version]:
+        return f"{network} is wider than a /8 (IPv4) or /32 (IPv6)"
+    if cidr.version == 6 and cidr.prefixlen < NAT64_WIDEST_PREFIX and is_nat64(cidr):
+        return (
+            f"{network} is NAT64 space (64:ff9b::/96, 64:ff9b:1::/48) that can hold more IPv4"
+            " than a /8"
+        )
+    return ""
+
+
+def is_wide(network: str) -> bool:
+    """Whether a CIDR network is wider than a /8 (IPv4), a /32 (IPv6) or, in NAT64, a /104."""
+    return bool(wide_reason(network))
 
 
 def _narrow_unless_confirmed(allow: list[str], info: ValidationInfo) -> list[str]:
     """Refuse a network wider than a /8 or /32 in [scope] allow unless allow_wide confirms it."""
-    wide = [network for network in allow if is_wide(network)]
+    wide = [reason for network in allow if (reason := wide_reason(network))]
     if wide and not info.data.get("allow_wide"):
         raise ValueError(
-            f"{wide[0]} is wider than a /8 (IPv4) or /32 (IPv6): if you may probe all of it,"
-            " confirm with allow_wide = true in [scope]"
+            f"{wide[0]}: if you may probe all of it, confirm with allow_wide = true in [scope]"
         )
     return allow
 

@@ -10,9 +10,9 @@ import netaddr
 from rolecall.orchestrator.config import (
     MAPPED_IPV4,
     MAX_IPV6_SWEEP,
+    NAT64_WELL_KNOWN,
     ScopeConfig,
     is_wide,
-    mapped_ipv4,
 )
 from rolecall.orchestrator.errors import UsageError
 from rolecall.probes.gate import OutOfScopeError
@@ -24,11 +24,28 @@ def parse_target(text: str) -> netaddr.IPNetwork:
         network = netaddr.IPNetwork(text, flags=netaddr.NOHOST).cidr
     except (netaddr.AddrFormatError, ValueError, TypeError):
         raise UsageError(f"target {text!r} is not an address or CIDR network") from None
-    if mapped_ipv4(network):
+    if network.version == 6 and network in MAPPED_IPV4:
         raise UsageError(
-            f"target {text!r} takes in IPv4 written as IPv6 (::ffff:a.b.c.d): give IPv4 as IPv4"
+            f"target {text!r} is IPv4 written as IPv6 (::ffff:a.b.c.d): give IPv4 as IPv4"
         )
+    # A wider target holding ::ffff:0:0/96 (::/0) is judged by the scope; those addresses
+    # are never swept (max_ipv6_sweep >= 104) nor admitted.
     return network
+
+
+def nat64_spellings(networks: Iterable[str]) -> list[netaddr.IPNetwork]:
+    """Return the well-known NAT64 spelling (64:ff9b::a.b.c.d, RFC 6052) of each IPv4 network.
+
+    A local-use prefix in 64:ff9b:1::/48 (RFC 8215) embeds IPv4 as its operator
+    chose, so its spellings cannot be known here: [scope] exclude must name them.
+    """
+    spellings = []
+    for text in networks:
+        network = netaddr.IPNetwork(text)
+        if network.version == 4:
+            value = NAT64_WELL_KNOWN.value | network.value
+            spellings.append(netaddr.IPNetwork((value, network.prefixlen + 96), version=6))
+    return spellings
 
 
 LOOPBACK = netaddr.IPSet(["127.0.0.0/8", "::1/128"])
@@ -74,7 +91,8 @@ class Scope:
         Without `[scope] allow` nobody has said which networks are theirs to probe,
         so only loopback targets (this machine) may stand in for a scope.
         """
-        excluded = netaddr.IPSet(config.exclude)
+        # An excluded IPv4 network stays excluded when reached through NAT64.
+        excluded = netaddr.IPSet(config.exclude) | netaddr.IPSet(nat64_spellings(config.exclude))
         if config.allow:
             return cls(netaddr.IPSet(config.allow), excluded)
         own = netaddr.IPSet(targets) & LOOPBACK
@@ -94,7 +112,7 @@ class Scope:
     def admit_network(self, network: str) -> None:
         """Return if every address of network may be probed, else raise OutOfScopeError."""
         wanted = netaddr.IPSet([parse_target(network)])
-        if wanted - self.allowed or wanted & self.excluded:
+        if wanted - self.allowed or wanted & self.excluded or MAPPED_IPV4 in wanted:
             raise OutOfScopeError(f"network {network} is not wholly inside the configured scope")
 
     def plan(

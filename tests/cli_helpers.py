@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,3 +68,18 @@ class Listener:
         self._stop.set()
         self._thread.join()
         self._sock.close()
+
+
+def cli_json(capsys: pytest.CaptureFixture[str], db: Path, config: Path | None, *args: str) -> Any:
+    """Run a listing or export of the CLI with --format json and return what it printed, parsed."""
+    base = ["--db", str(db), "-q"] + (["--config", str(config)] if config else [])
+    result = run_cli(capsys, *base, *args, "--format", "json")
+    assert result.code == 0, result.err
+    return json.loads(result.out)
+
+
+def ingest(capsys: pytest.CaptureFixture[str], db: Path, config: Path | None, pcap: Path) -> None:
+    """Ingest one capture through the CLI, asserting success."""
+    base = ["--db", str(db), "-q"] + (["--config", str(config)] if config else [])
+    result = run_cli(capsys, *base, "ingest", "pcap", str(pcap))
+    assert result.code == 0, result.err

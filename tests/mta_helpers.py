@@ -7,7 +7,6 @@ its PID, whose ACLs write every MAIL, RCPT and DATA they see to its main log
 
 from __future__ import annotations
 
-import datetime as dt
 import grp
 import os
 import pwd
@@ -20,12 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
-from rolecall.orchestrator.demo.lab_support import wait_listening
+from rolecall.orchestrator.demo.lab_support import self_signed, wait_listening
 
 EXIM = shutil.which("exim4", path="/usr/sbin:/usr/bin:/sbin") or "/usr/sbin/exim4"
 
@@ -104,37 +98,6 @@ class Exim:
         return re.findall(r"probe-seen (.*)", text)
 
 
-def certificate(directory: Path, common_name: str, dns_names: Sequence[str]) -> tuple[Path, Path]:
-    """Write a self-signed certificate for ``common_name`` with DNS SANs; return (cert, key)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = dt.datetime.now(dt.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=2))
-    )
-    if dns_names:
-        sans = x509.SubjectAlternativeName([x509.DNSName(name) for name in dns_names])
-        builder = builder.add_extension(sans, critical=False)
-    cert = builder.sign(key, hashes.SHA256())
-    cert_path, key_path = directory / "exim.crt", directory / "exim.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    key_path.chmod(0o600)
-    return cert_path, key_path
-
-
 @contextmanager
 def exim(
     root: Path,
@@ -154,7 +117,7 @@ def exim(
     """
     for sub in ("spool", "log"):
         (root / sub).mkdir(parents=True, exist_ok=True)
-    cert, key = certificate(root, hostname, dns_names)
+    cert, key = self_signed(root, hostname, dns_names=dns_names, days=2)
     conf = root / "exim.conf"
     conf.write_text(
         EXIM_CONF.format(

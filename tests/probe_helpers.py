@@ -406,7 +406,10 @@ class _FakeProxy(socketserver.StreamRequestHandler):
     """Reads one request head, answers it with its server's scripted bytes, then stays open."""
 
     def handle(self) -> None:
-        """Read the head (up to 64 KiB), send the reply, then read and discard until closed."""
+        """Read the head (up to 64 KiB), send the reply, then read and discard until closed.
+
+        With the server's ``close`` set it closes right after the reply instead.
+        """
         server: Any = self.server
         self.request.settimeout(10.0)
         try:
@@ -416,7 +419,7 @@ class _FakeProxy(socketserver.StreamRequestHandler):
             server.requests.append(head.split(b"\r\n", 1)[0].decode("latin-1"))
             self.wfile.write(server.reply)
             self.wfile.flush()
-            while not server.stop.is_set() and self.request.recv(4096):
+            while not server.close and not server.stop.is_set() and self.request.recv(4096):
                 pass
         except OSError:
             return
@@ -428,18 +431,24 @@ class _FakeProxyServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: str, reply: bytes) -> None:
+    def __init__(self, address: str, reply: bytes, close: bool) -> None:
         """Bind a free port of ``address``."""
         self.reply = reply
+        self.close = close
         self.requests: list[str] = []
         self.stop = threading.Event()
         super().__init__((address, 0), _FakeProxy)
 
 
 @contextmanager
-def fake_proxy(reply: bytes, address: str = "127.0.0.1") -> Iterator[_FakeProxyServer]:
-    """Run a hostile "proxy" that answers every request with ``reply`` and never relays."""
-    server = _FakeProxyServer(address, reply)
+def fake_proxy(
+    reply: bytes, address: str = "127.0.0.1", *, close: bool = False
+) -> Iterator[_FakeProxyServer]:
+    """Run a hostile "proxy" that answers every request with ``reply`` and never relays.
+
+    With ``close`` it closes each connection right after its reply, as a web server would.
+    """
+    server = _FakeProxyServer(address, reply, close)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

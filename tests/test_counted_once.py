@@ -8,23 +8,23 @@ the mail findings count the message once, as the client's.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from rolecall.inventory.store import Store
+from rolecall.probes.records import Observation
 from rolecall.reports.queries import mail_software
-from tests.cli_helpers import run_cli
+from tests.cli_helpers import cli_json, ingest
 from tests.data_paths import REPO
 from tests.findings_helpers import send_mail, write_config
 from tests.pcap_helpers import (
     aiosmtpd_server,
     loopback_capture,
     microsocks,
+    of_type,
     read_all,
     session,
     smtp,
@@ -41,21 +41,6 @@ allow = ["127.0.124.0/25"]
 """
 BAT = "The Bat! (v9.1.18) Home"
 DEMO_CAPTURE = REPO / "orchestrator" / "demo" / "data" / "demo.pcap"
-
-
-def cli_json(capsys: pytest.CaptureFixture[str], db: Path, config: Path | None, *args: str) -> Any:
-    """Run a listing of the CLI with --format json and return what it printed, parsed."""
-    base = ["--db", str(db), "-q"] + (["--config", str(config)] if config else [])
-    result = run_cli(capsys, *base, *args, "--format", "json")
-    assert result.code == 0, result.err
-    return json.loads(result.out)
-
-
-def ingest(capsys: pytest.CaptureFixture[str], db: Path, config: Path | None, pcap: Path) -> None:
-    """Ingest one capture through the CLI."""
-    base = ["--db", str(db), "-q"] + (["--config", str(config)] if config else [])
-    result = run_cli(capsys, *base, "ingest", "pcap", str(pcap))
-    assert result.code == 0, result.err
 
 
 def cluster_total(capsys: pytest.CaptureFixture[str], db: Path) -> int:
@@ -155,6 +140,39 @@ def test_egress_is_marked_whichever_is_seen_first(tmp_path: Path, first: str) ->
         (proxy, "", client),
         (client, proxy, ""),
     ]
+
+
+TUNNEL_MAIL = smtp_turns(
+    ("EHLO bot\n", "250 ok\n"),
+    ("MAIL FROM:<spam@example.org>\n", "250 ok\n"),
+    ("RCPT TO:<victim@example.net>\n", "250 ok\n"),
+    ("DATA\n", "354 go\n"),
+    ("Subject: buy\n\nx\n.\n", "250 queued\n"),
+    ("QUIT\n", "221 bye\n"),
+)
+
+
+@pytest.mark.parametrize("kind", ["socks", "connect"])
+def test_a_tunnel_whose_grant_was_not_seen_leaves_the_proxy_copy_counted(
+    tmp_path: Path, kind: str
+) -> None:
+    """The proxy's reply lost (gap): the tunnel was not read, so the egress copy is the count."""
+    client, proxy, mail_server = "10.1.0.7", "10.1.0.1", "10.9.9.25"
+    if kind == "socks":
+        handshake = v5_connect(mail_server, 25)
+        port, reply_at = 1080, 6  # SYN, SYN-ACK, ACK, method, choice, request, reply
+    else:
+        request = f"CONNECT {mail_server}:25 HTTP/1.1\r\n\r\n".encode()
+        handshake = [(True, request), (False, b"HTTP/1.1 200 Connection established\r\n\r\n")]
+        port, reply_at = 3128, 4  # SYN, SYN-ACK, ACK, request, reply
+    tunnel = session(handshake + TUNNEL_MAIL, client, 40000, proxy, port)
+    del tunnel.packets[reply_at]  # the segment carrying the grant never reached the capture
+    egress = session(TUNNEL_MAIL, proxy, 61000, mail_server, 25, start=tunnel.packets[4][0])
+    packets = sorted(tunnel.packets + egress.packets, key=lambda p: p[0])
+    items = read_all(write_pcap(tmp_path / "lost.pcap", packets))
+    assert [(t.client, t.via_proxy, t.relayed_for) for t in smtp(items)] == [(proxy, "", "")]
+    links = [o for o in of_type(items, Observation) if o.kind == "proxy-egress"]
+    assert [(o.address, o.value) for o in links] == [(proxy, client)]  # still seen
 
 
 def test_an_unlinked_connection_of_the_proxy_is_its_own_mail(tmp_path: Path) -> None:

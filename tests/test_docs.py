@@ -180,7 +180,7 @@ def test_the_contracts_rule_ids_exist_or_are_marked_not_yet_built() -> None:
 def _contract_roles() -> dict[str, str]:
     """The contract's role vocabulary (its first sentence) as role -> note."""
     roles = section(_contract(), "Roles")
-    return listed_words(roles.split(". ", 1)[0])
+    return listed_words(re.split(r"\.\s", roles, maxsplit=1)[0])
 
 
 def test_every_role_is_in_the_contract() -> None:

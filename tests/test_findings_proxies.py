@@ -11,6 +11,7 @@ import pytest
 from tests.cli_helpers import run_cli
 from tests.data_paths import CONFORMANCE
 from tests.findings_helpers import at, capture, findings, ingest, roles, write_config
+from tests.pcap_helpers import session, write_pcap
 from tests.probe_helpers import microsocks, web_server
 
 
@@ -144,3 +145,43 @@ def test_roles_a_port_number_gave_are_withdrawn_once_a_probe_hears_socks(
     held = set(roles(capsys, db_path)[proxy]["roles"])
     assert {"socks-proxy", "socks5"} <= held
     assert not {"https-server", "web-server"} & held
+
+
+def _connect_capture(path: Path, proxy: str, start: float) -> Path:
+    """A capture of CONNECTs a proxy answered: 200 on 8080, 407 on 80, and a 200 on 443."""
+    request = b"CONNECT 192.0.2.25:443 HTTP/1.1\r\nHost: 192.0.2.25:443\r\n\r\n"
+    granted = b"HTTP/1.1 200 Connection established\r\n\r\n"
+    asked = b'HTTP/1.1 407 Auth Required\r\nProxy-Authenticate: Basic realm="x"\r\n\r\n'
+    packets = []
+    for n, (port, reply) in enumerate(((8080, granted), (80, asked), (443, granted))):
+        turns = [(True, request), (False, reply)]
+        packets += session(turns, "10.20.0.7", 40000 + n, proxy, port, start=start + n).packets
+    return write_pcap(path, packets)
+
+
+def _plain_capture(path: Path, proxy: str) -> Path:
+    """A capture of plain connections to the proxy's ports: flows whose port numbers guess."""
+    packets = []
+    for n, port in enumerate((8080, 80, 443)):
+        turns = [(True, b"\x00\x01hello"), (False, b"\x00\x02")]
+        packets += session(turns, "10.20.0.8", 41000 + n, proxy, port, start=1e9 + n).packets
+    return write_pcap(path, packets)
+
+
+def test_a_port_answering_connect_in_captures_is_a_proxy_not_a_web_server(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """CONNECT answered (2xx or 407) on 8080/80/443: http-proxy; the port numbers' guess dropped.
+
+    Read in one capture, and after plain flows had already given the guessed roles.
+    """
+    proxy = "10.20.0.1"
+    at_once, later = tmp_path / "once.db", tmp_path / "later.db"
+    ingest(capsys, at_once, None, _connect_capture(tmp_path / "c.pcap", proxy, 1e9))
+    ingest(capsys, later, None, _plain_capture(tmp_path / "p.pcap", proxy))
+    assert {"web-server", "https-server"} <= set(roles(capsys, later)[proxy]["roles"])
+    ingest(capsys, later, None, _connect_capture(tmp_path / "c2.pcap", proxy, 1e9 + 100))
+    for db in (at_once, later):
+        held = set(roles(capsys, db)[proxy]["roles"])
+        assert {"http-proxy", "http-proxy-auth"} <= held
+        assert not {"web-server", "https-server"} & held, held

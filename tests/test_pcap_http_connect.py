@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from rolecall.probes.records import ConnectRequest, Observation
-from tests.cli_helpers import Listener, run_cli
+from tests.cli_helpers import Listener, cli_json, ingest
 from tests.daemon_helpers import ROLECALL
 from tests.pcap_helpers import (
     Turn,
@@ -73,20 +73,6 @@ def curl_mail(
     )
 
 
-def cli_json(capsys: pytest.CaptureFixture[str], db: Path, *args: str) -> list[dict[str, object]]:
-    """Run a listing command with --format json; return its rows."""
-    result = run_cli(capsys, "--db", str(db), "-q", *args, "--format", "json")
-    assert result.code == 0, result.err
-    rows: list[dict[str, object]] = json.loads(result.out)
-    return rows
-
-
-def ingest(capsys: pytest.CaptureFixture[str], db: Path, pcap: Path, *config: str) -> None:
-    """`rolecall ingest pcap` through the command line, asserting success."""
-    result = run_cli(capsys, "--db", str(db), "-q", *config, "ingest", "pcap", str(pcap))
-    assert result.code == 0, result.err
-
-
 def test_smtp_through_tinyproxy(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
 ) -> None:
@@ -99,9 +85,9 @@ def test_smtp_through_tinyproxy(
         done = curl_mail(BOT, proxy, (host, port), tmp_path)
     assert done.returncode == 0, done.stderr
     assert len(received) == 1
-    ingest(capsys, db_path, pcap)
+    ingest(capsys, db_path, None, pcap)
 
-    connects = cli_json(capsys, db_path, "export", "connect")
+    connects = cli_json(capsys, db_path, None, "export", "connect")
     assert [
         (r["client"], r["proxy"], r["proxy_port"], r["status"], r["request_host"]) for r in connects
     ] == [(BOT, PROXY, proxy[1], 200, SERVER)]
@@ -110,24 +96,45 @@ def test_smtp_through_tinyproxy(
         "",
         "pcap",
     )
-    rows = cli_json(capsys, db_path, "export", "smtp")
+    rows = cli_json(capsys, db_path, None, "export", "smtp")
     tunnelled = [r for r in rows if r["via_proxy"]]
     assert [(r["client"], r["server"], r["server_port"], r["via_proxy"]) for r in tunnelled] == [
         (BOT, SERVER, port, PROXY)
     ]
     assert (tunnelled[0]["subject"], tunnelled[0]["user_agent"]) == ("via http proxy", "Bulk 3.0")
 
-    found = {(f["rule"], f["address"]): f for f in cli_json(capsys, db_path, "findings", "list")}
+    found = {
+        (f["rule"], f["address"]): f for f in cli_json(capsys, db_path, None, "findings", "list")
+    }
     summary = str(found["mail-via-proxy", BOT]["summary"])
     assert BOT in summary
     assert PROXY in summary
-    open_proxy = found["open-http-proxy", PROXY]
+    # No [scope] and the aiosmtpd port is not a mail port (25, 465, 587, 2525): a tunnel
+    # granted without credentials is then an ordinary explicit proxy, roles only.
+    assert port not in (25, 465, 587, 2525)
+    assert ("open-http-proxy", PROXY) not in found
+
+    # The same capture with the proxy inside [scope] and the client outside: open to the world.
+    # With both inside (a corporate proxy for its own hosts), roles only again.
+    scoped: dict[str, dict[tuple[object, object], dict[str, object]]] = {}
+    for name, inside in (("world", PROXY), ("corp", NET)):
+        config = tmp_path / f"{name}.toml"
+        config.write_text(f'[scope]\nallow = ["{inside}"]\n')
+        scoped_db = tmp_path / f"{name}.db"
+        ingest(capsys, scoped_db, config, pcap)
+        listed = cli_json(capsys, scoped_db, config, "findings", "list")
+        scoped[name] = {(f["rule"], f["address"]): f for f in listed}
+    assert ("open-http-proxy", PROXY) not in scoped["corp"]
+    open_proxy = scoped["world"]["open-http-proxy", PROXY]
     assert f"for {BOT} to {SERVER} port {port} without credentials" in str(open_proxy["summary"])
+    assert f"{BOT} is outside the scope" in str(open_proxy["summary"])
     assert str(open_proxy["evidence"][0]).startswith("connect:")  # type: ignore[index]
-    roles = {r["address"]: r["roles"] for r in cli_json(capsys, db_path, "export", "inventory")}
-    assert "http-proxy" in roles[PROXY]  # type: ignore[operator]
-    assert "http-proxy-auth" not in roles[PROXY]  # type: ignore[operator]
-    assert "web-client" in roles[BOT]  # type: ignore[operator]
+    roles = {
+        r["address"]: r["roles"] for r in cli_json(capsys, db_path, None, "export", "inventory")
+    }
+    assert "http-proxy" in roles[PROXY]
+    assert "http-proxy-auth" not in roles[PROXY]
+    assert "web-client" in roles[BOT]
 
     with sqlite3.connect(db_path) as db:
         links = db.execute(
@@ -157,25 +164,27 @@ def test_basic_auth_user_kept_password_only_when_asked(
 
     config = tmp_path / "rolecall.toml"
     config.write_text("[pcap]\ncapture_socks_password = true\n")
-    for db, extra, password in (
-        (tmp_path / "plain.db", (), ""),
-        (tmp_path / "kept.db", ("--config", str(config)), "s3cret"),
+    for db, kept, password in (
+        (tmp_path / "plain.db", None, ""),
+        (tmp_path / "kept.db", config, "s3cret"),
     ):
-        ingest(capsys, db, pcap, *extra)
+        ingest(capsys, db, kept, pcap)
         with sqlite3.connect(db) as conn:
             rows = conn.execute(
                 "SELECT client, status, user, password, request_port FROM connect ORDER BY ts"
             ).fetchall()
         assert rows == [(USER, 407, "", "", port), (BOT, 200, "bob", password, port)]
-        exported = cli_json(capsys, db, "export", "connect")
+        exported = cli_json(capsys, db, None, "export", "connect")
         assert [(r["client"], r["user"]) for r in exported] == [(USER, ""), (BOT, "bob")]
         assert all("password" not in r for r in exported)
-        tunnelled = [r for r in cli_json(capsys, db, "export", "smtp") if r["via_proxy"]]
+        tunnelled = [r for r in cli_json(capsys, db, None, "export", "smtp") if r["via_proxy"]]
         assert [(r["client"], r["via_proxy"]) for r in tunnelled] == [(BOT, PROXY)]
-        rules = {(f["rule"], f["address"]) for f in cli_json(capsys, db, "findings", "list")}
+        rules = {(f["rule"], f["address"]) for f in cli_json(capsys, db, None, "findings", "list")}
         assert ("open-http-proxy", PROXY) not in rules  # it granted only with credentials
-        roles = {r["address"]: r["roles"] for r in cli_json(capsys, db, "export", "inventory")}
-        assert {"http-proxy", "http-proxy-auth"} <= set(roles[PROXY])  # type: ignore[call-overload]
+        roles = {
+            r["address"]: r["roles"] for r in cli_json(capsys, db, None, "export", "inventory")
+        }
+        assert {"http-proxy", "http-proxy-auth"} <= set(roles[PROXY])
 
 
 def test_https_through_tinyproxy_gives_sni_via_proxy(tmp_path: Path) -> None:
@@ -371,3 +380,41 @@ def test_second_request_after_a_407_on_the_same_connection(tmp_path: Path) -> No
         PROXY_SYN,
         "tunnelled",
     )
+
+
+AUTH_CASES = [  # (proxy, requested port, Proxy-Authorization value or None, user recorded)
+    ("10.0.1.1", 25, None, ""),
+    ("10.0.1.2", 443, None, ""),
+    ("10.0.1.3", 587, "NTLM TlRMTVNTUAABAAAAB4IIogAAAAAAAAAAAAAAAAAAAAAGAbEdAAAADw==", "(NTLM)"),
+    ("10.0.1.4", 465, "Negotiate YIIFyQYGKwYBBQUCoIIFvTCCBbmgMDAuBgkqhkiC9xIBAgI=", "(Negotiate)"),
+    ("10.0.1.5", 2525, 'Digest username="eve", realm="corp", response="00"', "(Digest)"),
+    ("10.0.1.6", 25, "Bearer eyJhbGciOiJIUzI1NiJ9.e30.x", "(Bearer)"),
+    ("10.0.1.7", 25, "Basic " + base64.b64encode(b":pw").decode(), "(Basic)"),
+    ("10.0.1.8", 25, "Basic !!!", "(Basic)"),
+]
+
+
+def test_credentials_of_any_scheme_and_the_mail_port_clause(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """No [scope]: only a tunnel to a mail port without any credentials is open-http-proxy.
+
+    A Proxy-Authorization that names no Basic user is recorded as its scheme in
+    parentheses: credentials were given, so nothing is raised for it.
+    """
+    packets: list[tuple[float, bytes]] = []
+    for n, (proxy, port, auth, _) in enumerate(AUTH_CASES):
+        head = f"CONNECT 192.0.2.25:{port} HTTP/1.1\r\n"
+        head += f"Proxy-Authorization: {auth}\r\n" if auth else ""
+        turns = [(True, (head + "\r\n").encode()), (False, OK)]
+        packets += session(turns, CLIENT, 43000 + n, proxy, 3128, start=1e9 + n).packets
+    db = tmp_path / "auth.db"
+    ingest(capsys, db, None, write_pcap(tmp_path / "auth.pcap", packets))
+    users = {r["proxy"]: r["user"] for r in cli_json(capsys, db, None, "export", "connect")}
+    assert users == {proxy: user for proxy, _, _, user in AUTH_CASES}
+    rules = cli_json(capsys, db, None, "findings", "list")
+    raised = {f["address"]: str(f["summary"]) for f in rules if f["rule"] == "open-http-proxy"}
+    assert list(raised) == ["10.0.1.1"]  # port 25 without credentials; 443 is roles only
+    assert "without credentials (a mail port)" in raised["10.0.1.1"]
+    roles = {r["address"]: r["roles"] for r in cli_json(capsys, db, None, "export", "inventory")}
+    assert all("http-proxy" in roles[proxy] for proxy, *_ in AUTH_CASES)

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+import time
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
-from rolecall.probes.records import Observation
+import pytest
+
+from rolecall.probes.passive.pcap.smtp import SmtpStream
+from rolecall.probes.passive.pcap.stream import PcapSettings, StreamContext
+from rolecall.probes.records import Observation, SmtpTransaction
+from tests.cli_helpers import run_cli
 from tests.pcap_helpers import (
     read_all,
     session,
@@ -224,3 +231,48 @@ def test_huge_single_line_is_cut(tmp_path: Path) -> None:
     assert t.mail_from.startswith("AAAA")
     assert len(t.mail_from) < 4096
     assert any("longer than 4096" in w.message for w in warnings(items))
+
+
+def _parse_seconds(lines: int) -> float:
+    """Seconds one SmtpStream takes over a single feed of ``lines`` short header lines."""
+    ctx = StreamContext("10.0.0.5", 40000, "10.0.0.25", 25, "timing.pcap")
+    stream = SmtpStream(ctx, PcapSettings())
+    stream.feed(False, b"220 mx.example ESMTP\r\n", 1.0)
+    head = b"EHLO bot\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n"
+    feed = head + b"X-Pad: 1234567\r\n" * lines + b"\r\nbody\r\n.\r\nQUIT\r\n"
+    started = time.perf_counter()
+    items = stream.feed(True, feed, 2.0)
+    items += stream.feed(False, b"250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n250 queued\r\n", 3.0)
+    (txn,) = [item for item in items + stream.finish(4.0) if isinstance(item, SmtpTransaction)]
+    assert txn.rcpt_to == ("c@d.example",)
+    return time.perf_counter() - started
+
+
+def test_a_feed_of_many_short_lines_is_read_in_linear_time() -> None:
+    """2 MB of short lines in one feed: 4x the lines of the baseline take well under 16x."""
+    baseline = min(_parse_seconds(32_768) for _ in range(3))  # 512 KB
+    big = _parse_seconds(131_072)  # 2 MB
+    assert big < 6 * baseline + 0.05, (big, baseline)
+
+
+def test_a_70_kb_subject_is_the_traffic_s_not_damage(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A sound capture of a hostile 70 KB Subject: one warning, the mail stored, exit 0."""
+    subject = "S" * 70_000
+    turns = smtp_turns(
+        ("EHLO bot\n", "250 ok\n"),
+        ("MAIL FROM:<a@b.example>\nRCPT TO:<c@d.example>\nDATA\n", "250 ok\n250 ok\n354 go\n"),
+        (f"Subject: {subject}\nX-Mailer: Bulk\n\nbody\n.\n", "250 queued\n"),
+        ("QUIT\n", "221 bye\n"),
+    )
+    pcap = write_pcap(tmp_path / "long.pcap", session(turns).packets)
+    db = tmp_path / "inventory.db"
+    result = run_cli(capsys, "--db", str(db), "ingest", "pcap", str(pcap))
+    assert result.code == 0, result.err
+    shown = [line for line in result.err.splitlines() if "longer than" in line]
+    assert len(shown) == 1, result.err
+    assert "1 line(s) longer than 4096 bytes were cut" in shown[0]
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT length(subject), user_agent FROM smtp").fetchall()
+    assert rows == [(4096 - len("Subject: "), "Bulk")]

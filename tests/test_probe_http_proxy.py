@@ -113,6 +113,71 @@ def test_page_answering_connect_with_200_is_no_proxy() -> None:
     assert not {"http-proxy", "http-proxy-open"} & roles_of(records, port)
 
 
+@pytest.mark.parametrize(
+    ("reply", "close"),
+    [
+        pytest.param(b"HTTP/1.1 204 No Content\r\n\r\n", False, id="204"),
+        pytest.param(b"HTTP/1.1 206 Partial Content\r\n\r\n", False, id="206"),
+        pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", False, id="length-0"),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            False,
+            id="chunked-empty",
+        ),
+        pytest.param(b"HTTP/1.0 200 OK\r\n\r\n", True, id="bare-1.0-200-closed"),
+        pytest.param(b"HTTP/1.1 200 Connection established\r\n\r\n", True, id="200-closed"),
+    ],
+)
+def test_a_2xx_that_is_no_tunnel_answer_is_no_proxy(
+    reply: bytes, close: bool, request: pytest.FixtureRequest
+) -> None:
+    """204, 206, body framing (RFC 9110 forbids it in a 2xx to CONNECT) or a close: no proxy."""
+    address = f"127.0.161.{request.node.callspec.indices['reply'] + 1}"
+    with fake_proxy(reply, address, close=close) as fake:
+        port = fake.server_address[1]
+        records = run_probes([(address, port)], LoopbackGate(), ON_CANARY)
+    assert "http-proxy" not in observed(records, port, "protocol")
+    assert observed(records, port, "http-proxy-relay") == []
+    assert not {"http-proxy", "http-proxy-open"} & roles_of(records, port)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Via: 1.1 varnish (Varnish/7.1)",
+        "Via: 1.1 www.example.test",
+        "X-Squid-Error: ERR_INVALID_REQ 0",
+        "Proxy-Connection: close",
+        'Proxy-Authenticate: Basic realm="x"',
+    ],
+)
+def test_a_web_server_refusing_connect_with_proxy_like_headers_is_no_proxy(
+    header: str, request: pytest.FixtureRequest
+) -> None:
+    """Varnish, CDNs, Apache ProxyVia and reverse Squids add these to their own refusals."""
+    address = f"127.0.162.{request.node.callspec.indices['header'] + 1}"
+    reply = f"HTTP/1.1 405 Method Not Allowed\r\n{header}\r\nContent-Length: 0\r\n\r\n"
+    with fake_proxy(reply.encode(), address) as fake:
+        port = fake.server_address[1]
+        records = run_probes([(address, port)], LoopbackGate(), ON_CANARY)
+    assert "http-proxy" not in observed(records, port, "protocol")
+    assert observed(records, port, "http-proxy-relay") == []
+    assert not {"http-proxy", "http-proxy-auth"} & roles_of(records, port)
+
+
+def test_a_refusal_naming_its_proxy_agent_is_a_refusing_proxy() -> None:
+    """Proxy-Agent is how a forwarding proxy names itself in answer to CONNECT: a proxy."""
+    reply = b"HTTP/1.1 403 Forbidden\r\nProxy-Agent: acme-proxy/2.0\r\nContent-Length: 0\r\n\r\n"
+    with fake_proxy(reply, "127.0.160.30") as fake:
+        port = fake.server_address[1]
+        records = run_probes([("127.0.160.30", port)], LoopbackGate(), ON_CANARY)
+    assert observed(records, port, "protocol") == ["http-proxy"]
+    assert observed(records, port, "http-proxy-relay") == ["refused"]
+    detail = detail_of(records, port, "http-proxy-relay")
+    assert (detail["forwarded_get_to_canary"], detail["proxy_headers"]) == (False, ["proxy-agent"])
+    assert roles_of(records, port) == {"http-proxy"}
+
+
 def _one_reason(records: list[Record], port: int) -> str:
     """Return the reason of the port's one inconclusive CONNECT verdict."""
     assert observed(records, port, "http-proxy-relay") == ["inconclusive"]

@@ -6,10 +6,13 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import netaddr
 import pytest
 from pydantic import BaseModel
 
-from rolecall.orchestrator.config import Config
+from rolecall.orchestrator.config import Config, load_config
+from rolecall.orchestrator.scope import Scope
+from rolecall.probes.gate import OutOfScopeError
 from tests.cli_helpers import run_cli
 from tests.daemon_helpers import daemon, event_named, rolecall
 from tests.signal_helpers import large_nmap_xml
@@ -94,8 +97,92 @@ def test_an_ipv4_mapped_target_is_refused_before_nmap_starts(tmp_path: Path) -> 
     )  # fmt: skip
 
     assert scan.returncode == 2
-    assert "takes in IPv4 written as IPv6" in scan.stderr
+    assert "is IPv4 written as IPv6" in scan.stderr
     assert "scanned" not in scan.stdout
+
+
+def test_a_target_wider_than_the_scope_is_refused_as_outside_it(tmp_path: Path) -> None:
+    """::/0 holds ::ffff:0:0/96 but is refused for what it is: wider than the scope allows."""
+    config = _config(tmp_path, '[scope]\nallow = ["127.0.83.0/24", "fd00:83::/64"]\n')
+    scan = rolecall(
+        "--config", str(config), "--db", str(tmp_path / "i.db"), "scan", "subnet", "::/0",
+        "--probes", "none", cwd=tmp_path,
+    )  # fmt: skip
+
+    assert scan.returncode == 2
+    assert scan.stderr.startswith("rolecall: target ::/0 is outside the configured scope (")
+    assert "IPv4 written as IPv6" not in scan.stderr
+
+
+NAT64_WIDE = (
+    "is NAT64 space (64:ff9b::/96, 64:ff9b:1::/48) that can hold more IPv4 than a /8:"
+    " if you may probe all of it, confirm with allow_wide = true in [scope]"
+)
+
+
+@pytest.mark.parametrize(
+    "network",
+    ["64:ff9b::/96", "64:ff9b::a00:0/103", "64:ff9b::/64", "64:ff9b:1::/48", "64:ff9b:1:2::/96"],
+)
+def test_nat64_space_holding_more_than_an_ipv4_slash_8_needs_allow_wide(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], network: str
+) -> None:
+    """Behind a NAT64 gateway 64:ff9b::/96 is all of IPv4, though it is only a /96."""
+    config = _config(tmp_path, f'[scope]\nallow = ["{network}"]\n')
+    result = run_cli(capsys, "--config", str(config), "--db", str(tmp_path / "i.db"), "runs")
+
+    assert result.code == 2
+    assert result.err == f"rolecall: {config}: scope.allow: {network} {NAT64_WIDE}\n"
+    assert not (tmp_path / "i.db").exists()
+
+    _config(tmp_path, f'[scope]\nallow_wide = true\nallow = ["{network}"]\n')
+    confirmed, _ = load_config(config)
+    assert confirmed.scope.allow == [network]
+
+
+def test_nat64_space_of_an_ipv4_slash_8_needs_no_confirmation(tmp_path: Path) -> None:
+    config, _ = load_config(_config(tmp_path, '[scope]\nallow = ["64:ff9b::10.0.0.0/104"]\n'))
+
+    assert config.scope.allow == ["64:ff9b::a00:0/104"]
+
+
+def test_an_ipv4_exclusion_also_excludes_its_nat64_spelling(tmp_path: Path) -> None:
+    """exclude 127.0.83.0/24 keeps 64:ff9b::127.0.83.7 out of the scan: nmap never starts."""
+    marker = tmp_path / "nmap-runs"
+    nmap = tmp_path / "nmap-recorder"
+    nmap.write_text(f'#!/bin/sh\necho "$@" >> {marker}\nexit 1\n')
+    nmap.chmod(0o755)
+    config = _config(
+        tmp_path,
+        '[scope]\nallow = ["64:ff9b::127.0.0.0/104", "127.0.0.0/8"]\n'
+        f'exclude = ["127.0.83.0/24"]\n[scan]\nnmap = "{nmap}"\nresolve_names = false\n',
+    )
+    base = ("--config", str(config), "--db", str(tmp_path / "i.db"))
+    for target in ("64:ff9b::127.0.83.7", "64:ff9b::7f00:5300/120", "127.0.83.7"):
+        scan = rolecall(*base, "scan", "subnet", target, "--probes", "none", cwd=tmp_path)
+
+        assert scan.returncode == 0, scan.stderr
+        assert "scanned 0 addresses" in scan.stdout
+    assert not marker.exists()
+
+
+def test_the_scope_refuses_an_excluded_ipv4_address_reached_through_nat64(
+    tmp_path: Path,
+) -> None:
+    """The gate every probe passes: the NAT64 spelling of an excluded IPv4 is out of scope."""
+    path = _config(
+        tmp_path,
+        '[scope]\nallow_wide = true\nallow = ["64:ff9b::/96"]\nexclude = ["192.0.2.0/25"]\n',
+    )
+    config, _ = load_config(path)
+    scope = Scope.from_config(config.scope)
+
+    with pytest.raises(OutOfScopeError, match="outside the configured scope"):
+        scope.admit("64:ff9b::192.0.2.9")
+    with pytest.raises(OutOfScopeError):
+        scope.admit_network("64:ff9b::c000:200/120")
+    scope.admit("64:ff9b::192.0.2.200")
+    assert not scope.plan([netaddr.IPNetwork("64:ff9b::c000:200/121")], 65536).sweep
 
 
 def _numeric_settings() -> list[Any]:

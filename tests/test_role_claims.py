@@ -8,19 +8,17 @@ never makes the name an asset: every address in the inventory is an IP address.
 from __future__ import annotations
 
 import imaplib
-import json
 import poplib
 import socket
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from rolecall.inventory.store import Store
 from rolecall.probes.records import HostName, Observation
-from tests.cli_helpers import run_cli
+from tests.cli_helpers import cli_json, ingest
 from tests.findings_helpers import send_mail, write_config
 from tests.pcap_helpers import (
     aiosmtpd_server,
@@ -40,21 +38,6 @@ allow = ["127.0.125.0/25"]
 [findings]
 approved_relays = ["{RELAY}"]
 """
-
-
-def cli_json(capsys: pytest.CaptureFixture[str], db: Path, config: Path | None, *args: str) -> Any:
-    """Run a listing of the CLI with --format json and return what it printed, parsed."""
-    base = ["--db", str(db), "-q"] + (["--config", str(config)] if config else [])
-    result = run_cli(capsys, *base, *args, "--format", "json")
-    assert result.code == 0, result.err
-    return json.loads(result.out)
-
-
-def ingest(capsys: pytest.CaptureFixture[str], db: Path, config: Path | None, pcap: Path) -> None:
-    """Ingest one capture through the CLI."""
-    base = ["--db", str(db), "-q"] + (["--config", str(config)] if config else [])
-    result = run_cli(capsys, *base, "ingest", "pcap", str(pcap))
-    assert result.code == 0, result.err
 
 
 def test_the_approved_relay_delivering_outside_is_doing_its_job(

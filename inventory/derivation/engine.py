@@ -192,6 +192,8 @@ def _read_connects(
         found.roles.add((row.client, "web-client", row.source), row.ts, row.ts, proof)
         if 200 <= row.status < 300 or row.status == 407:
             found.roles.add((row.proxy, "http-proxy", row.source), row.ts, row.ts, proof)
+            if row.proxy_port in GUESSED:
+                found.heard.add((row.proxy, row.proxy_port))
         if row.status == 407:
             found.roles.add((row.proxy, "http-proxy-auth", row.source), row.ts, row.ts, proof)
         for handler in connect_rules:

@@ -2,7 +2,8 @@
 
 Flows give a server roles by port number alone (443: web-server, https-server).
 A port rolecall's probe heard speak something else (a SOCKS proxy on 443), or
-that carried SOCKS requests in a capture, is not what its number suggests: its
+that carried SOCKS requests, or answered HTTP CONNECT as a proxy (2xx or 407),
+in a capture, is not what its number suggests: its
 flows give the server no role, and roles they gave before are withdrawn once no
 other port supports them.
 """
@@ -15,7 +16,14 @@ from typing import Final
 from sqlalchemy import Connection, delete, or_, select
 
 from rolecall.inventory.sql.in_lists import in_slices
-from rolecall.inventory.tables import FlowRow, ObservationRow, RoleRow, SocksRow, core_table
+from rolecall.inventory.tables import (
+    ConnectRow,
+    FlowRow,
+    ObservationRow,
+    RoleRow,
+    SocksRow,
+    core_table,
+)
 
 GUESSED: Final[dict[int, frozenset[str]]] = {
     80: frozenset({"http"}),
@@ -31,13 +39,14 @@ GUESSED: Final[dict[int, frozenset[str]]] = {
 """TCP ports whose flows give server roles, and the protocols that agree with the guess."""
 
 PROBE_SOURCE: Final = "probe"
+HTTP_PROXY: Final = "http-proxy"  # what a port answering CONNECT as a proxy speaks
 
 Pair = tuple[str, int]
 
 
 def _heard(connection: Connection, addresses: Sequence[str] | None) -> dict[Pair, set[str]]:
     """What each guessed port of these addresses (all if None) was seen to speak."""
-    obs, socks = core_table(ObservationRow), core_table(SocksRow)
+    obs, socks, connect = core_table(ObservationRow), core_table(SocksRow), core_table(ConnectRow)
     ports = sorted(GUESSED)
     spoken = select(obs.c.address, obs.c.port, obs.c.value).where(
         obs.c.kind == "protocol",
@@ -50,18 +59,32 @@ def _heard(connection: Connection, addresses: Sequence[str] | None) -> dict[Pair
         .where(socks.c.proxy_port.in_(ports))
         .distinct()
     )
+    proxied = (
+        select(connect.c.proxy, connect.c.proxy_port)
+        .where(
+            connect.c.proxy_port.in_(ports),
+            or_(connect.c.status.between(200, 299), connect.c.status == 407),
+        )
+        .distinct()
+    )
     chunks: Iterable[Sequence[str] | None] = [None] if addresses is None else in_slices(addresses)
     heard: dict[Pair, set[str]] = {}
     for chunk in chunks:
         statements = (
-            (spoken, carried)
+            (spoken, carried, proxied)
             if chunk is None
-            else (spoken.where(obs.c.address.in_(chunk)), carried.where(socks.c.proxy.in_(chunk)))
+            else (
+                spoken.where(obs.c.address.in_(chunk)),
+                carried.where(socks.c.proxy.in_(chunk)),
+                proxied.where(connect.c.proxy.in_(chunk)),
+            )
         )
         for address, port, value in connection.execute(statements[0]):
             heard.setdefault((address, port), set()).add(str(value))
         for address, port, version in connection.execute(statements[1]):
             heard.setdefault((address, port), set()).add(f"socks{version}")
+        for address, port in connection.execute(statements[2]):
+            heard.setdefault((address, port), set()).add(HTTP_PROXY)
     return heard
 
 

@@ -12,6 +12,16 @@ from rolecall.orchestrator.errors import UsageError
 
 scan_app = typer.Typer(no_args_is_help=True, help="Active scans of networks in scope.")
 
+TopPortsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--top-ports",
+        min=1,
+        max=65535,
+        help="nmap's N most common TCP ports instead of a list (not with --ports).",
+    ),
+]
+
 
 @scan_app.command("subnet")
 def scan_subnet(
@@ -27,15 +37,7 @@ def scan_subnet(
     ports: Annotated[
         str | None, typer.Option("--ports", help="TCP ports, e.g. 22,25,80,8000-8100.")
     ] = None,
-    top_ports: Annotated[
-        int | None,
-        typer.Option(
-            "--top-ports",
-            min=1,
-            max=65535,
-            help="nmap's N most common TCP ports instead of a list (not with --ports).",
-        ),
-    ] = None,
+    top_ports: TopPortsOption = None,
     probes: Annotated[
         str | None,
         typer.Option(

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from rolecall.orchestrator.cli.listing import FormatOption, ListFormat, print_rows
+from rolecall.orchestrator.cli.scan import TopPortsOption
 from rolecall.orchestrator.cli.session import session_of
 from rolecall.orchestrator.config import ScheduleEntry, schedule_entry
 from rolecall.orchestrator.errors import UsageError
@@ -69,15 +70,7 @@ def add_scan(
     cron: CronOption = "",
     every: EveryOption = 0,
     ports: Annotated[str | None, typer.Option("--ports", help="TCP ports to scan.")] = None,
-    top_ports: Annotated[
-        int | None,
-        typer.Option(
-            "--top-ports",
-            min=1,
-            max=65535,
-            help="nmap's N most common TCP ports instead of a list (not with --ports).",
-        ),
-    ] = None,
+    top_ports: TopPortsOption = None,
     probes: Annotated[
         str | None, typer.Option("--probes", help="Probes to run (default: [probes] enabled).")
     ] = None,

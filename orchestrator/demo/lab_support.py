@@ -9,7 +9,7 @@ import socketserver
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -22,12 +22,17 @@ from rolecall.orchestrator.errors import RunError
 
 
 def self_signed(
-    directory: Path, name: str, *, address: str = "", days: int = 30
+    directory: Path,
+    name: str,
+    *,
+    address: str = "",
+    dns_names: Sequence[str] = (),
+    days: int = 30,
 ) -> tuple[Path, Path]:
     """Write a self-signed certificate (a CA of itself) and its key for name; return their paths.
 
-    With an address, the certificate also names it, so a client that verifies
-    against this certificate can connect by address.
+    With an address or DNS names, the certificate also names them (subject
+    alternative names), so a client that verifies against it can connect by them.
     """
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
@@ -42,9 +47,11 @@ def self_signed(
         .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
     )
+    alternatives: list[x509.GeneralName] = [x509.DNSName(dns) for dns in dns_names]
     if address:
-        san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(address))])
-        builder = builder.add_extension(san, critical=False)
+        alternatives.append(x509.IPAddress(ipaddress.ip_address(address)))
+    if alternatives:
+        builder = builder.add_extension(x509.SubjectAlternativeName(alternatives), critical=False)
     cert = builder.sign(key, hashes.SHA256())
     directory.mkdir(parents=True, exist_ok=True)
     cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"

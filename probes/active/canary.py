@@ -2,6 +2,9 @@
 
 A SOCKS relay test asks the proxy to connect to the canary and nowhere else,
 sends a random token through the tunnel and checks the token arrives here.
+Nothing is kept per connection: each reads at most a few hundred bytes within
+the read timeout, and past ``max_connections`` at once a connection is closed
+unread, so a proxy flooding the canary costs neither memory nor descriptors.
 """
 
 from __future__ import annotations
@@ -10,18 +13,13 @@ import asyncio
 import ipaddress
 import secrets
 import socket
-from dataclasses import dataclass
 
 _TOKEN_BYTES = 16
 _MAX_READ = 256
-
-
-@dataclass(frozen=True, slots=True)
-class Arrival:
-    """A connection the canary accepted: who came in and which token (if any) they carried."""
-
-    peer: str
-    token: str
+MAX_CONNECTIONS = 256
+"""Canary connections open at once: a probe has at most one relay in flight per proxy
+connection and each ends within the read timeout, so this is eight times the default probe
+concurrency (32) and bounds what a flood holds."""
 
 
 def local_address_toward(target: str) -> str:
@@ -35,13 +33,16 @@ def local_address_toward(target: str) -> str:
 class Canary:
     """A TCP listener on one of rolecall's own addresses that recognises relay tokens."""
 
-    def __init__(self, bind: str, read_timeout: float) -> None:
+    def __init__(
+        self, bind: str, read_timeout: float, max_connections: int = MAX_CONNECTIONS
+    ) -> None:
         """Prepare a canary on ``bind`` (port chosen by the system at start)."""
         self.bind = bind
         self._read_timeout = read_timeout
+        self._max_connections = max_connections
+        self._open = 0
         self._server: asyncio.Server | None = None
         self._waiting: dict[str, asyncio.Event] = {}
-        self.arrivals: list[Arrival] = []
         self.port = 0
 
     async def start(self) -> None:
@@ -71,7 +72,10 @@ class Canary:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Read a token from a relayed connection and wake whoever waits for it."""
-        peer = writer.get_extra_info("peername")
+        if self._open >= self._max_connections:
+            writer.close()
+            return
+        self._open += 1
         received = b""
         try:
             async with asyncio.timeout(self._read_timeout):
@@ -83,9 +87,9 @@ class Canary:
         except (OSError, TimeoutError):
             pass
         finally:
+            self._open -= 1
             writer.close()
         token = self._match(received)
-        self.arrivals.append(Arrival(str(peer[0]) if peer else "", token))
         if token:
             self._waiting[token].set()
 

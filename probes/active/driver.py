@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from rolecall.probes.active.canary import Canary, local_address_toward
+from rolecall.probes.active.canary import MAX_CONNECTIONS, Canary, local_address_toward
 from rolecall.probes.active.connection import (
     CONNECT_PACER,
     NETWORK_ERRORS,
@@ -83,7 +83,12 @@ class CanaryPool:
             return None
         async with self._lock:
             if bind not in self._canaries:
-                canary = Canary(bind, self._settings.read_timeout)
+                # Every probe of a run may be relaying to it at once: room for all of them.
+                canary = Canary(
+                    bind,
+                    self._settings.read_timeout,
+                    max(MAX_CONNECTIONS, 2 * self._settings.concurrency),
+                )
                 try:
                     await canary.start()
                 except OSError:

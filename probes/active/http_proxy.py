@@ -2,12 +2,16 @@
 
 The probe asks ``CONNECT canary:port HTTP/1.1`` (RFC 9110 section 9.3.6) and
 nothing else: the only destination it ever names is rolecall's own canary. A
-2xx reply without a body opens a tunnel, and a fresh token sent through it
-must reach the canary for the proxy to count as open. A 407 with
-``Proxy-Authenticate`` is a proxy demanding credentials. Any other reply is a
-proxy only if it says so (``Proxy-Agent``, ``Via``...) or forwards a plain
-``GET http://canary/token`` to the canary; a web server answering CONNECT with
-400, 405 or 501, or with a page, is not a proxy.
+fresh token is sent after any 2xx reply, and it must reach the canary for the
+proxy to count as open. Without it, only a tunnel's answer is a proxy's: a
+200 with no body framing (RFC 9110 forbids Content-Length and
+Transfer-Encoding in a 2xx to CONNECT) whose connection then stays open and
+silent; 204, 206, a page or an empty page that closes are a web server's. A
+407 with ``Proxy-Authenticate`` is a proxy demanding credentials. Any other
+reply is a proxy only if it names its proxy agent (``Proxy-Agent``) or the
+port forwards a plain ``GET http://canary/token`` to the canary: ``Via`` and
+``X-Squid-Error`` come from reverse proxies and CDNs too, so a web server
+answering CONNECT with 400, 405 or 501 is not a proxy whatever it carries.
 """
 
 from __future__ import annotations
@@ -43,12 +47,17 @@ MAX_HEADER_LINES: Final = 100
 """Header lines one reply head may have; a longer head is a flood and is not read on."""
 
 _STATUS: Final = re.compile(r"HTTP/\d(?:\.\d)? (\d{3})(?=[ \r\n]|$)")
-_PROXY_HEADERS: Final = frozenset(
+_PROXY_HINTS: Final = frozenset(
     {"proxy-agent", "proxy-authenticate", "proxy-connection", "via", "x-squid-error"}
 )
-"""Headers only a proxy sends: a refusal carrying one comes from a proxy."""
+"""Headers proxies send, kept as evidence: Varnish, CDNs, Apache ProxyVia and reverse Squids
+add Via or X-Squid-Error to a web server's own refusals, so they prove nothing."""
+_PROXY_AGENT: Final = "proxy-agent"
+"""The header a forwarding proxy names itself with when it answers CONNECT; no reverse
+proxy or CDN adds it, so a refusal carrying it is a proxy's."""
 _BODY_HEADERS: Final = frozenset({"content-length", "transfer-encoding", "content-type"})
-"""Headers of a reply with a body, which a 2xx answer to CONNECT never has (RFC 9110 9.3.6)."""
+"""Headers of a reply with a body (even an empty one), which a tunnel's 2xx never has:
+RFC 9110 9.3.6 forbids Content-Length and Transfer-Encoding there."""
 _SHOWN_HEADERS: Final = 20
 _SHOWN_CHARS: Final = 200
 _FORWARD_GRACE: Final = 0.2
@@ -192,12 +201,21 @@ def _inconclusive(address: str, port: int, reason: str, facts: dict[str, object]
     )
 
 
-def _has_body(head: ReplyHead) -> bool:
-    """Return whether a reply announces a body (a page), which a tunnel's 2xx never has."""
-    length = head.header("content-length")
-    return bool(length and length != "0") or any(
-        name in head.headers for name in _BODY_HEADERS - {"content-length"}
-    )
+def _tunnel_answer(head: ReplyHead) -> bool:
+    """Return whether a reply is a tunnel's: 200 (not 204 or 206) without any body framing."""
+    return head.status == 200 and not _BODY_HEADERS & set(head.headers)
+
+
+async def _held_open_silent(conn: ProbeConnection) -> bool:
+    """Return whether the peer keeps the tunnel open and has sent nothing into it."""
+    try:
+        # A zero wait takes only what already came: bytes, or b"" for a close.
+        await conn.wait_for_data(0)
+    except TimeoutError:
+        return True
+    except NETWORK_ERRORS:
+        return False
+    return False
 
 
 async def _tunnel_relays(conn: ProbeConnection, canary: Canary, settings: ProbeSettings) -> bool:
@@ -206,7 +224,8 @@ async def _tunnel_relays(conn: ProbeConnection, canary: Canary, settings: ProbeS
     try:
         await conn.send(token.encode("ascii") + b"\r\n")
     except NETWORK_ERRORS:
-        return False
+        # Asking with no wait also ends the canary's wait for this token.
+        return await canary.arrived(token, 0)
     return await canary.arrived(token, settings.read_timeout)
 
 
@@ -287,15 +306,13 @@ async def _judge(
         facts["token_arrived"] = arrived
         if arrived:
             return ProbeResult(records=_proxy_records(address, port, head, RELAYED, facts))
-        with contextlib.suppress(*NETWORK_ERRORS):
-            if _has_body(head) or await conn.unasked():
-                # A page answered CONNECT: a web server treating it like GET, no tunnel.
-                return ProbeResult(seen=bytes(conn.seen))
+        if not _tunnel_answer(head) or not await _held_open_silent(conn):
+            # A page, an empty page or a close answered CONNECT: a web server, no tunnel.
+            return ProbeResult(seen=bytes(conn.seen))
         return ProbeResult(records=_proxy_records(address, port, head, UNVERIFIED, facts))
-    said = sorted(_PROXY_HEADERS & set(head.headers))
     forwarded = await _forwards_get(address, port, canary, settings)
-    facts["proxy_headers"] = said
+    facts["proxy_headers"] = sorted(_PROXY_HINTS & set(head.headers))
     facts["forwarded_get_to_canary"] = forwarded
-    if said or forwarded:
+    if forwarded or _PROXY_AGENT in head.headers:
         return ProbeResult(records=_proxy_records(address, port, head, REFUSED, facts))
     return ProbeResult(seen=bytes(conn.seen))

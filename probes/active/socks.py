@@ -56,7 +56,7 @@ async def _relay(conn: ProbeConnection, canary: Canary, settings: ProbeSettings)
     try:
         await conn.send(token.encode("ascii") + b"\r\n")
     except NETWORK_ERRORS:
-        return False
+        return await canary.arrived(token, 0)  # forgets the token, which nothing will bring
     return await canary.arrived(token, settings.read_timeout)
 
 

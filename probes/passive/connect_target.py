@@ -44,6 +44,20 @@ def basic_credentials(value: bytes) -> tuple[bytes, bytes]:
     return user[:MAX_FIELD], password[:MAX_FIELD]
 
 
+def credentials_given(value: bytes) -> tuple[bytes, bytes]:
+    """The user and password a ``Proxy-Authorization`` value gives; never an empty user.
+
+    Basic names its user; any other scheme (NTLM, Negotiate, Digest, Bearer ...)
+    or a Basic token whose user cannot be read still shows that credentials were
+    given: the user is then the scheme in parentheses, e.g. ``(NTLM)``.
+    """
+    user, password = basic_credentials(value)
+    if user:
+        return user, password
+    scheme = value.strip().partition(b" ")[0].strip()[:32] or b"unknown"
+    return b"(" + scheme + b")", b""
+
+
 def connect_outcome(status: int) -> str:
     """The value of a proxy's http-connect observation for a reply status."""
     if 200 <= status < 300:

@@ -11,11 +11,15 @@ requested address, or the requested name resolved to it in the capture's DNS
 answers, or (a name never resolved in the capture) when it is the only
 candidate.
 
-Each link is also remembered by the egress connection's endpoints (proxy, its
-source port, server, server port), so the SMTP read on that connection can be
-marked as relayed for the client (``relayed_for``): whichever was seen first,
-the request or the connection's start, the link exists before the first mail
-of the connection is complete (the client sends it only after the proxy's reply).
+Each link whose request was seen granted (SOCKS ``succeeded``, CONNECT 2xx: the
+tunnel was read, so the client's own copy exists) is also remembered by the
+egress connection's endpoints (proxy, its source port, server, server port), so
+the SMTP read on that connection can be marked as relayed for the client
+(``relayed_for``). A request whose answer was never seen (a gap, a snap length)
+still gives the observation, but its tunnel was not read, so the proxy's copy
+stays the one that counts. Whichever was seen first, the request or the
+connection's start, the link exists before the first mail of the connection is
+complete (the client sends it only after the proxy's reply).
 """
 
 from __future__ import annotations
@@ -52,6 +56,13 @@ def granted(req: TunnelRequest) -> bool:
     if isinstance(req, SocksRequest):
         return req.status in ("", "succeeded")
     return req.status == 0 or 200 <= req.status < 300
+
+
+def read_through(req: TunnelRequest) -> bool:
+    """Whether the proxy's acceptance was seen, so that the tunnel itself was read."""
+    if isinstance(req, SocksRequest):
+        return req.status == "succeeded"
+    return 200 <= req.status < 300
 
 
 class EgressLinker:
@@ -146,7 +157,8 @@ class EgressLinker:
         """The proxy-egress observation for one matched pair (the link is remembered)."""
         if len(self.links) >= MAX_NAMES:
             self.links.clear()  # connections never seen to end: forget rather than grow
-        self.links[req.proxy, egress_port, server, req.request_port] = req.client
+        if read_through(req):  # else the client's copy was never read: this one is the count
+            self.links[req.proxy, egress_port, server, req.request_port] = req.client
         return Observation(
             address=req.proxy,
             kind="proxy-egress",

@@ -2,7 +2,9 @@
 
 The client's request head (``CONNECT host:port HTTP/1.x``, its
 ``Proxy-Authorization: Basic`` user, the password only when
-``PcapSettings.capture_socks_password`` asks) and the proxy's reply status
+``PcapSettings.capture_socks_password`` asks; for another scheme, or a Basic
+user that cannot be read, the scheme in parentheses such as ``(NTLM)``, so that
+credentials given never look like none) and the proxy's reply status
 make the record; the proxy also gets an Observation ``kind="http-connect"``
 (value: ``granted`` for 2xx, ``auth-required`` for 407, ``refused`` otherwise)
 and the client its ``User-Agent`` as ``http-user-agent``.
@@ -25,9 +27,9 @@ from dataclasses import replace
 from typing import Final
 
 from rolecall.probes.passive.connect_target import (
-    basic_credentials,
     connect_outcome,
     connect_target,
+    credentials_given,
 )
 from rolecall.probes.passive.pcap.stream import (
     ParserFactory,
@@ -139,7 +141,7 @@ class HttpConnectStream:
             if name == b"user-agent" and value.strip():
                 out.append(self._agent(text(value.strip())[:1024], ts))
             if name == b"proxy-authorization":
-                user, password = basic_credentials(value)
+                user, password = credentials_given(value)
                 self.user = text(user)
                 if self.settings.capture_socks_password:
                     self.password = text(password)

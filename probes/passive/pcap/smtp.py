@@ -79,6 +79,22 @@ def _until_blank_line(data: bytes) -> tuple[bytes, bytes]:
     return data[:cut], data[cut:]
 
 
+def _data_end(buf: bytes, start: int, stop: int) -> int | None:
+    """Where the bytes after the first end-of-data line starting in [start, stop) of ``buf`` begin.
+
+    -1 if such a line may be completed by the next bytes, None if there is none.
+    """
+    end = buf.find(b"\n.", start, stop + 1)
+    while end >= 0:
+        after = buf[end + 2 : end + 4]
+        if after == b"\r\n" or after[:1] == b"\n":
+            return end + (4 if after == b"\r\n" else 3)
+        if len(after) < 2 and after != b".":
+            return -1  # the line may end in the next chunk
+        end = buf.find(b"\n.", end + 2, stop + 1)
+    return None
+
+
 @dataclass(slots=True)
 class _Txn:
     """The transaction being assembled."""
@@ -129,10 +145,9 @@ class SmtpStream:
         if self.done:
             return []
         if from_client:
-            if self.mode == "body":
-                data = self._body(data)
-            if data:
-                self._client(data, ts)
+            pos = self._body(data, 0) if self.mode == "body" else 0
+            if pos < len(data):
+                self._client(data, pos, ts)
         elif (
             data.endswith(b"\r\n")
             and data.find(b"\n") == len(data) - 1
@@ -151,11 +166,12 @@ class SmtpStream:
         out, self.out = self.out, []
         return out
 
-    def _client(self, data: bytes, ts: float) -> None:
-        """Route client bytes to the command, message or BDAT chunk reader."""
+    def _client(self, data: bytes, pos: int, ts: float) -> None:
+        """Route client bytes from ``pos`` on to the command, message or BDAT chunk reader."""
         splitter = self.client_lines
         if (
-            self.mode == "cmd"
+            pos == 0
+            and self.mode == "cmd"
             and data.endswith(b"\r\n")
             and data.find(b"\n") == len(data) - 1
             and not splitter.buf
@@ -164,22 +180,23 @@ class SmtpStream:
         ):
             self._command(data[:-2], ts)  # the usual case: one whole command line
             return
-        while data and not self.done:
+        # An offset, never a re-sliced rest: a feed of many short lines stays linear.
+        while pos < len(data) and not self.done:
             if self.mode == "bdat":
-                data = self._chunk(data)
+                pos = self._chunk(data, pos)
                 continue
             if self.mode == "body":
-                data = self._body(data)
+                pos = self._body(data, pos)
                 continue
             # One line at a time: what follows a line may be a chunk or a body, whose
             # bytes must reach their reader exactly as sent (binary, bare LF, long lines).
-            end = data.find(b"\n") + 1 or len(data)
-            for line in splitter.feed(data[:end]):
+            end = data.find(b"\n", pos) + 1 or len(data)
+            for line in splitter.feed(data[pos:end]):
                 if self.mode == "cmd":
                     self._command(line, ts)
                 elif self.mode == "data":
                     self._data_line(line, self.txn)
-            data = data[end:]
+            pos = end
 
     def _command(self, line: bytes, ts: float) -> None:
         """Handle one client command line."""
@@ -247,9 +264,9 @@ class SmtpStream:
         else:
             self._chunk_end()
 
-    def _chunk(self, data: bytes) -> bytes:
-        """Count chunk bytes down, reading headers from them; return the bytes after the chunk."""
-        part, rest = data[: self.bdat_left], data[self.bdat_left :]
+    def _chunk(self, data: bytes, pos: int) -> int:
+        """Count chunk bytes from ``pos`` down, reading headers; return where the chunk ends."""
+        part = data[pos : pos + self.bdat_left]
         self.bdat_left -= len(part)
         if self.in_headers:
             head, _ = _until_blank_line(part)
@@ -260,7 +277,7 @@ class SmtpStream:
                     break
         if not self.bdat_left:
             self._chunk_end()
-        return rest
+        return pos + len(part)
 
     def _chunk_end(self) -> None:
         """A chunk is complete: back to commands; after the LAST one, the message is over."""
@@ -317,27 +334,26 @@ class SmtpStream:
         if self.header_name in HEADERS and self.header_name not in txn.headers:
             txn.headers[self.header_name] = text(value.strip())
 
-    def _body(self, data: bytes) -> bytes:
-        """Skip message body bytes up to the end-of-data line; return what follows it."""
+    def _body(self, data: bytes, pos: int) -> int:
+        """Skip message body bytes from ``pos`` up to the end-of-data line; return what follows."""
         tail = self.body_tail
-        if data.find(b".") < 0 and tail.find(b".") < 0:
+        if data.find(b".", pos) < 0 and tail.find(b".") < 0:
             # no dot, no end marker (searching a dot is memchr-fast; "\n." is not)
-            self.body_tail = data[-4:] if len(data) >= 4 else (tail + data)[-4:]
-            return b""
-        joined = tail + data
-        end = joined.find(b"\n.")
-        while end >= 0:
-            after = joined[end + 2 : end + 4]
-            if after == b"\r\n" or after[:1] == b"\n":
-                self.mode = "cmd"
-                self._seal(".")
-                self.client_lines.reset()
-                return joined[end + (4 if after == b"\r\n" else 3) :]
-            if len(after) < 2 and after != b".":
-                break  # the line may end in the next chunk
-            end = joined.find(b"\n.", end + 2)
-        self.body_tail = joined[-4:]
-        return b""
+            self.body_tail = (tail + data[max(pos, len(data) - 4) :])[-4:]
+            return len(data)
+        # A marker starting in the held tail is looked for in the tail and the next few
+        # bytes, any other in ``data`` itself: nothing after ``pos`` is copied.
+        edge = tail + data[pos : pos + 4]
+        end, shift = _data_end(edge, 0, len(tail)), pos - len(tail)
+        if end is None:
+            end, shift = _data_end(data, pos, len(data)), 0
+        if end is not None and end >= 0:
+            self.mode = "cmd"
+            self._seal(".")
+            self.client_lines.reset()
+            return max(pos, end + shift)
+        self.body_tail = (tail + data[max(pos, len(data) - 4) :])[-4:]
+        return len(data)
 
     # -- server side -------------------------------------------------------
 
