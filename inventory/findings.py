@@ -304,6 +304,28 @@ def acknowledge(
     return None if row is None else view(row)
 
 
+def unacknowledge(connection: Connection, rule: str, address: str) -> FindingView | None:
+    """Open an acknowledged finding again (a "reopened" alert event), its note cleared.
+
+    The finding as it was before; None if there is no such finding. Only an
+    acknowledged finding changes: an open or resolved one is left as it is.
+    """
+    table = core_table(FindingRow)
+    where = (table.c.rule == rule, table.c.address == address)
+    # Writers take turns, as in acknowledge: events commit in the order they are numbered.
+    take_write_lock(connection)
+    before = connection.execute(select(table).where(*where)).first()
+    if before is None:
+        return None
+    if before.status == "acknowledged":
+        with recorded_changes(connection) as journal:
+            journal.note_rows([before])
+            connection.execute(
+                update(table).where(*where).values(status="open", note="", acknowledged=None)
+            )
+    return view(before)
+
+
 def list_findings(
     connection: Connection, status: str | None = None, rule: str | None = None
 ) -> list[FindingView]:

@@ -9,11 +9,18 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import netaddr
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, delete, func, select
 
 from rolecall.inventory.settings import GroupSpec
 from rolecall.inventory.sql.in_lists import in_slices
-from rolecall.inventory.tables import AssetGroupRow, HostnameRow, RoleRow, ServiceRow, core_table
+from rolecall.inventory.tables import (
+    Asset,
+    AssetGroupRow,
+    HostnameRow,
+    RoleRow,
+    ServiceRow,
+    core_table,
+)
 
 UNGROUPED: Final = "ungrouped"
 """The name the mail-client query gives hosts that are in no configured group."""
@@ -176,3 +183,19 @@ def mail_clients_by_group(connection: Connection) -> list[GroupMailClients]:
         (GroupMailClients(name, len(hosts), hosts) for name, hosts in by_group.items()),
         key=lambda entry: (-entry.count, entry.group),
     )
+
+
+def group_sizes(connection: Connection) -> dict[str, int]:
+    """Group name -> how many hosts it holds; hosts in no group are counted under "ungrouped"."""
+    table, asset = core_table(AssetGroupRow), core_table(Asset)
+    sizes = {
+        row.name: int(row.members)
+        for row in connection.execute(
+            select(table.c.name, func.count().label("members")).group_by(table.c.name)
+        )
+    }
+    ungrouped = connection.execute(
+        select(func.count()).where(asset.c.address.not_in(select(table.c.address)))
+    ).scalar()
+    sizes[UNGROUPED] = int(ungrouped or 0)
+    return sizes

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy import Connection, and_, delete, func, or_, select, tuple_, union
 
@@ -68,6 +68,23 @@ class Band:
     low: float
     high: float
     days: int
+
+
+def point_row(metric: str, group: str | None, point: DayPoint) -> dict[str, Any]:
+    """One day of a series as a JSON object: numbers stay numbers, none is null."""
+    return {
+        "metric": metric,
+        "group": group,
+        "day": point.day.isoformat(),
+        "value": point.value,
+        "baseline_days": point.baseline_days,
+        "median": point.median,
+        "mad": point.mad,
+        "low": point.low,
+        "high": point.high,
+        "threshold": point.threshold,
+        "surge": point.surge,
+    }
 
 
 def baseline_band(values: Sequence[int], surge: SurgeSettings) -> Band | None:

@@ -245,7 +245,10 @@ class FindingRow(SQLModel, table=True):
     """A finding raised by a rule on an address, with its evidence and status."""
 
     __tablename__ = "finding"
-    __table_args__ = (UniqueConstraint("rule", "address", name="uq_finding"),)
+    __table_args__ = (
+        UniqueConstraint("rule", "address", name="uq_finding"),
+        Index("ix_finding_address", "address"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     rule: str
@@ -355,7 +358,7 @@ class AlertEventRow(SQLModel, table=True):
     __tablename__ = "alert_event"
     # AUTOINCREMENT: SQLite never hands out a sequence number again, even after deletes,
     # so an output's cursor never skips an event that took a freed number.
-    __table_args__ = {"sqlite_autoincrement": True}
+    __table_args__ = (Index("ix_alert_event_address", "address"), {"sqlite_autoincrement": True})
 
     sequence: int | None = Field(default=None, primary_key=True)
     action: str

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -15,6 +17,7 @@ from pydantic import (
     PrivateAttr,
     ValidationError,
     ValidationInfo,
+    model_validator,
 )
 
 from rolecall.alerts.outputs.registry import AlertSettings
@@ -217,6 +220,95 @@ class ReportConfig(_Section):
     html_rows: int = Field(default=500, ge=10, le=1_000_000)
 
 
+def split_bind(value: str) -> tuple[str, int]:
+    """An ADDR:PORT to listen on ("127.0.0.1:8080", "[::1]:8080") as its address and port."""
+    host, colon, port = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        host = ""  # IPv6 without brackets: its port cannot be told from the address
+    try:
+        address = ipaddress.ip_address(host)
+        number = int(port)
+    except ValueError:
+        address, number = None, 0
+    if not colon or address is None or not 1 <= number <= 65535:
+        raise ValueError(f"{value!r} is not ADDR:PORT like 127.0.0.1:8080 or [::1]:8080")
+    return str(address), number
+
+
+def _bind(value: str) -> str:
+    """Accept ADDR:PORT to listen on and return it normalised."""
+    host, port = split_bind(value)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+Bind = Annotated[str, AfterValidator(_bind)]
+
+# The name of a console user or token: shown on pages and kept in the session.
+AccessName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")]
+ARGON2ID_HASH = re.compile(r"\$argon2id\$v=19\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+")
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def _argon2id(value: str) -> str:
+    """Accept an argon2id hash string ($argon2id$v=19$m=...,t=...,p=...$salt$hash)."""
+    if not ARGON2ID_HASH.fullmatch(value):
+        raise ValueError("is not an argon2id hash: make one with `rolecall serve adduser`")
+    return value
+
+
+def _sha256_hex(value: str) -> str:
+    """Accept a SHA-256 digest in lowercase hex."""
+    if not SHA256_HEX.fullmatch(value):
+        raise ValueError("is not a SHA-256 hex digest: make one with `rolecall serve addtoken`")
+    return value
+
+
+class ServeUser(_Section):
+    """One [[serve.users]] entry: a person who signs in to the console with a password."""
+
+    name: AccessName
+    level: Literal["read", "triage"]
+    password_hash: Annotated[str, AfterValidator(_argon2id)]
+    """argon2id, salted, as `rolecall serve adduser` prints it."""
+
+
+class ServeToken(_Section):
+    """One [[serve.tokens]] entry: a script sending `Authorization: Bearer TOKEN`."""
+
+    name: AccessName
+    level: Literal["read", "triage"]
+    # SHA-256, not a slow password hash: the token is 256 random bits that nobody can guess
+    # or look up, so a fast hash loses nothing and keeps every API request cheap.
+    token_hash: Annotated[str, AfterValidator(_sha256_hex)]
+
+
+class ServeConfig(_Section):
+    """[serve]"""
+
+    bind: Bind = "127.0.0.1:8080"
+    cert: str = ""
+    key: str = ""
+    users: list[ServeUser] = Field(default_factory=list)
+    tokens: list[ServeToken] = Field(default_factory=list)
+    session_minutes: int = Field(default=480, ge=5, le=7 * 24 * 60)
+    page_size: int = Field(default=50, ge=10, le=1000)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ServeConfig:
+        """One name per user or token; cert and key together."""
+        names = [user.name for user in self.users] + [token.name for token in self.tokens]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(
+                f"users and tokens: two entries are named {twice[0]!r}: each needs its own name"
+            )
+        if bool(self.cert) != bool(self.key):
+            raise ValueError("give both cert and key for TLS, or neither")
+        return self
+
+
 class EmailConfig(_Section):
     """[email]"""
 
@@ -331,6 +423,7 @@ class Config(_Section):
     findings: FindingsConfig = Field(default_factory=FindingsConfig)
     history: HistoryConfig = Field(default_factory=HistoryConfig)
     email: EmailConfig = Field(default_factory=EmailConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
     geo: GeoConfig = Field(default_factory=GeoConfig)
     alerts: Annotated[list[AlertSettings], AfterValidator(_unique_alert_names)] = Field(
         default_factory=list
@@ -370,7 +463,27 @@ def validate_config(data: dict[str, Any], where: str) -> Config:
         raise UsageError(f"{where}: {_location(first['loc'])}: {_describe(first)}") from None
     config._source = where
     _check_alert_rules(config, where)
+    _check_serve_tls(config.serve, where)
     return config
+
+
+def _check_serve_tls(serve: ServeConfig, where: str) -> None:
+    """Refuse a [serve] cert or key that cannot be read or that do not make a TLS server."""
+    if not serve.cert:
+        return
+    import ssl  # noqa: PLC0415 - only a console with TLS needs it
+
+    for key in ("cert", "key"):
+        path = Path(getattr(serve, key))
+        if not path.is_file():
+            raise UsageError(f"{where}: serve.{key}: {path} is not a file")
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(serve.cert, serve.key)
+    except (OSError, ssl.SSLError) as exc:
+        why = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
+        raise UsageError(
+            f"{where}: serve.cert, serve.key: not a certificate and its key ({why})"
+        ) from None
 
 
 def _check_alert_rules(config: Config, where: str) -> None:

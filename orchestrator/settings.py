@@ -97,12 +97,18 @@ def derive_settings(config: Config) -> DeriveSettings:
         resolve_after_hours=section.resolve_after_hours,
         new_client_learning_days=section.new_client_learning_days,
         history_retention_days=past.retention_days,
-        surge=SurgeSettings(
-            baseline_days=past.surge_baseline_days,
-            min_baseline_days=past.surge_min_baseline_days,
-            threshold_mads=past.surge_threshold_mads,
-            min_increase=past.surge_min_increase,
-        ),
+        surge=surge_settings(config),
+    )
+
+
+def surge_settings(config: Config) -> SurgeSettings:
+    """When a day of a series is a surge ([history]); reads no file."""
+    past = config.history
+    return SurgeSettings(
+        baseline_days=past.surge_baseline_days,
+        min_baseline_days=past.surge_min_baseline_days,
+        threshold_mads=past.surge_threshold_mads,
+        min_increase=past.surge_min_increase,
     )
 
 

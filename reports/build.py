@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -11,7 +12,7 @@ from sqlalchemy import Connection
 from rolecall.inventory.changes import Changes, changes_between
 from rolecall.inventory.exports import iso
 from rolecall.inventory.groups import groups_of, mail_clients_by_group
-from rolecall.inventory.history import daily_points
+from rolecall.inventory.history import DayPoint, daily_points
 from rolecall.inventory.store import utcnow
 from rolecall.reports import queries
 from rolecall.reports.charts import BarChart, LineChart, SeriesPoint, bar_chart, line_chart
@@ -41,7 +42,22 @@ def history_chart(
 ) -> LineChart:
     """A chart of one history series over the days ending with the period's last day."""
     points = daily_points(connection, metric, days, _last_day(until).date())
-    series = [SeriesPoint(point.day, point.value, point.low, point.high) for point in points]
+    return day_chart(title, points)
+
+
+def day_chart(title: str, points: Sequence[DayPoint], threshold: bool = False) -> LineChart:
+    """A chart of a daily series with its baseline band (and its surge threshold if asked)."""
+    series = [
+        SeriesPoint(
+            point.day,
+            point.value,
+            point.low,
+            point.high,
+            point.threshold if threshold else None,
+            point.surge if threshold else False,
+        )
+        for point in points
+    ]
     return line_chart(title, series)
 
 

@@ -21,6 +21,9 @@ class SeriesPoint:
     value: float
     low: float | None = None
     high: float | None = None
+    threshold: float | None = None
+    """The least value that is a surge that day, when the chart shows it."""
+    surge: bool = False
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class PlotPoint:
     y: float
     day: str
     value: str
+    surge: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,8 @@ class LineChart:
     baseline: float
     plot_left: int = LEFT
     plot_right: int = WIDTH - RIGHT
+    threshold: str = ""
+    """The surge threshold as polyline points ("" when the chart has none)."""
 
 
 @dataclass(frozen=True)
@@ -99,16 +105,28 @@ def line_chart(title: str, series: Sequence[SeriesPoint]) -> LineChart:
     """Lay out a daily series (and its band) across the chart's width."""
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     highs = [p.high for p in series if p.high is not None]
-    top = _scale_top([p.value for p in series] + highs)
+    thresholds = [p.threshold for p in series if p.threshold is not None]
+    top = _scale_top([p.value for p in series] + highs + thresholds)
     step = plot_w / max(len(series) - 1, 1)
 
     def y_of(value: float) -> float:
         return round(TOP + plot_h - plot_h * value / top, 1)
 
     points = [
-        PlotPoint(round(LEFT + index * step, 1), y_of(p.value), p.day.isoformat(), _number(p.value))
+        PlotPoint(
+            round(LEFT + index * step, 1),
+            y_of(p.value),
+            p.day.isoformat(),
+            _number(p.value),
+            p.surge,
+        )
         for index, p in enumerate(series)
     ]
+    threshold = " ".join(
+        f"{point.x},{y_of(p.threshold)}"
+        for point, p in zip(points, series, strict=True)
+        if p.threshold is not None
+    )
     banded = [(point, p) for point, p in zip(points, series, strict=True) if p.low is not None]
     band = ""
     if banded:
@@ -130,6 +148,7 @@ def line_chart(title: str, series: Sequence[SeriesPoint]) -> LineChart:
         y_ticks,
         x_ticks,
         float(TOP + plot_h),
+        threshold=threshold,
     )
 
 

@@ -18,6 +18,17 @@ from rolecall.reports.tabular import write_rows
 # The findings export's columns (the contract's), after how each finding changed in the period.
 FINDING_COLUMNS = ("change", *COLUMNS["findings"])
 CHANGE_COLUMNS = ("change", "address", "detail")
+CHANGE_KINDS = (
+    "new-asset",
+    "gone-asset",
+    "opened-port",
+    "closed-port",
+    "new-role",
+    "lost-role",
+    "new-finding",
+    "resolved-finding",
+)
+"""The kinds of change `change_rows` gives, in its order."""
 
 
 def _finding_row(change: str, found: FindingView) -> dict[str, Any]:

@@ -42,7 +42,7 @@ def _written(text: str) -> set[str]:
     written = set()
     section = ""
     for line in text.splitlines():
-        header = re.fullmatch(r"(?:# )?\[\[?([a-z_]+)\]\]?", line)
+        header = re.fullmatch(r"(?:# )?\[\[?([a-z_.]+)\]\]?", line)
         key = re.match(r"(?:# )?([a-z0-9_]+) = ", line)
         if header:
             section = header.group(1)

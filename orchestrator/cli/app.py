@@ -23,6 +23,7 @@ from rolecall.orchestrator.cli.runs import runs as runs_command
 from rolecall.orchestrator.cli.scan import scan_app
 from rolecall.orchestrator.cli.schedule import run as run_daemon_command
 from rolecall.orchestrator.cli.schedule import schedule_app
+from rolecall.orchestrator.cli.serve import serve_app
 from rolecall.orchestrator.cli.session import Session
 from rolecall.orchestrator.config import load_config
 from rolecall.orchestrator.interrupts import TERMINATED_STATUS, take_sigterm
@@ -43,6 +44,7 @@ app.add_typer(mail_app, name="mail")
 app.add_typer(schedule_app, name="schedule")
 add_findings_commands(app)
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(serve_app, name="serve")
 app.command("run")(run_daemon_command)
 app.command("demo")(demo_command)
 app.command("export")(export)

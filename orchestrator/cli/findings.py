@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -14,7 +14,7 @@ from rolecall.orchestrator.cli.listing import FormatOption, ListFormat, print_ro
 from rolecall.orchestrator.cli.report import parse_when
 from rolecall.orchestrator.cli.session import session_of
 from rolecall.orchestrator.errors import UsageError
-from rolecall.orchestrator.settings import derive_settings
+from rolecall.orchestrator.settings import derive_settings, surge_settings
 from rolecall.terminal_text import terminal_safe
 
 if TYPE_CHECKING:
@@ -102,6 +102,30 @@ def findings_ack(
     deliver_configured(store, session.config, session.reporter.note)
 
 
+@findings_app.command("unack")
+def findings_unack(
+    ctx: typer.Context,
+    rule: Annotated[str, typer.Argument(help="The finding's rule id.")],
+    address: Annotated[str, typer.Argument(help="The finding's address.")],
+) -> None:
+    """Un-acknowledge a finding: it is open again (a "reopened" alert event), its note cleared."""
+    store = _derived_store(ctx)
+    from rolecall.inventory.findings import unacknowledge  # noqa: PLC0415 - see the module's imports
+
+    with store.transaction("un-acknowledge a finding") as connection:
+        before = unacknowledge(connection, rule, address)
+    if before is None:
+        raise UsageError(f"no {rule} finding on {address} (see `rolecall findings list`)")
+    if before.status != "acknowledged":
+        raise UsageError(f"the {rule} finding on {address} is {before.status}, not acknowledged")
+    typer.echo(f"un-acknowledged {rule} on {address}: open again")
+    # The reopening is an alert event: it goes out now, as a derivation's would.
+    session = session_of(ctx)
+    from rolecall.orchestrator.runs.alerts import deliver_configured  # noqa: PLC0415
+
+    deliver_configured(store, session.config, session.reporter.note)
+
+
 @findings_app.command("derive")
 def findings_derive(
     ctx: typer.Context,
@@ -151,35 +175,18 @@ def history_show(
     last = parse_when(until, "--until").date() if until else datetime.now(UTC).date()
     check_group(group, session_of(ctx).config)
     store = _derived_store(ctx)
-    surge = derive_settings(session_of(ctx).config).surge
-    from rolecall.inventory.history import daily_points  # noqa: PLC0415 - see the module's imports
+    surge = surge_settings(session_of(ctx).config)
+    from rolecall.inventory.history import daily_points, point_row  # noqa: PLC0415 - see the module's imports
 
     with store.read("read the daily series") as connection:
         points = daily_points(connection, metric, days, last, group, surge)
     if output is not ListFormat.text:
-        print_rows((_point_row(metric, group, point) for point in points), output)
+        print_rows((point_row(metric, group, point) for point in points), output)
         return
     _print_history(points, surge)
 
 
 HISTORY_HEADER = ("day", "value", "median", "MAD", "low", "high", "threshold", "")
-
-
-def _point_row(metric: str, group: str | None, point: DayPoint) -> dict[str, Any]:
-    """One day of a series as a JSON object: numbers stay numbers, none is null."""
-    return {
-        "metric": metric,
-        "group": group,
-        "day": point.day.isoformat(),
-        "value": point.value,
-        "baseline_days": point.baseline_days,
-        "median": point.median,
-        "mad": point.mad,
-        "low": point.low,
-        "high": point.high,
-        "threshold": point.threshold,
-        "surge": point.surge,
-    }
 
 
 def _number(value: float | None, spec: str) -> str:

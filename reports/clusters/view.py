@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from rolecall.inventory.tables import SmtpRow, core_table
 from rolecall.reports.clusters.where import Condition, matches
@@ -124,6 +124,29 @@ def _smtp_rows(
     yield from connection.execute(stmt)
 
 
+def _column_of(field_name: str) -> str:
+    """The smtp column a cluster field is read from (geo fields: the client's address)."""
+    if field_name == "rcpt":
+        return "rcpt_to"
+    return "client" if field_name.startswith("src_") else field_name
+
+
+def client_mail(connection: Connection, client: str, fields: Sequence[str]) -> list[Any]:
+    """One client's mail transactions, to cluster (cluster_mail ``rows``) by these fields.
+
+    Only the fields' columns are read, and alike rows come once with their ``repeats``:
+    one host's mail repeats itself, and its rows are read by the client index alone.
+    """
+    table = core_table(SmtpRow)
+    columns = [table.c[_column_of(check_field(name, "FIELD"))] for name in sorted(set(fields))]
+    stmt = (
+        select(*columns, func.count().label("repeats"))
+        .where(table.c.client == client, table.c.relayed_for == "")
+        .group_by(*columns)
+    )
+    return list(connection.execute(stmt))
+
+
 def cluster_mail(
     connection: Connection,
     field_name: str,
@@ -133,23 +156,29 @@ def cluster_mail(
     members: int = MEMBERS_SHOWN,
     since: datetime | None = None,
     until: datetime | None = None,
+    rows: Iterable[Any] | None = None,
 ) -> ClusterResult:
-    """Group the mail transactions matching conditions by field_name, listing on's values."""
+    """Group the mail transactions matching conditions by field_name, listing on's values.
+
+    ``rows`` are transactions already read (see client_mail), clustered instead of reading;
+    a row may stand for several alike ones (its ``repeats``).
+    """
     read_field, read_on = FIELDS[check_field(field_name, "FIELD")], FIELDS[check_field(on, "--on")]
     readers = {condition.field: FIELDS[condition.field] for condition in conditions}
     counts: Counter[str] = Counter()
     others: defaultdict[str, Counter[str]] = defaultdict(Counter)
     total = 0
-    for row in _smtp_rows(connection, since, until):
+    for row in _smtp_rows(connection, since, until) if rows is None else rows:
         if conditions:
             values = {name: read(row, geo) for name, read in readers.items()}
             if not matches(conditions, values):
                 continue
-        total += 1
-        on_values = read_on(row, geo)
+        repeats = int(getattr(row, "repeats", 1))
+        total += repeats
+        on_values = dict.fromkeys(read_on(row, geo), repeats)
         for value in set(read_field(row, geo)):
-            counts[value] += 1
-            others[value].update(set(on_values))
+            counts[value] += repeats
+            others[value].update(on_values)
     clusters: list[Cluster] = []
     running = 0
     for value, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
