@@ -25,6 +25,8 @@ def choice(request: Request, name: str, allowed: Collection[str], default: str =
     """A parameter that must be one of ``allowed`` (or empty, for no filter)."""
     value = text(request, name, default)
     if value and value not in allowed:
+        if not allowed:
+            raise RequestError(f"{name}: {value!r} is not known: there are none to choose from")
         raise RequestError(f"{name}: {value!r} is not one of {', '.join(sorted(allowed))}")
     return value
 

@@ -111,20 +111,22 @@ def finding_page(
     where = _conditions(query)
     total = connection.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
     stmt = _ordered(select(table).where(*where), query).offset(offset).limit(limit)
-    rows = [
-        TriageFinding(
-            row.id,
-            row.rule,
-            row.address,
-            row.severity,
-            row.summary,
-            json.loads(row.evidence),
-            row.first_seen,
-            row.last_seen,
-            row.status,
-            row.note,
-            row.acknowledged,
-        )
-        for row in connection.execute(stmt)
-    ]
+    rows = [triage_finding(row) for row in connection.execute(stmt)]
     return FindingPage(int(total), rows)
+
+
+def triage_finding(row: Any) -> TriageFinding:
+    """A finding row as triage reads it."""
+    return TriageFinding(
+        row.id,
+        row.rule,
+        row.address,
+        row.severity,
+        row.summary,
+        json.loads(row.evidence),
+        row.first_seen,
+        row.last_seen,
+        row.status,
+        row.note,
+        row.acknowledged,
+    )

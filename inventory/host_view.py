@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, Connection, Select, String, cast, func, select
 
+from rolecall.inventory.finding_pages import TriageFinding, triage_finding
 from rolecall.inventory.tables import (
     AlertEventRow,
     Asset,
@@ -125,21 +126,6 @@ class ProxyTraffic:
     requests: int
     peers: Bounded[Counted]
     targets: Bounded[Counted]
-
-
-@dataclass(frozen=True)
-class FindingSeen:
-    """A finding on the host, any status; evidence is its "table:id" references."""
-
-    rule: str
-    severity: str
-    summary: str
-    evidence: list[str]
-    first_seen: datetime
-    last_seen: datetime
-    status: str
-    note: str
-    acknowledged: datetime | None
 
 
 @dataclass(frozen=True)
@@ -383,7 +369,7 @@ def connections_per_day(
     return end, [(day, counted.get(day, 0)) for day, _ in series]
 
 
-def findings(connection: Connection, address: str, limit: int) -> Bounded[FindingSeen]:
+def findings(connection: Connection, address: str, limit: int) -> Bounded[TriageFinding]:
     """The host's findings of every status, the open ones and the latest first."""
     table = core_table(FindingRow)
     stmt = (
@@ -395,17 +381,7 @@ def findings(connection: Connection, address: str, limit: int) -> Bounded[Findin
         connection,
         stmt,
         limit,
-        lambda row: FindingSeen(
-            row.rule,
-            row.severity,
-            row.summary,
-            _references(row.evidence),
-            row.first_seen,
-            row.last_seen,
-            row.status,
-            row.note,
-            row.acknowledged,
-        ),
+        triage_finding,
     )
 
 

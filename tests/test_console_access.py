@@ -7,6 +7,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
 import tomllib
 from collections.abc import Iterator
@@ -153,6 +154,61 @@ def test_many_failed_sign_ins_from_one_address_make_it_wait(store: Store, people
         assert waiting.status_code == 429
         assert "wait" in waiting.text
         assert http.get("/findings").status_code == 303
+
+
+def test_logout_ends_the_session_also_for_a_copied_cookie(store: Store, people: Config) -> None:
+    with client_of(people, store) as http:
+        assert sign_in(http, "alice", PASSWORD).status_code == 303
+        copied = dict(http.cookies)
+        assert http.post("/logout", data={"csrf": form_token(http, "/findings")}).status_code == 303
+        http.cookies.clear()
+        http.cookies.update(copied)  # the cookie as it was before logout, kept elsewhere
+        assert http.get("/api/findings").status_code == 401
+        assert sign_in(http, "alice", PASSWORD).status_code == 303  # signing in again works
+        assert http.get("/api/findings").status_code == 200
+
+
+def test_signing_in_as_yourself_buys_no_guesses_at_another_name(
+    store: Store, people: Config
+) -> None:
+    with client_of(people, store) as http:
+        for _ in range(MAX_FAILURES - 1):
+            assert sign_in(http, "alice", "guess").status_code == 401
+        assert sign_in(http, "rita", PASSWORD).status_code == 303
+        http.cookies.clear()
+        assert sign_in(http, "alice", "guess").status_code == 401
+        assert sign_in(http, "alice", PASSWORD).status_code == 429
+
+
+def test_sign_ins_sent_at_once_cannot_pass_the_limit(store: Store, people: Config) -> None:
+    """Attempts count from their start: 40 at once get at most MAX_FAILURES password checks."""
+    attempts = 40
+    with served(people, store) as base:
+        clients = [httpx.Client(base_url=base, timeout=60) for _ in range(attempts)]
+        try:
+            tokens = [form_token(http) for http in clients]
+            start = threading.Barrier(attempts)
+            codes: list[int] = []
+
+            def attempt(http: httpx.Client, token: str) -> None:
+                """One wrong password, sent when every client is ready."""
+                start.wait()
+                fields = {"csrf": token, "name": "alice", "password": "guess"}
+                codes.append(http.post("/login", data=fields).status_code)
+
+            threads = [
+                threading.Thread(target=attempt, args=pair)
+                for pair in zip(clients, tokens, strict=True)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        finally:
+            for http in clients:
+                http.close()
+    assert sorted(set(codes)) == [401, 429]
+    assert codes.count(401) == MAX_FAILURES
 
 
 def test_sign_in_goes_back_only_to_this_console(store: Store, people: Config) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from argon2 import PasswordHasher
 
@@ -24,6 +24,8 @@ class Accounts:
     hasher: PasswordHasher
     stand_in: str
     """A hash of nothing anyone knows: an unknown name costs what a known one does."""
+    generations: dict[str, int] = field(default_factory=dict)
+    """name -> how many times they signed out: a session from before is no longer valid."""
 
     @classmethod
     def of(cls, serve: ServeConfig) -> Accounts:
@@ -44,10 +46,20 @@ class Accounts:
         """No users and no tokens: everyone is the local triage user (loopback only)."""
         return not self.users and not self.tokens
 
-    def signed_in(self, name: object) -> User | None:
-        """The user a session names, if [serve] still has them."""
+    def signed_in(self, name: object, generation: object) -> User | None:
+        """The user a session names, if [serve] still has them and they did not sign out since."""
         entry = self.users.get(name) if isinstance(name, str) else None
-        return entry[0] if entry else None
+        if entry is None or generation != self.generation(entry[0].name):
+            return None
+        return entry[0]
+
+    def generation(self, name: str) -> int:
+        """How many times the user signed out (a session records it when it signs in)."""
+        return self.generations.get(name, 0)
+
+    def sign_out(self, name: str) -> None:
+        """End every session of the user, wherever its cookie is."""
+        self.generations[name] = self.generation(name) + 1
 
     def check_password(self, name: str, password: str) -> User | None:
         """The user, if the password is theirs; the same work is done for an unknown name."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import urlencode
 
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
@@ -20,8 +21,13 @@ LOCAL = User("local", "triage")
 
 SESSION_USER = "user"
 """The session key holding the signed-in user's name."""
+SESSION_GENERATION = "generation"
+"""The session key holding the user's sign-out count when they signed in."""
+PASSWORD_CHECKS = 2
+"""argon2 checks run at once (each takes tens of milliseconds and 64 MiB); others wait."""
 
-OPEN_PATHS = ("/static/", "/login")
+OPEN_PREFIX = "/static/"
+OPEN_PATH = "/login"
 """Reachable without signing in: the stylesheet and script, and the sign-in page."""
 
 
@@ -53,11 +59,13 @@ class AccessGate(BaseHTTPMiddleware):
         super().__init__(app)
         self.accounts = accounts
         self.throttle = SignInThrottle()
+        self.password_checks = asyncio.Semaphore(PASSWORD_CHECKS)
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         """Set request.state.user (and .csrf, .accounts, .throttle), or refuse the request."""
         request.state.accounts = self.accounts
         request.state.throttle = self.throttle
+        request.state.password_checks = self.password_checks
         request.state.by_token = False
         request.state.csrf = ""
         if self.accounts.open:
@@ -73,11 +81,13 @@ class AccessGate(BaseHTTPMiddleware):
             request.state.by_token = True
             return await call_next(request)
         request.state.csrf = session_token(request)
-        user = self.accounts.signed_in(request.session.get(SESSION_USER))
+        user = self.accounts.signed_in(
+            request.session.get(SESSION_USER), request.session.get(SESSION_GENERATION)
+        )
         if user is not None:
             request.state.user = user
             return await call_next(request)
-        if request.url.path.startswith(OPEN_PATHS):
+        if request.url.path.startswith(OPEN_PREFIX) or request.url.path == OPEN_PATH:
             return await call_next(request)
         if _is_api(request) or not self.accounts.users:
             return _refuse(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 
 from starlette.concurrency import run_in_threadpool
@@ -11,7 +12,7 @@ from starlette.routing import BaseRoute, Route
 
 from rolecall.console.access.accounts import Accounts
 from rolecall.console.access.csrf import FIELD, checked_form
-from rolecall.console.access.gate import SESSION_USER
+from rolecall.console.access.gate import SESSION_GENERATION, SESSION_USER
 from rolecall.console.access.throttle import SignInThrottle
 from rolecall.console.responses import page
 
@@ -56,20 +57,22 @@ async def login(request: Request) -> Response:
     if not accounts.users:
         return RedirectResponse(next_path, status_code=303)
     client = _client(request)
-    if throttle.blocked(client):
-        return _form(request, next_path, WAIT, status=429)
     name, password = form.get("name"), form.get("password")
-    user = None
-    if isinstance(name, str) and isinstance(password, str):
-        # argon2 takes tens of milliseconds of CPU: off the event loop.
+    if not isinstance(name, str) or not isinstance(password, str):
+        return _form(request, next_path, FAILED, status=401)
+    if not throttle.begin(client, name):
+        return _form(request, next_path, WAIT, status=429)
+    checks: asyncio.Semaphore = request.state.password_checks
+    async with checks:
+        # argon2 takes tens of milliseconds and 64 MiB: off the event loop, a few at a time.
         user = await run_in_threadpool(accounts.check_password, name, password)
     if user is None:
-        throttle.failed(client)
         return _form(request, next_path, FAILED, status=401)
-    throttle.succeeded(client)
+    throttle.succeeded(client, name)
     # A new session and form token on sign-in: nothing set before it carries over.
     request.session.clear()
     request.session[SESSION_USER] = user.name
+    request.session[SESSION_GENERATION] = accounts.generation(user.name)
     request.session[FIELD] = secrets.token_urlsafe(32)
     return RedirectResponse(next_path, status_code=303)
 
@@ -77,6 +80,11 @@ async def login(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     """Sign out (a form post with the session's token) and go back to the sign-in page."""
     await checked_form(request)
+    user = getattr(request.state, "user", None)
+    if user is not None and not request.state.by_token:
+        # Ends every session of the user, also a copy of this cookie kept elsewhere.
+        accounts: Accounts = request.state.accounts
+        accounts.sign_out(user.name)
     request.session.clear()
     return RedirectResponse("/login", status_code=303)
 

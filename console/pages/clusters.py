@@ -53,7 +53,7 @@ def clusters_data(request: Request) -> Mapping[str, Any]:
     try:
         with context.read("cluster the mail") as connection:
             found = cluster_mail(
-                connection, field_name, on, conditions, geo, since=since, until=until
+                connection, field_name, on, conditions, geo, since=since, until=until, most=limit
             )
     finally:
         geo.close()

@@ -49,7 +49,7 @@ def _clusters(connection: Connection, address: str, limit: int) -> list[dict[str
     try:
         for field_name, on in CLUSTERS:
             result: ClusterResult = cluster_mail(
-                connection, field_name, on, [], geo, members=MEMBERS, rows=rows
+                connection, field_name, on, [], geo, members=MEMBERS, rows=rows, most=limit
             )
             found.append(
                 {

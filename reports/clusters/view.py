@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import heapq
 import json
-from collections import Counter, defaultdict
+import operator
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,11 +43,17 @@ def _column(name: str) -> Values:
 
 def _recipients(row: Any, _geo: GeoLookup) -> list[str]:
     """The accepted recipients of a transaction (a JSON list in the table)."""
+    return list(recipient_list(row.rcpt_to))
+
+
+@functools.lru_cache(maxsize=4096)
+def recipient_list(text: str) -> tuple[str, ...]:
+    """A JSON list of recipients as text; a host's mail repeats the same few lists."""
     try:
-        found = json.loads(row.rcpt_to)
+        found = json.loads(text)
     except ValueError:
-        return []
-    return [str(item) for item in found] if isinstance(found, list) else []
+        return ()
+    return tuple(str(item) for item in found) if isinstance(found, list) else ()
 
 
 FIELDS: dict[str, Values] = {
@@ -157,16 +166,19 @@ def cluster_mail(
     since: datetime | None = None,
     until: datetime | None = None,
     rows: Iterable[Any] | None = None,
+    most: int | None = None,
 ) -> ClusterResult:
     """Group the mail transactions matching conditions by field_name, listing on's values.
 
     ``rows`` are transactions already read (see client_mail), clustered instead of reading;
-    a row may stand for several alike ones (its ``repeats``).
+    a row may stand for several alike ones (its ``repeats``). With ``most``, only the
+    first ``most`` clusters list their members (the rest are counted, not shown).
     """
     read_field, read_on = FIELDS[check_field(field_name, "FIELD")], FIELDS[check_field(on, "--on")]
     readers = {condition.field: FIELDS[condition.field] for condition in conditions}
-    counts: Counter[str] = Counter()
-    others: defaultdict[str, Counter[str]] = defaultdict(Counter)
+    # Plain dicts of ints: this loop runs once per transaction of the whole inventory.
+    counts: defaultdict[str, int] = defaultdict(int)
+    others: defaultdict[str, defaultdict[str, int]] = defaultdict(lambda: defaultdict(int))
     total = 0
     for row in _smtp_rows(connection, since, until) if rows is None else rows:
         if conditions:
@@ -175,14 +187,19 @@ def cluster_mail(
                 continue
         repeats = int(getattr(row, "repeats", 1))
         total += repeats
-        on_values = dict.fromkeys(read_on(row, geo), repeats)
+        on_values = set(read_on(row, geo))
         for value in set(read_field(row, geo)):
             counts[value] += repeats
-            others[value].update(on_values)
+            bucket = others[value]
+            for other in on_values:
+                bucket[other] += repeats
     clusters: list[Cluster] = []
     running = 0
-    for value, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+    ordered = sorted(counts.items())  # by value, then (stable) by count, largest first
+    ordered.sort(key=operator.itemgetter(1), reverse=True)
+    for rank, (value, count) in enumerate(ordered):
         running += count
+        listed = most is None or rank < most
         clusters.append(
             Cluster(
                 value,
@@ -190,10 +207,17 @@ def cluster_mail(
                 count / total,
                 min(running / total, 1.0),
                 len(others[value]),
-                sorted(others[value].items(), key=lambda item: (-item[1], item[0]))[:members],
+                heapq.nsmallest(members, others[value].items(), key=_largest_first)
+                if listed
+                else [],
             )
         )
     return ClusterResult(field_name, on, total, clusters)
+
+
+def _largest_first(item: tuple[str, int]) -> tuple[int, str]:
+    """Order (value, count) pairs by count, largest first, then by value."""
+    return -item[1], item[0]
 
 
 def cluster_rows(result: ClusterResult) -> Iterator[dict[str, Any]]:
