@@ -32,7 +32,9 @@ def live_capture(path: Path, network: str) -> Iterator[Path]:
     binary = shutil.which("tcpdump")
     if binary is None:
         raise RunError("tcpdump is not installed (apt-get install tcpdump)")
-    args = [binary, "-i", "lo", "-U", "--immediate-mode", "-n", "-s", "0"]
+    # A 32 MiB ring: with whole loopback frames (up to 256 KiB each) the default 2 MiB
+    # holds a handful, and a busy machine dropped packets of the lab's own sessions.
+    args = [binary, "-i", "lo", "-U", "--immediate-mode", "-n", "-s", "0", "-B", "32768"]
     proc = subprocess.Popen(
         [*args, "-w", str(path), "net", network],
         stdout=subprocess.DEVNULL,
