@@ -35,12 +35,11 @@ from rolecall.probes.passive.pcap.stream import (
     ParserFactory,
     PcapSettings,
     StreamContext,
-    StreamParser,
     detail,
-    detect,
     text,
     utc,
 )
+from rolecall.probes.passive.pcap.tunnel import Tunnel
 from rolecall.probes.records import ConnectRequest, Item, Observation, ReadWarning
 
 MAX_HEAD: Final = 64 * 1024
@@ -88,9 +87,8 @@ class HttpConnectStream:
         self.port = 0
         self.user = ""
         self.password = ""
-        self.inner: StreamParser | None = None
-        self.inner_ctx: StreamContext | None = None
-        self.opaque = False
+        self.tunnel: Tunnel | None = None
+        self.lost_early = False  # bytes the client sent ahead of the reply were dropped
         self.skip = 0  # bytes of a refusal's body still to pass over
         self.refused = False  # a refusal was read: the client may ask again
 
@@ -98,8 +96,8 @@ class HttpConnectStream:
         """Consume bytes of one direction; return the request once answered, and tunnel records."""
         if self.done:
             return []
-        if self.state == "tunnel":
-            return self._tunnel(from_client, data, ts)
+        if self.tunnel is not None:
+            return self.tunnel.feed(from_client, data, ts)
         if from_client:
             self.cbuf += data
         else:
@@ -113,12 +111,9 @@ class HttpConnectStream:
             self._request(ts, out)
         if self.state == "reply":
             self._reply(ts, out)
-        if self.state == "tunnel":
+        if self.tunnel is not None:
             cbuf, sbuf, self.cbuf, self.sbuf = self.cbuf, self.sbuf, b"", b""
-            if cbuf:
-                out += self._tunnel(True, cbuf, ts)
-            if sbuf:
-                out += self._tunnel(False, sbuf, ts)
+            out += self.tunnel.feed_held(cbuf, sbuf, ts)
         return out
 
     def _request(self, ts: float, out: list[Item]) -> None:
@@ -160,7 +155,7 @@ class HttpConnectStream:
         """Read the reply head once it is complete (skipping 1xx); log the request."""
         while True:
             if len(self.cbuf) > MAX_HEAD:  # the client sent this much before any reply
-                self.cbuf, self.opaque = b"", True
+                self.cbuf, self.lost_early = b"", True
             ends = head_end(self.sbuf)
             if ends is None:
                 if len(self.sbuf) > MAX_HEAD:
@@ -206,12 +201,10 @@ class HttpConnectStream:
             out.append(self._observation(status, ts))
         if 200 <= status < 300 and not problem:
             self.state = "tunnel"
-            self.inner_ctx = replace(
-                self.ctx,
-                server=self.host,
-                server_port=self.port,
-                via_proxy=self.ctx.server,
+            inner = replace(
+                self.ctx, server=self.host, server_port=self.port, via_proxy=self.ctx.server
             )
+            self.tunnel = Tunnel(inner, self.settings, self.factory, opaque=self.lost_early)
         else:
             self._stop()
 
@@ -278,29 +271,10 @@ class HttpConnectStream:
             traffic=True,  # the capture holds what was sent faithfully: the file is sound
         )
 
-    def _tunnel(self, from_client: bool, data: bytes, ts: float) -> list[Item]:
-        """Hand tunnelled bytes to the parser of whatever the tunnel turns out to carry."""
-        if self.opaque or self.inner_ctx is None:
-            return []
-        if self.inner is None:
-            kind = detect(from_client, data)
-            parser = self.factory(kind, self.inner_ctx, self.settings) if kind else None
-            if parser is None:
-                if from_client:
-                    self.opaque = True
-                return []
-            self.inner = parser
-        out = self.inner.feed(from_client, data, ts)
-        if self.inner.done:
-            self.opaque = True
-        return out
-
     def gap(self, from_client: bool, size: int, ts: float) -> list[Item]:
         """Missing bytes: the tunnel parser resynchronises; a head with a hole ends here."""
-        if self.state == "tunnel":
-            if self.inner is not None and not self.inner.done:
-                return self.inner.gap(from_client, size, ts)
-            return []
+        if self.tunnel is not None:
+            return self.tunnel.gap(from_client, size, ts)
         return self.finish(ts)
 
     def finish(self, ts: float) -> list[Item]:
@@ -321,8 +295,7 @@ class HttpConnectStream:
             out.append(self._record(status))
             if status:
                 out.append(self._observation(status, ts))
-        if self.inner is not None:
-            out += self.inner.finish(ts)
-            self.inner = None
+        if self.tunnel is not None:
+            out += self.tunnel.finish(ts)
         self._stop()
         return out

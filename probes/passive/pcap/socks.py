@@ -16,11 +16,10 @@ from rolecall.probes.passive.pcap.stream import (
     ParserFactory,
     PcapSettings,
     StreamContext,
-    StreamParser,
-    detect,
     text,
     utc,
 )
+from rolecall.probes.passive.pcap.tunnel import Tunnel
 from rolecall.probes.records import Item, SocksRequest
 
 MAX_HANDSHAKE: Final = 1024
@@ -97,16 +96,14 @@ class SocksStream:
         self.fields: dict[str, object] = {}
         self.ts = 0.0
         self.logged = False
-        self.inner: StreamParser | None = None
-        self.inner_ctx: StreamContext | None = None
-        self.tunnel_state = ""  # "", "parsing", "opaque"
+        self.tunnel: Tunnel | None = None
 
     def feed(self, from_client: bool, data: bytes, ts: float) -> list[Item]:
         """Consume bytes of one direction; return the request once answered, and tunnel records."""
         if self.done:
             return []
-        if self.state == "tunnel":
-            return self._tunnel(from_client, data, ts)
+        if self.tunnel is not None:
+            return self.tunnel.feed(from_client, data, ts)
         if from_client:
             self.cbuf += data
         else:
@@ -121,12 +118,9 @@ class SocksStream:
             self.state = "broken"
         if self.state == "broken":
             out += self.finish(ts)
-        elif self.state == "tunnel":
+        elif self.tunnel is not None:
             cbuf, sbuf, self.cbuf, self.sbuf = self.cbuf, self.sbuf, b"", b""
-            if cbuf:
-                out += self._tunnel(True, cbuf, ts)
-            if sbuf:
-                out += self._tunnel(False, sbuf, ts)
+            out += self.tunnel.feed_held(cbuf, sbuf, ts)
         return out
 
     def _step(self, ts: float, out: list[Item]) -> bool:
@@ -257,7 +251,7 @@ class SocksStream:
         if success and self.command == 1:
             f = self.fields
             self.state = "tunnel"
-            self.inner_ctx = StreamContext(
+            inner = StreamContext(
                 client=self.ctx.client,
                 client_port=self.ctx.client_port,
                 server=str(f.get("request_host") or f.get("request_name") or ""),
@@ -265,6 +259,7 @@ class SocksStream:
                 where=self.ctx.where,
                 via_proxy=self.ctx.server,
             )
+            self.tunnel = Tunnel(inner, self.settings, self.factory)
         else:
             self.state = "closed"
 
@@ -289,29 +284,10 @@ class SocksStream:
             bound_port=int(str(f.get("bound_port", 0))),
         )
 
-    def _tunnel(self, from_client: bool, data: bytes, ts: float) -> list[Item]:
-        """Hand tunnelled bytes to the parser of whatever the tunnel turns out to carry."""
-        if self.tunnel_state == "opaque" or self.inner_ctx is None:
-            return []
-        if self.inner is None:
-            kind = detect(from_client, data)
-            parser = self.factory(kind, self.inner_ctx, self.settings) if kind else None
-            if parser is None:
-                if from_client:
-                    self.tunnel_state = "opaque"
-                return []
-            self.inner = parser
-        out = self.inner.feed(from_client, data, ts)
-        if self.inner.done:
-            self.tunnel_state = "opaque"
-        return out
-
     def gap(self, from_client: bool, size: int, ts: float) -> list[Item]:
         """Missing bytes: the tunnel parser resynchronises; a broken handshake ends here."""
-        if self.state == "tunnel":
-            if self.inner is not None and not self.inner.done:
-                return self.inner.gap(from_client, size, ts)
-            return []
+        if self.tunnel is not None:
+            return self.tunnel.gap(from_client, size, ts)
         self.state = "broken"
         return self.finish(ts)
 
@@ -325,8 +301,7 @@ class SocksStream:
         ):
             out.append(self._record())
             self.logged = True
-        if self.inner is not None:
-            out += self.inner.finish(ts)
-            self.inner = None
+        if self.tunnel is not None:
+            out += self.tunnel.finish(ts)
         self.done = True
         return out
