@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 SQLITE_MAGIC = b"SQLite format 3\x00"
 # The newest migration's revision (a test checks it against the migrations). A database
 # already there opens without loading alembic, which costs more than a small ingest.
-SCHEMA_HEAD = "0008"
+SCHEMA_HEAD = "0009"
 BUSY_TIMEOUT_MS = 30_000
 # Tables the schema does not describe. apscheduler_jobs held the pickled schedules of
 # releases up to 0.1.0: migration 0004 converts its rows and drops it, or keeps it with the

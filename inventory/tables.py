@@ -393,6 +393,36 @@ class AlertCursorRow(SQLModel, table=True):
     held_until: datetime | None = None
 
 
+class ScanChunkRow(SQLModel, table=True):
+    """One queued piece of a cluster scan: its targets, the site that runs it, its state."""
+
+    __tablename__ = "scan_chunk"
+    __table_args__ = (
+        UniqueConstraint("run_id", "position", name="uq_scan_chunk"),
+        Index("ix_scan_chunk_state", "state"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int
+    # The chunk's place in its run (0, 1, ...): with run_id, the natural key.
+    position: int
+    site: str
+    # The chunk's networks, space-separated, in the form the scope reads.
+    targets: str = Field(sa_column=Column(Text, nullable=False))
+    addresses: int
+    # queued, running, done, failed, refused (outside the worker's scope), interrupted
+    state: str
+    task_id: str
+    # The worker that last took the chunk (host:pid) and how many times it was taken.
+    worker: str
+    attempts: int
+    queued: datetime
+    started: datetime | None = None
+    ended: datetime | None = None
+    counts: str = Field(sa_column=Column(Text, nullable=False))
+    error: str = Field(sa_column=Column(Text, nullable=False))
+
+
 def core_table(model: Any) -> Table:
     """The SQLAlchemy Core table of a SQLModel table class."""
     table: Table = model.__table__

@@ -10,6 +10,7 @@ import pytest
 
 from tests import own_network
 from tests.cli_helpers import Listener
+from tests.postgres_server import PostgresServer
 from tests.report_helpers import build_inventory
 
 OWN_NETWORK = "ROLECALL_TEST_OWN_NETWORK"
@@ -34,6 +35,26 @@ def pytest_configure(config: pytest.Config) -> None:
 def db_path(tmp_path: Path) -> Path:
     """A fresh SQLite inventory path."""
     return tmp_path / "inventory.db"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """The suite's PostgreSQL cluster, started on first use and stopped at the end."""
+    server = PostgresServer.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty inventory: an SQLite path, then a PostgreSQL database URL."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "inventory.db")
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    url = server.create_database()
+    yield url
+    server.drop_database(url)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -37,8 +36,8 @@ def _write(store: Store, records: Sequence[Observation | Service | Flow], batch:
         writer.add_all(records)
 
 
-def test_merges_hold_within_and_across_batches(db_path: Path) -> None:
-    store = Store.open(str(db_path))
+def test_merges_hold_within_and_across_batches(database: str) -> None:
+    store = Store.open(database)
     obs = [
         Observation("192.0.2.7", "protocol", "probe", T0 + timedelta(hours=h), 25, "tcp", "smtp")
         for h in range(5)
@@ -73,9 +72,9 @@ def test_merges_hold_within_and_across_batches(db_path: Path) -> None:
     store.close()
 
 
-def test_bulk_writes_store_times_as_sqlalchemy_does(db_path: Path) -> None:
+def test_bulk_writes_store_times_as_sqlalchemy_does(database: str) -> None:
     """Times written in bulk compare correctly in SQL with times SQLAlchemy writes itself."""
-    store = Store.open(str(db_path))
+    store = Store.open(database)
     _write(store, [Observation("192.0.2.7", "protocol", "probe", T0, 25, "tcp", "smtp")], 10)
     with store.transaction("write rows") as conn:
         conn.execute(
@@ -105,13 +104,13 @@ def test_bulk_writes_store_times_as_sqlalchemy_does(db_path: Path) -> None:
     assert ours == theirs
 
 
-def test_derivations_from_two_processes_at_once_do_not_collide(db_path: Path) -> None:
+def test_derivations_from_two_processes_at_once_do_not_collide(database: str) -> None:
     """The daemon and the command line both derive after their writes: one waits for the other."""
-    Store.open(str(db_path)).close()
+    Store.open(database).close()
     errors: list[str] = []
 
     def write_and_derive(net: int) -> None:
-        store = Store.open(str(db_path))  # its own connections, as another process has
+        store = Store.open(database)  # its own connections, as another process has
         try:
             for batch in range(10):
                 seen = datetime.now(UTC)
@@ -134,7 +133,7 @@ def test_derivations_from_two_processes_at_once_do_not_collide(db_path: Path) ->
     for worker in workers:
         worker.join()
     assert errors == []
-    store = Store.open(str(db_path))
+    store = Store.open(database)
     web = [row for row in _rows(store, RoleRow) if row.role == "web-server"]
     store.close()
     assert len(web) == 3 * 10 * 40
