@@ -10,6 +10,7 @@ from sqlalchemy import Connection, Select, func, select
 
 from rolecall.inventory.findings import FindingView, view
 from rolecall.inventory.tables import Asset, FindingRow, RoleRow, ServiceRow, core_table
+from rolecall.inventory.text_order import by_code_point
 
 # A port as (address, port, transport).
 Port = tuple[str, int, str]
@@ -38,7 +39,7 @@ def _role_spans() -> tuple[Select[Any], Any, Any]:
         (
             select(role.c.address, role.c.role)
             .group_by(role.c.address, role.c.role)
-            .order_by(role.c.address, role.c.role)
+            .order_by(by_code_point(role.c.address), by_code_point(role.c.role))
         ),
         first,
         last,
@@ -50,7 +51,7 @@ def _port_spans() -> tuple[Select[Any], Any, Any]:
     service = core_table(ServiceRow)
     first, last = func.min(service.c.first_seen), func.max(service.c.last_seen)
     key = (service.c.address, service.c.port, service.c.transport)
-    return select(*key).group_by(*key).order_by(*key), first, last
+    return select(*key).group_by(*key).order_by(*map(by_code_point, key)), first, last
 
 
 def _ports(connection: Connection, query: Select[Any]) -> list[Port]:
@@ -61,7 +62,11 @@ def _ports(connection: Connection, query: Select[Any]) -> list[Port]:
 def _findings(connection: Connection, *where: Any) -> list[FindingView]:
     """Findings matching the conditions, by rule and address."""
     finding = core_table(FindingRow)
-    stmt = select(finding).where(*where).order_by(finding.c.rule, finding.c.address)
+    stmt = (
+        select(finding)
+        .where(*where)
+        .order_by(by_code_point(finding.c.rule), by_code_point(finding.c.address))
+    )
     return [view(row) for row in connection.execute(stmt)]
 
 
@@ -80,7 +85,7 @@ def changes_between(connection: Connection, since: datetime, until: datetime) ->
         connection.execute(
             select(asset.c.address)
             .where(asset.c.first_seen >= since, asset.c.first_seen < until)
-            .order_by(asset.c.address)
+            .order_by(by_code_point(asset.c.address))
         ).scalars()
     )
     spans, first, last = _role_spans()
@@ -98,7 +103,7 @@ def changes_between(connection: Connection, since: datetime, until: datetime) ->
         connection.execute(
             select(asset.c.address)
             .where(asset.c.last_seen >= since - (until - since), asset.c.last_seen < since)
-            .order_by(asset.c.address)
+            .order_by(by_code_point(asset.c.address))
         ).scalars()
     )
     ports, port_first, port_last = _port_spans()

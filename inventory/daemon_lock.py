@@ -1,10 +1,11 @@
-"""One daemon per inventory: a lock file beside SQLite, an advisory lock in PostgreSQL."""
+"""One daemon per inventory and sensor: a lock file (SQLite) or an advisory lock (PostgreSQL)."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import hashlib
 import os
-import zlib
 from pathlib import Path
 from typing import IO
 
@@ -14,12 +15,31 @@ from sqlalchemy.exc import DBAPIError
 from rolecall.inventory.database_errors import database_name, reason
 from rolecall.inventory.errors import StoreError
 
+_KEY = 3493682195  # zlib.crc32(b"rolecall-daemon"), the key of releases before it was named here
+"""The daemon's advisory lock key (PostgreSQL scopes advisory locks to one database)."""
+
+
+def sensor_key(sensor: str) -> int:
+    """The advisory lock key of a sensor's daemon: a stable 64-bit hash of its name.
+
+    Keys are signed 64-bit (bigint): apart from the central key and from each other
+    sensor's but by a collision of 64-bit hashes.
+    """
+    digest = hashlib.blake2b(f"rolecall-sensor-daemon:{sensor}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
+
 
 class DaemonLock:
-    """Held while a daemon runs; a second daemon on the same database cannot take it."""
+    """Held while a daemon runs; a second daemon on the same database cannot take it.
 
-    def __init__(self, engine: Engine) -> None:
+    With a sensor, the lock of that sensor's daemon: one per sensor, beside the central one.
+    """
+
+    def __init__(self, engine: Engine, sensor: str = "") -> None:
         self._engine = engine
+        self._sensor = sensor
+        self._key = sensor_key(sensor) if sensor else _KEY
+        self._which = f"daemon for sensor {sensor}" if sensor else "daemon"
         self._file: IO[str] | None = None
         self._connection: Connection | None = None
 
@@ -35,7 +55,9 @@ class DaemonLock:
         database = self._engine.url.database or ""
         if not database or database == ":memory:":
             raise StoreError("the daemon needs an SQLite file or PostgreSQL, not :memory:")
-        return Path(database).with_name(Path(database).name + ".daemon.lock")
+        # Sensor names are letters, digits, "_", "." and "-": never a path of their own.
+        suffix = f".sensor-{self._sensor}.daemon.lock" if self._sensor else ".daemon.lock"
+        return Path(database).with_name(Path(database).name + suffix)
 
     def _lock_file(self) -> None:
         """An exclusive flock on the lock file; the kernel drops it if the process dies."""
@@ -54,7 +76,7 @@ class DaemonLock:
             handle.close()
             database = self._engine.url.database
             raise StoreError(
-                f"another rolecall daemon (pid {holder}) already runs on {database}"
+                f"another rolecall {self._which} (pid {holder}) already runs on {database}"
             ) from None
         handle.seek(0)
         handle.truncate()
@@ -64,7 +86,7 @@ class DaemonLock:
 
     def _lock_advisory(self) -> None:
         """A session-level pg_try_advisory_lock held on a dedicated connection."""
-        key = zlib.crc32(b"rolecall-daemon")
+        key = self._key
         name = database_name(self._engine.url)
         try:
             connection = self._engine.connect()
@@ -76,7 +98,7 @@ class DaemonLock:
             raise StoreError(f"cannot lock database {name}: {reason(exc)}") from None
         if not taken:
             connection.close()
-            raise StoreError(f"another rolecall daemon already runs on {name}")
+            raise StoreError(f"another rolecall {self._which} already runs on {name}")
         self._connection = connection
 
     def release(self) -> None:
@@ -86,5 +108,13 @@ class DaemonLock:
             self._file.close()
             self._file = None
         if self._connection is not None:
+            # Unlocked here, as the server ends a session asynchronously; and the session
+            # is not handed back to the pool, where it would live on.
+            with contextlib.suppress(DBAPIError):
+                self._connection.execute(
+                    text("SELECT pg_advisory_unlock(:key)"), {"key": self._key}
+                )
+                self._connection.commit()
+            self._connection.invalidate()
             self._connection.close()
             self._connection = None

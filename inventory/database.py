@@ -9,8 +9,14 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from rolecall.inventory.database_errors import database_name, reason, without_password
+from rolecall.inventory.database_errors import (
+    database_name,
+    quiet_driver_log,
+    reason,
+    without_password,
+)
 from rolecall.inventory.errors import StoreError
+from rolecall.inventory.partitions import is_partition
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -19,17 +25,22 @@ if TYPE_CHECKING:
 SQLITE_MAGIC = b"SQLite format 3\x00"
 # The newest migration's revision (a test checks it against the migrations). A database
 # already there opens without loading alembic, which costs more than a small ingest.
-SCHEMA_HEAD = "0009"
+SCHEMA_HEAD = "0011"
 BUSY_TIMEOUT_MS = 30_000
 # Tables the schema does not describe. apscheduler_jobs held the pickled schedules of
 # releases up to 0.1.0: migration 0004 converts its rows and drops it, or keeps it with the
 # rows it could not convert, for their owner to look at.
 FOREIGN_TABLES = frozenset({"apscheduler_jobs"})
+# PostgreSQL URLs naming no driver (or Heroku's old scheme): psycopg 3 serves them.
+POSTGRES_WITHOUT_DRIVER = frozenset({"postgresql", "postgres"})
 
 
 def owned_by_migrations(name: str | None, type_: str, _parents: Any) -> bool:
-    """Whether a schema object is rolecall's to migrate (alembic's include_name hook)."""
-    return not (type_ == "table" and name in FOREIGN_TABLES)
+    """Whether a schema object is rolecall's to migrate (alembic's include_name hook).
+
+    Day partitions (PostgreSQL) are made and dropped by the store as days come and go.
+    """
+    return not (type_ == "table" and (name in FOREIGN_TABLES or is_partition(name)))
 
 
 def database_url(target: str) -> str:
@@ -83,6 +94,9 @@ def make_engine(url: str) -> Engine:
         parsed = make_url(url)
     except (SQLAlchemyError, ValueError):
         raise StoreError(f"{without_password(url)} is not a database URL") from None
+    if parsed.drivername in POSTGRES_WITHOUT_DRIVER:
+        # SQLAlchemy 2.0 would reach for psycopg2; psycopg 3 is the driver rolecall installs.
+        parsed = parsed.set(drivername="postgresql+psycopg")
     try:
         engine = create_engine(parsed)
     except (SQLAlchemyError, ImportError, ValueError) as exc:
@@ -90,7 +104,9 @@ def make_engine(url: str) -> Engine:
     if engine.dialect.name == "sqlite":
         engine = create_engine(parsed, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
         event.listen(engine, "connect", _sqlite_pragmas)
-    elif engine.dialect.name != "postgresql":
+    elif engine.dialect.name == "postgresql":
+        quiet_driver_log()
+    else:
         raise StoreError(
             f"database {engine.dialect.name} is not supported: use SQLite or PostgreSQL"
         )

@@ -2,14 +2,46 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import ClassVar
 
 from sqlalchemy import URL
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from rolecall.inventory.errors import StoreError
+
+
+class DatabaseGoneError(StoreError):
+    """The database server went away in the middle of a command: not bad input, exit status 1.
+
+    A StoreError still, so whatever retries or logs a database failure (the daemon, a
+    worker) treats it as one.
+    """
+
+    exit_status: ClassVar[int] = 1
+
+
+def quiet_driver_log() -> None:
+    """Keep psycopg's own log lines (a lost connection's clean-up) off the user's stderr.
+
+    The error that ends the command already says what happened, in one sentence.
+    """
+    driver_log = logging.getLogger("psycopg")
+    if not driver_log.handlers:
+        driver_log.addHandler(logging.NullHandler())
+        driver_log.propagate = False
+
+
+def is_gone(url: URL, exc: DBAPIError) -> bool:
+    """Whether an error means the server went away (connection lost or refused), not bad use."""
+    if exc.connection_invalidated:
+        return True
+    # psycopg raises OperationalError for a lost or refused connection; SQLite for a
+    # locked or unreadable file, which stays the user's to fix.
+    return url.get_backend_name() == "postgresql" and isinstance(exc, OperationalError)
 
 
 def database_name(url: URL) -> str:
@@ -31,8 +63,12 @@ def reason(exc: DBAPIError) -> str:
 
 
 def database_error(url: URL, doing: str, exc: DBAPIError) -> StoreError:
-    """The one sentence for a database error: "cannot DOING in database NAME: WHY"."""
-    return StoreError(f"cannot {doing} in database {database_name(url)}: {reason(exc)}")
+    """The one sentence for a database error: "cannot DOING in database NAME: WHY".
+
+    A server that went away mid-command is DatabaseGoneError (exit 1), anything else StoreError.
+    """
+    sentence = f"cannot {doing} in database {database_name(url)}: {reason(exc)}"
+    return DatabaseGoneError(sentence) if is_gone(url, exc) else StoreError(sentence)
 
 
 @contextmanager

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, select
 
+from rolecall.inventory.scan_chunks import chunk_export, chunks_by_run
 from rolecall.inventory.tables import (
     Asset,
     AssetGroupRow,
@@ -25,6 +26,7 @@ from rolecall.inventory.tables import (
     SocksRow,
     core_table,
 )
+from rolecall.inventory.text_order import by_code_point
 
 Row = dict[str, Any]
 
@@ -207,25 +209,42 @@ def inventory_rows(connection: Connection) -> Iterator[Row]:
     service, source = core_table(ServiceRow), core_table(AssetSource)
     asset = core_table(Asset)
     names = _Lookup(
-        _grouped(connection, select(hostname.c.address, hostname.c.name).order_by("address"))
+        _grouped(
+            connection,
+            select(hostname.c.address, hostname.c.name).order_by(by_code_point(hostname.c.address)),
+        )
     )
-    roles = _Lookup(_grouped(connection, select(role.c.address, role.c.role).order_by("address")))
+    roles = _Lookup(
+        _grouped(
+            connection, select(role.c.address, role.c.role).order_by(by_code_point(role.c.address))
+        )
+    )
     group = core_table(AssetGroupRow)
     groups = _Lookup(
-        _grouped(connection, select(group.c.address, group.c.name).order_by("address"))
+        _grouped(
+            connection,
+            select(group.c.address, group.c.name).order_by(by_code_point(group.c.address)),
+        )
     )
     ports = _Lookup(
         _grouped(
             connection,
-            select(service.c.address, service.c.port, service.c.transport).order_by("address"),
+            select(service.c.address, service.c.port, service.c.transport).order_by(
+                by_code_point(service.c.address)
+            ),
             _port_proto,
         )
     )
     sources = _Lookup(
-        _grouped(connection, select(source.c.address, source.c.source).order_by("address"))
+        _grouped(
+            connection,
+            select(source.c.address, source.c.source).order_by(by_code_point(source.c.address)),
+        )
     )
     assets = connection.execute(
-        select(asset.c.address, asset.c.first_seen, asset.c.last_seen).order_by("address")
+        select(asset.c.address, asset.c.first_seen, asset.c.last_seen).order_by(
+            by_code_point(asset.c.address)
+        )
     )
     for address, first_seen, last_seen in assets:
         yield {
@@ -245,12 +264,20 @@ def _table_rows(connection: Connection, what: str) -> Iterator[Row]:
     model, order = TABLES[what]
     table = core_table(model)
     columns = COLUMNS[what]
-    for row in connection.execute(select(table).order_by(*order)).mappings():
+    # A cluster scan's chunks (JSON only: CSV keeps the columns above).
+    chunks = chunks_by_run(connection) if what == "runs" else {}
+    for row in connection.execute(
+        select(table).order_by(*(by_code_point(table.c[name]) for name in order))
+    ).mappings():
         out = {column: _plain(row[column]) for column in columns}
         for column in JSON_LISTS.intersection(columns):
             out[column] = json.loads(out[column])
         if what == "runs":
             out["counts"] = json.loads(out["counts"])
+            out["chunks"] = [
+                {key: _plain(value) for key, value in chunk_export(chunk).items()}
+                for chunk in chunks.get(row["id"], [])
+            ]
         yield out
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import ColumnElement, Connection, Select, case, func, or_, selec
 
 from rolecall.inventory.findings import SEVERITIES
 from rolecall.inventory.tables import AssetGroupRow, FindingRow, core_table
+from rolecall.inventory.text_order import by_code_point
 
 SORTS: Final = ("last_seen", "first_seen", "severity", "rule", "address")
 """What a page of findings can be sorted by."""
@@ -97,10 +98,10 @@ def _ordered(stmt: Select[Any], query: FindingQuery) -> Select[Any]:
     key: Any = (
         case(weights, value=table.c.severity, else_=0)
         if query.sort == "severity"
-        else table.c[query.sort]
+        else by_code_point(table.c[query.sort])
     )
     first = key.desc() if query.descending else key.asc()
-    return stmt.order_by(first, table.c.rule, table.c.address)
+    return stmt.order_by(first, by_code_point(table.c.rule), by_code_point(table.c.address))
 
 
 def finding_page(

@@ -78,6 +78,10 @@ def view(row: Any) -> FindingView:
     )
 
 
+# Inserted findings after which PostgreSQL's statistics of the table are renewed.
+ANALYZE_AFTER: Final = 5000
+
+
 def store_raised(connection: Connection, raised: Iterable[Raised], replace: bool) -> None:
     """Merge raised findings into the table; `replace` drops the stored evidence first.
 
@@ -114,6 +118,11 @@ def _write_raised(
     table = core_table(FindingRow)
     if inserts:
         connection.execute(table.insert(), inserts)
+        if connection.dialect.name == "postgresql" and len(inserts) >= ANALYZE_AFTER:
+            # A first derivation fills the table inside one transaction; with the
+            # statistics of the empty table PostgreSQL reads the next rule's lookups by
+            # rule alone (42 ms each at 80k findings, 0.7 ms after ANALYZE).
+            connection.exec_driver_sql("ANALYZE finding")
     if updates:
         connection.execute(
             update(table)

@@ -21,6 +21,7 @@ from rolecall.inventory.tables import (
     ServiceRow,
     core_table,
 )
+from rolecall.inventory.text_order import by_code_point
 
 UNGROUPED: Final = "ungrouped"
 """The name the mail-client query gives hosts that are in no configured group."""
@@ -145,7 +146,9 @@ def groups_of(connection: Connection) -> dict[str, list[str]]:
     table = core_table(AssetGroupRow)
     found: dict[str, list[str]] = defaultdict(list)
     for row in connection.execute(
-        select(table.c.address, table.c.name).order_by(table.c.address, table.c.name)
+        select(table.c.address, table.c.name).order_by(
+            by_code_point(table.c.address), by_code_point(table.c.name)
+        )
     ):
         found[row.address].append(row.name)
     return dict(found)

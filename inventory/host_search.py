@@ -12,6 +12,7 @@ from sqlalchemy import ColumnElement, Connection, func, or_, select
 
 from rolecall.inventory.host_view import Bounded, Counted, bounded, listed
 from rolecall.inventory.tables import Asset, HostnameRow, SmtpRow, core_table
+from rolecall.inventory.text_order import by_code_point
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -97,8 +98,9 @@ def by_hostname(connection: Connection, text: str, limit: int) -> Bounded[NamedH
     stmt = (
         select(table.c.address, table.c.name)
         .where(func.lower(table.c.name).contains(text.lower(), autoescape=True))
-        .distinct()
-        .order_by(table.c.name, table.c.address)
+        # Grouped, not DISTINCT: PostgreSQL sorts a DISTINCT only by what it selects.
+        .group_by(table.c.name, table.c.address)
+        .order_by(by_code_point(table.c.name), by_code_point(table.c.address))
     )
     return listed(connection, stmt, limit, lambda row: NamedHost(row.address, row.name))
 
@@ -110,7 +112,7 @@ def _clients(connection: Connection, *where: ColumnElement[bool], limit: int) ->
         select(smtp.c.client, func.count().label("n"))
         .where(*where)
         .group_by(smtp.c.client)
-        .order_by(func.count().desc(), smtp.c.client)
+        .order_by(func.count().desc(), by_code_point(smtp.c.client))
     )
     return listed(connection, stmt, limit, lambda row: Counted(row.client, int(row.n)))
 

@@ -30,6 +30,7 @@ from rolecall.inventory.tables import (
     SocksRow,
     core_table,
 )
+from rolecall.inventory.text_order import by_code_point
 
 T = TypeVar("T")
 
@@ -166,7 +167,11 @@ def seen_span(connection: Connection, address: str) -> tuple[datetime, datetime]
 def names(connection: Connection, address: str, limit: int) -> Bounded[NameSeen]:
     """The names the host was seen under, by name."""
     table = core_table(HostnameRow)
-    stmt = select(table).where(table.c.address == address).order_by(table.c.name, table.c.source)
+    stmt = (
+        select(table)
+        .where(table.c.address == address)
+        .order_by(by_code_point(table.c.name), by_code_point(table.c.source))
+    )
     return listed(
         connection,
         stmt,
@@ -178,7 +183,11 @@ def names(connection: Connection, address: str, limit: int) -> Bounded[NameSeen]
 def roles(connection: Connection, address: str, limit: int) -> Bounded[RoleSeen]:
     """The roles the host plays, by role, with their evidence references."""
     table = core_table(RoleRow)
-    stmt = select(table).where(table.c.address == address).order_by(table.c.role, table.c.source)
+    stmt = (
+        select(table)
+        .where(table.c.address == address)
+        .order_by(by_code_point(table.c.role), by_code_point(table.c.source))
+    )
     return listed(
         connection,
         stmt,
@@ -204,7 +213,7 @@ def services(connection: Connection, address: str, limit: int) -> Bounded[Servic
     stmt = (
         select(table)
         .where(table.c.address == address)
-        .order_by(table.c.port, table.c.transport, table.c.source)
+        .order_by(table.c.port, by_code_point(table.c.transport), by_code_point(table.c.source))
     )
     return listed(
         connection,
@@ -251,7 +260,7 @@ def certificates(connection: Connection, address: str, limit: int) -> Bounded[Ce
     stmt = (
         select(table)
         .where(table.c.address == address, table.c.kind == "tls-certificate")
-        .order_by(table.c.port, table.c.transport, table.c.last_seen.desc())
+        .order_by(table.c.port, by_code_point(table.c.transport), table.c.last_seen.desc())
     )
     return listed(connection, stmt, limit, _certificate)
 
@@ -267,7 +276,7 @@ def _grouped(
         select(value.label("value"), func.count().label("n"))
         .where(*where)
         .group_by(value)
-        .order_by(func.count().desc(), value)
+        .order_by(func.count().desc(), by_code_point(value))
     )
     return listed(connection, stmt, limit, lambda row: Counted(str(row.value), int(row.n)))
 
@@ -375,7 +384,9 @@ def findings(connection: Connection, address: str, limit: int) -> Bounded[Triage
     stmt = (
         select(table)
         .where(table.c.address == address)
-        .order_by((table.c.status != "open").asc(), table.c.last_seen.desc(), table.c.rule)
+        .order_by(
+            (table.c.status != "open").asc(), table.c.last_seen.desc(), by_code_point(table.c.rule)
+        )
     )
     return listed(
         connection,

@@ -67,7 +67,12 @@ class RunBook:
             )
             raise
         except Exception as exc:
-            self._finish(run, "failed", str(exc))
+            try:
+                self._finish(run, "failed", str(exc))
+            except StoreError:
+                # The database went away: the first error says so, and the run, still
+                # "running", is marked interrupted when the inventory next opens.
+                raise exc from None
             raise
         self._finish(run, run.status, run.error)
 
@@ -179,3 +184,41 @@ def _no_waiting(connection: Connection) -> Iterator[None]:
     finally:
         connection.rollback()
         connection.exec_driver_sql(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+
+
+def start_unowned(connection: Connection, kind: str, target: str) -> int:
+    """Record the start of a run no process owns (a cluster scan's workers end it); its id.
+
+    Owner host "" and pid 0: mark_abandoned never takes it for a run whose process died.
+    """
+    key = connection.execute(
+        core_table(RunRow)
+        .insert()
+        .values(
+            kind=kind,
+            target=target,
+            started=datetime.now(UTC),
+            status="running",
+            counts="{}",
+            error="",
+            owner_host="",
+            owner_pid=0,
+            owner_process="",
+        )
+    ).inserted_primary_key
+    if key is None:
+        raise StoreError("the database did not return the new run's id")
+    run_id: int = key[0]
+    return run_id
+
+
+def end_unowned(
+    connection: Connection, run_id: int, status: str, counts: dict[str, int], error: str
+) -> bool:
+    """Record how an unowned run ended unless its end is recorded; whether this call did."""
+    result = connection.execute(
+        update(RunRow)
+        .where(RunRow.id == run_id, RunRow.status == "running")  # type: ignore[arg-type]
+        .values(ended=datetime.now(UTC), status=status, counts=json.dumps(counts), error=error)
+    )
+    return bool(result.rowcount)

@@ -29,6 +29,8 @@ class Schedule:
     origin: str = "cli"
     created: datetime | None = None
     next_run: datetime | None = None
+    # The sensor whose daemon runs it (`rolecall run --sensor NAME`); "" for the central one.
+    sensor: str = ""
 
     def same_job(self, other: Schedule) -> bool:
         """Whether other runs the same job at the same times (created and next run aside)."""
@@ -53,6 +55,7 @@ def _row(schedule: Schedule) -> dict[str, Any]:
         "origin": schedule.origin,
         "created": schedule.created or datetime.now(UTC),
         "next_run": schedule.next_run,
+        "sensor": schedule.sensor,
     }
 
 
@@ -65,7 +68,15 @@ def _schedule(row: Any) -> Schedule:
     if not isinstance(arguments, dict):
         raise StoreError(f"schedule {row.id}: its arguments are not a JSON object")
     return Schedule(
-        row.id, row.kind, arguments, row.cron, row.every, row.origin, row.created, row.next_run
+        row.id,
+        row.kind,
+        arguments,
+        row.cron,
+        row.every,
+        row.origin,
+        row.created,
+        row.next_run,
+        row.sensor,
     )
 
 
@@ -158,6 +169,7 @@ class ScheduleTable:
                     table.c.cron == schedule.cron,
                     table.c.every == schedule.every,
                     table.c.origin == schedule.origin,
+                    table.c.sensor == schedule.sensor,
                 )
                 .values(next_run=when)
             )

@@ -24,12 +24,14 @@ from rolecall.inventory.derivation.evidence_delta import (
     stored_state,
     take_write_lock,
 )
+from rolecall.inventory.partitions import PARTITIONED, DayPartitions
 from rolecall.inventory.runs import Run, RunBook
+from rolecall.inventory.scan_chunks import ScanChunks
 from rolecall.inventory.schedules import ScheduleTable
 from rolecall.inventory.settings import DeriveSettings, settings_from_json
 from rolecall.inventory.sql import upserts
 from rolecall.inventory.sql.bulk import BulkStatement
-from rolecall.inventory.tables import IngestedFile
+from rolecall.inventory.tables import IngestedFile, core_table
 from rolecall.probes.records import (
     ConnectRequest,
     Flow,
@@ -107,6 +109,8 @@ class RecordWriter:
         self._queued = 0
         self._flow_seq = 0
         self.counts: Counter[str] = Counter()
+        # PostgreSQL: the event tables' day partitions, made before a day's first rows.
+        self._partitions = DayPartitions(connection) if dialect == "postgresql" else None
         self._tables = {
             "asset": _Pending(upserts.asset_upsert(dialect), KEYS["asset"], rows.merge_span),
             "asset_source": _Pending(
@@ -199,6 +203,10 @@ class RecordWriter:
             asset = self._tables["asset"].rows[(address,)]
             asset["first_seen"] = min(asset["first_seen"], span["first_seen"])
             asset["last_seen"] = max(asset["last_seen"], span["last_seen"])
+        if self._partitions is not None:
+            self._partitions.before_write(
+                {table: self._tables[table].rows.values() for table in PARTITIONED}
+            )
         flows = self._tables["flow"].rows.values()
         if flows:
             if self._flow_seq == 0:
@@ -209,21 +217,26 @@ class RecordWriter:
             pending.write(self._connection)
         self._queued = 0
 
-    def mark_ingested(self, kind: str, sha256: str, path: str, size: int, run_id: int) -> None:
-        """Remember that a file was ingested, in the same transaction as its records."""
-        self._connection.execute(
-            upserts.ingested_file_insert(self._connection.dialect.name),
-            [
-                {
-                    "kind": kind,
-                    "sha256": sha256,
-                    "path": path,
-                    "size": size,
-                    "run_id": run_id,
-                    "ingested": utcnow(),
-                }
-            ],
-        )
+    def mark_ingested(self, kind: str, sha256: str, path: str, size: int, run_id: int) -> bool:
+        """Remember that a file was ingested, in the same transaction as its records.
+
+        False if another process ingesting the same file at once got there first (on
+        PostgreSQL this waits for its commit): the caller then rolls this one back.
+        """
+        inserted = self._connection.execute(
+            upserts.ingested_file_insert(self._connection.dialect.name).returning(
+                core_table(IngestedFile).c.id
+            ),
+            {
+                "kind": kind,
+                "sha256": sha256,
+                "path": path,
+                "size": size,
+                "run_id": run_id,
+                "ingested": utcnow(),
+            },
+        ).first()
+        return inserted is not None
 
 
 class Store:
@@ -259,6 +272,11 @@ class Store:
     def schedules(self) -> ScheduleTable:
         """The schedules the daemon runs (plain data: nothing stored there is code)."""
         return ScheduleTable(self._engine)
+
+    @property
+    def scan_chunks(self) -> ScanChunks:
+        """Cluster scans: runs queued in chunks to site workers, each chunk's state."""
+        return ScanChunks(self._engine, RecordWriter)
 
     @contextmanager
     def writer(self, batch_size: int | None = None) -> Iterator[RecordWriter]:
@@ -312,9 +330,9 @@ class Store:
         return self._runs.interrupt_open(error)
 
     @contextmanager
-    def daemon_lock(self) -> Iterator[None]:
-        """Hold the one-daemon-per-inventory lock for the block (StoreError if one holds it)."""
-        lock = DaemonLock(self._engine)
+    def daemon_lock(self, sensor: str = "") -> Iterator[None]:
+        """Hold the inventory's (or a sensor's) daemon lock for the block (StoreError if held)."""
+        lock = DaemonLock(self._engine, sensor)
         lock.acquire()
         try:
             yield

@@ -350,6 +350,8 @@ class ScheduleRow(SQLModel, table=True):
     created: datetime
     # Kept by the daemon, so a run missed while it was down still happens when it starts.
     next_run: datetime | None = None
+    # The sensor whose daemon runs it (rolecall run --sensor NAME); "" for the central daemon.
+    sensor: str = Field(default="", sa_column_kwargs={"server_default": ""})
 
 
 class AlertEventRow(SQLModel, table=True):

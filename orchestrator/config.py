@@ -345,6 +345,47 @@ class ScheduleEntry(_Section):
     probes: list[str] | None = None
     watch: str = ""
     to: list[str] = Field(default_factory=list)
+    # A scan queued to this site's workers (rolecall worker --site) instead of run here.
+    site: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    # An ingest run by this sensor's daemon (rolecall run --sensor) instead of the central one.
+    sensor: str = Field(default="", max_length=64, pattern=r"^([A-Za-z0-9_.-]+)?$")
+
+
+BROKER_SCHEMES = ("redis", "rediss", "sentinel", "amqp", "amqps", "pyamqp")
+"""Broker URL schemes Celery's kombu serves here: Redis (TLS, Sentinel) and RabbitMQ (AMQP)."""
+
+
+def _broker_url(url: str) -> str:
+    """Refuse a broker URL whose scheme no installed transport serves (not at first use)."""
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme not in BROKER_SCHEMES:
+        raise ValueError(
+            f"{scheme!r} is no broker scheme this serves: give a URL starting with one"
+            f" of {', '.join(f'{name}://' for name in BROKER_SCHEMES)}"
+        )
+    return url
+
+
+class ClusterConfig(_Section):
+    """[cluster]"""
+
+    broker: Annotated[str, AfterValidator(_broker_url)] = Field(
+        default="redis://127.0.0.1:6379/0", min_length=1
+    )
+    chunk_addresses: int = Field(default=256, ge=1, le=65536)
+    chunk_time_limit: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
+    visibility_timeout: int = Field(default=7200, ge=2, le=30 * 24 * 3600)
+
+    @model_validator(mode="after")
+    def _redelivered_only_when_lost(self) -> ClusterConfig:
+        """Refuse a visibility timeout within the time limit: a running chunk would run twice."""
+        if self.visibility_timeout <= self.chunk_time_limit:
+            raise ValueError(
+                f"visibility_timeout ({self.visibility_timeout}) must exceed chunk_time_limit"
+                f" ({self.chunk_time_limit}), or the broker hands a chunk still running to a"
+                " second worker"
+            )
+        return self
 
 
 class DaemonConfig(_Section):
@@ -397,6 +438,13 @@ class HistoryConfig(_Section):
     surge_min_increase: int = Field(default=3, ge=1, le=1_000_000)
 
 
+class RetentionConfig(_Section):
+    """[retention]"""
+
+    # Per-event rows (mail, SOCKS, CONNECT, flows, observations) older than this are pruned.
+    days: int = Field(default=400, ge=1, le=36500)
+
+
 def _unique_alert_names(outputs: list[Any]) -> list[Any]:
     """Refuse two [[alerts]] entries with one name (each keeps its own cursor by name)."""
     names = [output.name for output in outputs]
@@ -417,11 +465,13 @@ class Config(_Section):
     zeek: ZeekConfig = Field(default_factory=ZeekConfig)
     firewall: FirewallConfig = Field(default_factory=FirewallConfig)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     schedule: list[ScheduleEntry] = Field(default_factory=list)
     report: ReportConfig = Field(default_factory=ReportConfig)
     groups: list[GroupConfig] = Field(default_factory=list)
     findings: FindingsConfig = Field(default_factory=FindingsConfig)
     history: HistoryConfig = Field(default_factory=HistoryConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
     email: EmailConfig = Field(default_factory=EmailConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     geo: GeoConfig = Field(default_factory=GeoConfig)

@@ -22,6 +22,7 @@ from rolecall.inventory.tables import (
     SmtpRow,
     core_table,
 )
+from rolecall.inventory.text_order import by_code_point
 from rolecall.reports.evidence import describe_all
 
 SEVERITIES = ("high", "medium", "low", "info")
@@ -134,7 +135,8 @@ def open_findings(connection: Connection, limit: int) -> list[FindingItem]:
             for name in sorted(SEVERITIES, key=lambda name: rank[name])
         ],
         finding.c.last_seen.desc(),
-        finding.c.address,
+        by_code_point(finding.c.address),
+        by_code_point(finding.c.rule),
     ).limit(limit)
     return finding_items(connection, [view(row) for row in connection.execute(ordered)])
 

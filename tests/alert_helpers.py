@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
 
+from rolecall.inventory.database import database_url
 from tests.cli_helpers import Result, run_cli
 from tests.data_paths import CONFORMANCE
 from tests.zeek_helpers import write_tsv
@@ -29,7 +30,7 @@ def config(tmp_path: Path, alerts: str = "") -> Path:
     return path
 
 
-def cli(capsys: pytest.CaptureFixture[str], db: Path, conf: Path, *args: str) -> Result:
+def cli(capsys: pytest.CaptureFixture[str], db: Path | str, conf: Path, *args: str) -> Result:
     """Run rolecall against db with conf; fail the test on a non-zero exit."""
     result = run_cli(capsys, "--config", str(conf), "--db", str(db), *args)
     assert result.code == 0, result.err
@@ -105,18 +106,24 @@ def web_log(folder: Path, at: datetime, client: str = CLIENT) -> Path:
     return folder
 
 
-def events(db: Path, rule: str | None = None) -> list[dict[str, Any]]:
+def events(db: Path | str, rule: str | None = None) -> list[dict[str, Any]]:
     """The recorded alert events, in sequence order (JSON columns decoded)."""
-    with sqlite3.connect(db) as connection:
-        connection.row_factory = sqlite3.Row
-        rows = [dict(row) for row in connection.execute("SELECT * FROM alert_event ORDER BY 1")]
+    engine = create_engine(database_url(str(db)))
+    try:
+        with engine.connect() as connection:
+            query = text("SELECT * FROM alert_event ORDER BY sequence")
+            rows = [dict(row._mapping) for row in connection.execute(query)]
+    finally:
+        engine.dispose()
     for row in rows:
         for name in ("roles", "groups", "evidence", "techniques"):
             row[name] = json.loads(row[name])
     return [row for row in rows if rule is None or row["rule"] == rule]
 
 
-def life_cycle(capsys: pytest.CaptureFixture[str], tmp_path: Path, db: Path, conf: Path) -> None:
+def life_cycle(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db: Path | str, conf: Path
+) -> None:
     """Open, update, resolve (host seen without mail two days on) and reopen one finding."""
     logs = tmp_path / "logs"
     cli(capsys, db, conf, "ingest", "zeek", str(mail_log(logs / "1", DAY)))

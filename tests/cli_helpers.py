@@ -70,7 +70,9 @@ class Listener:
         self._sock.close()
 
 
-def cli_json(capsys: pytest.CaptureFixture[str], db: Path, config: Path | None, *args: str) -> Any:
+def cli_json(
+    capsys: pytest.CaptureFixture[str], db: Path | str, config: Path | None, *args: str
+) -> Any:
     """Run a listing or export of the CLI with --format json and return what it printed, parsed."""
     base = ["--db", str(db), "-q"] + (["--config", str(config)] if config else [])
     result = run_cli(capsys, *base, *args, "--format", "json")

@@ -78,3 +78,24 @@ def report_inventory(tmp_path_factory: pytest.TempPathFactory) -> Path:
     db = tmp_path_factory.mktemp("report") / "inventory.db"
     build_inventory(db).close()
     return db
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def module_database(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A fresh, empty inventory one test module shares: an SQLite path, then a PostgreSQL URL."""
+    if request.param == "sqlite":
+        yield str(tmp_path_factory.mktemp("module") / "inventory.db")
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    url = server.create_database()
+    yield url
+    server.drop_database(url)
+
+
+@pytest.fixture(scope="module")
+def report_database(module_database: str) -> str:
+    """report_inventory's contents, built on SQLite and then on PostgreSQL, one per module."""
+    build_inventory(module_database).close()
+    return module_database

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,10 +111,10 @@ class Daemon:
 
 
 @contextmanager
-def daemon(*args: str, cwd: Path, log: Path) -> Iterator[Daemon]:
-    """Start `rolecall ARGS run` (its config must log to log); kill it if the test fails."""
+def daemon(*args: str, cwd: Path, log: Path, run_args: Sequence[str] = ()) -> Iterator[Daemon]:
+    """Start `rolecall ARGS run RUN_ARGS` (its config must log to log); kill it on failure."""
     proc = subprocess.Popen(
-        [*ROLECALL, *args, "run"],
+        [*ROLECALL, *args, "run", *run_args],
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

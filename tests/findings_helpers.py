@@ -77,7 +77,7 @@ def write_config(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def cli(capsys: pytest.CaptureFixture[str], db: Path, config: Path | None, *args: str) -> Any:
+def cli(capsys: pytest.CaptureFixture[str], db: Path | str, config: Path | None, *args: str) -> Any:
     """Run the CLI with the test's database (and config), asserting success."""
     base = ["--db", str(db), "-q"] + (["--config", str(config)] if config else [])
     result = run_cli(capsys, *base, *args)
@@ -85,13 +85,15 @@ def cli(capsys: pytest.CaptureFixture[str], db: Path, config: Path | None, *args
     return result
 
 
-def ingest(capsys: pytest.CaptureFixture[str], db: Path, config: Path | None, *pcaps: Path) -> None:
+def ingest(
+    capsys: pytest.CaptureFixture[str], db: Path | str, config: Path | None, *pcaps: Path
+) -> None:
     """Ingest captures through the CLI."""
     cli(capsys, db, config, "ingest", "pcap", *map(str, pcaps))
 
 
 def findings(
-    capsys: pytest.CaptureFixture[str], db: Path, config: Path | None = None
+    capsys: pytest.CaptureFixture[str], db: Path | str, config: Path | None = None
 ) -> dict[tuple[str, str], dict[str, Any]]:
     """Every finding, by (rule, address), as `findings list --format json` prints them."""
     out = cli(capsys, db, config, "findings", "list", "--format", "json").out
@@ -99,7 +101,7 @@ def findings(
 
 
 def roles(
-    capsys: pytest.CaptureFixture[str], db: Path, config: Path | None = None
+    capsys: pytest.CaptureFixture[str], db: Path | str, config: Path | None = None
 ) -> dict[str, dict[str, Any]]:
     """The inventory export, by address."""
     out = cli(capsys, db, config, "export", "inventory", "--format", "json").out

@@ -21,7 +21,7 @@ GROUPS = (
 )
 
 
-def ingest_conformance(db: Path) -> list[int]:
+def ingest_conformance(db: Path | str) -> list[int]:
     """Ingest every shared conformance capture with `rolecall ingest pcap`; the exit codes."""
     return [main(["--db", str(db), "-q", "ingest", "pcap", str(trace)]) for trace in TRACES]
 
@@ -76,7 +76,7 @@ def recent_mail(days: int = 90) -> list[SmtpTransaction | Flow | HostName | Serv
     return records
 
 
-def build_inventory(db: Path, days: int = 90) -> Store:
+def build_inventory(db: Path | str, days: int = 90) -> Store:
     """Conformance captures and `days` days of mail, derived (roles, groups, findings, history)."""
     assert ingest_conformance(db) == [0] * len(TRACES)
     store = Store.open(str(db))

@@ -60,7 +60,7 @@ def _hostile_proxy_log(folder: Path) -> Path:
 
 
 def test_jsonl_rotates_and_keeps_one_whole_event_per_line(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, database: str
 ) -> None:
     out = tmp_path / "siem" / "events.jsonl"
     out.parent.mkdir()
@@ -69,8 +69,8 @@ def test_jsonl_rotates_and_keeps_one_whole_event_per_line(
         'min_severity = "info"\nmax_bytes = 20000\nkeep = 100\n'
     )
     conf = config(tmp_path, alerts)
-    cli(capsys, db_path, conf, "ingest", "zeek", str(_hostile_proxy_log(tmp_path / "l1")))
-    cli(capsys, db_path, conf, "ingest", "zeek", str(_many_clients(tmp_path / "l2", 120)))
+    cli(capsys, database, conf, "ingest", "zeek", str(_hostile_proxy_log(tmp_path / "l1")))
+    cli(capsys, database, conf, "ingest", "zeek", str(_many_clients(tmp_path / "l2", 120)))
     files = sorted(
         out.parent.iterdir(), key=lambda p: -int(p.suffix[1:]) if p.suffix[1:].isdigit() else 0
     )
@@ -80,7 +80,7 @@ def test_jsonl_rotates_and_keeps_one_whole_event_per_line(
         assert path.read_bytes().endswith(b"\n")
     documents = [doc for path in files for doc in _lines(path)]
     sequences = [doc["event"]["sequence"] for doc in documents]
-    assert sequences == [event["sequence"] for event in events(db_path)]
+    assert sequences == [event["sequence"] for event in events(database)]
     hostile = [doc for doc in documents if doc["rule"]["name"] == "open-socks-proxy"]
     assert len(hostile) == 1
     assert '\n{"forged":1}\x1b[31m"' in hostile[0]["message"]
@@ -113,30 +113,30 @@ def _mailed_sequences(inbox: Inbox) -> list[int]:
 
 
 def test_events_wait_for_a_relay_that_is_down_then_arrive_in_order(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, database: str
 ) -> None:
     port = free_port(HOST)
     conf = config(tmp_path, _email_alerts(port))
     down = run_cli(
-        capsys, "--config", str(conf), "--db", str(db_path), "ingest", "pcap", str(CAPTURES[1])
+        capsys, "--config", str(conf), "--db", database, "ingest", "pcap", str(CAPTURES[1])
     )
     assert down.code == 0, "a receiver that is down never fails the ingest"
     assert "soc-mail: events wait" in down.err
-    pending = json.loads(cli(capsys, db_path, conf, "alerts", "pending", "--format", "json").out)
-    assert pending[0]["waiting"] == len(events(db_path)) > 0
+    pending = json.loads(cli(capsys, database, conf, "alerts", "pending", "--format", "json").out)
+    assert pending[0]["waiting"] == len(events(database)) > 0
     assert "refused the connection" in pending[0]["last_error"]
-    text = cli(capsys, db_path, conf, "alerts", "pending").out
-    assert f"soc-mail (email): {len(events(db_path))} waiting, oldest " in text
+    text = cli(capsys, database, conf, "alerts", "pending").out
+    assert f"soc-mail (email): {len(events(database))} waiting, oldest " in text
 
     logs = tmp_path / "logs"
     with _receiver_on(port) as inbox:
-        cli(capsys, db_path, conf, "ingest", "zeek", str(mail_log(logs / "1", DAY)))
-        assert _mailed_sequences(inbox) == [event["sequence"] for event in events(db_path)]
+        cli(capsys, database, conf, "ingest", "zeek", str(mail_log(logs / "1", DAY)))
+        assert _mailed_sequences(inbox) == [event["sequence"] for event in events(database)]
         assert len(inbox.messages) == 1, "one message per batch"
         message = email.message_from_bytes(inbox.messages[0], policy=email.policy.default)
         assert "finding change(s)" in str(message["Subject"])
         assert "open-socks-proxy 60.190.189.214 [T1090]" in inbox.messages[0].decode()
-    pending = json.loads(cli(capsys, db_path, conf, "alerts", "pending", "--format", "json").out)
+    pending = json.loads(cli(capsys, database, conf, "alerts", "pending", "--format", "json").out)
     assert (pending[0]["waiting"], pending[0]["last_error"]) == (0, None)
 
 
@@ -153,7 +153,7 @@ def _receiver_on(port: int) -> Iterator[Inbox]:
 
 
 def test_alerts_test_says_what_happened(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, database: str
 ) -> None:
     port = free_port(HOST)
     conf = config(tmp_path, _email_alerts(port))
@@ -173,7 +173,7 @@ def test_alerts_test_says_what_happened(
 
 
 def test_a_daemon_killed_between_two_deliveries_sends_each_event_once(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, database: str
 ) -> None:
     drop = tmp_path / "drop"
     drop.mkdir()
@@ -185,26 +185,26 @@ def test_a_daemon_killed_between_two_deliveries_sends_each_event_once(
             + f'[[schedule]]\nid = "drop"\njob = "ingest"\nevery = 1\nwatch = "{drop}"\n'
         )
         conf = config(tmp_path, text)
-        base = ("--config", str(conf), "--db", str(db_path))
+        base = ("--config", str(conf), "--db", database)
         for round_, capture in enumerate(CAPTURES):
             with daemon(*base, cwd=tmp_path, log=log) as running:
                 running.wait_for(event_named("daemon-start"))
-                before = len(events(db_path))
+                before = len(events(database))
                 target = drop / f"capture{round_}.pcap"
                 target.write_bytes(capture.read_bytes())
                 deadline = time.monotonic() + 60
-                while not before < len(events(db_path)) <= len(_mailed_sequences(inbox)):
+                while not before < len(events(database)) <= len(_mailed_sequences(inbox)):
                     assert time.monotonic() < deadline, running.events()
                     time.sleep(0.2)
                 running.signal(signal.SIGKILL)
                 running.proc.wait(timeout=10)
     mailed = _mailed_sequences(inbox)
-    assert mailed == [event["sequence"] for event in events(db_path)]
-    assert {event["rule"] for event in events(db_path)} >= {"open-socks-proxy"}
+    assert mailed == [event["sequence"] for event in events(database)]
+    assert {event["rule"] for event in events(database)} >= {"open-socks-proxy"}
 
 
 def test_ingest_to_a_syslog_receiver_that_is_down_then_back(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, database: str
 ) -> None:
     port = free_port(RECEIVER_HOST)
     alerts = (
@@ -212,16 +212,16 @@ def test_ingest_to_a_syslog_receiver_that_is_down_then_back(
         'transport = "tcp"\nformat = "cef"\nmin_severity = "info"\ntimeout_seconds = 2.0\n'
     )
     conf = config(tmp_path, alerts)
-    base = ("--config", str(conf), "--db", str(db_path))
+    base = ("--config", str(conf), "--db", database)
     down = run_cli(capsys, *base, "ingest", "zeek", str(_hostile_proxy_log(tmp_path / "l1")))
     assert down.code == 0, down.err
     assert "alerts siem: events wait" in down.err
-    waiting = len(events(db_path))
+    waiting = len(events(database))
     assert waiting > 0
     receiver = SyslogReceiver("tcp", port=port)
     try:
-        cli(capsys, db_path, conf, "ingest", "pcap", str(CAPTURES[0]))
-        recorded = events(db_path)
+        cli(capsys, database, conf, "ingest", "pcap", str(CAPTURES[0]))
+        recorded = events(database)
         frames = receiver.wait_for(len(recorded))
         time.sleep(0.3)
         assert len(receiver.messages) == len(recorded), "each event once"
@@ -236,7 +236,7 @@ def test_ingest_to_a_syslog_receiver_that_is_down_then_back(
 
 
 def test_the_daemon_retries_a_receiver_that_comes_back_without_a_new_derivation(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, database: str
 ) -> None:
     """Events left waiting reach a receiver that comes back while the daemon idles."""
     port = free_port(RECEIVER_HOST)
@@ -247,10 +247,10 @@ def test_the_daemon_retries_a_receiver_that_comes_back_without_a_new_derivation(
         f'\n[daemon]\nlog_file = "{log}"\nalert_retry_seconds = 1.0\n'
     )
     conf = config(tmp_path, alerts)
-    base = ("--config", str(conf), "--db", str(db_path))
+    base = ("--config", str(conf), "--db", database)
     down = run_cli(capsys, *base, "ingest", "pcap", str(CAPTURES[0]))
     assert "alerts siem: events wait" in down.err
-    waiting = [event["sequence"] for event in events(db_path)]
+    waiting = [event["sequence"] for event in events(database)]
     assert waiting
     with daemon(*base, cwd=tmp_path, log=log) as running:
         running.wait_for(event_named("alerts-waiting"))
@@ -285,10 +285,10 @@ time.sleep(600)
 
 
 @contextmanager
-def _claiming(db_path: Path, output: str) -> Iterator[subprocess.Popen[str]]:
+def _claiming(database: str, output: str) -> Iterator[subprocess.Popen[str]]:
     """A python process that holds the claim on an output (killed, by pid, at the end)."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", CLAIMER, str(db_path), output],
+        [sys.executable, "-c", CLAIMER, database, output],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -302,7 +302,7 @@ def _claiming(db_path: Path, output: str) -> Iterator[subprocess.Popen[str]]:
 
 
 def test_a_claim_of_a_killed_process_is_taken_over_and_a_live_one_respected(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, database: str
 ) -> None:
     """`alerts send` waits for a live claimant but delivers at once past a SIGKILLed one."""
     out = tmp_path / "siem.jsonl"
@@ -310,15 +310,15 @@ def test_a_claim_of_a_killed_process_is_taken_over_and_a_live_one_respected(
         tmp_path,
         f'[[alerts]]\ntype = "jsonl"\nname = "siem"\npath = "{out}"\nmin_severity = "info"\n',
     )
-    with _claiming(db_path, "siem") as proc:
-        cli(capsys, db_path, conf, "ingest", "pcap", str(CAPTURES[1]))
+    with _claiming(database, "siem") as proc:
+        cli(capsys, database, conf, "ingest", "pcap", str(CAPTURES[1]))
         assert not out.exists() or not out.read_text(encoding="utf-8")
-        busy = cli(capsys, db_path, conf, "alerts", "send")
+        busy = cli(capsys, database, conf, "alerts", "send")
         assert "siem: another process is delivering to it" in busy.out
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
-        sent = cli(capsys, db_path, conf, "alerts", "send")
-    recorded = [event["sequence"] for event in events(db_path)]
+        sent = cli(capsys, database, conf, "alerts", "send")
+    recorded = [event["sequence"] for event in events(database)]
     assert recorded
     assert f"siem: {len(recorded)} sent" in sent.out
     assert [doc["event"]["sequence"] for doc in _lines(out)] == recorded

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -23,18 +22,19 @@ from tests.alert_helpers import (
     life_cycle,
     mail_log,
 )
+from tests.inventory_sql import execute
 
 
 def test_captures_open_findings_as_numbered_events(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, database: str
 ) -> None:
     conf = config(tmp_path)
     for capture in CAPTURES:
-        cli(capsys, db_path, conf, "ingest", "pcap", str(capture))
-    found = events(db_path)
+        cli(capsys, database, conf, "ingest", "pcap", str(capture))
+    found = events(database)
     assert [event["sequence"] for event in found] == list(range(1, len(found) + 1))
     assert {event["action"] for event in found} == {"opened"}
-    proxy = events(db_path, "open-socks-proxy")
+    proxy = events(database, "open-socks-proxy")
     assert len(proxy) == 1
     assert proxy[0]["address"] == "60.190.189.214"
     assert proxy[0]["severity"] == "high"
@@ -42,17 +42,17 @@ def test_captures_open_findings_as_numbered_events(
     assert "socks-proxy" in proxy[0]["roles"]
     assert proxy[0]["evidence"] == ["socks:1"]
     # The same capture again changes no finding: no event.
-    cli(capsys, db_path, conf, "ingest", "pcap", str(CAPTURES[0]))
-    assert len(events(db_path)) == len(found)
+    cli(capsys, database, conf, "ingest", "pcap", str(CAPTURES[0]))
+    assert len(events(database)) == len(found)
 
 
 def test_a_finding_opens_updates_resolves_reopens_and_is_acknowledged(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, database: str
 ) -> None:
     conf = config(tmp_path)
-    life_cycle(capsys, tmp_path, db_path, conf)
-    cli(capsys, db_path, conf, "findings", "ack", "direct-external-smtp", CLIENT, "--note", "ok")
-    found = events(db_path, "direct-external-smtp")
+    life_cycle(capsys, tmp_path, database, conf)
+    cli(capsys, database, conf, "findings", "ack", "direct-external-smtp", CLIENT, "--note", "ok")
+    found = events(database, "direct-external-smtp")
     assert [event["action"] for event in found] == [
         "opened",
         "updated",
@@ -63,14 +63,14 @@ def test_a_finding_opens_updates_resolves_reopens_and_is_acknowledged(
     sequences = [event["sequence"] for event in found]
     assert sequences == sorted(sequences)
     assert found[1]["evidence"] == ["smtp:1", "smtp:2"]
-    assert found[3]["last_seen"].startswith("2026-11-05 09:00")
+    assert str(found[3]["last_seen"]).startswith("2026-11-05 09:00")
     assert found[4]["note"] == "ok"
     assert found[0]["techniques"] == ["T1071.003"]
     # Deriving everything again re-judges every finding but changes none: no event.
-    before = len(events(db_path))
-    cli(capsys, db_path, conf, "findings", "derive", "--full")
-    cli(capsys, db_path, conf, "findings", "derive")
-    assert len(events(db_path)) == before
+    before = len(events(database))
+    cli(capsys, database, conf, "findings", "derive", "--full")
+    cli(capsys, database, conf, "findings", "derive")
+    assert len(events(database)) == before
 
 
 @pytest.mark.parametrize(
@@ -93,23 +93,22 @@ def test_what_a_material_change_is(change: dict[str, object], actions: list[str]
 
 
 def test_sequence_numbers_are_never_reused(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, database: str
 ) -> None:
     conf = config(tmp_path)
     logs = tmp_path / "logs"
-    cli(capsys, db_path, conf, "ingest", "zeek", str(mail_log(logs / "1", DAY)))
-    last = events(db_path)[-1]["sequence"]
-    with sqlite3.connect(db_path) as connection:
-        connection.execute("DELETE FROM alert_event")
+    cli(capsys, database, conf, "ingest", "zeek", str(mail_log(logs / "1", DAY)))
+    last = events(database)[-1]["sequence"]
+    execute(database, "DELETE FROM alert_event")
     cli(
         capsys,
-        db_path,
+        database,
         conf,
         "ingest",
         "zeek",
         str(mail_log(logs / "2", DAY, client="10.20.30.41")),
     )
-    assert min(event["sequence"] for event in events(db_path)) > last
+    assert min(event["sequence"] for event in events(database)) > last
 
 
 ALERTS = """
@@ -142,16 +141,16 @@ def _sent(path: Path) -> list[tuple[str, str]]:
 
 
 def test_outputs_filter_by_severity_and_rule_and_suppress_repeats(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, database: str
 ) -> None:
     conf = config(tmp_path, ALERTS.format(dir=tmp_path))
     for capture in CAPTURES:
-        cli(capsys, db_path, conf, "ingest", "pcap", str(capture))
+        cli(capsys, database, conf, "ingest", "pcap", str(capture))
     logs = tmp_path / "logs"
-    cli(capsys, db_path, conf, "ingest", "zeek", str(mail_log(logs / "1", DAY)))
-    cli(capsys, db_path, conf, "ingest", "zeek", str(mail_log(logs / "2", DAY.replace(hour=11))))
-    cli(capsys, db_path, conf, "ingest", "zeek", str(mail_log(logs / "3", DAY.replace(hour=13))))
-    recorded = [(event["rule"], event["action"]) for event in events(db_path)]
+    cli(capsys, database, conf, "ingest", "zeek", str(mail_log(logs / "1", DAY)))
+    cli(capsys, database, conf, "ingest", "zeek", str(mail_log(logs / "2", DAY.replace(hour=11))))
+    cli(capsys, database, conf, "ingest", "zeek", str(mail_log(logs / "3", DAY.replace(hour=13))))
+    recorded = [(event["rule"], event["action"]) for event in events(database)]
     assert _sent(tmp_path / "all.jsonl") == recorded
     assert _sent(tmp_path / "high.jsonl") == [("open-socks-proxy", "opened")]
     # Two updates within the hour of the first: the second is a repeat, left out.
@@ -160,7 +159,7 @@ def test_outputs_filter_by_severity_and_rule_and_suppress_repeats(
         ("direct-external-smtp", "opened"),
         ("direct-external-smtp", "updated"),
     ]
-    pending = json.loads(cli(capsys, db_path, conf, "alerts", "pending", "--format", "json").out)
+    pending = json.loads(cli(capsys, database, conf, "alerts", "pending", "--format", "json").out)
     assert [row["waiting"] for row in pending] == [0, 0, 0]
     assert {row["cursor"] for row in pending} == {len(recorded)}
 

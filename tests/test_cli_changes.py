@@ -32,22 +32,20 @@ def _scan(path: Path, when: int, hosts: list[tuple[str, int]]) -> Path:
 
 
 @pytest.fixture
-def two_scans(tmp_path: Path, db_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+def two_scans(tmp_path: Path, database: str, capsys: pytest.CaptureFixture[str]) -> str:
     """An inventory of two scans three days apart: one host gone, one new, ports moved."""
     first = _scan(tmp_path / "a.xml", FIRST_SCAN, [("10.0.0.1", 25), ("10.0.0.2", 25)])
     second = _scan(tmp_path / "b.xml", FIRST_SCAN + 3 * DAY, [("10.0.0.1", 587), ("10.0.0.3", 25)])
-    result = run_cli(
-        capsys, "--db", str(db_path), "-q", "ingest", "nmap-xml", str(first), str(second)
-    )
+    result = run_cli(capsys, "--db", database, "-q", "ingest", "nmap-xml", str(first), str(second))
     assert result.code == 0, result.err
-    return db_path
+    return database
 
 
 def test_changes_between_two_scans_lists_hosts_and_ports(
-    capsys: pytest.CaptureFixture[str], two_scans: Path
+    capsys: pytest.CaptureFixture[str], two_scans: str
 ) -> None:
     result = run_cli(
-        capsys, "--db", str(two_scans), "changes", "--since", "2026-11-26", "--until", "2026-11-28"
+        capsys, "--db", two_scans, "changes", "--since", "2026-11-26", "--until", "2026-11-28"
     )
     assert result.code == 0, result.err
     assert result.out.splitlines() == [
@@ -60,11 +58,11 @@ def test_changes_between_two_scans_lists_hosts_and_ports(
 
 
 def test_changes_csv_and_json_carry_the_same_rows(
-    capsys: pytest.CaptureFixture[str], two_scans: Path
+    capsys: pytest.CaptureFixture[str], two_scans: str
 ) -> None:
     period = ("--since", "2026-11-26", "--until", "2026-11-28")
-    as_json = run_cli(capsys, "--db", str(two_scans), "changes", *period, "--format", "json")
-    as_csv = run_cli(capsys, "--db", str(two_scans), "changes", *period, "--format", "csv")
+    as_json = run_cli(capsys, "--db", two_scans, "changes", *period, "--format", "json")
+    as_csv = run_cli(capsys, "--db", two_scans, "changes", *period, "--format", "csv")
     assert as_json.code == as_csv.code == 0
     rows = json.loads(as_json.out)
     assert rows[0] == {"change": "new-asset", "address": "10.0.0.3", "detail": ""}
@@ -73,23 +71,23 @@ def test_changes_csv_and_json_carry_the_same_rows(
 
 
 def test_changes_before_anything_happened_says_so(
-    capsys: pytest.CaptureFixture[str], two_scans: Path
+    capsys: pytest.CaptureFixture[str], two_scans: str
 ) -> None:
     period = ("--since", "2026-01-01", "--until", "2026-01-02")
-    result = run_cli(capsys, "--db", str(two_scans), "changes", *period)
+    result = run_cli(capsys, "--db", two_scans, "changes", *period)
     assert result.code == 0
     assert result.out == "no changes from 2026-01-01 00:00:00 to 2026-01-02 00:00:00 UTC\n"
-    as_json = run_cli(capsys, "--db", str(two_scans), "changes", *period, "--format", "json")
+    as_json = run_cli(capsys, "--db", two_scans, "changes", *period, "--format", "json")
     assert json.loads(as_json.out) == []
 
 
 def test_changes_shows_roles_and_findings_as_the_report_does(
-    capsys: pytest.CaptureFixture[str], report_inventory: Path
+    capsys: pytest.CaptureFixture[str], report_database: str
 ) -> None:
     period = ("--since", SINCE.isoformat(), "--until", UNTIL.isoformat())
-    result = run_cli(capsys, "--db", str(report_inventory), "changes", *period, "--format", "json")
+    result = run_cli(capsys, "--db", report_database, "changes", *period, "--format", "json")
     assert result.code == 0, result.err
-    store = Store.open(str(report_inventory))
+    store = Store.open(report_database)
     try:
         with store.read("read the changes") as connection:
             expected = list(change_rows(changes_between(connection, SINCE, UNTIL)))
@@ -98,7 +96,7 @@ def test_changes_shows_roles_and_findings_as_the_report_does(
     assert json.loads(result.out) == expected
     kinds = {row["change"] for row in expected}
     assert {"new-role", "new-finding"} <= kinds
-    text = run_cli(capsys, "--db", str(report_inventory), "changes", *period)
+    text = run_cli(capsys, "--db", report_database, "changes", *period)
     assert any(line.startswith("role gained ") for line in text.out.splitlines())
     assert any(line.startswith("new finding ") for line in text.out.splitlines())
 
@@ -112,9 +110,9 @@ def test_changes_shows_roles_and_findings_as_the_report_does(
     ],
 )
 def test_changes_refuses_bad_periods(
-    capsys: pytest.CaptureFixture[str], two_scans: Path, args: tuple[str, ...], expected: str
+    capsys: pytest.CaptureFixture[str], two_scans: str, args: tuple[str, ...], expected: str
 ) -> None:
-    result = run_cli(capsys, "--db", str(two_scans), "changes", *args)
+    result = run_cli(capsys, "--db", two_scans, "changes", *args)
     assert result.code == 2
     assert expected in result.err
     assert "Traceback" not in result.err

@@ -13,16 +13,16 @@ from tests.cli_helpers import run_cli
 from tests.data_paths import CONFORMANCE
 
 
-def _inventory(capsys: pytest.CaptureFixture[str], db: Path) -> dict[str, dict[str, str]]:
+def _inventory(capsys: pytest.CaptureFixture[str], db: str) -> dict[str, dict[str, str]]:
     """The inventory export as rows by address."""
-    out = run_cli(capsys, "--db", str(db), "export", "inventory").out
+    out = run_cli(capsys, "--db", db, "export", "inventory").out
     return {row["address"]: row for row in csv.DictReader(io.StringIO(out))}
 
 
-def test_conformance_captures_land_once(capsys: pytest.CaptureFixture[str], db_path: Path) -> None:
+def test_conformance_captures_land_once(capsys: pytest.CaptureFixture[str], database: str) -> None:
     captures = sorted(str(p) for p in CONFORMANCE.glob("*/trace.pcap"))
     assert len(captures) == 4
-    base = ("--db", str(db_path))
+    base = ("--db", database)
     first = run_cli(capsys, *base, "ingest", "pcap", *captures)
     assert first.code == 0, first.err
     before = run_cli(capsys, *base, "export", "smtp", "--format", "json").out
@@ -42,7 +42,7 @@ def test_conformance_captures_land_once(capsys: pytest.CaptureFixture[str], db_p
     socks = json.loads(run_cli(capsys, *base, "export", "socks", "--format", "json").out)
     assert {row["proxy"] for row in socks} >= {"192.168.0.1", "60.190.189.214"}
 
-    inventory = _inventory(capsys, db_path)
+    inventory = _inventory(capsys, database)
     assert "smtp-client" in inventory["10.10.1.4"]["roles"].split(";")
     assert "smtp-server" in inventory["74.53.140.153"]["roles"].split(";")
     assert "socks-proxy" in inventory["192.168.0.1"]["roles"].split(";")
@@ -51,26 +51,26 @@ def test_conformance_captures_land_once(capsys: pytest.CaptureFixture[str], db_p
 
 
 def test_capture_and_zeek_log_of_it_make_one_asset(
-    capsys: pytest.CaptureFixture[str], db_path: Path, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], database: str, tmp_path: Path
 ) -> None:
     case = CONFORMANCE / "smtp-basic"
     # Zeek's conformance logs mask their timestamps; give the log the capture's time.
     log = tmp_path / "smtp.log"
     text = (case / "smtp.log").read_text(encoding="utf-8")
     log.write_text(text.replace("XXXXXXXXXX.XXXXXX", "1254722769.614414"), encoding="utf-8")
-    base = ("--db", str(db_path))
+    base = ("--db", database)
     assert run_cli(capsys, *base, "ingest", "pcap", str(case / "trace.pcap")).code == 0
     zeek = run_cli(capsys, *base, "ingest", "zeek", str(log))
     assert zeek.code == 0, zeek.err
-    row = _inventory(capsys, db_path)["10.10.1.4"]
+    row = _inventory(capsys, database)["10.10.1.4"]
     assert row["sources"].split(";") == ["pcap", "zeek"]
     assert "smtp-client" in row["roles"].split(";")
 
 
 def test_damaged_capture_is_bad_input_and_keeps_what_was_stored(
-    capsys: pytest.CaptureFixture[str], db_path: Path, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], database: str, tmp_path: Path
 ) -> None:
-    base = ("--db", str(db_path))
+    base = ("--db", database)
     good = CONFORMANCE / "smtp-basic" / "trace.pcap"
     assert run_cli(capsys, *base, "ingest", "pcap", str(good)).code == 0
     stored = run_cli(capsys, *base, "export", "smtp").out

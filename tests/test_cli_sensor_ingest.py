@@ -31,12 +31,12 @@ SMTP_ROW = {
 
 
 def test_zeek_smtp_log_lands_once_and_is_exported(
-    capsys: pytest.CaptureFixture[str], db_path: Path, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], database: str, tmp_path: Path
 ) -> None:
     logs = tmp_path / "zeek" / "2026-11-23"
     logs.mkdir(parents=True)
     write_tsv(logs / "smtp.log", "smtp", [SMTP_ROW])
-    base = ("--db", str(db_path))
+    base = ("--db", database)
     first = run_cli(capsys, *base, "ingest", "zeek", str(tmp_path / "zeek"))
     assert first.code == 0, first.err
     again = run_cli(capsys, *base, "ingest", "zeek", str(tmp_path / "zeek"))
@@ -69,15 +69,15 @@ def test_zeek_smtp_log_lands_once_and_is_exported(
 
 
 def test_zeek_path_without_logs_is_bad_input(
-    capsys: pytest.CaptureFixture[str], db_path: Path, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], database: str, tmp_path: Path
 ) -> None:
-    result = run_cli(capsys, "--db", str(db_path), "ingest", "zeek", str(tmp_path))
+    result = run_cli(capsys, "--db", database, "ingest", "zeek", str(tmp_path))
     assert result.code == 2
     assert result.err.strip() == f"rolecall: no Zeek logs found in {tmp_path}"
 
 
 def test_firewall_smtp_denies_become_flows(
-    capsys: pytest.CaptureFixture[str], db_path: Path, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], database: str, tmp_path: Path
 ) -> None:
     log = tmp_path / "kern.log"
     line = (
@@ -86,11 +86,9 @@ def test_firewall_smtp_denies_become_flows(
         " DPT=25 WINDOW=64240 RES=0x00 SYN URGP=0\n"
     )
     log.write_text("".join(line.format(n=n) for n in range(3)) + "not a netfilter line\n")
-    result = run_cli(capsys, "--db", str(db_path), "ingest", "firewall", str(log))
+    result = run_cli(capsys, "--db", database, "ingest", "firewall", str(log))
     assert result.code == 0, result.err
-    flows = json.loads(
-        run_cli(capsys, "--db", str(db_path), "export", "flows", "--format", "json").out
-    )
+    flows = json.loads(run_cli(capsys, "--db", database, "export", "flows", "--format", "json").out)
     assert [
         (f["client"], f["server"], f["server_port"], f["connections"], f["answered"]) for f in flows
     ] == [("10.20.30.41", "203.0.113.5", 25, 3, False)]

@@ -71,7 +71,9 @@ def test_the_commented_list_examples_are_valid_when_uncommented() -> None:
     assert [entry.id for entry in config.schedule] == [
         "nightly-scan",
         "weekly-v6-scan",
+        "branch-east-scan",
         "sensor-drop",
+        "eth1-drop",
         "weekly-report",
     ]
     assert [group.name for group in config.groups][:2] == ["dmz", "office"]

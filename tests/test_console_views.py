@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
+from rolecall.inventory import host_search, host_view
+from rolecall.inventory.finding_pages import FindingQuery, finding_page
 from rolecall.inventory.store import Store
 from rolecall.orchestrator.config import load_config
 from rolecall.orchestrator.settings import derive_settings
@@ -45,20 +47,20 @@ class Console:
     """A served console over a built inventory, and the files the CLI reads the same from."""
 
     client: httpx.Client
-    db: Path
+    db: str
     config: Path
 
 
 @pytest.fixture(scope="module")
-def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+def console(tmp_path_factory: pytest.TempPathFactory, module_database: str) -> Iterator[Console]:
     """The report inventory, derived with the config's groups, and a console serving it."""
     folder = tmp_path_factory.mktemp("console-views")
     path = folder / "rolecall.toml"
     path.write_text(CONFIG, encoding="utf-8")
     config, _ = load_config(path)
-    db = folder / "inventory.db"
+    db = module_database
     build_inventory(db).close()
-    store = Store.open(str(db))
+    store = Store.open(db)
     try:
         # As the CLI would: derived with the config's settings, so neither derives again.
         store.derive(derive_settings(config))
@@ -270,3 +272,27 @@ def test_clusters_refuse_bad_expressions_and_fields(console: Console) -> None:
     assert refused(console, "/clusters", limit="0") == (
         "limit: '0' is not a whole number from 1 to 10000"
     )
+
+
+def test_host_and_finding_lists_sort_as_python_does(console: Console) -> None:
+    """Search, host page and findings pages: the same order on SQLite and PostgreSQL."""
+    store = Store.open(console.db)
+    try:
+        with store.read("read the host lists") as connection:
+            named = [(h.name, h.address) for h in host_search.by_hostname(connection, ".", 50).rows]
+            senders = host_search.by_subject(connection, "report", 50).rows
+            names = host_view.names(connection, "10.10.1.100", 50).rows
+            query = FindingQuery(status=None, sort="address", descending=False)
+            whole = finding_page(connection, query, 0, 1000)
+            pages = [finding_page(connection, query, start, 3).rows for start in (0, 3, 6)]
+    finally:
+        store.close()
+    assert len(named) > 1
+    assert named == sorted(named)
+    assert [(-c.count, c.value) for c in senders] == sorted((-c.count, c.value) for c in senders)
+    assert len(senders) > 1
+    assert [n.name for n in names] == sorted(n.name for n in names)
+    keys = [(f.address, f.rule) for f in whole.rows]
+    assert len(keys) > 9
+    assert keys == sorted(keys)
+    assert [f.id for page in pages for f in page] == [f.id for f in whole.rows[:9]]

@@ -1,4 +1,4 @@
-"""One daemon per inventory, and the CLI and the daemon writing the same SQLite file at once."""
+"""One daemon per inventory (SQLite and PostgreSQL), and two writers on one SQLite file at once."""
 
 from __future__ import annotations
 
@@ -12,14 +12,18 @@ from sqlalchemy import text
 from rolecall.inventory.errors import StoreError
 from rolecall.inventory.store import Store
 from rolecall.probes.records import Observation
+from tests.daemon_helpers import daemon, event_named, rolecall
+from tests.inventory_sql import is_postgres
+from tests.postgres_server import PostgresServer
 
 
-def test_the_lock_is_exclusive_and_released(db_path: Path) -> None:
-    first, second = Store.open(str(db_path)), Store.open(str(db_path))
+def test_the_lock_is_exclusive_and_released(database: str) -> None:
+    first, second = Store.open(database), Store.open(database)
+    holder = r"\(pid \d+\) " if not is_postgres(database) else ""
     try:
         with (
             first.daemon_lock(),
-            pytest.raises(StoreError, match=r"another rolecall daemon \(pid \d+\) already runs"),
+            pytest.raises(StoreError, match=rf"another rolecall daemon {holder}already runs"),
             second.daemon_lock(),
         ):
             pass
@@ -37,6 +41,48 @@ def test_memory_databases_cannot_host_a_daemon() -> None:
             pass
     finally:
         store.close()
+
+
+def _daemon_config(tmp_path: Path, database: str) -> Path:
+    """A config: the inventory, a JSON log file, one weekly job (never due in a test)."""
+    path = tmp_path / "rolecall.toml"
+    path.write_text(
+        f"""
+[database]
+url = "{database}"
+
+[daemon]
+log_file = "{tmp_path / "daemon.log"}"
+
+[[schedule]]
+id = "weekly"
+job = "report-email"
+cron = "0 7 * * MON"
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_one_daemon_per_postgres_inventory_and_a_killed_ones_lock_dies_with_it(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    url = postgres.create_database().replace("@", ":a-password@", 1)
+    config = ("--config", str(_daemon_config(tmp_path, url)))
+    with daemon(*config, cwd=tmp_path, log=tmp_path / "daemon.log") as first:
+        first.wait_for(event_named("daemon-start"))
+        second = rolecall(*config, "run", cwd=tmp_path)
+        assert second.returncode == 2
+        assert second.stderr.startswith("rolecall: another rolecall daemon already runs on")
+        assert second.stderr.count("\n") == 1
+        assert "a-password" not in second.stderr
+        first.proc.kill()  # SIGKILL: no clean-up; the server ends its session, and the lock
+        first.proc.wait(timeout=30)
+    (tmp_path / "daemon.log").unlink()
+    with daemon(*config, cwd=tmp_path, log=tmp_path / "daemon.log") as third:
+        third.wait_for(event_named("daemon-start"))
+        assert third.stop() == 0
+    postgres.drop_database(url)
 
 
 def _observations(address: str, count: int) -> list[Observation]:

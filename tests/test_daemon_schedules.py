@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tests.daemon_helpers import daemon, event_named, rolecall, smtp_receiver
+from tests.inventory_sql import execute, query
 
 RECEIVER = "127.0.122.122"
 
 
-def _config(tmp_path: Path, port: int) -> Path:
+def _config(tmp_path: Path, port: int, database: str) -> Path:
     """A config: the inventory, a JSON log file, the receiver as relay; no [[schedule]]."""
     path = tmp_path / "rolecall.toml"
     path.write_text(
         f"""
 [database]
-url = "{tmp_path / "inventory.db"}"
+url = "{database}"
 
 [daemon]
 log_file = "{tmp_path / "daemon.log"}"
@@ -35,20 +35,19 @@ keep_dir = "{tmp_path / "reports"}"
     return path
 
 
-def _next_run(tmp_path: Path, schedule_id: str) -> datetime:
+def _next_run(database: str, schedule_id: str) -> datetime:
     """The next run the schedule table holds for a schedule."""
-    with sqlite3.connect(tmp_path / "inventory.db") as conn:
-        (text,) = conn.execute(
-            "SELECT next_run FROM schedule WHERE id = ?", (schedule_id,)
-        ).fetchone()
-    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+    ((when,),) = query(database, "SELECT next_run FROM schedule WHERE id = :id", id=schedule_id)
+    if isinstance(when, datetime):
+        return when
+    return datetime.fromisoformat(when).replace(tzinfo=UTC)
 
 
 def test_a_missed_run_happens_on_start_and_table_changes_reach_the_running_daemon(
-    tmp_path: Path,
+    tmp_path: Path, database: str
 ) -> None:
     with smtp_receiver(RECEIVER) as (port, inbox):
-        base = ("--config", str(_config(tmp_path, port)))
+        base = ("--config", str(_config(tmp_path, port, database)))
         added = rolecall(
             *base, "schedule", "add", "report-email", "--every", "3600", "--id", "hourly",
             cwd=tmp_path,
@@ -56,23 +55,24 @@ def test_a_missed_run_happens_on_start_and_table_changes_reach_the_running_daemo
         assert added.returncode == 0, added.stderr
         # As if the daemon had been down when the run was due, an hour ago.
         due = datetime.now(UTC) - timedelta(hours=1)
-        with sqlite3.connect(tmp_path / "inventory.db") as conn:
-            conn.execute("UPDATE schedule SET next_run = ?", (due.strftime("%F %T.%f"),))
-            # A row written past the command line names no job rolecall has: it is refused.
-            conn.execute(
-                "INSERT INTO schedule (id, kind, arguments, cron, every, origin, created)"
-                " VALUES ('odd', 'os.system', '{}', '', 1, 'cli', '2026-12-01 00:00:00')"
-            )
+        execute(database, "UPDATE schedule SET next_run = :due", due=due)
+        # A row written past the command line names no job rolecall has: it is refused.
+        execute(
+            database,
+            "INSERT INTO schedule (id, kind, arguments, cron, every, origin, created)"
+            " VALUES ('odd', 'os.system', '{}', '', 1, 'cli', :created)",
+            created=datetime(2026, 12, 1, tzinfo=UTC),
+        )
 
         with daemon(*base, cwd=tmp_path, log=tmp_path / "daemon.log") as running:
             running.wait_for(event_named("job-ok", job="hourly"))
             refused = running.wait_for(event_named("schedule-refused", job="odd"))
             assert refused["error"] == "schedule odd: 'os.system' is not a kind of job"
             deadline = time.monotonic() + 10
-            while _next_run(tmp_path, "hourly") <= datetime.now(UTC):
+            while _next_run(database, "hourly") <= datetime.now(UTC):
                 assert time.monotonic() < deadline, "the next run was never written back"
                 time.sleep(0.1)
-            assert _next_run(tmp_path, "hourly") > due + timedelta(hours=1)
+            assert _next_run(database, "hourly") > due + timedelta(hours=1)
 
             added = rolecall(
                 *base, "schedule", "add", "report-email", "--every", "1", "--id", "often",

@@ -23,7 +23,7 @@ from tests.probe_helpers import web_server
 
 
 def test_a_web_server_sending_mail_is_unexpected_a_workstation_is_not(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, database: str
 ) -> None:
     with (
         web_server(at(30), 8080),
@@ -33,8 +33,8 @@ def test_a_web_server_sending_mail_is_unexpected_a_workstation_is_not(
         fetch_web(at(10), f"http://{at(30)}:8080")
         send_mail(at(30), relay[:2], ["victim@far.test"])
         send_mail(at(10), relay[:2], ["colleague@corp.test"])
-    ingest(capsys, db_path, None, pcap)
-    found = findings(capsys, db_path)
+    ingest(capsys, database, None, pcap)
+    found = findings(capsys, database)
     summary = found["unexpected-mail-client", at(30)]["summary"]
     assert "web-server" in summary
     assert found["unexpected-mail-client", at(30)]["evidence"][0].startswith("smtp:")
@@ -42,7 +42,7 @@ def test_a_web_server_sending_mail_is_unexpected_a_workstation_is_not(
 
 
 def test_group_policy_forbids_mail_or_limits_it_to_relays(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, database: str
 ) -> None:
     config = write_config(
         tmp_path,
@@ -67,15 +67,15 @@ mail_relays = ["127.0.120.5"]
         send_mail(at(40), relay[:2], ["admin@corp.test"])
         send_mail(at(41), other[:2], ["someone@corp.test"])
         send_mail(at(42), relay[:2], ["someone@corp.test"])
-    ingest(capsys, db_path, config, pcap)
-    found = findings(capsys, db_path, config)
+    ingest(capsys, database, config, pcap)
+    found = findings(capsys, database, config)
     assert "printers" in found["unexpected-mail-client", at(40)]["summary"]
     assert at(6) in found["unexpected-mail-client", at(41)]["summary"]
     assert ("unexpected-mail-client", at(42)) not in found
 
 
 def test_new_smtp_client_after_the_learning_period(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, database: str
 ) -> None:
     config = write_config(tmp_path, "[findings]\nnew_client_learning_days = 0.00001\n")
     with aiosmtpd_server(at(5)) as relay:
@@ -85,16 +85,16 @@ def test_new_smtp_client_after_the_learning_period(
         with capture(tmp_path, "second") as second:
             send_mail(at(10), relay[:2], ["a@corp.test"])
             send_mail(at(11), relay[:2], ["a@corp.test"])
-    ingest(capsys, db_path, config, first)
-    assert findings(capsys, db_path, config) == {}
-    ingest(capsys, db_path, config, second)
-    found = findings(capsys, db_path, config)
+    ingest(capsys, database, config, first)
+    assert findings(capsys, database, config) == {}
+    ingest(capsys, database, config, second)
+    found = findings(capsys, database, config)
     assert list(found) == [("new-smtp-client", at(11))]
     assert found["new-smtp-client", at(11)]["severity"] == "info"
 
 
 def test_acknowledged_findings_stay_acknowledged_and_stopped_evidence_resolves(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, database: str
 ) -> None:
     config = write_config(tmp_path, "[findings]\nresolve_after_hours = 0.0002\n")
     with aiosmtpd_server(at(5)) as relay:
@@ -105,18 +105,16 @@ def test_acknowledged_findings_stay_acknowledged_and_stopped_evidence_resolves(
         with capture(tmp_path, "later") as later:
             send_mail(at(10), relay[:2], ["a@corp.test"], mailer="Thunderbird 115")
             send_mail(at(11), relay[:2], ["a@corp.test"], mailer="Thunderbird 115")
-    ingest(capsys, db_path, config, bulk)
-    acked = cli(capsys, db_path, config, "findings", "ack", "mass-mailer-software", at(11))
+    ingest(capsys, database, config, bulk)
+    acked = cli(capsys, database, config, "findings", "ack", "mass-mailer-software", at(11))
     assert "acknowledged" in acked.out
-    missing = run_cli(
-        capsys, "--db", str(db_path), "findings", "ack", "mass-mailer-software", at(99)
-    )
+    missing = run_cli(capsys, "--db", database, "findings", "ack", "mass-mailer-software", at(99))
     assert missing.code == 2
     assert "no mass-mailer-software finding" in missing.err
-    ingest(capsys, db_path, config, later)
-    found = findings(capsys, db_path, config)
+    ingest(capsys, database, config, later)
+    found = findings(capsys, database, config)
     assert found["mass-mailer-software", at(10)]["status"] == "resolved"
     assert found["mass-mailer-software", at(11)]["status"] == "acknowledged"
-    text = cli(capsys, db_path, config, "findings", "list", "--status", "resolved").out
+    text = cli(capsys, database, config, "findings", "list", "--status", "resolved").out
     assert at(10) in text
     assert at(11) not in text

@@ -21,7 +21,7 @@ def _no_credentials_work(*_args: Any) -> AuthResult:
 
 
 def test_scan_raises_open_relay_plaintext_auth_anonymous_ftp_and_open_proxy(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, database: str
 ) -> None:
     closed_policy = RelayPolicy(local_domain="corp.test")
     refusing = {"auth_require_tls": False, "authenticator": _no_credentials_work}
@@ -34,8 +34,10 @@ def test_scan_raises_open_relay_plaintext_auth_anonymous_ftp_and_open_proxy(
         microsocks(at(53), 1080),
         microsocks(at(54), 1080, user="alice", password="secret"),
     ):
-        cli(capsys, db_path, None, "scan", "subnet", "127.0.120.48/29", "--ports", "1080,2121,2525")
-    found = findings(capsys, db_path)
+        cli(
+            capsys, database, None, "scan", "subnet", "127.0.120.48/29", "--ports", "1080,2121,2525"
+        )
+    found = findings(capsys, database)
     assert found["open-relay", at(49)]["severity"] == "high"
     assert ("open-relay", at(50)) not in found  # refused the relay test: not an open relay
     assert "before TLS" in found["plaintext-auth", at(50)]["summary"]
@@ -48,12 +50,12 @@ def test_scan_raises_open_relay_plaintext_auth_anonymous_ftp_and_open_proxy(
 
 
 def test_a_probed_finding_holds_between_scans_and_resolves_when_a_rescan_contradicts_it(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, database: str
 ) -> None:
     scan = ("scan", "subnet", f"{at(57)}/32", "--ports", "2525")
     with mail_server(at(57), 2525, RelayPolicy()) as relay:
-        cli(capsys, db_path, None, *scan)
-    assert findings(capsys, db_path)["open-relay", at(57)]["status"] == "open"
+        cli(capsys, database, None, *scan)
+    assert findings(capsys, database)["open-relay", at(57)]["status"] == "open"
     # Zeek sees mail delivered to the relay three days later: the host is seen again, but
     # no probe looked, so the open relay is still open (a weekly scan's finding holds).
     later = f"{time.time() + 3 * 86400:.6f}"
@@ -62,10 +64,10 @@ def test_a_probed_finding_holds_between_scans_and_resolves_when_a_rescan_contrad
     row |= {"orig_pkts": "5", "resp_pkts": "4", "orig_ip_bytes": "400", "resp_ip_bytes": "900"}
     row |= {"orig_bytes": "100", "resp_bytes": "600", "tunnel_parents": "(empty)"}
     log = write_tsv(tmp_path / "conn.log", "conn", [row])
-    cli(capsys, db_path, None, "ingest", "zeek", str(log))
-    assert findings(capsys, db_path)["open-relay", at(57)]["status"] == "open"
+    cli(capsys, database, None, "ingest", "zeek", str(log))
+    assert findings(capsys, database)["open-relay", at(57)]["status"] == "open"
     # The same server, now refusing foreign recipients, scanned again.
     with mail_server(at(57), 2525, RelayPolicy(local_domain="corp.test")) as fixed:
-        cli(capsys, db_path, None, *scan)
-    assert findings(capsys, db_path)["open-relay", at(57)]["status"] == "resolved"
+        cli(capsys, database, None, *scan)
+    assert findings(capsys, database)["open-relay", at(57)]["status"] == "resolved"
     assert "DATA" not in relay.log.commands + fixed.log.commands

@@ -24,7 +24,7 @@ def _curl(source: str, proxy: str, url: str, credentials: str = "") -> None:
 
 
 def test_proxy_relaying_without_credentials_is_open(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, database: str
 ) -> None:
     with (
         web_server(at(30), 8080),
@@ -34,8 +34,8 @@ def test_proxy_relaying_without_credentials_is_open(
     ):
         _curl(at(10), f"{at(7)}:1080", f"http://{at(30)}:8080/")
         _curl(at(11), f"{at(8)}:1080", f"http://{at(30)}:8080/", "alice:secret")
-    ingest(capsys, db_path, None, pcap)
-    found = findings(capsys, db_path)
+    ingest(capsys, database, None, pcap)
+    found = findings(capsys, database)
     summary = found["open-socks-proxy", at(7)]["summary"]
     assert at(10) in summary
     assert "without credentials" in summary
@@ -43,17 +43,17 @@ def test_proxy_relaying_without_credentials_is_open(
 
 
 def test_zeek_traces_open_proxy_and_password_proxy(
-    capsys: pytest.CaptureFixture[str], db_path: Path
+    capsys: pytest.CaptureFixture[str], database: str
 ) -> None:
-    ingest(capsys, db_path, None, CONFORMANCE / "socks-trace1" / "trace.pcap")
-    ingest(capsys, db_path, None, CONFORMANCE / "socks-auth" / "trace.pcap")
-    found = findings(capsys, db_path)
+    ingest(capsys, database, None, CONFORMANCE / "socks-trace1" / "trace.pcap")
+    ingest(capsys, database, None, CONFORMANCE / "socks-auth" / "trace.pcap")
+    found = findings(capsys, database)
     assert ("open-socks-proxy", "60.190.189.214") in found
     assert ("open-socks-proxy", "192.168.0.1") not in found  # it demanded a password
 
 
 def test_traffic_with_a_blocklisted_address(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, database: str
 ) -> None:
     drop = tmp_path / "drop.txt"
     drop.write_text(
@@ -76,27 +76,27 @@ def test_traffic_with_a_blocklisted_address(
             ["curl", "-sS", "--interface", at(11), "-o", "/dev/null", f"http://{at(31)}:8080/"],
             check=True,
         )
-    ingest(capsys, db_path, config, pcap)
-    found = findings(capsys, db_path, config)
+    ingest(capsys, database, config, pcap)
+    found = findings(capsys, database, config)
     assert at(66) in found["blocklisted-peer", at(10)]["summary"]
     assert ("blocklisted-peer", at(11)) not in found
     assert ("blocklisted-peer", at(66)) not in found
 
 
 def test_a_damaged_blocklist_is_bad_input_naming_file_and_line(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, database: str
 ) -> None:
     drop = tmp_path / "drop.txt"
     drop.write_text("10.0.0.0/8 ; SBL1\nnot-an-address ; SBL2\n")
     config = write_config(tmp_path, f'[findings]\nblocklists = ["{drop}"]\n')
-    result = run_cli(capsys, "--db", str(db_path), "--config", str(config), "findings", "list")
+    result = run_cli(capsys, "--db", database, "--config", str(config), "findings", "list")
     assert result.code == 2
     assert f"{drop}:2" in result.err
     assert "Traceback" not in result.err
 
 
 def test_socks_proxy_on_443_is_what_it_speaks_not_what_its_port_suggests(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, database: str
 ) -> None:
     """microsocks on 443, used in a capture, then probed: socks-proxy, never a web server.
 
@@ -109,12 +109,12 @@ def test_socks_proxy_on_443_is_what_it_speaks_not_what_its_port_suggests(
     with web_server(at(30), 8080), microsocks(proxy, 443):
         with capture(tmp_path, "socks443") as pcap:
             _curl(at(12), f"{proxy}:443", f"http://{at(30)}:8080/")
-        ingest(capsys, db_path, None, pcap)
-        captured = roles(capsys, db_path)[proxy]["roles"]
-        assert run_cli(capsys, "--db", str(db_path), *scan).code == 0
+        ingest(capsys, database, None, pcap)
+        captured = roles(capsys, database)[proxy]["roles"]
+        assert run_cli(capsys, "--db", database, *scan).code == 0
         assert run_cli(capsys, "--db", str(later), *scan).code == 0
     ingest(capsys, later, None, pcap)
-    probed = roles(capsys, db_path)[proxy]["roles"]
+    probed = roles(capsys, database)[proxy]["roles"]
     probed_first = roles(capsys, later)[proxy]["roles"]
     for held in (captured, probed, probed_first):
         assert "socks-proxy" in held
@@ -130,19 +130,19 @@ def _greet_socks5(source: str, proxy: str, port: int) -> None:
 
 
 def test_roles_a_port_number_gave_are_withdrawn_once_a_probe_hears_socks(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, database: str
 ) -> None:
     """Flows to 443 first (web-server, https-server), then the probe hears SOCKS: withdrawn."""
     proxy = at(41)
     with microsocks(proxy, 443):
         with capture(tmp_path, "greeting443") as pcap:
             _greet_socks5(at(13), proxy, 443)
-        ingest(capsys, db_path, None, pcap)
-        guessed = set(roles(capsys, db_path)[proxy]["roles"])
+        ingest(capsys, database, None, pcap)
+        guessed = set(roles(capsys, database)[proxy]["roles"])
         scan = ("scan", "subnet", f"{proxy}/32", "--ports", "443")
-        assert run_cli(capsys, "--db", str(db_path), *scan).code == 0
+        assert run_cli(capsys, "--db", database, *scan).code == 0
     assert {"https-server", "web-server"} <= guessed
-    held = set(roles(capsys, db_path)[proxy]["roles"])
+    held = set(roles(capsys, database)[proxy]["roles"])
     assert {"socks-proxy", "socks5"} <= held
     assert not {"https-server", "web-server"} & held
 

@@ -40,16 +40,16 @@ roles = ["smtp-client"]
 def test_static_and_dynamic_groups_in_the_inventory_export(
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
-    db_path: Path,
+    database: str,
     listeners: Callable[[str, int], Listener],
 ) -> None:
     config = write_config(tmp_path, GROUPS)
     for host, ports in ((81, (25, 80)), (82, (25, 80)), (83, (80,))):
         for port in ports:
             listeners(at(host), port)
-    cli(capsys, db_path, config, "scan", "subnet", "127.0.120.80/29", "--ports", "25,80")
-    ingest(capsys, db_path, config, CONFORMANCE / "smtp-basic" / "trace.pcap")
-    inventory = roles(capsys, db_path, config)
+    cli(capsys, database, config, "scan", "subnet", "127.0.120.80/29", "--ports", "25,80")
+    ingest(capsys, database, config, CONFORMANCE / "smtp-basic" / "trace.pcap")
+    inventory = roles(capsys, database, config)
     assert inventory[at(81)]["groups"] == ["dmz", "mail-and-web"]
     assert inventory[at(82)]["groups"] == ["lab", "mail-and-web"]
     assert inventory[at(83)]["groups"] == ["lab"]
@@ -58,7 +58,7 @@ def test_static_and_dynamic_groups_in_the_inventory_export(
 
 
 def test_mail_clients_per_group_with_their_hosts(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, database: str
 ) -> None:
     config = write_config(
         tmp_path,
@@ -68,8 +68,8 @@ def test_mail_clients_per_group_with_their_hosts(
     with aiosmtpd_server(at(5)) as relay, capture(tmp_path, "office") as pcap:
         for host in (10, 11, 12, 20):
             send_mail(at(host), relay[:2], ["x@corp.test"])
-    ingest(capsys, db_path, config, pcap, CONFORMANCE / "smtp-basic" / "trace.pcap")
-    out = cli(capsys, db_path, config, "groups", "mail-clients", "--format", "json").out
+    ingest(capsys, database, config, pcap, CONFORMANCE / "smtp-basic" / "trace.pcap")
+    out = cli(capsys, database, config, "groups", "mail-clients", "--format", "json").out
     groups = {row["group"]: row for row in json.loads(out)}
     assert groups["office"] == {
         "group": "office",
@@ -78,7 +78,7 @@ def test_mail_clients_per_group_with_their_hosts(
     }
     assert groups["servers"]["addresses"] == [at(20)]
     assert groups["ungrouped"]["addresses"] == ["10.10.1.4", "192.168.133.100"]
-    text = cli(capsys, db_path, config, "groups", "mail-clients").out
+    text = cli(capsys, database, config, "groups", "mail-clients").out
     assert f"office: 3 ({at(10)} {at(11)} {at(12)})" in text
 
 
@@ -92,9 +92,9 @@ def test_mail_clients_per_group_with_their_hosts(
     ],
 )
 def test_bad_group_config_is_bad_input(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path, body: str, message: str
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, database: str, body: str, message: str
 ) -> None:
     config = write_config(tmp_path, "[[groups]]\n" + body)
-    result = run_cli(capsys, "--db", str(db_path), "--config", str(config), "findings", "list")
+    result = run_cli(capsys, "--db", database, "--config", str(config), "findings", "list")
     assert result.code == 2
     assert message in result.err

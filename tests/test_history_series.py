@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from rolecall.inventory.store import Store
 from tests.cli_helpers import run_cli
 from tests.data_paths import CONFORMANCE
 from tests.findings_helpers import cli, findings, write_config
+from tests.inventory_sql import query
 from tests.zeek_helpers import write_tsv
 
 START = datetime(2026, 10, 1, 9, 0, tzinfo=UTC)
@@ -55,17 +55,17 @@ BASELINE = [3, 4, 3, 4, 5, 3, 4, 3, 4, 4, 3, 5, 4, 3]
 
 
 def test_a_surge_of_smtp_clients_is_explained_against_its_baseline(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, database: str
 ) -> None:
     config = write_config(tmp_path, CONFIG)
-    cli(capsys, db_path, config, "ingest", "zeek", str(_zeek_days(tmp_path, [*BASELINE, 20])))
-    found = findings(capsys, db_path, config)
+    cli(capsys, database, config, "ingest", "zeek", str(_zeek_days(tmp_path, [*BASELINE, 20])))
+    found = findings(capsys, database, config)
     surge = found["smtp-client-surge", "*"]
     day = (START + timedelta(days=len(BASELINE))).date()
     assert surge["summary"].startswith(f"20 distinct SMTP clients network-wide on {day}")
     assert "baseline median of 4 (MAD 1) over the previous 14 days; more than 8" in surge["summary"]
     assert ("smtp-client-surge", "group:office") in found
-    store = Store.open(str(db_path))
+    store = Store.open(database)
     with store.read("read rows") as connection:
         points = daily_points(connection, "smtp_clients", 20, day + timedelta(days=2))
         office = daily_points(connection, "smtp_clients", 3, day, group="office")
@@ -82,14 +82,14 @@ def test_a_surge_of_smtp_clients_is_explained_against_its_baseline(
 
 
 def test_an_ordinary_day_raises_no_surge(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, database: str
 ) -> None:
-    cli(capsys, db_path, None, "ingest", "zeek", str(_zeek_days(tmp_path, [*BASELINE, 6])))
-    assert not [key for key in findings(capsys, db_path) if key[0] == "smtp-client-surge"]
+    cli(capsys, database, None, "ingest", "zeek", str(_zeek_days(tmp_path, [*BASELINE, 6])))
+    assert not [key for key in findings(capsys, database) if key[0] == "smtp-client-surge"]
 
 
 def test_firewall_denies_per_day_and_retention(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, database: str
 ) -> None:
     config = write_config(tmp_path, CONFIG + "[history]\nretention_days = 10\n")
     log = tmp_path / "kern.log"
@@ -106,13 +106,13 @@ def test_firewall_denies_per_day_and_retention(
             for n in range(count)
         )
     )
-    cli(capsys, db_path, config, "ingest", "firewall", str(log))
-    cli(capsys, db_path, config, "ingest", "zeek", str(_zeek_days(tmp_path, BASELINE)))
+    cli(capsys, database, config, "ingest", "firewall", str(log))
+    cli(capsys, database, config, "ingest", "zeek", str(_zeek_days(tmp_path, BASELINE)))
     later = tmp_path / "kern.2.log"
     later.write_text(line.format(stamp="2026-11-03T03:00:00+0000", host=8, n=0))
-    cli(capsys, db_path, config, "ingest", "firewall", str(later))
-    cli(capsys, db_path, config, "findings", "derive")
-    store = Store.open(str(db_path))
+    cli(capsys, database, config, "ingest", "firewall", str(later))
+    cli(capsys, database, config, "findings", "derive")
+    store = Store.open(database)
     with store.read("read rows") as connection:
         denies = daily_points(connection, "fw_smtp_denies", 3, date(2026, 11, 3))
         office = daily_points(connection, "fw_smtp_denies", 3, date(2026, 11, 3), "office")
@@ -124,7 +124,7 @@ def test_firewall_denies_per_day_and_retention(
     assert [p.value for p in clients][:10] == [0] * 10
 
 
-def _tables(db: Path) -> dict[str, list[tuple[object, ...]]]:
+def _tables(db: str) -> dict[str, list[tuple[object, ...]]]:
     """The derived tables' contents, without row ids."""
     queries = {
         "role": "SELECT address, role, source, evidence, first_seen, last_seen FROM role",
@@ -133,34 +133,33 @@ def _tables(db: Path) -> dict[str, list[tuple[object, ...]]]:
         "asset_group": "SELECT address, name FROM asset_group",
         "daily_metric": "SELECT metric, grp, day, value FROM daily_metric",
     }
-    with sqlite3.connect(db) as conn:
-        return {name: sorted(conn.execute(sql).fetchall()) for name, sql in queries.items()}
+    return {name: sorted(query(db, sql)) for name, sql in queries.items()}
 
 
 def test_incremental_derivation_equals_a_full_one_and_is_idempotent(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, database: str
 ) -> None:
     config = write_config(tmp_path, CONFIG)
     root = _zeek_days(tmp_path, [*BASELINE, 20])
     for part in sorted(root.iterdir()):
-        cli(capsys, db_path, config, "ingest", "zeek", str(part))
+        cli(capsys, database, config, "ingest", "zeek", str(part))
     for case in ("smtp-basic", "socks-trace1", "socks-auth"):
-        cli(capsys, db_path, config, "ingest", "pcap", str(CONFORMANCE / case / "trace.pcap"))
-    cli(capsys, db_path, config, "findings", "derive")
-    incremental = _tables(db_path)
-    cli(capsys, db_path, config, "findings", "derive")
-    assert _tables(db_path) == incremental
-    assert "full" in cli(capsys, db_path, config, "findings", "derive", "--full").out
-    assert _tables(db_path) == incremental
+        cli(capsys, database, config, "ingest", "pcap", str(CONFORMANCE / case / "trace.pcap"))
+    cli(capsys, database, config, "findings", "derive")
+    incremental = _tables(database)
+    cli(capsys, database, config, "findings", "derive")
+    assert _tables(database) == incremental
+    assert "full" in cli(capsys, database, config, "findings", "derive", "--full").out
+    assert _tables(database) == incremental
     assert incremental["finding"]
     assert incremental["asset_group"]
 
 
 def test_what_changed_between_two_points_in_time(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, database: str
 ) -> None:
-    cli(capsys, db_path, None, "ingest", "zeek", str(_zeek_days(tmp_path, [*BASELINE, 20])))
-    store = Store.open(str(db_path))
+    cli(capsys, database, None, "ingest", "zeek", str(_zeek_days(tmp_path, [*BASELINE, 20])))
+    store = Store.open(database)
     surge_day = START + timedelta(days=len(BASELINE))
     since = surge_day.replace(hour=0)
     with store.read("read rows") as connection:
@@ -178,12 +177,12 @@ def test_what_changed_between_two_points_in_time(
 
 
 def test_history_show_prints_each_day_with_its_band(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, database: str
 ) -> None:
-    cli(capsys, db_path, None, "ingest", "zeek", str(_zeek_days(tmp_path, [*BASELINE, 20])))
+    cli(capsys, database, None, "ingest", "zeek", str(_zeek_days(tmp_path, [*BASELINE, 20])))
     day = (START + timedelta(days=len(BASELINE))).date()
     args = ("history", "show", "smtp_clients", "--days", "2", "--until", day.isoformat())
-    lines = cli(capsys, db_path, None, *args).out.splitlines()
+    lines = cli(capsys, database, None, *args).out.splitlines()
     assert lines[0].split() == ["day", "value", "median", "MAD", "low", "high", "threshold"]
     assert lines[1].split() == [f"{day - timedelta(days=1)}", "3", "4", "1", "0.0", "8.4", "9"]
     assert lines[2].split() == [f"{day}", "20", "4", "1", "0.0", "8.4", "9", "surge"]
@@ -191,12 +190,12 @@ def test_history_show_prints_each_day_with_its_band(
         "baseline: median and MAD of the previous 28 days (once there are 7)"
     )
     assert lines[4].startswith("threshold: the least value above the band and at least 3 over")
-    bad = run_cli(capsys, "--db", str(db_path), "history", "show", "spam")
+    bad = run_cli(capsys, "--db", database, "history", "show", "spam")
     assert bad.code == 2
 
 
 def test_a_role_that_stopped_while_its_host_went_on_is_lost(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, database: str
 ) -> None:
     """10.2.0.9 answered on port 80 on day 1 only, and was still browsing on day 5."""
 
@@ -210,9 +209,14 @@ def test_a_role_that_stopped_while_its_host_went_on_is_lost(
     day5 = START + timedelta(days=4)
     rows = [conn("10.2.0.1", "10.2.0.9", START), conn("10.2.0.9", "198.51.100.80", day5)]
     cli(
-        capsys, db_path, None, "ingest", "zeek", str(write_tsv(tmp_path / "conn.log", "conn", rows))
+        capsys,
+        database,
+        None,
+        "ingest",
+        "zeek",
+        str(write_tsv(tmp_path / "conn.log", "conn", rows)),
     )
-    store = Store.open(str(db_path))
+    store = Store.open(database)
     since = day5.replace(hour=0)
     with store.read("read rows") as connection:
         changes = changes_between(connection, since, since + timedelta(days=1))
@@ -236,7 +240,7 @@ def _conn_row(client: str, server: str, port: int, n: int) -> dict[str, str]:
 
 
 def test_smtp_connections_count_every_port_smtp_was_seen_on(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, database: str
 ) -> None:
     folder = tmp_path / "zeek"
     folder.mkdir()
@@ -247,8 +251,8 @@ def test_smtp_connections_count_every_port_smtp_was_seen_on(
     # The same server's other port, where no SMTP was seen, is not mail.
     conns += [_conn_row("10.1.0.1", "10.9.0.25", 2526, n) for n in range(3, 6)]
     write_tsv(folder / "conn.log", "conn", conns)
-    cli(capsys, db_path, None, "ingest", "zeek", str(folder))
-    store = Store.open(str(db_path))
+    cli(capsys, database, None, "ingest", "zeek", str(folder))
+    store = Store.open(database)
     with store.read("read rows") as connection:
         points = daily_points(connection, "smtp_connections", 1, START.date())
     store.close()

@@ -68,6 +68,7 @@ def test_the_wheel_holds_only_the_rolecall_package(wheel: Path) -> None:
         "rolecall/reports/templates/report.html.j2",
         "rolecall/orchestrator/demo/data/demo.pcap",
         "rolecall/inventory/rules/open_relay.py",
+        "rolecall/cluster/app.py",
     ):
         assert data in names, data
 

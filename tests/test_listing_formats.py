@@ -9,12 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from rolecall.inventory.store import Store
 from rolecall.orchestrator.cli.app import main
-from rolecall.probes.records import SmtpTransaction
+from rolecall.probes.records import HostName, Service, SmtpTransaction
 from tests.cli_helpers import run_cli
+from tests.postgres_server import PostgresServer
 from tests.report_helpers import UNTIL, build_inventory
 
 UNTIL_DAY = (UNTIL.date()).isoformat()
@@ -31,32 +33,32 @@ TIME_KEYS = frozenset({"first_seen", "last_seen", "started", "ended", "next_run"
 
 
 @pytest.fixture(scope="module")
-def inventory(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def inventory(tmp_path_factory: pytest.TempPathFactory, module_database: str) -> str:
     """A derived inventory with findings, groups, 90 days of mail, runs and two schedules."""
     folder = tmp_path_factory.mktemp("listings")
-    db = folder / "inventory.db"
+    db = module_database
     store = build_inventory(db)
     with store.writer() as writer:
         # Mail without a user agent: its cluster's value is "", never " (1)".
         writer.add(SmtpTransaction(UNTIL, "10.10.1.200", 41000, "203.0.113.25", 25, "pcap"))
     store.close()
-    weekly = ["--db", str(db), "-q", "schedule", "add", "report-email", "--id", "weekly"]
+    weekly = ["--db", db, "-q", "schedule", "add", "report-email", "--id", "weekly"]
     assert main([*weekly, "--to", "soc@example.org"]) == 0
     drop = folder / "drop"
     drop.mkdir()
-    watch = ["--db", str(db), "-q", "schedule", "add", "ingest", "--watch", str(drop)]
+    watch = ["--db", db, "-q", "schedule", "add", "ingest", "--watch", str(drop)]
     assert main([*watch, "--every", "300", "--id", "drop"]) == 0
     return db
 
 
-def _listing(capsys: pytest.CaptureFixture[str], db: Path, args: tuple[str, ...], fmt: str) -> str:
+def _listing(capsys: pytest.CaptureFixture[str], db: str, args: tuple[str, ...], fmt: str) -> str:
     """What `rolecall ARGS --format FMT` prints, asserting it succeeded."""
-    result = run_cli(capsys, "--db", str(db), *args, "--format", fmt)
+    result = run_cli(capsys, "--db", db, *args, "--format", fmt)
     assert result.code == 0, result.err
     return result.out
 
 
-def _json(capsys: pytest.CaptureFixture[str], db: Path, name: str) -> list[dict[str, Any]]:
+def _json(capsys: pytest.CaptureFixture[str], db: str, name: str) -> list[dict[str, Any]]:
     """A listing's --format json document, checked to be one array of objects."""
     document = json.loads(_listing(capsys, db, LISTINGS[name], "json"))
     assert isinstance(document, list)
@@ -79,7 +81,7 @@ def _times(value: Any, key: str = "") -> Iterator[tuple[str, Any]]:
 
 @pytest.mark.parametrize("name", sorted(LISTINGS))
 def test_json_is_one_document_and_jsonl_the_same_rows_one_per_line(
-    capsys: pytest.CaptureFixture[str], inventory: Path, name: str
+    capsys: pytest.CaptureFixture[str], inventory: str, name: str
 ) -> None:
     document = _json(capsys, inventory, name)
     lines = _listing(capsys, inventory, LISTINGS[name], "jsonl").splitlines()
@@ -89,7 +91,7 @@ def test_json_is_one_document_and_jsonl_the_same_rows_one_per_line(
 
 
 def test_findings_keep_evidence_as_a_list_in_the_listing_and_the_export(
-    capsys: pytest.CaptureFixture[str], inventory: Path
+    capsys: pytest.CaptureFixture[str], inventory: str
 ) -> None:
     listed = _json(capsys, inventory, "findings")
     exported = [
@@ -107,7 +109,7 @@ def test_findings_keep_evidence_as_a_list_in_the_listing_and_the_export(
         assert TIME.match(row["last_seen"])
 
 
-def test_groups_count_hosts_as_numbers(capsys: pytest.CaptureFixture[str], inventory: Path) -> None:
+def test_groups_count_hosts_as_numbers(capsys: pytest.CaptureFixture[str], inventory: str) -> None:
     for row in _json(capsys, inventory, "groups"):
         assert isinstance(row["group"], str)
         assert isinstance(row["count"], int)
@@ -116,7 +118,7 @@ def test_groups_count_hosts_as_numbers(capsys: pytest.CaptureFixture[str], inven
 
 
 def test_history_gives_each_day_its_baseline_and_threshold(
-    capsys: pytest.CaptureFixture[str], inventory: Path
+    capsys: pytest.CaptureFixture[str], inventory: str
 ) -> None:
     days = _json(capsys, inventory, "history")
     assert len(days) == 30
@@ -132,7 +134,7 @@ def test_history_gives_each_day_its_baseline_and_threshold(
         assert isinstance(day["threshold"], int)
         assert day["threshold"] >= day["median"] + 3
         assert day["surge"] is (day["value"] >= day["threshold"])
-    text = run_cli(capsys, "--db", str(inventory), *LISTINGS["history"]).out.splitlines()
+    text = run_cli(capsys, "--db", inventory, *LISTINGS["history"]).out.splitlines()
     assert text[0].split() == ["day", "value", "median", "MAD", "low", "high", "threshold"]
     last = days[-1]
     shown = [last["day"], str(last["value"]), f"{last['median']:g}", f"{last['mad']:g}"]
@@ -141,21 +143,21 @@ def test_history_gives_each_day_its_baseline_and_threshold(
 
 
 def test_history_uses_the_configured_surge_settings(
-    capsys: pytest.CaptureFixture[str], inventory: Path, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], inventory: str, tmp_path: Path
 ) -> None:
     config = tmp_path / "rolecall.toml"
     config.write_text("[history]\nsurge_min_increase = 50\n", encoding="utf-8")
     args = ("--config", str(config), *LISTINGS["history"], "--format", "json")
-    result = run_cli(capsys, "--db", str(inventory), *args)
+    result = run_cli(capsys, "--db", inventory, *args)
     assert result.code == 0, result.err
     for day in json.loads(result.out):
         assert day["threshold"] == math.ceil(day["median"] + 50)
-    text = run_cli(capsys, "--db", str(inventory), "--config", str(config), *LISTINGS["history"])
+    text = run_cli(capsys, "--db", inventory, "--config", str(config), *LISTINGS["history"])
     assert "at least 50 over the median" in text.out
 
 
 def test_history_before_enough_days_has_no_baseline_and_says_so(
-    capsys: pytest.CaptureFixture[str], inventory: Path
+    capsys: pytest.CaptureFixture[str], inventory: str
 ) -> None:
     early = ("history", "show", "smtp_clients", "--days", "3", "--until", "2025-12-03")
     days = json.loads(_listing(capsys, inventory, early, "json"))
@@ -163,13 +165,13 @@ def test_history_before_enough_days_has_no_baseline_and_says_so(
     for day in days:
         assert (day["median"], day["threshold"], day["surge"]) == (None, None, False)
         assert day["baseline_days"] == 0
-    text = run_cli(capsys, "--db", str(inventory), *early).out.splitlines()
+    text = run_cli(capsys, "--db", inventory, *early).out.splitlines()
     assert text[3].split() == ["2025-12-03", "1", "-", "-", "-", "-", "-"]
     assert "once there are 7" in text[4]
 
 
 def test_mail_clusters_count_messages_as_numbers(
-    capsys: pytest.CaptureFixture[str], inventory: Path
+    capsys: pytest.CaptureFixture[str], inventory: str
 ) -> None:
     clusters = _json(capsys, inventory, "mail")
     for cluster in clusters:
@@ -191,7 +193,7 @@ def test_mail_clusters_count_messages_as_numbers(
 
 
 def test_schedules_list_their_timing_and_arguments_typed(
-    capsys: pytest.CaptureFixture[str], inventory: Path
+    capsys: pytest.CaptureFixture[str], inventory: str
 ) -> None:
     schedules = {row["id"]: row for row in _json(capsys, inventory, "schedules")}
     assert set(schedules) == {"weekly", "drop"}
@@ -206,12 +208,12 @@ def test_schedules_list_their_timing_and_arguments_typed(
     )
     assert isinstance(drop["arguments"]["watch"], str)
     assert TIME.match(weekly["next_run"])
-    text = run_cli(capsys, "--db", str(inventory), "schedule", "list").out
+    text = run_cli(capsys, "--db", inventory, "schedule", "list").out
     assert f"\t{weekly['next_run']}\t" in text
 
 
 def test_runs_list_what_ran_with_numbers_and_one_time_precision(
-    capsys: pytest.CaptureFixture[str], inventory: Path
+    capsys: pytest.CaptureFixture[str], inventory: str
 ) -> None:
     runs = _json(capsys, inventory, "runs")
     assert [run["id"] for run in runs] == list(range(1, len(runs) + 1))
@@ -222,7 +224,7 @@ def test_runs_list_what_ran_with_numbers_and_one_time_precision(
         assert all(isinstance(count, int) for count in run["counts"].values())
     exported = json.loads(_listing(capsys, inventory, ("export", "runs"), "json"))
     assert exported == runs
-    text = run_cli(capsys, "--db", str(inventory), "runs").out.splitlines()
+    text = run_cli(capsys, "--db", inventory, "runs").out.splitlines()
     assert text[0] == "id\tkind\tstatus\tstarted\tended\ttarget\tcounts\terror"
     first = text[1].split("\t")
     assert first[:5] == ["1", "ingest pcap", "ok", runs[0]["started"], runs[0]["ended"]]
@@ -230,10 +232,58 @@ def test_runs_list_what_ran_with_numbers_and_one_time_precision(
 
 
 def test_an_empty_listing_is_an_empty_document(
-    capsys: pytest.CaptureFixture[str], db_path: Path
+    capsys: pytest.CaptureFixture[str], database: str
 ) -> None:
-    Store.open(str(db_path)).close()
+    Store.open(database).close()
     for args in (("runs",), ("schedule", "list"), ("findings", "list")):
-        assert json.loads(_listing(capsys, db_path, args, "json")) == []
-        assert _listing(capsys, db_path, args, "jsonl") == ""
-    assert run_cli(capsys, "--db", str(db_path), "runs").out == "no runs\n"
+        assert json.loads(_listing(capsys, database, args, "json")) == []
+        assert _listing(capsys, database, args, "jsonl") == ""
+    assert run_cli(capsys, "--db", database, "runs").out == "no runs\n"
+
+
+# Sorted by code point, "2001:db8::10" comes first ("0" < ":"); a language's collation
+# (ICU "en" here) puts "2001:db8::1:2" first, as it puts "a" before "B".
+ICU_ORDERED = ("2001:db8::1:2", "2001:db8::10")
+
+
+@pytest.fixture
+def icu_database(postgres: PostgresServer) -> Iterator[str]:
+    """A PostgreSQL database created with ICU's English collation (not "C")."""
+    name = "icu_" + str(id(postgres))
+    with psycopg.connect(
+        host="127.0.0.1", port=postgres.port, user=postgres.user, autocommit=True
+    ) as admin:
+        admin.execute(
+            f"CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en'"
+            " LOCALE 'C.UTF-8'"
+        )
+    url = postgres.url(name)
+    yield url
+    postgres.drop_database(url)
+
+
+def test_text_sorts_by_code_point_whatever_the_databases_collation(
+    capsys: pytest.CaptureFixture[str], icu_database: str
+) -> None:
+    store = Store.open(icu_database)
+    with store.read("compare") as connection:
+        first, second = ICU_ORDERED
+        collated = f"SELECT '{first}' < '{second}'"
+        assert connection.exec_driver_sql(collated).scalar_one() is True
+    with store.writer() as writer:
+        for address in ICU_ORDERED:
+            writer.add(HostName(address, f"Host-{address[-2:]}.example", "dns", UNTIL))
+            writer.add(Service(address, 25, "tcp", "probe", UNTIL, "smtp"))
+    store.close()
+    exported = json.loads(
+        run_cli(capsys, "--db", icu_database, "export", "inventory", "--format", "json").out
+    )
+    # The export merges per-table streams sorted by the database: one collation or
+    # another, a host's names and ports must not go missing.
+    assert [row["address"] for row in exported] == sorted(ICU_ORDERED)
+    assert [row["hostnames"] for row in exported] == [["Host-10.example"], ["Host-:2.example"]]
+    assert all(row["open_ports"] == ["25/tcp"] for row in exported)
+    services = json.loads(
+        run_cli(capsys, "--db", icu_database, "export", "services", "--format", "json").out
+    )
+    assert [row["address"] for row in services] == sorted(ICU_ORDERED)

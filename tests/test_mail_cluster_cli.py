@@ -46,21 +46,20 @@ def _mail() -> list[SmtpTransaction]:
 
 
 @pytest.fixture(scope="module")
-def inventory(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def inventory(module_database: str) -> str:
     """The conformance captures plus outside senders' mail."""
-    db = tmp_path_factory.mktemp("cluster") / "inventory.db"
-    assert set(ingest_conformance(db)) == {0}
-    store = Store.open(str(db))
+    assert set(ingest_conformance(module_database)) == {0}
+    store = Store.open(module_database)
     with store.writer() as writer:
         writer.add_all(_mail())
     store.close()
-    return db
+    return module_database
 
 
 def test_subject_on_rcpt_lists_each_subject_with_its_recipients(
-    capsys: pytest.CaptureFixture[str], inventory: Path
+    capsys: pytest.CaptureFixture[str], inventory: str
 ) -> None:
-    result = run_cli(capsys, "--db", str(inventory), "mail", "cluster", "subject", "--on", "rcpt")
+    result = run_cli(capsys, "--db", inventory, "mail", "cluster", "subject", "--on", "rcpt")
     assert result.code == 0, result.err
     lines = result.out.splitlines()
     assert lines[0].split()[:2] == ["subject", "messages"]
@@ -77,12 +76,12 @@ def test_subject_on_rcpt_lists_each_subject_with_its_recipients(
 
 
 def test_where_filters_out_countries_and_local_senders(
-    capsys: pytest.CaptureFixture[str], inventory: Path
+    capsys: pytest.CaptureFixture[str], inventory: str
 ) -> None:
     result = run_cli(
         capsys,
         "--db",
-        str(inventory),
+        inventory,
         "mail",
         "cluster",
         "src_country",
@@ -102,12 +101,12 @@ def test_where_filters_out_countries_and_local_senders(
 
 
 def test_which_network_sends_ninety_percent_is_one_command(
-    capsys: pytest.CaptureFixture[str], inventory: Path
+    capsys: pytest.CaptureFixture[str], inventory: str
 ) -> None:
     result = run_cli(
         capsys,
         "--db",
-        str(inventory),
+        inventory,
         "mail",
         "cluster",
         "src_org",
@@ -146,7 +145,7 @@ def _mmdb(path: Path) -> Path:
 
 
 def test_user_maxmind_database_gives_asn_org_and_prefix(
-    capsys: pytest.CaptureFixture[str], inventory: Path, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], inventory: str, tmp_path: Path
 ) -> None:
     database = _mmdb(tmp_path / "geo.mmdb")
     config = tmp_path / "rolecall.toml"
@@ -156,7 +155,7 @@ def test_user_maxmind_database_gives_asn_org_and_prefix(
         "--config",
         str(config),
         "--db",
-        str(inventory),
+        inventory,
         "mail",
         "cluster",
         "src_asn",
@@ -193,9 +192,9 @@ def test_user_maxmind_database_gives_asn_org_and_prefix(
     ],
 )
 def test_bad_expression_or_field_is_exit_2_with_one_sentence(
-    capsys: pytest.CaptureFixture[str], inventory: Path, args: tuple[str, ...], says: str
+    capsys: pytest.CaptureFixture[str], inventory: str, args: tuple[str, ...], says: str
 ) -> None:
-    result = run_cli(capsys, "--db", str(inventory), "mail", "cluster", *args)
+    result = run_cli(capsys, "--db", inventory, "mail", "cluster", *args)
     assert result.code == 2
     assert says in result.err
     assert result.err.count("\n") == 1
@@ -203,7 +202,7 @@ def test_bad_expression_or_field_is_exit_2_with_one_sentence(
 
 
 def test_unreadable_geo_database_is_exit_2(
-    capsys: pytest.CaptureFixture[str], inventory: Path, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], inventory: str, tmp_path: Path
 ) -> None:
     broken = tmp_path / "broken.mmdb"
     broken.write_bytes(b"not a maxmind database")
@@ -214,7 +213,7 @@ def test_unreadable_geo_database_is_exit_2(
         "--config",
         str(config),
         "--db",
-        str(inventory),
+        inventory,
         "mail",
         "cluster",
         "src_org",

@@ -20,10 +20,9 @@ FORMULA = '=HYPERLINK("http://evil.example","x")'
 
 
 @pytest.fixture(scope="module")
-def inventory(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def inventory(module_database: str) -> str:
     """A derived inventory whose mail includes a formula-shaped sender host name."""
-    db = tmp_path_factory.mktemp("tables") / "inventory.db"
-    store = build_inventory(db)
+    store = build_inventory(module_database)
     with store.writer() as writer:
         writer.add(
             SmtpTransaction(
@@ -38,17 +37,17 @@ def inventory(tmp_path_factory: pytest.TempPathFactory) -> Path:
         )
     store.derive()
     store.close()
-    return db
+    return module_database
 
 
 def test_csv_has_bom_and_neutralised_formulas(
-    capsys: pytest.CaptureFixture[str], inventory: Path, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], inventory: str, tmp_path: Path
 ) -> None:
     out = tmp_path / "week.csv"
     result = run_cli(
         capsys,
         "--db",
-        str(inventory),
+        inventory,
         "report",
         *PERIOD,
         "--format",
@@ -72,22 +71,22 @@ def test_csv_has_bom_and_neutralised_formulas(
 
 
 def test_csv_without_bom_starts_with_the_header(
-    capsys: pytest.CaptureFixture[str], inventory: Path, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], inventory: str, tmp_path: Path
 ) -> None:
     out = tmp_path / "plain.csv"
     result = run_cli(
-        capsys, "--db", str(inventory), "report", *PERIOD, "--format", "csv", "-o", str(out)
+        capsys, "--db", inventory, "report", *PERIOD, "--format", "csv", "-o", str(out)
     )
     assert result.code == 0, result.err
     assert out.read_bytes().startswith(b"change,rule,")
 
 
 def test_json_has_period_summary_findings_and_changes(
-    capsys: pytest.CaptureFixture[str], inventory: Path, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], inventory: str, tmp_path: Path
 ) -> None:
     out = tmp_path / "week.json"
     result = run_cli(
-        capsys, "--db", str(inventory), "report", *PERIOD, "--format", "json", "-o", str(out)
+        capsys, "--db", inventory, "report", *PERIOD, "--format", "json", "-o", str(out)
     )
     assert result.code == 0, result.err
     document = json.loads(out.read_text(encoding="utf-8"))
@@ -100,7 +99,7 @@ def test_json_has_period_summary_findings_and_changes(
     assert all(row["evidence"] for row in new)
     kinds = {row["change"] for row in document["changes"]}
     assert "new-finding" in kinds
-    store = Store.open(str(inventory))
+    store = Store.open(inventory)
     with store.read("read rows") as connection:
         open_rows = connection.exec_driver_sql(
             "select count(*) from finding where status = 'open'"
@@ -110,14 +109,14 @@ def test_json_has_period_summary_findings_and_changes(
 
 
 def test_unwritable_output_is_exit_2(
-    capsys: pytest.CaptureFixture[str], inventory: Path, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], inventory: str, tmp_path: Path
 ) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x", encoding="utf-8")
     result = run_cli(
         capsys,
         "--db",
-        str(inventory),
+        inventory,
         "report",
         *PERIOD,
         "--format",

@@ -224,7 +224,7 @@ def test_the_number_settings_cover_timeouts_rates_and_durations() -> None:
     assert {
         "probes.read_timeout", "probes.connect_rate", "scan.resolve_seconds", "email.timeout",
         "daemon.stop_timeout", "pcap.idle_timeout", "history.retention_days",
-        "scan.max_ipv6_sweep",
+        "scan.max_ipv6_sweep", "retention.days",
     } <= keys  # fmt: skip
 
 

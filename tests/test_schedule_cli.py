@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from rolecall.orchestrator.config import Config, DaemonConfig, ScheduleEntry
 from rolecall.orchestrator.daemon.scheduler import ScheduledJobs, make_scheduler
 from rolecall.orchestrator.daemon.schedules import sync_config
 from tests.cli_helpers import run_cli
+from tests.inventory_sql import execute
 
 
 def _config(tmp_path: Path, body: str) -> Path:
@@ -32,11 +32,11 @@ to = ["soc@lab.example"]
 
 
 def test_add_list_remove_round_trip(
-    capsys: pytest.CaptureFixture[str], db_path: Path, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], database: str, tmp_path: Path
 ) -> None:
     drop = tmp_path / "drop"
     drop.mkdir()
-    db = ("--db", str(db_path))
+    db = ("--db", database)
     scan = run_cli(
         capsys, *db, "schedule", "add", "scan", "--subnet", "127.0.122.0/29",
         "--subnet", "127.0.122.16/29,127.0.122.32", "--cron", "0 2 * * *", "--id", "nightly",
@@ -71,8 +71,8 @@ def test_add_list_remove_round_trip(
     assert "mail\treport-email" in again.out
 
 
-def test_schedules_are_stored_as_data_and_run_with_daemon_safe_defaults(db_path: Path) -> None:
-    store = Store.open(str(db_path))
+def test_schedules_are_stored_as_data_and_run_with_daemon_safe_defaults(database: str) -> None:
+    store = Store.open(database)
     entry = ScheduleEntry(id="mail", job="report-email", cron="0 7 * * MON")
     scheduler = make_scheduler(DaemonConfig())
     try:
@@ -101,10 +101,10 @@ def test_schedules_are_stored_as_data_and_run_with_daemon_safe_defaults(db_path:
 
 
 def test_config_schedules_are_listed_and_synced_with_the_stored_ones(
-    capsys: pytest.CaptureFixture[str], db_path: Path, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], database: str, tmp_path: Path
 ) -> None:
     config = _config(tmp_path, WEEKLY)
-    args = ("--config", str(config), "--db", str(db_path))
+    args = ("--config", str(config), "--db", database)
     added = run_cli(
         capsys, *args, "schedule", "add", "scan", "--subnet", "127.0.122.0/29",
         "--every", "3600", "--id", "hourly",
@@ -121,7 +121,7 @@ def test_config_schedules_are_listed_and_synced_with_the_stored_ones(
 
     # What the daemon stores from the config matches what `schedule list` showed, and
     # an entry dropped from the config is dropped from the store on the next sync.
-    store = Store.open(str(db_path))
+    store = Store.open(database)
     try:
         entry = ScheduleEntry(id="weekly", job="report-email", cron="0 7 * * MON")
         assert sync_config(store, Config(schedule=[entry])) == ["config:weekly"]
@@ -145,44 +145,44 @@ def test_config_schedules_are_listed_and_synced_with_the_stored_ones(
     ],
 )
 def test_bad_schedules_are_usage_errors(
-    capsys: pytest.CaptureFixture[str], db_path: Path, args: list[str], message: str
+    capsys: pytest.CaptureFixture[str], database: str, args: list[str], message: str
 ) -> None:
-    result = run_cli(capsys, "--db", str(db_path), "schedule", "add", *args)
+    result = run_cli(capsys, "--db", database, "schedule", "add", *args)
     assert result.code == 2, result.err
     assert message in result.err
     assert result.err.count("\n") == 1, "one sentence, no traceback"
 
 
-def test_duplicate_ids_need_replace(capsys: pytest.CaptureFixture[str], db_path: Path) -> None:
-    args = ("--db", str(db_path), "schedule", "add", "report-email", "--id", "mail")
+def test_duplicate_ids_need_replace(capsys: pytest.CaptureFixture[str], database: str) -> None:
+    args = ("--db", database, "schedule", "add", "report-email", "--id", "mail")
     assert run_cli(capsys, *args).code == 0
     twice = run_cli(capsys, *args)
     assert twice.code == 2
     assert "--replace" in twice.err
     replaced = run_cli(capsys, *args, "--cron", "0 8 * * TUE", "--replace")
     assert replaced.code == 0, replaced.err
-    listed = run_cli(capsys, "--db", str(db_path), "schedule", "list")
+    listed = run_cli(capsys, "--db", database, "schedule", "list")
     assert "mail\treport-email\tcron 0 8 * * tue" in listed.out
-    missing = run_cli(capsys, "--db", str(db_path), "schedule", "remove", "nope")
+    missing = run_cli(capsys, "--db", database, "schedule", "remove", "nope")
     assert missing.code == 2
     assert "no schedule with id nope" in missing.err
 
 
 def test_bad_config_schedule_names_the_key(
-    capsys: pytest.CaptureFixture[str], db_path: Path, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], database: str, tmp_path: Path
 ) -> None:
     config = _config(tmp_path, '[[schedule]]\nid = "x"\njob = "dance"\n')
-    result = run_cli(capsys, "--config", str(config), "--db", str(db_path), "schedule", "list")
+    result = run_cli(capsys, "--config", str(config), "--db", database, "schedule", "list")
     assert result.code == 2
     assert "schedule.job" in result.err
 
 
 def test_a_scheduled_scan_outside_the_scope_is_refused_when_added(
-    capsys: pytest.CaptureFixture[str], db_path: Path, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], database: str, tmp_path: Path
 ) -> None:
     config = tmp_path / "rolecall.toml"
     config.write_text('[scope]\nallow = ["127.0.122.0/24"]\n', encoding="utf-8")
-    args = ("--config", str(config), "--db", str(db_path), "schedule", "add", "scan")
+    args = ("--config", str(config), "--db", database, "schedule", "add", "scan")
     outside = run_cli(capsys, *args, "--subnet", "192.0.2.0/24", "--every", "60")
     assert outside.code == 2
     assert "outside the configured scope" in outside.err
@@ -191,23 +191,21 @@ def test_a_scheduled_scan_outside_the_scope_is_refused_when_added(
     assert "not an address or CIDR network" in bad.err
     inside = run_cli(capsys, *args, "--subnet", "127.0.122.0/28", "--every", "60")
     assert inside.code == 0, inside.err
-    listed = run_cli(capsys, "--db", str(db_path), "schedule", "list").out
+    listed = run_cli(capsys, "--db", database, "schedule", "list").out
     assert "127.0.122.0/28" in listed
     assert "192.0.2.0" not in listed
 
 
 def test_a_stored_schedule_that_is_not_valid_is_one_clear_error(
-    capsys: pytest.CaptureFixture[str], db_path: Path
+    capsys: pytest.CaptureFixture[str], database: str
 ) -> None:
-    db = ("--db", str(db_path))
+    db = ("--db", database)
     assert run_cli(capsys, *db, "schedule", "add", "report-email", "--id", "mail").code == 0
-    with sqlite3.connect(db_path) as conn:
-        conn.execute("UPDATE schedule SET kind = 'dance'")
+    execute(database, "UPDATE schedule SET kind = 'dance'")
     listed = run_cli(capsys, *db, "schedule", "list")
     assert listed.code == 2
     assert listed.err == "rolecall: schedule mail: 'dance' is not a kind of job\n"
-    with sqlite3.connect(db_path) as conn:
-        conn.execute("UPDATE schedule SET kind = 'scan'")
+    execute(database, "UPDATE schedule SET kind = 'scan'")
     listed = run_cli(capsys, *db, "schedule", "list")
     assert listed.code == 2
     assert "schedule mail: a scan job takes subnets, ports, probes" in listed.err

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from rolecall.inventory.errors import StoreError
 from rolecall.inventory.schedules import Schedule
 from rolecall.inventory.store import Store
+from tests.inventory_sql import execute, query
 
 T0 = datetime(2026, 12, 3, 2, 0, tzinfo=UTC)
 SCAN = Schedule("nightly", "scan", {"subnets": ["127.0.122.0/29"], "ports": None, "probes": None})
 
 
-def test_add_get_replace_remove_round_trip(db_path: Path) -> None:
-    store = Store.open(str(db_path))
+def test_add_get_replace_remove_round_trip(database: str) -> None:
+    store = Store.open(database)
     table = store.schedules
     assert table.add(replace(SCAN, cron="0 2 * * *", next_run=T0))
     mail = Schedule("mail", "report-email", {"to": ["soc@lab.example"]}, every=60)
@@ -43,14 +42,13 @@ def test_add_get_replace_remove_round_trip(db_path: Path) -> None:
     assert table.remove("nightly", "cli")
     assert not table.remove("nightly", "cli")
     assert [schedule.id for schedule in table.all()] == ["mail"]
-    with sqlite3.connect(db_path) as conn:
-        (arguments,) = conn.execute("SELECT arguments FROM schedule").fetchone()
+    ((arguments,),) = query(database, "SELECT arguments FROM schedule")
     assert arguments == '{"to": ["soc@lab.example"]}'
     store.close()
 
 
-def test_syncing_an_origin_keeps_the_next_run_of_unchanged_schedules(db_path: Path) -> None:
-    store = Store.open(str(db_path))
+def test_syncing_an_origin_keeps_the_next_run_of_unchanged_schedules(database: str) -> None:
+    store = Store.open(database)
     table = store.schedules
     table.add(SCAN)
     weekly = Schedule("config:weekly", "report-email", {"to": []}, cron="0 7 * * MON")
@@ -70,8 +68,8 @@ def test_syncing_an_origin_keeps_the_next_run_of_unchanged_schedules(db_path: Pa
     store.close()
 
 
-def test_a_next_run_is_recorded_only_for_the_schedule_as_it_was_read(db_path: Path) -> None:
-    store = Store.open(str(db_path))
+def test_a_next_run_is_recorded_only_for_the_schedule_as_it_was_read(database: str) -> None:
+    store = Store.open(database)
     table = store.schedules
     table.add(replace(SCAN, cron="0 2 * * *"))
     read = table.get("nightly")
@@ -84,11 +82,10 @@ def test_a_next_run_is_recorded_only_for_the_schedule_as_it_was_read(db_path: Pa
     store.close()
 
 
-def test_arguments_that_are_not_a_json_object_are_a_store_error(db_path: Path) -> None:
-    store = Store.open(str(db_path))
+def test_arguments_that_are_not_a_json_object_are_a_store_error(database: str) -> None:
+    store = Store.open(database)
     store.schedules.add(SCAN)
-    with sqlite3.connect(db_path) as conn:
-        conn.execute("UPDATE schedule SET arguments = '[1, 2'")
+    execute(database, "UPDATE schedule SET arguments = '[1, 2'")
     with pytest.raises(StoreError, match="schedule nightly: its arguments are not a JSON object"):
         store.schedules.all()
     store.close()

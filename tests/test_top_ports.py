@@ -97,6 +97,7 @@ def test_a_scheduled_scan_keeps_top_ports(
         "ports": None,
         "probes": None,
         "top_ports": 100,
+        "site": None,
     }
 
 

@@ -4,7 +4,11 @@ Each derivation reads only the evidence stored since the previous one (see
 ``evidence_delta``), merges the roles it supports, re-judges the hosts whose
 roles, names or services changed (workstation, groups, state rules), raises
 findings, and updates the daily series. A change of settings, or ``full=True``,
-derives everything again from all evidence. Deriving twice gives the same result.
+derives everything again from all evidence. Deriving twice gives the same result,
+and derivations after each of several writes, in any order, give what one full
+derivation over all of them gives: a verdict that rests on more than the new rows
+(the workstation window, which moves with the newest evidence of any host; a
+tunnel's request stored after the mail it carried) is taken again from all of it.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from rolecall.inventory.derivation.role_table import (
     merge_roles,
     refresh_workstations,
     role_count,
+    window_passed,
 )
 from rolecall.inventory.findings import (
     mark_resolved,
@@ -52,6 +57,7 @@ from rolecall.inventory.tables import Asset, AssetGroupRow, FindingRow, RoleRow,
 from rolecall.probes.records import Observation
 
 MAIL_EPOCH = "mail_epoch"  # derive_state key: when the store first saw any host send SMTP
+WINDOW_START = "window_start"  # derive_state key: the workstation window's start last time
 # Passive roles from answered flows, by server port (the capture saw a reply): the
 # server's roles (as a probe of the same service gives them) and the client's.
 FLOW_SERVER_ROLES: dict[tuple[str, int], tuple[tuple[str, ...], str]] = {
@@ -165,7 +171,9 @@ def _read(
         for handler in smtp_rules:
             handler(ctx, row, found.rows)
     socks_rules = [rule.socks for rule in rules if rule.socks is not None]
+    tunnels: set[tuple[str, str]] = set()
     for row in delta.socks_rows(connection, marks):
+        tunnels.add((row.client, row.proxy))
         proof = f"socks:{row.id}"
         if row.proxy_port in GUESSED:
             found.heard.add((row.proxy, row.proxy_port))
@@ -173,7 +181,13 @@ def _read(
         found.roles.add((row.proxy, "socks-proxy", row.source), row.ts, row.ts, proof)
         for handler in socks_rules:
             handler(ctx, row, found.rows)
-    _read_connects(connection, ctx, rules, marks, found)
+    tunnels |= _read_connects(connection, ctx, rules, marks, found)
+    if marks is not None and tunnels:
+        # Mail read before its tunnel's request was stored is judged again with it.
+        readers = [rule.smtp for rule in rules if rule.smtp and rule.smtp_reads_tunnels]
+        for row in delta.tunnelled_smtp_rows(connection, tunnels, marks) if readers else ():
+            for handler in readers:
+                handler(ctx, row, found.rows)
     _read_flows(connection, ctx, rules, marks, found)
     return found
 
@@ -184,10 +198,15 @@ def _read_connects(
     rules: tuple[Rule, ...],
     marks: delta.Marks | None,
     found: _Pass,
-) -> None:
-    """HTTP CONNECT requests: the client a web client, a host that answered as a proxy one."""
+) -> set[tuple[str, str]]:
+    """HTTP CONNECT requests: the client a web client, a host that answered as a proxy one.
+
+    Returns the (client, proxy) pairs of the requests read.
+    """
     connect_rules = [rule.connect for rule in rules if rule.connect is not None]
+    tunnels: set[tuple[str, str]] = set()
     for row in delta.connect_rows(connection, marks):
+        tunnels.add((row.client, row.proxy))
         proof = f"connect:{row.id}"
         found.roles.add((row.client, "web-client", row.source), row.ts, row.ts, proof)
         if 200 <= row.status < 300 or row.status == 407:
@@ -198,6 +217,7 @@ def _read_connects(
             found.roles.add((row.proxy, "http-proxy-auth", row.source), row.ts, row.ts, proof)
         for handler in connect_rules:
             handler(ctx, row, found.rows)
+    return tunnels
 
 
 def _read_flows(
@@ -331,19 +351,29 @@ def _derive(
     )
     rules = all_rules() if rules is None else tuple(rules)
     found = _read(connection, ctx, rules, None if full else marks)
-    gained, touched = merge_roles(connection, found.roles, empty=full)
+    window = settings.workstation_window_days
+    window_start = newest - timedelta(days=window)
+    merged = merge_roles(connection, found.roles, full, window_start)
+    gained = merged.gained
     if not full:
         gained |= withdraw_guesses(connection, found.heard, found.speech, FLOW_SERVER_ROLES)
     if full:
         changed = _all_addresses(connection)
+        judged_hosts = changed
     else:
         changed = gained | delta.new_addresses(connection, marks)
-    window = settings.workstation_window_days
+        # A workstation verdict rests on the host's roles and services within the window:
+        # judged again wherever one came back into it, or the window's start moved past it.
+        before = delta.state_value(connection, WINDOW_START)
+        passed = window_passed(
+            connection, datetime.fromisoformat(before) if before else None, window_start
+        )
+        judged_hosts = changed | merged.renewed | passed
     everything = found.roles if full else None
-    judge_workstations(connection, sorted(changed), newest, window, everything)
-    # A touched host that gained no role keeps its workstation role (its evidence names
-    # the same client roles), stretched over its new client traffic.
-    refresh_workstations(connection, sorted(touched - changed), newest - timedelta(days=window))
+    changed |= judge_workstations(connection, sorted(judged_hosts), newest, window, everything)
+    # Any other touched host has the same roles within the window as before, so keeps its
+    # workstation role or its lack of one; a workstation is stretched over its new traffic.
+    refresh_workstations(connection, sorted(merged.touched - judged_hosts), window_start)
     update_groups(connection, sorted(changed), settings.groups)
     groups = groups_of(connection) if settings.groups else {}
     ctx = RuleContext(
@@ -378,7 +408,7 @@ def _derive(
         now_marks,
         settings.fingerprint(),
         settings_json(settings),
-        {MAIL_EPOCH: mail_epoch},
+        {MAIL_EPOCH: mail_epoch, WINDOW_START: window_start.isoformat()},
     )
     return DeriveSummary(role_count(connection), _open_findings(connection), len(judged), full)
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, Table, delete, func, select
 
+from rolecall.inventory.sql.in_lists import in_slices
 from rolecall.inventory.tables import (
     Asset,
     ConnectRow,
@@ -44,6 +45,7 @@ class Marks:
     hostname_id: int = 0
     asset_id: int = 0
     service_id: int = 0
+    service_time: datetime | None = None
 
 
 def _max(connection: Connection, column: Any) -> Any:
@@ -64,6 +66,7 @@ def current_marks(connection: Connection) -> Marks:
         hostname_id=_max(connection, core_table(HostnameRow).c.id) or 0,
         asset_id=_max(connection, core_table(Asset).c.id) or 0,
         service_id=_max(connection, core_table(ServiceRow).c.id) or 0,
+        service_time=_max(connection, core_table(ServiceRow).c.last_seen),
     )
 
 
@@ -77,8 +80,9 @@ def stored_state(connection: Connection) -> tuple[Marks, str, str]:
     """The stored watermarks, settings fingerprint and settings JSON ("" if never derived)."""
     state = _state(connection)
     raw = json.loads(state.get("marks", "{}"))
-    if raw.get("observation_time"):
-        raw["observation_time"] = datetime.fromisoformat(raw["observation_time"])
+    for name in ("observation_time", "service_time"):
+        if raw.get(name):
+            raw[name] = datetime.fromisoformat(raw[name])
     known = {name: value for name, value in raw.items() if name in Marks.__dataclass_fields__}
     return Marks(**known), state.get("fingerprint", ""), state.get("settings", "")
 
@@ -179,6 +183,29 @@ def smtp_rows(connection: Connection, marks: Marks | None) -> Iterator[Any]:
     return _past(connection, select(table), table.c.id, 0 if marks is None else marks.smtp_id)
 
 
+def tunnelled_smtp_rows(
+    connection: Connection, pairs: set[tuple[str, str]], marks: Marks
+) -> Iterator[Any]:
+    """Mail transactions read up to marks that a (client, proxy) pair's tunnel carried.
+
+    The client's copy names the proxy (via_proxy); the proxy's own copy names the
+    client (relayed_for). In id order.
+    """
+    table = core_table(SmtpRow)
+    hosts = sorted({host for pair in pairs for host in pair})
+    found: list[Any] = []
+    for chunk in in_slices(hosts):
+        rows = connection.execute(
+            select(table).where(table.c.client.in_(chunk), table.c.id <= marks.smtp_id)
+        )
+        found.extend(
+            row
+            for row in rows
+            if (row.client, row.via_proxy) in pairs or (row.relayed_for, row.client) in pairs
+        )
+    yield from sorted(found, key=lambda row: int(row.id))
+
+
 def socks_rows(connection: Connection, marks: Marks | None) -> Iterator[Any]:
     """SOCKS requests stored since marks (all if None)."""
     table = core_table(SocksRow)
@@ -236,7 +263,11 @@ def next_write_seq(connection: Connection) -> int:
 
 
 def new_addresses(connection: Connection, marks: Marks) -> set[str]:
-    """Addresses with a new asset, host name or service row since marks."""
+    """Addresses with a new asset, host name or service row since marks, or a service seen again.
+
+    A service seen again (its last_seen moved past the time watermark; all of them
+    if the marks have none) can put a host's service back in the workstation window.
+    """
     found: set[str] = set()
     for model, mark in (
         (Asset, marks.asset_id),
@@ -245,6 +276,11 @@ def new_addresses(connection: Connection, marks: Marks) -> set[str]:
     ):
         table = core_table(model)
         found.update(connection.execute(select(table.c.address).where(table.c.id > mark)).scalars())
+    service = core_table(ServiceRow)
+    seen_again = select(service.c.address).distinct()
+    if marks.service_time is not None:
+        seen_again = seen_again.where(service.c.last_seen > marks.service_time)
+    found.update(connection.execute(seen_again).scalars())
     return found
 
 

@@ -11,9 +11,10 @@ other port supports them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Final
 
-from sqlalchemy import Connection, delete, or_, select
+from sqlalchemy import Connection, delete, func, or_, select, update
 
 from rolecall.inventory.sql.in_lists import in_slices
 from rolecall.inventory.tables import (
@@ -125,7 +126,8 @@ def withdraw_guesses(
     speech: PortSpeech,
     given: Mapping[tuple[str, int], tuple[tuple[str, ...], str]],
 ) -> set[str]:
-    """Delete server roles resting on flows to ports now heard speaking otherwise; return hosts.
+    """Delete server roles resting on flows to ports now heard speaking otherwise, or narrow
+    them to the flows left; return the hosts whose roles changed.
 
     ``given``: the server (and client) roles flows give, by (transport, port). A
     role stays while an answered flow of the same source to another port that
@@ -151,24 +153,34 @@ def withdraw_guesses(
                 for key, (servers, _) in given.items()
                 if role in servers and not (key[0] == "tcp" and key[1] in wrong)
             ]
-            if not _flow_supports(connection, address, source, others):
+            span = _flow_span(connection, address, source, others)
+            if span is None:
                 connection.execute(delete(roles_table).where(roles_table.c.id == rid))
+                withdrawn.add(address)
+            else:
+                # Spanned by the flows that still support it, as a full derivation spans it.
+                first, last = span
+                connection.execute(
+                    update(roles_table)
+                    .where(roles_table.c.id == rid)
+                    .values(first_seen=first, last_seen=last)
+                )
                 withdrawn.add(address)
     return withdrawn
 
 
-def _flow_supports(
+def _flow_span(
     connection: Connection, server: str, source: str, keys: list[tuple[str, int]]
-) -> bool:
-    """Whether an answered flow of ``source`` to one of the (transport, port) keys reached it."""
+) -> tuple[datetime, datetime] | None:
+    """First and last answered flow of ``source`` to one of the (transport, port) keys of a
+    server (None if there is none)."""
     if not keys:
-        return False
+        return None
     flows = core_table(FlowRow)
     to_key = or_(*((flows.c.transport == t) & (flows.c.server_port == p) for t, p in keys))
-    found = connection.execute(
-        select(flows.c.id)
+    first, last = connection.execute(
+        select(func.min(flows.c.first_seen), func.max(flows.c.last_seen))
         .where(flows.c.server == server, flows.c.source == source, flows.c.answered.is_(True))
         .where(to_key)
-        .limit(1)
-    ).first()
-    return found is not None
+    ).one()
+    return None if first is None else (first, last)

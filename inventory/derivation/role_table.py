@@ -63,21 +63,40 @@ class RoleAccumulator:
             role.evidence.append(proof)
 
 
-def _stored(connection: Connection, keys: Iterable[RoleKey]) -> dict[RoleKey, tuple[int, str]]:
-    """(id, evidence JSON) of the stored roles among the given roles' hosts, role by role."""
+@dataclass(frozen=True)
+class StoredRole:
+    """What merging needs of a stored role: its row, evidence JSON and last sighting."""
+
+    rid: int
+    evidence: str
+    last_seen: datetime
+
+
+@dataclass(frozen=True)
+class Merged:
+    """Hosts a merge changed: with a new role, with any role merged, with a role seen again
+    within the workstation window after its last sighting had fallen out of it."""
+
+    gained: set[str]
+    touched: set[str]
+    renewed: set[str]
+
+
+def _stored(connection: Connection, keys: Iterable[RoleKey]) -> dict[RoleKey, StoredRole]:
+    """The stored roles among the given roles' hosts, role by role."""
     table = core_table(RoleRow)
     by_role: dict[str, set[str]] = defaultdict(set)
     for address, role, _ in keys:
         by_role[role].add(address)
-    stored: dict[RoleKey, tuple[int, str]] = {}
-    columns = (table.c.id, table.c.address, table.c.source, table.c.evidence)
+    stored: dict[RoleKey, StoredRole] = {}
+    columns = (table.c.id, table.c.address, table.c.source, table.c.evidence, table.c.last_seen)
     for role, addresses in by_role.items():
         for chunk in in_slices(sorted(addresses)):
             rows = connection.execute(
                 select(*columns).where(table.c.role == role, table.c.address.in_(chunk))
             )
-            for rid, address, source, evidence in rows:
-                stored[address, role, source] = (rid, evidence)
+            for rid, address, source, evidence, last_seen in rows:
+                stored[address, role, source] = StoredRole(rid, evidence, last_seen)
     return stored
 
 
@@ -123,8 +142,9 @@ def _stretch(table: Table, where: Any) -> Update:
 def refresh_workstations(connection: Connection, addresses: Sequence[str], since: datetime) -> None:
     """Stretch the workstation spans of these hosts over their recent client roles, in SQL.
 
-    For hosts that gained no role: their client roles, and so the workstation's
-    evidence, are unchanged; only the span can have grown.
+    For hosts whose roles and services within the window are the same as at the last
+    judgement: the verdict and the workstation's evidence are unchanged; only the
+    span can have grown.
     """
     table = core_table(RoleRow)
     client = table.alias("client")
@@ -148,11 +168,12 @@ def refresh_workstations(connection: Connection, addresses: Sequence[str], since
 
 
 def merge_roles(
-    connection: Connection, found: RoleAccumulator, empty: bool
-) -> tuple[set[str], set[str]]:
-    """Merge derived roles into the table; return (hosts with a new role, hosts touched).
+    connection: Connection, found: RoleAccumulator, empty: bool, window_start: datetime
+) -> Merged:
+    """Merge derived roles into the table; say which hosts changed how (see Merged).
 
     Spans are widened in the database; evidence is appended while under the cap.
+    `window_start`: the start of the workstation window (see judge_workstations).
     """
     table = core_table(RoleRow)
     addresses = sorted({key[0] for key in found.found})
@@ -161,6 +182,7 @@ def merge_roles(
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     gained: set[str] = set()
+    renewed: set[str] = set()
     for key, role in found.found.items():
         known = stored.get(key)
         if known is None:
@@ -177,10 +199,16 @@ def merge_roles(
             if (key[0], key[1]) not in held:
                 gained.add(key[0])
             continue
-        rid, text = known
-        evidence = appended_evidence(text, role.evidence)
+        if known.last_seen < window_start <= role.last_seen:
+            renewed.add(key[0])
+        evidence = appended_evidence(known.evidence, role.evidence)
         updates.append(
-            {"rid": rid, "first": role.first_seen, "last": role.last_seen, "evidence": evidence}
+            {
+                "rid": known.rid,
+                "first": role.first_seen,
+                "last": role.last_seen,
+                "evidence": evidence,
+            }
         )
     # In row order, each table page is written once however many of its rows change.
     updates.sort(key=lambda row: row["rid"])
@@ -188,7 +216,27 @@ def merge_roles(
     BulkStatement(table.insert()).execute(connection, inserts)
     merge = _stretch(table, table.c.id == row_id).values(evidence=bindparam("evidence"))
     BulkStatement(merge).execute(connection, updates)
-    return gained, set(addresses)
+    return Merged(gained, set(addresses), renewed)
+
+
+def window_passed(connection: Connection, before: datetime | None, now: datetime) -> set[str]:
+    """Hosts with a role or service last seen between two starts of the workstation window.
+
+    The window moves with the newest evidence, whichever host that is about; these
+    hosts' recent roles and services (so their workstation verdict) may have changed
+    though no evidence about them did. `before` None: the earlier start is not known.
+    """
+    if before is not None and before == now:
+        return set()
+    start, end = (None, now) if before is None else (min(before, now), max(before, now))
+    found: set[str] = set()
+    for model in (RoleRow, ServiceRow):
+        table = core_table(model)
+        passed = table.c.last_seen < end
+        if start is not None:
+            passed &= table.c.last_seen >= start
+        found.update(connection.execute(select(table.c.address).where(passed).distinct()).scalars())
+    return found
 
 
 def _serving(connection: Connection, addresses: Sequence[str], since: datetime) -> set[str]:
@@ -226,19 +274,22 @@ def judge_workstations(
     newest: datetime,
     window_days: int,
     everything: RoleAccumulator | None = None,
-) -> None:
-    """Give `workstation` to hosts seen only as clients, with no service, over the window.
+) -> set[str]:
+    """Give `workstation` to hosts seen only as clients, with no service, over the window;
+    return the hosts that gained or lost it.
 
-    `everything`: the roles of a full derivation, used instead of reading the table.
+    `everything`: the roles of a full derivation, used instead of reading the table
+    (every host is then returned as changed).
     """
     table = core_table(RoleRow)
+    held: set[str] = set(addresses) if everything is not None else set()
     for chunk in in_slices(addresses if everything is None else []):
-        connection.execute(
-            delete(table).where(table.c.address.in_(chunk), table.c.role == "workstation")
-        )
+        is_workstation = table.c.address.in_(chunk) & (table.c.role == "workstation")
+        held.update(connection.execute(select(table.c.address).where(is_workstation)).scalars())
+        connection.execute(delete(table).where(is_workstation))
     since = newest - timedelta(days=window_days)
     serving = _serving(connection, addresses, since)
-    rows = []
+    rows: list[dict[str, Any]] = []
     hosts = _held(everything) if everything is not None else roles_of(connection, addresses)
     for address, roles in hosts.items():
         recent = {name: held for name, held in roles.items() if held.last_seen >= since}
@@ -259,6 +310,9 @@ def judge_workstations(
         )
     if rows:
         connection.execute(table.insert(), rows)
+    if everything is not None:
+        return held
+    return held ^ {row["address"] for row in rows}
 
 
 def role_count(connection: Connection) -> int:

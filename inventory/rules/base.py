@@ -105,6 +105,9 @@ class Rule:
     hosts: HostHandler | None = None
     series: SeriesHandler | None = None
     applies: Callable[[RuleContext], bool] | None = None
+    # Its smtp handler also reads the SOCKS and CONNECT rows of the transaction's client
+    # and proxy, so a transaction is judged again when such a row arrives after it.
+    smtp_reads_tunnels: bool = False
 
     def active(self, ctx: RuleContext) -> bool:
         """Whether the rule can raise anything with these settings (else it is skipped)."""

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, func, select
 from rolecall.inventory.findings import merged_evidence
 from rolecall.inventory.sql.in_lists import in_slices
 from rolecall.inventory.tables import RoleRow, SmtpRow, core_table
+from rolecall.inventory.text_order import by_code_point
 
 NAMED_CLIENTS: Final = 3
 
@@ -48,7 +49,10 @@ def roles_of(connection: Connection, addresses: Sequence[str]) -> dict[str, dict
                 table.c.first_seen,
                 table.c.last_seen,
                 table.c.evidence,
-            ).where(table.c.address.in_(chunk))
+            )
+            .where(table.c.address.in_(chunk))
+            # Sources in one order, so a role's merged evidence is the same on every backend.
+            .order_by(by_code_point(table.c.source))
         )
         for address, role, first_seen, last_seen, evidence in rows:
             held = found[address].get(role)

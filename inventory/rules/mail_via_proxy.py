@@ -53,4 +53,4 @@ def from_smtp(ctx: RuleContext, row: Row, out: Collector) -> None:
         )
 
 
-RULE = Rule(NAME, SEVERITY, smtp=from_smtp)
+RULE = Rule(NAME, SEVERITY, smtp=from_smtp, smtp_reads_tunnels=True)

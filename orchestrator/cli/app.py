@@ -18,6 +18,7 @@ from rolecall.orchestrator.cli.export import export
 from rolecall.orchestrator.cli.findings import add_commands as add_findings_commands
 from rolecall.orchestrator.cli.help_format import plain_help
 from rolecall.orchestrator.cli.ingest import ingest_app
+from rolecall.orchestrator.cli.prune import prune as prune_command
 from rolecall.orchestrator.cli.report import mail_app, report_app
 from rolecall.orchestrator.cli.runs import runs as runs_command
 from rolecall.orchestrator.cli.scan import scan_app
@@ -25,6 +26,7 @@ from rolecall.orchestrator.cli.schedule import run as run_daemon_command
 from rolecall.orchestrator.cli.schedule import schedule_app
 from rolecall.orchestrator.cli.serve import serve_app
 from rolecall.orchestrator.cli.session import Session
+from rolecall.orchestrator.cli.worker import worker as worker_command
 from rolecall.orchestrator.config import load_config
 from rolecall.orchestrator.interrupts import TERMINATED_STATUS, take_sigterm
 from rolecall.orchestrator.progress import Reporter
@@ -50,6 +52,8 @@ app.command("demo")(demo_command)
 app.command("export")(export)
 app.command("runs")(runs_command)
 app.command("changes")(changes_command)
+app.command("prune")(prune_command)
+app.command("worker")(worker_command)
 
 # The root command's options, and what follows each in an example: they go before the command.
 GLOBAL_OPTIONS = {

@@ -33,8 +33,29 @@ def _run_line(row: dict[str, Any]) -> str:
     return "\t".join(terminal_safe(cell.replace("\t", " ")) for cell in cells)
 
 
+def _chunk_line(chunk: dict[str, Any]) -> str:
+    """One chunk of a cluster run, indented under its run, safe to print to a terminal."""
+    said = (
+        f"  chunk {chunk['position']} site {chunk['site']} {chunk['targets']}: {chunk['state']}"
+        f" worker {chunk['worker'] or '-'} attempts {chunk['attempts']}"
+    )
+    if chunk["error"]:
+        said += f": {chunk['error']}"
+    return terminal_safe(said)
+
+
+def _echo_run(row: dict[str, Any]) -> None:
+    """Print a run's line, then a line per chunk of a cluster scan."""
+    typer.echo(_run_line(row))
+    for chunk in row["chunks"]:
+        typer.echo(_chunk_line(chunk))
+
+
 def runs(ctx: typer.Context, output: FormatOption = ListFormat.text) -> None:
-    """List every run, oldest first: what ran, when, how it ended, what it stored."""
+    """List every run, oldest first: what ran, when, how it ended, what it stored.
+
+    A scan queued to a site's workers shows each chunk's state on a line of its own.
+    """
     session = session_of(ctx)
     # Loaded when the command runs, so that every other command starts without the exporter.
     from rolecall.inventory.exports import export_rows  # noqa: PLC0415
@@ -49,6 +70,6 @@ def runs(ctx: typer.Context, output: FormatOption = ListFormat.text) -> None:
             typer.echo("no runs")
             return
         typer.echo(RUN_HEADER)
-        typer.echo(_run_line(first))
+        _echo_run(first)
         for row in rows:
-            typer.echo(_run_line(row))
+            _echo_run(row)

@@ -13,6 +13,7 @@ from rolecall.orchestrator.cli.scan import TopPortsOption
 from rolecall.orchestrator.cli.session import session_of
 from rolecall.orchestrator.config import ScheduleEntry, schedule_entry
 from rolecall.orchestrator.errors import UsageError
+from rolecall.orchestrator.node_names import node_name
 from rolecall.orchestrator.scope import Scope, parse_target
 from rolecall.terminal_text import terminal_safe
 
@@ -29,6 +30,12 @@ CronOption = Annotated[
 ]
 EveryOption = Annotated[int, typer.Option("--every", help="Run every N seconds instead.")]
 ReplaceOption = Annotated[bool, typer.Option("--replace", help="Replace a schedule with this id.")]
+SensorOption = Annotated[
+    str | None,
+    typer.Option(
+        "--sensor", metavar="NAME", help="Run it by this sensor's `rolecall run --sensor`."
+    ),
+]
 
 
 # The schedules (APScheduler's triggers and every job's code) load only when a schedule
@@ -74,6 +81,10 @@ def add_scan(
     probes: Annotated[
         str | None, typer.Option("--probes", help="Probes to run (default: [probes] enabled).")
     ] = None,
+    site: Annotated[
+        str | None,
+        typer.Option("--site", metavar="NAME", help="Queue each run to this site's workers."),
+    ] = None,
     schedule_id: IdOption = None,
     replace: ReplaceOption = False,
 ) -> None:
@@ -93,6 +104,8 @@ def add_scan(
         targets, config.scope.max_addresses, config.scan.max_ipv6_sweep
     )
     values |= {"subnets": subnets, "ports": ports, "probes": chosen, "top_ports": top_ports}
+    if site is not None:
+        values["site"] = node_name(site, "--site")
     entry = _entry(values)
     for network in plan.unswept:
         # Said now: each run scans only the addresses the inventory knows in it by then.
@@ -113,14 +126,22 @@ def add_ingest(
     ],
     cron: CronOption = "",
     every: EveryOption = 0,
+    sensor: SensorOption = None,
     schedule_id: IdOption = None,
     replace: ReplaceOption = False,
 ) -> None:
     """Ingest each new capture or Zeek log dropped in a directory once, then move it to done/."""
-    if not watch.is_dir():
-        raise UsageError(f"--watch {watch}: not a directory")
     values: dict[str, Any] = {"id": schedule_id or new_id("ingest"), "job": "ingest", "cron": cron}
-    values |= {"every": every, "watch": str(watch.resolve())}
+    if sensor is not None:
+        # The folder is on the sensor, not here: it can be neither looked at nor resolved.
+        if not watch.is_absolute():
+            raise UsageError(f"--watch {watch}: give the folder's absolute path on the sensor")
+        values |= {"sensor": node_name(sensor, "--sensor"), "watch": str(watch)}
+    elif not watch.is_dir():
+        raise UsageError(f"--watch {watch}: not a directory")
+    else:
+        values["watch"] = str(watch.resolve())
+    values["every"] = every
     _store_entry(ctx, _entry(values), replace)
 
 
@@ -159,6 +180,7 @@ def _schedule_row(info: ScheduleInfo) -> dict[str, Any]:
         "arguments": dict(info.schedule.arguments),
         "next_run": iso(info.next_run) or None,
         "source": info.source,
+        "sensor": info.schedule.sensor or None,
     }
 
 
@@ -194,10 +216,21 @@ def schedule_remove(
     typer.echo(f"removed schedule {terminal_safe(schedule_id)}")
 
 
-def run(ctx: typer.Context) -> None:
+def run(
+    ctx: typer.Context,
+    sensor: Annotated[
+        str | None,
+        typer.Option(
+            "--sensor",
+            metavar="NAME",
+            help="Run only this sensor's schedules (its watched folders on this host).",
+        ),
+    ] = None,
+) -> None:
     """Run the scheduler daemon until SIGTERM or SIGINT (SIGHUP reloads the config)."""
+    chosen = "" if sensor is None else node_name(sensor, "--sensor")
     session = session_of(ctx)
     config_path: Path | None = ctx.find_root().params.get("config")
     from rolecall.orchestrator.daemon.service import run_daemon  # noqa: PLC0415 - only the daemon needs it
 
-    raise typer.Exit(run_daemon(session.database, session.config, config_path))
+    raise typer.Exit(run_daemon(session.database, session.config, config_path, chosen))

@@ -90,8 +90,18 @@ def scan(
     ports: str | None,
     probes: list[str] | None,
     top_ports: int | None = None,
+    site: str | None = None,
 ) -> None:
-    """Scheduled `scan subnet` (top_ports: nmap's N most common ports instead of ports)."""
+    """Scheduled `scan subnet` (top_ports: nmap's N most common ports instead of ports).
+
+    With a site, the scan is queued to that site's workers: the job's run says which run
+    holds the chunks, and the workers end that one.
+    """
+    if site:
+        _recorded(
+            job_id, "scan", " ".join(subnets), _queued_scan(subnets, ports, probes, top_ports, site)
+        )
+        return
 
     def body(store: Store, config: Config) -> str:
         quiet = Reporter(quiet=True)
@@ -107,6 +117,33 @@ def scan(
         )
 
     _recorded(job_id, "scan", " ".join(subnets), body)
+
+
+def _queued_scan(
+    subnets: list[str],
+    ports: str | None,
+    probes: list[str] | None,
+    top_ports: int | None,
+    site: str,
+) -> Callable[[Store, Config], str]:
+    """A job body queueing a scan to a site's workers (rolecall.cluster), not waiting for it."""
+
+    def body(store: Store, config: Config) -> str:
+        # Loaded when such a job runs: a daemon without site scans never loads Celery.
+        from rolecall.cluster.coordinator import queue_scan  # noqa: PLC0415
+
+        queued = queue_scan(
+            store, config, subnets, site, Reporter(quiet=True), ports, probes, top_ports
+        )
+        return "; ".join(
+            [
+                f"queued run {queued.run_id}: {queued.addresses} addresses in"
+                f" {queued.chunks} chunks to site {site}",
+                *queued.notices,
+            ]
+        )
+
+    return body
 
 
 def ingest_ready(store: Store, config: Config, directory: Path) -> list[str]:

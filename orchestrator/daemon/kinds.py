@@ -51,6 +51,8 @@ def _describe_scan(arguments: Mapping[str, Any]) -> str:
         text += f" top-ports {arguments['top_ports']}"
     if arguments["probes"] is not None:
         text += f" probes {','.join(arguments['probes']) or 'none'}"
+    if arguments.get("site"):
+        text += f" site {arguments['site']}"
     return text
 
 
@@ -67,10 +69,10 @@ def _describe_report_email(arguments: Mapping[str, Any]) -> str:
 KINDS: dict[str, JobKind] = {
     "scan": JobKind(
         jobs.scan,
-        ("subnets", "ports", "probes", "top_ports"),
+        ("subnets", "ports", "probes", "top_ports", "site"),
         _describe_scan,
         needs=("subnets", "at least one subnet"),
-        optional=("top_ports",),
+        optional=("top_ports", "site"),
     ),
     "ingest": JobKind(
         jobs.watch_ingest,

@@ -49,8 +49,11 @@ class ScheduledJobs:
         logger: logging.Logger,
         scope: ScopeConfig | None = None,
         max_ipv6_sweep: int = MAX_IPV6_SWEEP,
+        sensor: str = "",
     ) -> None:
         self._scheduler = scheduler
+        # Only the schedules bound to this sensor ("" : the central daemon's, bound to none).
+        self._sensor = sensor
         # A scan outside the scope is not loaded: it would only record a failed run each time.
         # Without one given, none is configured: only this machine's addresses are in scope.
         self._scope = scope if scope is not None else ScopeConfig()
@@ -67,7 +70,11 @@ class ScheduledJobs:
     def sync(self) -> None:
         """Add, replace and remove jobs so they match the table; a failure is logged once."""
         try:
-            stored = {schedule.id: schedule for schedule in self._store.schedules.all()}
+            stored = {
+                schedule.id: schedule
+                for schedule in self._store.schedules.all()
+                if schedule.sensor == self._sensor
+            }
         except StoreError as exc:
             if str(exc) != self._failure:
                 event(self._logger, "schedules-unreadable", logging.ERROR, error=str(exc))

@@ -79,8 +79,14 @@ def schedule_of(entry: ScheduleEntry, origin: str = "cli") -> Schedule:
     every = entry.every or (0 if entry.cron else kind.default_every)
     if not entry.cron and not every:
         raise UsageError(f"schedule {entry.id}: a {entry.job} job needs --cron")
+    if entry.sensor and entry.job != "ingest":
+        # A sensor's daemon only watches its folders: a scan for a site goes to its workers.
+        raise UsageError(f"schedule {entry.id}: only an ingest job runs on a sensor")
     schedule_id = CONFIG_PREFIX + entry.id if origin == "config" else entry.id
-    return Schedule(schedule_id, entry.job, kind.arguments(entry), entry.cron, every, origin)
+    arguments = kind.arguments(entry)
+    return Schedule(
+        schedule_id, entry.job, arguments, entry.cron, every, origin, sensor=entry.sensor
+    )
 
 
 def entry_of(schedule: Schedule) -> ScheduleEntry:
@@ -96,6 +102,7 @@ def entry_of(schedule: Schedule) -> ScheduleEntry:
         "job": schedule.kind,
         "cron": schedule.cron,
         "every": schedule.every,
+        "sensor": schedule.sensor,
         **schedule.arguments,
     }
     return schedule_entry(values, f"schedule {schedule.id}: ")
@@ -182,11 +189,14 @@ def sync_config(store: Store, config: Config) -> list[str]:
 def _info(schedule: Schedule, now: datetime) -> ScheduleInfo:
     """How `schedule list` shows a schedule (its next run computed if none is stored)."""
     parts = job_parts(schedule)
+    arguments = parts.kind.describe(schedule.arguments)
+    if schedule.sensor:
+        arguments += f" sensor {schedule.sensor}"
     return ScheduleInfo(
         schedule.id,
         schedule.kind,
         describe_trigger(parts.trigger),
-        parts.kind.describe(schedule.arguments),
+        arguments,
         schedule.next_run or parts.trigger.get_next_fire_time(None, now),
         schedule.origin,
         schedule,

@@ -20,6 +20,8 @@ from rolecall.inventory.store import Store
 from rolecall.orchestrator.config import Config, load_config
 from rolecall.orchestrator.daemon import jobs
 from rolecall.orchestrator.daemon.alert_retries import AlertRetries
+from rolecall.orchestrator.daemon.daily_prune import JOB_ID as DAILY_PRUNE_JOB
+from rolecall.orchestrator.daemon.daily_prune import schedule_daily_prune
 from rolecall.orchestrator.daemon.log import close_logging, configure_logging, event
 from rolecall.orchestrator.daemon.scheduler import ScheduledJobs, make_scheduler
 from rolecall.orchestrator.daemon.schedules import sync_config
@@ -56,8 +58,12 @@ class _Signals:
 
 
 def _schedules(scheduler: BackgroundScheduler) -> list[str]:
-    """Each stored schedule as "id next-run"."""
-    return [f"{job.id} {iso(job.next_run_time)}" for job in scheduler.get_jobs()]
+    """Each stored schedule as "id next-run" (the daemon's own jobs, e.g. the prune, left out)."""
+    return [
+        f"{job.id} {iso(job.next_run_time)}"
+        for job in scheduler.get_jobs()
+        if job.id != DAILY_PRUNE_JOB
+    ]
 
 
 def _listen(scheduler: BackgroundScheduler, logger: logging.Logger) -> None:
@@ -70,11 +76,14 @@ def _listen(scheduler: BackgroundScheduler, logger: logging.Logger) -> None:
     scheduler.add_listener(on_event, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
 
 
-def _reload(scheduled: ScheduledJobs, context: jobs.JobContext, config_path: Path | None) -> None:
+def _reload(
+    scheduled: ScheduledJobs, context: jobs.JobContext, config_path: Path | None, sensor: str
+) -> None:
     """Read the config again; a bad one is logged and the old one kept."""
     try:
         config, _ = load_config(config_path)
-        ids = sync_config(context.store, config)
+        # A sensor's config is its host's: the [[schedule]] entries are the central one's.
+        ids = [] if sensor else sync_config(context.store, config)
     except BadInputError as exc:
         event(context.logger, "config-reload-failed", logging.ERROR, error=str(exc))
         return
@@ -105,32 +114,47 @@ def _stop(scheduler: BackgroundScheduler, context: jobs.JobContext, cause: str) 
     return False
 
 
-def _serve(store: Store, config: Config, config_path: Path | None, logger: logging.Logger) -> bool:
-    """Run the schedules until a stop signal; return whether every job ended by itself."""
-    scheduler = make_scheduler(config.daemon)
-    scheduled = ScheduledJobs(scheduler, store, logger, config.scope, config.scan.max_ipv6_sweep)
-    context = jobs.JobContext(store, config, logger)
+def _alert_delivery(store: Store, context: jobs.JobContext) -> AlertRetries:
+    """Deliver alerts after each derivation, and those left waiting on a timer (not started)."""
     deliver_after_derive(
         store,
         lambda: context.config,
         lambda message: event(context.logger, "alerts-waiting", logging.WARNING, error=message),
     )
-    retries = AlertRetries(
+    return AlertRetries(
         lambda: deliver_configured(
             store,
             context.config,
             lambda message: event(context.logger, "alerts-waiting", logging.WARNING, error=message),
         ),
-        config.daemon.alert_retry_seconds,
+        context.config.daemon.alert_retry_seconds,
         lambda error: event(context.logger, "alerts-retry-failed", logging.ERROR, error=error),
     )
+
+
+def _serve(
+    store: Store, config: Config, config_path: Path | None, logger: logging.Logger, sensor: str
+) -> bool:
+    """Run the schedules until a stop signal; return whether every job ended by itself.
+
+    A sensor's daemon runs that sensor's schedules only; the central one (sensor "") runs
+    the others, the config's [[schedule]] entries, alert delivery and the daily prune.
+    """
+    scheduler = make_scheduler(config.daemon)
+    scheduled = ScheduledJobs(
+        scheduler, store, logger, config.scope, config.scan.max_ipv6_sweep, sensor
+    )
+    context = jobs.JobContext(store, config, logger)
+    retries = None if sensor else _alert_delivery(store, context)
     signals = _Signals()
     signals.install()
     jobs.bind(context)
     try:
         scheduler.start(paused=True)
-        ids = sync_config(store, config)
+        ids = [] if sensor else sync_config(store, config)
         scheduled.sync()
+        if not sensor:
+            schedule_daily_prune(scheduler)
         _listen(scheduler, logger)
         scheduler.resume()
         event(
@@ -138,23 +162,27 @@ def _serve(store: Store, config: Config, config_path: Path | None, logger: loggi
             "daemon-start",
             pid=os.getpid(),
             database=store.name,
+            sensor=sensor,
             config_schedules=ids,
             schedules=_schedules(scheduler),
         )
         # Events left waiting by a receiver that was down, or by a daemon that stopped.
-        retries.start()
-        if wide := wide_scope_notice(config.scope):
+        if retries is not None:
+            retries.start()
+        # A sensor's daemon scans nothing: its scope is no matter.
+        if not sensor and (wide := wide_scope_notice(config.scope)):
             event(logger, "scope-wide", logging.WARNING, notice=wide)
         synced = time.monotonic()
         while not signals.stop:
             time.sleep(POLL_SECONDS)
             if signals.reload:
                 signals.reload = False
-                _reload(scheduled, context, config_path)
+                _reload(scheduled, context, config_path, sensor)
             if time.monotonic() - synced >= SYNC_SECONDS:
                 synced = time.monotonic()
                 scheduled.sync()
-        retries.stop(context.config.daemon.stop_timeout)
+        if retries is not None:
+            retries.stop(context.config.daemon.stop_timeout)
         clean = _stop(scheduler, context, signals.stop)
     finally:
         if scheduler.running:
@@ -164,20 +192,21 @@ def _serve(store: Store, config: Config, config_path: Path | None, logger: loggi
     return clean
 
 
-def run_daemon(database: str, config: Config, config_path: Path | None) -> int:
+def run_daemon(database: str, config: Config, config_path: Path | None, sensor: str = "") -> int:
     """Run the daemon on database until SIGTERM/SIGINT; 0 after a clean stop.
 
-    A second daemon on the same database is refused (StoreError). If a job is
-    still running stop_timeout seconds after the signal, its runs are recorded
-    as interrupted and the process ends at once (its open transaction is
-    rolled back by the database, so nothing half-written remains).
+    With a sensor, the daemon of that sensor (its watched folders on this host). A second
+    daemon for the same sensor (or a second central one) on the same database is refused
+    (StoreError). If a job is still running stop_timeout seconds after the signal, its
+    runs are recorded as interrupted and the process ends at once (its open transaction
+    is rolled back by the database, so nothing half-written remains).
     """
     logger = configure_logging(config.daemon.log_file, config.daemon.log_level)
     # Creating the schema half-way would leave a database no command can use.
     store = uninterrupted(partial(Store.open, database))
     try:
-        with store.daemon_lock():
-            clean = _serve(store, config, config_path, logger)
+        with store.daemon_lock(sensor):
+            clean = _serve(store, config, config_path, logger, sensor)
     finally:
         close_logging()
     if not clean:

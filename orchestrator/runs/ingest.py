@@ -127,7 +127,8 @@ def _ingest_one(
                 sha256, size = digest.result()
                 if store.already_ingested(kind, sha256):
                     raise _AlreadyIngestedError
-                writer.mark_ingested(kind, sha256, str(path), size, summary.run_id)
+                if not writer.mark_ingested(kind, sha256, str(path), size, summary.run_id):
+                    raise _AlreadyIngestedError  # by another ingest of it at the same time
         except _AlreadyIngestedError:
             summary.counts["files_already_ingested"] += 1
             return

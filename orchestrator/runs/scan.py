@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from netaddr import IPNetwork, IPSet
@@ -73,20 +73,9 @@ def scan_subnets(
     Ctrl-C stops nmap within a second or two; the hosts it finished are stored, then the
     KeyboardInterrupt goes on (the run is recorded as interrupted).
     """
-    networks = [parse_target(target) for target in targets]
     active = probe_settings(config, probes)
     derivation = derive_settings(config)
-    scope = Scope.from_config(config.scope, networks)
-    if wide := wide_scope_notice(config.scope):
-        reporter.warn(wide)
-    if scope.from_command_line:
-        reporter.note(
-            "scope: none configured, so this run's scope is the command-line targets "
-            + ", ".join(str(network) for network in networks)
-        )
-    addresses, notices = _addresses(store, config, scope, networks)
-    for notice in notices:
-        reporter.warn(notice)
+    scope, addresses, notices = plan_scan(store, config, targets, reporter)
     settings = nmap_settings(config, ports, top_ports)
     scanner = NmapScanner(settings, scope)
     names = ReverseLookups("scan") if settings.resolve_names else None
@@ -101,7 +90,7 @@ def scan_subnets(
                 # Plain output says a line per chunk; a progress bar moves per host.
                 per_host = advance if reporter.interactive else None
                 found, moved = _scan_chunk(
-                    store, scanner, chunk, summary, per_host, interrupts, names
+                    scanner, chunk, summary.counts, per_host, interrupts, names, _keeper(store)
                 )
                 interrupts.check()
                 if active.probes:
@@ -116,6 +105,68 @@ def scan_subnets(
         summary.counts["roles"] = derived.roles
         summary.counts["findings"] = derived.findings
     return summary
+
+
+def plan_scan(
+    store: Store, config: Config, targets: Sequence[str], reporter: Reporter
+) -> tuple[Scope, IPSet, list[str]]:
+    """The scope check and the addresses to scan, each notice said; OutOfScopeError if outside."""
+    networks = [parse_target(target) for target in targets]
+    scope = Scope.from_config(config.scope, networks)
+    if wide := wide_scope_notice(config.scope):
+        reporter.warn(wide)
+    if scope.from_command_line:
+        reporter.note(
+            "scope: none configured, so this run's scope is the command-line targets "
+            + ", ".join(str(network) for network in networks)
+        )
+    addresses, notices = _addresses(store, config, scope, networks)
+    for notice in notices:
+        reporter.warn(notice)
+    return scope, addresses, notices
+
+
+def scan_chunk_records(
+    config: Config,
+    scope: Scope,
+    chunk: Sequence[IPNetwork],
+    ports: str | None = None,
+    probes: Sequence[str] | None = None,
+    top_ports: int | None = None,
+) -> tuple[list[Record], Counter[str]]:
+    """nmap, the active probes and reverse names on one chunk: every record, none stored.
+
+    What a site worker runs for one queued chunk; it stores the records in one go.
+    """
+    active = probe_settings(config, probes)
+    settings = nmap_settings(config, ports, top_ports)
+    names = ReverseLookups("scan") if settings.resolve_names else None
+    counts: Counter[str] = Counter()
+    never = Interrupts()
+    records, _ = _scan_chunk(
+        NmapScanner(settings, scope), chunk, counts, None, never, names, lambda _found: None
+    )
+    if active.probes:
+        probed = _probe_open_ports(records, scope, active, never)
+        _tally(counts, probed)
+        records += probed
+    if names is not None:
+        found = names.collect(config.scan.resolve_seconds, lambda: False)
+        _tally(counts, found.names)
+        records += found.names
+        counts["names"] = len(found.names)
+        counts["names_unresolved"] = found.unresolved
+    return records, counts
+
+
+def _keeper(store: Store) -> Callable[[Sequence[Record]], None]:
+    """A function storing records at once (a local scan keeps what each chunk found)."""
+
+    def keep(records: Sequence[Record]) -> None:
+        with store.writer() as writer:
+            writer.add_all(records)
+
+    return keep
 
 
 def _addresses(
@@ -133,15 +184,15 @@ def _addresses(
 
 
 def _scan_chunk(
-    store: Store,
     scanner: NmapScanner,
     chunk: Sequence[IPNetwork],
-    summary: ScanSummary,
+    counts: Counter[str],
     advance: Advance | None,
     interrupts: Interrupts,
     names: ReverseLookups | None,
+    keep: Callable[[Sequence[Record]], None],
 ) -> tuple[list[Record], int]:
-    """Run nmap on a chunk, storing what it found even if stopped; return that and units moved."""
+    """Run nmap on a chunk, keeping what it found even if stopped; return that and units moved."""
     records: list[Record] = []
     size = sum(network.size for network in chunk)
     moved = hosts = 0
@@ -150,7 +201,7 @@ def _scan_chunk(
         """Move the bar forward to position within the chunk, never back."""
         nonlocal moved
         if advance is not None and position > moved:
-            advance(min(position, size) - moved, f"{summary.counts['open_ports']} open ports")
+            advance(min(position, size) - moved, f"{counts['open_ports']} open ports")
             moved = min(position, size)
 
     def heard(share: float) -> None:
@@ -160,7 +211,7 @@ def _scan_chunk(
     try:
         for host in scanner.scan(chunk, lambda: interrupts.requested, heard):
             records += host
-            _tally(summary.counts, host)
+            _tally(counts, host)
             if names is not None:
                 for record in host:
                     if isinstance(record, Observation) and record.kind == "host-up":
@@ -169,8 +220,7 @@ def _scan_chunk(
             move_to(hosts)
     finally:
         # Hosts nmap finished are kept, however the chunk ended.
-        with store.writer() as writer:
-            writer.add_all(records)
+        keep(records)
     return records, moved
 
 
