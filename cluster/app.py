@@ -72,5 +72,6 @@ def cluster_app(config: Config, database: str) -> Celery:
         except StoreError as exc:
             raise task.retry(exc=exc, countdown=RETRY_SECONDS, max_retries=None) from None
 
-    app.task(name=TASK, bind=True)(scan_chunk)
+    # Not shared: each app (a daemon builds one per queued scan) keeps its own callable.
+    app.task(name=TASK, bind=True, shared=False)(scan_chunk)
     return app
