@@ -39,6 +39,14 @@ def broker() -> Iterator[RedisServer]:
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresServer]:
+    """This module's own PostgreSQL: its tests halt it, which the suite's shared one must not be."""
+    server = PostgresServer.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def inventory(postgres: PostgresServer) -> Iterator[str]:
     """A fresh PostgreSQL inventory."""
@@ -387,7 +395,8 @@ def test_database_errors_after_taking_a_chunk_do_not_count_as_dead_workers(
 ) -> None:
     silent = SilentListener("127.0.81.1", 2525)
     try:
-        probes = "[probes]\nbanner_timeout = 4.0\nread_timeout = 4.0\n"
+        # Long enough that the halt below lands while the probe waits, even on a busy machine.
+        probes = "[probes]\nbanner_timeout = 10.0\nread_timeout = 10.0\n"
         config = write_config(tmp_path / "a.toml", inventory, broker.url, ["127.0.81.0/29"], probes)
         store = Store.open(inventory)
         run_id, (chunk,) = store.scan_chunks.queue("127.0.81.0/30", "a", [("127.0.81.0/30", 4)])
@@ -411,6 +420,9 @@ def test_database_errors_after_taking_a_chunk_do_not_count_as_dead_workers(
             run = _wait_ended(tmp_path, inventory, 120)
         assert run["id"] == run_id
         assert run["status"] == "ok", run
-        assert [(c["state"], c["attempts"]) for c in run["chunks"]] == [("done", 4)]
+        # Done, not failed as "its workers stopped": the retry after the database error is
+        # not counted as a death (whether it counts as a take depends on the worker taking it).
+        ((state, attempts),) = [(c["state"], c["attempts"]) for c in run["chunks"]]
+        assert (state, attempts >= 3) == ("done", True)
     finally:
         silent.close()
