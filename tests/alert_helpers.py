@@ -121,6 +121,18 @@ def events(db: Path | str, rule: str | None = None) -> list[dict[str, Any]]:
     return [row for row in rows if rule is None or row["rule"] == rule]
 
 
+def cursor_sequence(db: Path | str, output: str) -> int:
+    """The sequence number of the last event the output's cursor has committed (0 before any)."""
+    engine = create_engine(database_url(str(db)))
+    try:
+        with engine.connect() as connection:
+            query = text("SELECT sequence FROM alert_cursor WHERE output = :output")
+            found = connection.execute(query, {"output": output}).scalar()
+    finally:
+        engine.dispose()
+    return int(found or 0)
+
+
 def life_cycle(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, db: Path | str, conf: Path
 ) -> None:
