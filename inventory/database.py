@@ -6,7 +6,18 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy import (
+    Column,
+    Engine,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    create_engine,
+    event,
+    make_url,
+    text,
+)
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from rolecall.inventory.database_errors import (
@@ -151,24 +162,53 @@ def _known_revision(script: ScriptDirectory, revision: str) -> bool:
         return False
 
 
+def _version_table() -> Table:
+    """The table alembic records the schema revision in, as alembic itself declares it."""
+    return Table(
+        "alembic_version",
+        MetaData(),
+        Column("version_num", String(32), nullable=False),
+        PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),
+    )
+
+
+def _created_at_head(engine: Engine) -> bool:
+    """Make a new SQLite inventory's schema from the models at once, recorded at SCHEMA_HEAD.
+
+    The models are what the migrations build (tests compare the two schemas), so a new
+    inventory is made without loading alembic and replaying every migration, which costs
+    more than a small ingest. False, touching nothing, unless the database is SQLite and
+    empty; PostgreSQL's event tables are partitioned by a migration (0010).
+    """
+    if engine.dialect.name != "sqlite":
+        return False
+    from sqlmodel import SQLModel  # noqa: PLC0415 - loaded with the tables, which register on it
+
+    import rolecall.inventory.tables  # noqa: F401, PLC0415 - registers the tables on SQLModel
+
+    with engine.connect() as connection:
+        # The write lock first, as the migrations take it: of processes opening one new
+        # inventory at once, one creates the schema and the others then find it at head.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if connection.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar():
+            connection.rollback()
+            return False
+        SQLModel.metadata.create_all(connection)
+        version = _version_table()
+        version.create(connection)
+        connection.execute(version.insert().values(version_num=SCHEMA_HEAD))
+        connection.commit()
+    return True
+
+
 def upgrade_schema(engine: Engine, revision: str = "head") -> None:
     """Create or upgrade the schema to revision; refuse a database newer than this code."""
     if revision == "head" and _at_head(engine):
         return
-    from alembic import command  # noqa: PLC0415 - see SCHEMA_HEAD
-    from alembic.script import ScriptDirectory  # noqa: PLC0415 - see SCHEMA_HEAD
-
-    config = alembic_config(engine)
-    script = ScriptDirectory.from_config(config)
     try:
-        current = schema_revision(engine)
-        if current is not None and not _known_revision(script, current):
-            raise StoreError(
-                f"database schema {current} is newer than this rolecall: upgrade rolecall"
-            )
-        if revision == "head" and current == script.get_current_head():
+        if revision == "head" and _created_at_head(engine):
             return
-        command.upgrade(config, revision)
+        _migrate(engine, revision)
     except StoreError:
         raise
     except DBAPIError as exc:
@@ -178,3 +218,18 @@ def upgrade_schema(engine: Engine, revision: str = "head") -> None:
             name = database_name(engine.url)
             raise StoreError(f"database schema {name} is not usable: {exc}") from exc
         raise
+
+
+def _migrate(engine: Engine, revision: str) -> None:
+    """Run the migrations up to revision; refuse a database newer than this code."""
+    from alembic import command  # noqa: PLC0415 - see SCHEMA_HEAD
+    from alembic.script import ScriptDirectory  # noqa: PLC0415 - see SCHEMA_HEAD
+
+    config = alembic_config(engine)
+    script = ScriptDirectory.from_config(config)
+    current = schema_revision(engine)
+    if current is not None and not _known_revision(script, current):
+        raise StoreError(f"database schema {current} is newer than this rolecall: upgrade rolecall")
+    if revision == "head" and current == script.get_current_head():
+        return
+    command.upgrade(config, revision)

@@ -22,6 +22,7 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, and_, delete, func, or_, select, tuple_, union
 
+from rolecall.inventory.groups import groups_of_addresses
 from rolecall.inventory.settings import SurgeSettings
 from rolecall.inventory.tables import (
     DailyMetricRow,
@@ -266,25 +267,31 @@ def _write_day(connection: Connection, metric: str, day: date, values: Mapping[s
 
 
 def recompute_days(
-    connection: Connection, days: Iterable[date], groups: Mapping[str, list[str]]
+    connection: Connection, days: Iterable[date], groups: Mapping[str, list[str]] | None
 ) -> None:
-    """Recompute every series on the given days."""
+    """Recompute every series on the given days.
+
+    ``groups``: every host's groups, or None to read those of each day's hosts.
+    """
     for day in sorted(set(days)):
         clients = _smtp_clients(connection, day)
+        by_client = _smtp_connections(connection, day)
+        denied = _denies(connection, day)
+        known = groups
+        if known is None:
+            known = groups_of_addresses(connection, sorted(clients | set(by_client) | set(denied)))
         per_group: Counter[str] = Counter({"": len(clients)})
         for client in clients:
-            per_group.update(groups.get(client, ()))
+            per_group.update(known.get(client, ()))
         _write_day(connection, "smtp_clients", day, per_group)
-        by_client = _smtp_connections(connection, day)
         totals: Counter[str] = Counter({"": sum(by_client.values())})
         for client, count in by_client.items():
-            for name in groups.get(client, ()):
+            for name in known.get(client, ()):
                 totals[name] += count
         _write_day(connection, "smtp_connections", day, totals)
-        denied = _denies(connection, day)
         per_group = Counter({"": sum(denied.values())})
         for client, count in denied.items():
-            for name in groups.get(client, ()):
+            for name in known.get(client, ()):
                 per_group[name] += count
         _write_day(connection, "fw_smtp_denies", day, per_group)
 

@@ -13,9 +13,10 @@ tunnel's request stored after the mail it carried) is taken again from all of it
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from itertools import islice
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, select
@@ -47,17 +48,18 @@ from rolecall.inventory.findings import (
     resolve_stale,
     store_raised,
 )
-from rolecall.inventory.groups import groups_of, update_groups
+from rolecall.inventory.groups import groups_of, groups_of_addresses, update_groups
 from rolecall.inventory.matching.address_set import AddressSet
 from rolecall.inventory.rules import all_rules
 from rolecall.inventory.rules.base import Collector, RowHandler, Rule, RuleContext
-from rolecall.inventory.rules.host_roles import first_smtp_client, smtp_senders
+from rolecall.inventory.rules.host_roles import first_smtp_client, roles_of, smtp_senders
 from rolecall.inventory.settings import DeriveSettings, settings_json
 from rolecall.inventory.tables import Asset, AssetGroupRow, FindingRow, RoleRow, core_table
 from rolecall.probes.records import Observation
 
 MAIL_EPOCH = "mail_epoch"  # derive_state key: when the store first saw any host send SMTP
 WINDOW_START = "window_start"  # derive_state key: the workstation window's start last time
+FLOW_BATCH = 2000  # flows read per list: their servers' port speech is looked up together
 # Passive roles from answered flows, by server port (the capture saw a reply): the
 # server's roles (as a probe of the same service gives them) and the client's.
 FLOW_SERVER_ROLES: dict[tuple[str, int], tuple[tuple[str, ...], str]] = {
@@ -250,14 +252,23 @@ def _read_flows(
                         found.roles.add(key, span.first_seen, span.last_seen, f"flow:{proof}")
     wanted = None if ports is None else frozenset(ports)
     handlers = [(rule.flow, rule.flow_ports) for rule in flow_rules if rule.flow is not None]
-    for row in delta.flow_rows(connection, marks, wanted):
+    for batch in _batches(delta.flow_rows(connection, marks, wanted), FLOW_BATCH):
         if marks is not None:
-            _flow_roles(row, found.roles, found.speech)
-        if row.transport == "tcp" and row.server_port in history.FIREWALL_SMTP_PORTS:
-            found.days.add(row.day)
-        for handler, only in handlers:
-            if only is None or row.server_port in only:
-                handler(ctx, row, found.rows)
+            found.speech.learn(row.server for row in batch if row.answered)
+        for row in batch:
+            if marks is not None:
+                _flow_roles(row, found.roles, found.speech)
+            if row.transport == "tcp" and row.server_port in history.FIREWALL_SMTP_PORTS:
+                found.days.add(row.day)
+            for handler, only in handlers:
+                if only is None or row.server_port in only:
+                    handler(ctx, row, found.rows)
+
+
+def _batches(rows: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    """Consecutive lists of at most ``size`` rows (memory bounded, lookups per list)."""
+    while batch := list(islice(rows, size)):
+        yield batch
 
 
 def _flow_roles(row: Any, found: RoleAccumulator, speech: PortSpeech) -> None:
@@ -375,23 +386,30 @@ def _derive(
     # workstation role or its lack of one; a workstation is stretched over its new traffic.
     refresh_workstations(connection, sorted(merged.touched - judged_hosts), window_start)
     update_groups(connection, sorted(changed), settings.groups)
-    groups = groups_of(connection) if settings.groups else {}
-    ctx = RuleContext(
-        connection, settings, ctx.inside, ctx.approved_relays, ctx.blocklist, groups, newest
-    )
     # Host rules judge mail senders only: a host that sends nothing breaks no mail policy.
-    senders = smtp_senders(connection)
-    judged = sorted((changed & senders) | found.smtp_clients)
+    senders = smtp_senders(connection, None if full else changed) & changed
+    judged = sorted(senders | found.smtp_clients)
     first_mail = first_smtp_client(connection)
     mail_epoch = first_mail.isoformat() if first_mail else ""
     if not full and mail_epoch != delta.state_value(connection, MAIL_EPOCH):
         # Mail older than any seen before moves the start of the mail history, and with
         # it what "new" means for every sender (new-smtp-client): judge them all again.
-        judged = sorted(senders | found.smtp_clients)
-    hosts = Collector()
-    for rule in rules:
-        if rule.hosts is not None:
-            rule.hosts(ctx, judged, hosts)
+        judged = sorted(smtp_senders(connection, None) | found.smtp_clients)
+    # Reading everything, every host's groups at once; else the judged hosts' only (the
+    # series read the groups of each day's hosts they recompute).
+    groups: dict[str, list[str]] | None = {}
+    if settings.groups:
+        groups = groups_of(connection) if full else None
+    ctx = RuleContext(
+        connection,
+        settings,
+        ctx.inside,
+        ctx.approved_relays,
+        ctx.blocklist,
+        groups_of_addresses(connection, judged) if groups is None else groups,
+        newest,
+    )
+    hosts = _judge_hosts(ctx, rules, judged)
     store_raised(connection, found.rows.found.values(), replace=full)
     store_raised(connection, hosts.found.values(), replace=True)
     for rule in rules:
@@ -400,7 +418,7 @@ def _derive(
     if full:
         series_rules = {rule.name for rule in rules if rule.series is not None}
         _resolve_unraised(connection, set(found.rows.found) | set(hosts.found), series_rules)
-    _update_history(ctx, rules, found.days)
+    _update_history(ctx, rules, found.days, groups)
     resolve_stale(connection, timedelta(hours=settings.resolve_after_hours))
     resolve_reprobed(connection, None if full else found.probed)
     delta.save_state(
@@ -413,15 +431,33 @@ def _derive(
     return DeriveSummary(role_count(connection), _open_findings(connection), len(judged), full)
 
 
-def _update_history(ctx: RuleContext, rules: Iterable[Rule], found_days: set[date]) -> None:
-    """Recompute the touched days of the series, expire old days, and run the series rules."""
+def _judge_hosts(ctx: RuleContext, rules: Iterable[Rule], judged: Sequence[str]) -> Collector:
+    """What the host rules raise on the judged hosts (their roles read once for every rule)."""
+    hosts = Collector()
+    handlers = [rule.hosts for rule in rules if rule.hosts is not None]
+    held = roles_of(ctx.connection, judged) if handlers else {}
+    for handler in handlers:
+        handler(ctx, held, hosts)
+    return hosts
+
+
+def _update_history(
+    ctx: RuleContext,
+    rules: Iterable[Rule],
+    found_days: set[date],
+    groups: Mapping[str, list[str]] | None,
+) -> None:
+    """Recompute the touched days of the series, expire old days, and run the series rules.
+
+    ``groups``: every host's groups, or None for the series to read those they need.
+    """
     connection, settings = ctx.connection, ctx.settings
     newest = max([*found_days, *history.newest_day(connection)], default=None)
     if newest is None:
         return
     oldest = newest - timedelta(days=settings.history_retention_days)
     days = sorted(day for day in found_days if day >= oldest)
-    history.recompute_days(connection, days, ctx.groups)
+    history.recompute_days(connection, days, groups)
     history.expire(connection, newest, settings.history_retention_days)
     for rule in rules:
         verdict = rule.judge_series(ctx, days)

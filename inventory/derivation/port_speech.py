@@ -109,14 +109,22 @@ class PortSpeech:
             self._known.setdefault(address, set()).add(port)
         self._everything = True
 
+    def learn(self, servers: Iterable[str]) -> None:
+        """Read these servers' ports in a few statements (not one lookup per server later)."""
+        if self._everything:
+            return
+        unknown = sorted({server for server in servers if server not in self._known})
+        for server in unknown:
+            self._known[server] = set()
+        for address, port in _contradicted(_heard(self._connection, unknown)):
+            self._known[address].add(port)
+
     def speaks_otherwise(self, server: str, port: int, transport: str = "tcp") -> bool:
         """Whether this server's port was seen to speak something its number does not suggest."""
         if transport != "tcp" or port not in GUESSED:
             return False
-        if server not in self._known and not self._everything:
-            self._known[server] = {
-                found for _, found in _contradicted(_heard(self._connection, [server]))
-            }
+        if server not in self._known:
+            self.learn([server])
         return port in self._known.get(server, set())
 
 

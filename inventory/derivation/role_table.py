@@ -18,6 +18,7 @@ from sqlalchemy import (
     case,
     delete,
     func,
+    or_,
     select,
     update,
 )
@@ -148,22 +149,30 @@ def refresh_workstations(connection: Connection, addresses: Sequence[str], since
     """
     table = core_table(RoleRow)
     client = table.alias("client")
-    recent = (
-        (client.c.address == table.c.address)
-        & client.c.role.in_(sorted(CLIENT_ROLES))
-        & (client.c.last_seen >= since)
-    )
-    first = select(func.min(client.c.first_seen)).where(recent).scalar_subquery()
-    last = select(func.max(client.c.last_seen)).where(recent).scalar_subquery()
     for chunk in in_slices(addresses):
+        spans = (
+            select(
+                client.c.address,
+                func.min(client.c.first_seen).label("first"),
+                func.max(client.c.last_seen).label("last"),
+            )
+            .where(
+                client.c.address.in_(chunk),
+                client.c.role.in_(sorted(CLIENT_ROLES)),
+                client.c.last_seen >= since,
+            )
+            .group_by(client.c.address)
+            .subquery()
+        )
+        # One aggregate per slice, joined (UPDATE ... FROM), and only spans that moved.
         connection.execute(
             update(table)
             .where(
                 table.c.role == "workstation",
-                table.c.address.in_(chunk),
-                select(client.c.id).where(recent).exists(),
+                table.c.address == spans.c.address,
+                or_(table.c.first_seen != spans.c.first, table.c.last_seen != spans.c.last),
             )
-            .values(first_seen=first, last_seen=last)
+            .values(first_seen=spans.c.first, last_seen=spans.c.last)
         )
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import Connection
 
 from rolecall.inventory.findings import Raised
 from rolecall.inventory.matching.address_set import AddressSet
+from rolecall.inventory.rules.host_roles import HeldRole
 from rolecall.inventory.settings import DeriveSettings
 
 Row = Any
@@ -85,7 +86,8 @@ class SeriesVerdict:
 
 
 RowHandler = Callable[[RuleContext, Row, Collector], None]
-HostHandler = Callable[[RuleContext, Sequence[str], Collector], None]
+# A host rule gets the judged hosts' current roles (address -> role -> held), read once for all.
+HostHandler = Callable[[RuleContext, Mapping[str, Mapping[str, HeldRole]], Collector], None]
 SeriesHandler = Callable[[RuleContext, Sequence[date]], SeriesVerdict]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
@@ -65,14 +65,16 @@ def roles_of(connection: Connection, addresses: Sequence[str]) -> dict[str, dict
     return dict(found)
 
 
-def smtp_senders(connection: Connection) -> set[str]:
-    """Every host with the smtp-client role."""
+def smtp_senders(connection: Connection, among: Collection[str] | None) -> set[str]:
+    """The hosts with the smtp-client role, among these addresses (None: every host)."""
     table = core_table(RoleRow)
-    return set(
-        connection.execute(
-            select(table.c.address).where(table.c.role == "smtp-client").distinct()
-        ).scalars()
-    )
+    query = select(table.c.address).where(table.c.role == "smtp-client").distinct()
+    if among is None:
+        return set(connection.execute(query).scalars())
+    found: set[str] = set()
+    for chunk in in_slices(sorted(among)):
+        found.update(connection.execute(query.where(table.c.address.in_(chunk))).scalars())
+    return found
 
 
 def first_smtp_client(connection: Connection) -> datetime | None:

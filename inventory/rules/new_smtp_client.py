@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from datetime import timedelta
 
 from rolecall.inventory.findings import Raised
@@ -12,14 +12,13 @@ from rolecall.inventory.rules.host_roles import (
     first_smtp_client,
     relayed_clients,
     relaying_note,
-    roles_of,
 )
 
 NAME = "new-smtp-client"
 SEVERITY = "info"
 
 
-def judge(ctx: RuleContext, addresses: Sequence[str], out: Collector) -> None:
+def judge(ctx: RuleContext, held: Mapping[str, Mapping[str, HeldRole]], out: Collector) -> None:
     """Raise on hosts whose first SMTP came after the learning period of the store's mail history.
 
     Until the store has watched mail for new_client_learning_days, every sender
@@ -30,7 +29,7 @@ def judge(ctx: RuleContext, addresses: Sequence[str], out: Collector) -> None:
         return
     learned = first_ever + timedelta(days=ctx.settings.new_client_learning_days)
     new: dict[str, HeldRole] = {}
-    for address, roles in roles_of(ctx.connection, addresses).items():
+    for address, roles in held.items():
         client = roles.get("smtp-client")
         if client is not None and client.first_seen > learned:
             new[address] = client

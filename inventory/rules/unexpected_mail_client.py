@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 
 from rolecall.inventory.derivation.role_rules import MAIL_SERVER_ROLES, NON_MAIL_SERVER_ROLES
 from rolecall.inventory.findings import Raised
@@ -12,7 +12,6 @@ from rolecall.inventory.rules.host_roles import (
     mail_servers_of,
     relayed_clients,
     relaying_note,
-    roles_of,
 )
 from rolecall.inventory.settings import GroupSpec
 
@@ -26,7 +25,7 @@ def _policies(ctx: RuleContext, address: str) -> list[GroupSpec]:
     return [spec for spec in ctx.settings.groups if spec.name in names]
 
 
-def _default_reason(roles: dict[str, HeldRole]) -> str | None:
+def _default_reason(roles: Mapping[str, HeldRole]) -> str | None:
     """Why the default policy objects: a non-mail server role (mail servers may relay)."""
     if MAIL_SERVER_ROLES & roles.keys():
         return None
@@ -55,7 +54,7 @@ def _group_reason(
 
 
 def _reason(
-    ctx: RuleContext, address: str, roles: dict[str, HeldRole], servers: dict[str, set[str]]
+    ctx: RuleContext, address: str, roles: Mapping[str, HeldRole], servers: dict[str, set[str]]
 ) -> str | None:
     """The policy a mail-sending host breaks, if any (a group's word beats the default)."""
     groups = _policies(ctx, address)
@@ -67,12 +66,12 @@ def _reason(
     return _default_reason(roles)
 
 
-def judge(ctx: RuleContext, addresses: Sequence[str], out: Collector) -> None:
+def judge(ctx: RuleContext, held: Mapping[str, Mapping[str, HeldRole]], out: Collector) -> None:
     """Raise on every given host that sends SMTP against its roles or group policy."""
-    limited = [a for a in addresses if any(s.policy.mail_relays for s in _policies(ctx, a))]
+    limited = [a for a in held if any(s.policy.mail_relays for s in _policies(ctx, a))]
     servers = mail_servers_of(ctx.connection, limited)
     breaking: dict[str, tuple[HeldRole, str]] = {}
-    for address, roles in roles_of(ctx.connection, addresses).items():
+    for address, roles in held.items():
         client = roles.get("smtp-client")
         reason = None if client is None else _reason(ctx, address, roles, servers)
         if client is not None and reason is not None:
