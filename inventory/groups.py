@@ -6,11 +6,12 @@ import fnmatch
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Final
 
-import netaddr
 from sqlalchemy import Connection, delete, func, select
 
+from rolecall.inventory.matching.address_set import AddressSet
 from rolecall.inventory.settings import GroupSpec
 from rolecall.inventory.sql.in_lists import in_slices
 from rolecall.inventory.tables import (
@@ -53,15 +54,15 @@ def _port_matches(wanted: str, ports: set[str]) -> bool:
     return any(port.partition("/")[0] == wanted for port in ports)
 
 
-def _in_networks(address: str, networks: Sequence[str]) -> bool:
+def _in_networks(address: str, networks: tuple[str, ...]) -> bool:
     """Whether an address lies in any of the networks."""
-    if not networks:
-        return False
-    try:
-        ip = netaddr.IPAddress(address)
-    except (netaddr.AddrFormatError, ValueError):
-        return False
-    return any(ip in netaddr.IPNetwork(network) for network in networks)
+    return bool(networks) and address in _network_set(networks)
+
+
+@lru_cache(maxsize=256)
+def _network_set(networks: tuple[str, ...]) -> AddressSet:
+    """A group's networks as a set built once, not parsed again for every host."""
+    return AddressSet(networks)
 
 
 def _selected(spec: GroupSpec, host: HostFacts) -> bool:
@@ -100,38 +101,54 @@ def groups_for(host: HostFacts, specs: Sequence[GroupSpec]) -> list[str]:
     return member
 
 
-def host_facts(connection: Connection, addresses: Sequence[str]) -> dict[str, HostFacts]:
-    """Roles, open ports and names of the given addresses."""
+def host_facts(
+    connection: Connection, addresses: Sequence[str], everything: bool = False
+) -> dict[str, HostFacts]:
+    """Roles, open ports and names of the given addresses.
+
+    ``everything``: the addresses are every asset's, so the tables are read whole
+    (one scan each, not an index lookup per address).
+    """
     facts = {address: HostFacts(address) for address in addresses}
     role, service, hostname = core_table(RoleRow), core_table(ServiceRow), core_table(HostnameRow)
-    for chunk in in_slices(addresses):
-        for row in connection.execute(
-            select(role.c.address, role.c.role).where(role.c.address.in_(chunk))
-        ):
-            facts[row.address].roles.add(row.role)
-        for address, port, transport in connection.execute(
-            select(service.c.address, service.c.port, service.c.transport).where(
-                service.c.address.in_(chunk)
-            )
-        ):
-            facts[address].ports.add(f"{port}/{transport}")
-        for row in connection.execute(
-            select(hostname.c.address, hostname.c.name).where(hostname.c.address.in_(chunk))
-        ):
-            facts[row.address].hostnames.add(row.name)
+    all_roles = select(role.c.address, role.c.role)
+    all_ports = select(service.c.address, service.c.port, service.c.transport)
+    all_names = select(hostname.c.address, hostname.c.name)
+    chunks: list[Sequence[str] | None] = [None] if everything else list(in_slices(addresses))
+    for chunk in chunks:
+        roles, ports, names = all_roles, all_ports, all_names
+        if chunk is not None:
+            roles = roles.where(role.c.address.in_(chunk))
+            ports = ports.where(service.c.address.in_(chunk))
+            names = names.where(hostname.c.address.in_(chunk))
+        for address, name in connection.execute(roles):
+            if address in facts:
+                facts[address].roles.add(name)
+        for address, port, transport in connection.execute(ports):
+            if address in facts:
+                facts[address].ports.add(f"{port}/{transport}")
+        for address, name in connection.execute(names):
+            if address in facts:
+                facts[address].hostnames.add(name)
     return facts
 
 
 def update_groups(
-    connection: Connection, addresses: Sequence[str], specs: Sequence[GroupSpec]
+    connection: Connection,
+    addresses: Sequence[str],
+    specs: Sequence[GroupSpec],
+    everything: bool = False,
 ) -> None:
-    """Recompute the group memberships of the given addresses."""
+    """Recompute the group memberships of the given addresses (``everything``: of every
+    asset, which the addresses then are)."""
     table = core_table(AssetGroupRow)
-    for chunk in in_slices(addresses):
+    if everything:
+        connection.execute(delete(table))
+    for chunk in [] if everything else in_slices(addresses):
         connection.execute(delete(table).where(table.c.address.in_(chunk)))
     if not specs:
         return
-    facts = host_facts(connection, addresses)
+    facts = host_facts(connection, addresses, everything)
     rows = [
         {"address": address, "name": name}
         for address, host in facts.items()

@@ -37,7 +37,7 @@ WORKSTATION_SOURCE: Final = "derived"
 RoleKey = tuple[str, str, str]
 
 
-@dataclass
+@dataclass(slots=True)
 class FoundRole:
     """A role being derived: its evidence and when it was seen."""
 
@@ -66,11 +66,12 @@ class RoleAccumulator:
 
 @dataclass(frozen=True)
 class StoredRole:
-    """What merging needs of a stored role: its row, evidence JSON and last sighting."""
+    """What merging needs of a stored role: its row, evidence JSON, and whether it was last
+    seen before the workstation window's start."""
 
     rid: int
     evidence: str
-    last_seen: datetime
+    before_window: bool
 
 
 @dataclass(frozen=True)
@@ -83,21 +84,25 @@ class Merged:
     renewed: set[str]
 
 
-def _stored(connection: Connection, keys: Iterable[RoleKey]) -> dict[RoleKey, StoredRole]:
+def _stored(
+    connection: Connection, keys: Iterable[RoleKey], window_start: datetime
+) -> dict[RoleKey, StoredRole]:
     """The stored roles among the given roles' hosts, role by role."""
     table = core_table(RoleRow)
     by_role: dict[str, set[str]] = defaultdict(set)
     for address, role, _ in keys:
         by_role[role].add(address)
     stored: dict[RoleKey, StoredRole] = {}
-    columns = (table.c.id, table.c.address, table.c.source, table.c.evidence, table.c.last_seen)
+    # Compared in the database: no datetime is built for each of many rows.
+    before = case((table.c.last_seen < window_start, 1), else_=0)
+    columns = (table.c.id, table.c.address, table.c.source, table.c.evidence, before)
     for role, addresses in by_role.items():
         for chunk in in_slices(sorted(addresses)):
             rows = connection.execute(
                 select(*columns).where(table.c.role == role, table.c.address.in_(chunk))
-            )
-            for rid, address, source, evidence, last_seen in rows:
-                stored[address, role, source] = StoredRole(rid, evidence, last_seen)
+            ).all()
+            for rid, address, source, evidence, old in rows:
+                stored[address, role, source] = StoredRole(rid, evidence, bool(old))
     return stored
 
 
@@ -109,7 +114,8 @@ def appended_evidence(text: str, proofs: Sequence[str]) -> str:
     incremental derivation); a proof that JSON would escape, or that holds the
     separator, takes the JSON path.
     """
-    if any(char in proof for proof in proofs for char in '"\\, '):
+    joined = "".join(proofs)
+    if '"' in joined or "\\" in joined or "," in joined or " " in joined:
         return json.dumps(merged_evidence(json.loads(text), proofs)[:MAX_EVIDENCE])
     held = 0 if text == "[]" else text.count('", "') + 1
     added: list[str] = []
@@ -169,6 +175,7 @@ def refresh_workstations(connection: Connection, addresses: Sequence[str], since
             update(table)
             .where(
                 table.c.role == "workstation",
+                table.c.address.in_(chunk),
                 table.c.address == spans.c.address,
                 or_(table.c.first_seen != spans.c.first, table.c.last_seen != spans.c.last),
             )
@@ -186,7 +193,7 @@ def merge_roles(
     """
     table = core_table(RoleRow)
     addresses = sorted({key[0] for key in found.found})
-    stored = {} if empty else _stored(connection, found.found)
+    stored = {} if empty else _stored(connection, found.found, window_start)
     held = {(key[0], key[1]) for key in stored}
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
@@ -208,7 +215,7 @@ def merge_roles(
             if (key[0], key[1]) not in held:
                 gained.add(key[0])
             continue
-        if known.last_seen < window_start <= role.last_seen:
+        if known.before_window and window_start <= role.last_seen:
             renewed.add(key[0])
         evidence = appended_evidence(known.evidence, role.evidence)
         updates.append(
@@ -222,7 +229,7 @@ def merge_roles(
     # In row order, each table page is written once however many of its rows change.
     updates.sort(key=lambda row: row["rid"])
     row_id = bindparam("rid", type_=table.c.id.type)
-    BulkStatement(table.insert()).execute(connection, inserts)
+    BulkStatement(table.insert(), copy_into=table).execute(connection, inserts)
     merge = _stretch(table, table.c.id == row_id).values(evidence=bindparam("evidence"))
     BulkStatement(merge).execute(connection, updates)
     return Merged(gained, set(addresses), renewed)

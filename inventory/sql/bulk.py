@@ -37,8 +37,11 @@ class _Compiled:
 class BulkStatement:
     """A statement executed for many rows, compiled once per dialect and column set."""
 
-    def __init__(self, statement: ClauseElement) -> None:
+    def __init__(self, statement: ClauseElement, copy_into: Table | None = None) -> None:
+        """``copy_into``: the statement is a plain INSERT into this table (no conflict
+        clause, nothing returned), so PostgreSQL may take the rows by COPY."""
         self._statement = statement
+        self._copy_into = copy_into
         self._compiled: dict[tuple[str, tuple[str, ...]], _Compiled] = {}
 
     def execute(self, connection: Connection, rows: Iterable[Row]) -> None:
@@ -48,6 +51,10 @@ class BulkStatement:
             return
         compiled = self._compile(connection, batch[0])
         rows_of_values = zip(*_columns(compiled, batch), strict=True)
+        if self._copy_into is not None and connection.dialect.name == "postgresql":
+            # psycopg sends an executemany as one statement per row; COPY streams them.
+            _copy(connection, self._copy_into, compiled.names, rows_of_values)
+            return
         params: list[Any] = (
             list(rows_of_values)
             if compiled.positional
@@ -116,6 +123,21 @@ def _columns(compiled: _Compiled, batch: list[Row]) -> list[list[Any]]:
         else:
             converted[name] = [value if value is None else convert(value) for value in raw[name]]
     return [converted[name] for name in compiled.names]
+
+
+def _copy(
+    connection: Connection, table: Table, names: list[str], rows: Iterable[tuple[Any, ...]]
+) -> None:
+    """Insert rows of converted values (in the order of names) with PostgreSQL's COPY."""
+    quote = connection.dialect.identifier_preparer
+    columns = ", ".join(quote.quote(table.c[name].name) for name in names)
+    target = quote.format_table(table)
+    driver = connection.connection.driver_connection
+    if driver is None:
+        raise RuntimeError("the database connection is closed")
+    with driver.cursor() as cursor, cursor.copy(f"COPY {target} ({columns}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 def _constant(statement: ClauseElement, name: str, value: Any) -> Any:
