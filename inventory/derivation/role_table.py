@@ -10,9 +10,13 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import (
+    BigInteger,
     BindParameter,
+    Column,
     Connection,
+    MetaData,
     Table,
+    Text,
     Update,
     bindparam,
     case,
@@ -131,19 +135,52 @@ def appended_evidence(text: str, proofs: Sequence[str]) -> str:
     return f"[{joined}]" if text == "[]" else f"{text[:-1]}, {joined}]"
 
 
-def _stretch(table: Table, where: Any) -> Update:
-    """The statement that widens stored spans to include (first, last), in the database."""
-    # Typed, so the bulk path converts datetimes exactly as the column stores them.
-    first: BindParameter[Any] = bindparam("first", type_=table.c.first_seen.type)
-    last: BindParameter[Any] = bindparam("last", type_=table.c.last_seen.type)
+def _stretch(table: Table, where: Any, first: Any, last: Any, evidence: Any) -> Update:
+    """The statement that widens stored spans to include (first, last) and sets the
+    evidence, in the database."""
     return (
         update(table)
         .where(where)
         .values(
             first_seen=case((table.c.first_seen < first, table.c.first_seen), else_=first),
             last_seen=case((table.c.last_seen > last, table.c.last_seen), else_=last),
+            evidence=evidence,
         )
     )
+
+
+def _write_merges(connection: Connection, table: Table, updates: list[dict[str, Any]]) -> None:
+    """Widen the spans and set the evidence of stored roles (rows of rid, first, last,
+    evidence)."""
+    if connection.dialect.name != "postgresql":
+        # Typed, so the bulk path converts datetimes exactly as the column stores them.
+        first: BindParameter[Any] = bindparam("first", type_=table.c.first_seen.type)
+        last: BindParameter[Any] = bindparam("last", type_=table.c.last_seen.type)
+        row_id = bindparam("rid", type_=table.c.id.type)
+        merge = _stretch(table, table.c.id == row_id, first, last, bindparam("evidence"))
+        BulkStatement(merge).execute(connection, updates)
+        return
+    if not updates:
+        return
+    # psycopg sends an executemany as one statement per row: the changes go in by COPY to
+    # a temporary table instead, and one UPDATE ... FROM joins them.
+    changes = Table(
+        "role_changes",
+        MetaData(),
+        Column("rid", BigInteger),
+        Column("first", table.c.first_seen.type),
+        Column("last", table.c.last_seen.type),
+        Column("evidence", Text),
+        prefixes=["TEMPORARY"],
+    )
+    changes.create(connection)
+    BulkStatement(changes.insert(), copy_into=changes).execute(connection, updates)
+    connection.execute(
+        _stretch(
+            table, table.c.id == changes.c.rid, changes.c.first, changes.c.last, changes.c.evidence
+        )
+    )
+    changes.drop(connection)
 
 
 def refresh_workstations(connection: Connection, addresses: Sequence[str], since: datetime) -> None:
@@ -228,10 +265,8 @@ def merge_roles(
         )
     # In row order, each table page is written once however many of its rows change.
     updates.sort(key=lambda row: row["rid"])
-    row_id = bindparam("rid", type_=table.c.id.type)
     BulkStatement(table.insert(), copy_into=table).execute(connection, inserts)
-    merge = _stretch(table, table.c.id == row_id).values(evidence=bindparam("evidence"))
-    BulkStatement(merge).execute(connection, updates)
+    _write_merges(connection, table, updates)
     return Merged(gained, set(addresses), renewed)
 
 
