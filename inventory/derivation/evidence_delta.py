@@ -173,7 +173,11 @@ def observation_spans(connection: Connection, kinds: frozenset[str]) -> Iterator
         func.max(table.c.last_seen).label("last_seen"),
         func.min(table.c.id).label("first_id"),
         func.max(table.c.id).label("last_id"),
-    ).where(table.c.kind.in_(sorted(kinds)))
+    ).where(
+        # These kinds are most of the table: a scan beats a lookup per row through the kind
+        # index, which SQLite would choose for a bare "kind IN"; "|| ''" keeps it off it.
+        table.c.kind.concat("").in_(sorted(kinds))
+    )
     yield from connection.execute(stmt.group_by(table.c.address, table.c.kind, table.c.source))
 
 
