@@ -21,6 +21,7 @@ from sqlalchemy import Connection, func, insert, or_, select, update
 from rolecall.alerts.event import AlertEvent
 from rolecall.alerts.techniques import techniques
 from rolecall.inventory.process_owner import Owner, is_gone
+from rolecall.inventory.sql.bulk import BulkStatement
 from rolecall.inventory.sql.in_lists import in_slices
 from rolecall.inventory.tables import (
     AlertCursorRow,
@@ -152,7 +153,8 @@ def record_events(connection: Connection, journal: FindingJournal, at: datetime)
         }
         for row, action in pending
     ]
-    connection.execute(insert(core_table(AlertEventRow)), values)
+    events = core_table(AlertEventRow)
+    BulkStatement(events.insert(), copy_into=events).execute(connection, values)
     return len(values)
 
 
