@@ -1,36 +1,42 @@
-"""Benchmark: rolecall's pcap reader against tshark on a large mail-heavy capture.
+"""Benchmark: rolecall's pcap ingest against tshark, on three kinds of capture.
 
-Records real mail traffic on loopback (smtplib to aiosmtpd, directly and through
-microsocks, Ethernet-sized segments), then builds a capture of at least
-``--packets`` packets by repeating that recording with every copy's addresses
-rewritten into its own 10.x.y.0/24 (many distinct hosts) and its timestamps
-shifted. Everything is generated in a temporary directory, never in the
-repository. Each tool then runs as a fresh process (``bench.process_tree``): its
-wall-clock and CPU time, and its peak RSS summed over all its processes (a large
-capture is read in a second process), are printed; CPU time is the steadier
-figure on a shared machine, and wall time is the one the target is about.
+Workloads (``--workload``), each recorded from real traffic on loopback (see
+``bench.pcap_workloads``) and then built into a capture of at least ``--packets``
+packets by repeating that recording with every copy's addresses rewritten into its
+own 10.x.y.0/24 (many distinct hosts) and its timestamps shifted:
+
+- ``mail-heavy``: large messages (4-150 kB), a quarter of the sessions via SOCKS5;
+- ``mail-gateway``: short sessions of 1-4 kB messages, a fifth via SOCKS5, records dense;
+- ``mixed``: mostly HTTPS, DNS and HTTP, about 1% of the packets SMTP.
+
+Everything is generated in a temporary directory, never in the repository (the small
+recordings are cached under /tmp). Each tool then runs as a fresh process
+(``bench.process_tree``): its wall-clock and CPU time, and its peak RSS summed over all
+its processes (a large capture is read in a second process), are printed with the
+ratios and whether they meet the workload's targets; CPU time is the steadier figure
+on a shared machine, and wall time is the one the targets are about.
 
 ``INGEST_COMMAND`` is what is timed for rolecall: the real ``rolecall --db {db}
-ingest pcap {pcap}`` into a fresh SQLite inventory, roles derived included.
+ingest pcap {pcap}`` into a fresh SQLite inventory, roles derived included; tshark
+extracts the same fields (``TSHARK_FIELDS`` and, for mixed traffic, ``SITE_FIELDS``).
 ``--reader-only`` times the reader alone, in one process (records counted, nothing
-stored).
-Needs tshark (``apt-get install tshark``).
+stored). Needs tshark (``apt-get install tshark``).
 
-    python -m bench.pcap_vs_tshark [--packets 1000000] [--reader-only]
+    python -m bench.pcap_vs_tshark [--workload mail-heavy|mail-gateway|mixed|all]
+                                   [--packets N] [--reader-only]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import struct
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-import dpkt
-
+from bench.pcap_workloads import recording, replicate
 from bench.process_tree import Measured, run_measured
 from bench.rolecall_command import rolecall_command
 
@@ -64,88 +70,43 @@ TSHARK_FIELDS = [
     "socks.dstport",
     "socks.results",
 ]
-TSHARK_COMMAND = ["tshark", "-n", "-r", "{pcap}", "-T", "fields"] + [
-    arg for f in TSHARK_FIELDS for arg in ("-e", f)
+SITE_FIELDS = [
+    "udp.srcport",
+    "udp.dstport",
+    "dns.qry.name",
+    "dns.qry.type",
+    "dns.a",
+    "dns.aaaa",
+    "tls.handshake.extensions_server_name",
+    "http.host",
+    "http.user_agent",
+    "http.request.method",
 ]
-NET = "127.0.192.0/24"
-# A short note, a typical mail, one with an attachment: about 65 kB on average, which is
-# what mail measured in the wild averages (most packets are then message data).
-MESSAGE_SIZES = (4_000, 40_000, 150_000)
 
 
-def record(path: Path) -> None:
-    """Record mail traffic on loopback: direct sessions and sessions through SOCKS5."""
-    from tests.pcap_helpers import (  # noqa: PLC0415 (test helpers only when recording)
-        SourcedSMTP,
-        aiosmtpd_server,
-        loopback_capture,
-        message,
-        microsocks,
-    )
-
-    with (
-        aiosmtpd_server("127.0.192.2") as (host, port, _),
-        microsocks("127.0.192.3") as proxy,
-        loopback_capture(path, NET),
-    ):
-        for session in range(40):
-            via = proxy if session % 4 == 3 else None
-            client = SourcedSMTP(f"127.0.192.{10 + session % 20}", via)
-            client.connect(host, port)
-            client.ehlo("bench.example")
-            for n, size in enumerate(MESSAGE_SIZES):
-                rcpt = f"user{n}@example.net"
-                body = message("a@example.org", rcpt, f"bench {session} {n}", "The Bat! (v9)", size)
-                client.sendmail("a@example.org", [rcpt], body)
-            client.quit()
+def tshark_command(fields: list[str]) -> list[str]:
+    """tshark printing ``fields`` of every packet of ``{pcap}``."""
+    return ["tshark", "-n", "-r", "{pcap}", "-T", "fields"] + [
+        arg for f in fields for arg in ("-e", f)
+    ]
 
 
-def resegment(ts: float, frame: bytes, mss: int = 1448) -> list[tuple[float, bytes]]:
-    """Cut a loopback super-packet (GSO) into Ethernet-sized TCP segments, as a wire shows them."""
-    eth = dpkt.ethernet.Ethernet(frame)
-    ip = eth.data
-    if not isinstance(ip, dpkt.ip.IP) or not isinstance(ip.data, dpkt.tcp.TCP):
-        return [(ts, frame)]
-    tcp = ip.data
-    if len(tcp.data) <= mss:
-        return [(ts, frame)]
-    out = []
-    payload = bytes(tcp.data)
-    for i in range(0, len(payload), mss):
-        seg = dpkt.tcp.TCP(bytes(tcp))
-        seg.data = payload[i : i + mss]
-        seg.seq = (tcp.seq + i) % (1 << 32)
-        seg.sum = 0
-        part = dpkt.ip.IP(bytes(ip))
-        part.data = seg
-        part.len = part.hl * 4 + len(bytes(seg))
-        part.sum = 0
-        eth_part = dpkt.ethernet.Ethernet(bytes(eth))
-        eth_part.data = part
-        out.append((ts + i * 1e-7, bytes(eth_part)))
-    return out
+@dataclass(frozen=True)
+class Workload:
+    """A kind of capture, its default size, what tshark extracts and the targets."""
+
+    packets: int
+    fields: list[str]
+    wall: float | None  # rolecall at least this many times tshark's speed (None: no target)
+    cpu: float | None
+    rss: float | None = 0.25  # rolecall's peak memory at most this share of tshark's
 
 
-def replicate(source: Path, target: Path, packets: int) -> int:
-    """Write ``packets`` or more packets: copies of ``source`` in distinct 10.x.y.0/24 nets."""
-    with source.open("rb") as fh:
-        recorded = [seg for ts, frame in dpkt.pcap.Reader(fh) for seg in resegment(ts, frame)]
-    first, last = recorded[0][0], recorded[-1][0]
-    span = last - first + 1.0
-    written = 0
-    with target.open("wb") as out:
-        writer = dpkt.pcap.Writer(out, linktype=1, snaplen=65535)
-        copy = 0
-        while written < packets:
-            net = struct.pack("!BBB", 10, 1 + copy // 250, copy % 250)
-            for ts, frame in recorded:
-                moved = frame
-                if frame[12:14] == b"\x08\x00":
-                    moved = frame[:26] + net + frame[29:30] + net + frame[33:]
-                writer.writepkt(moved, ts=ts + copy * span)
-                written += 1
-            copy += 1
-    return written
+WORKLOADS = {
+    "mail-heavy": Workload(1_000_000, TSHARK_FIELDS, None, None),
+    "mail-gateway": Workload(230_000, TSHARK_FIELDS, 5.0, 4.0),
+    "mixed": Workload(1_000_000, TSHARK_FIELDS + SITE_FIELDS, 10.0, None),
+}
 
 
 def measured(command: list[str], out: Path) -> tuple[Measured, str]:
@@ -166,45 +127,74 @@ def warm(path: Path) -> None:
             pass
 
 
-def main() -> None:
-    """Build the capture, time both tools, print the comparison."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--packets", type=int, default=1_000_000)
-    parser.add_argument(
-        "--reader-only", action="store_true", help="time the reader alone, in one process"
-    )
-    args = parser.parse_args()
-    command = READER_COMMAND if args.reader_only else INGEST_COMMAND
+def verdict(value: float, target: float | None, at_least: bool) -> str:
+    """PASS or FAIL against a target (nothing without one)."""
+    if target is None:
+        return ""
+    ok = value >= target if at_least else value <= target
+    return f" {'PASS' if ok else 'FAIL'} (target {'>=' if at_least else '<='} {target:g})"
+
+
+def compare(name: str, workload: Workload, packets: int | None, reader_only: bool) -> bool:
+    """Build one workload's capture, time both tools on it, print the comparison."""
+    command = READER_COMMAND if reader_only else INGEST_COMMAND
+    recorded = recording(name)
     with tempfile.TemporaryDirectory(prefix="rolecall-bench-") as tmp:
         tmpdir = Path(tmp)
-        recorded = tmpdir / "recorded.pcap"
-        record(recorded)
         big = tmpdir / "big.pcap"
         started = time.perf_counter()
-        count = replicate(recorded, big, args.packets)
+        count, smtp = replicate(recorded, big, packets or workload.packets)
         print(
-            f"capture: {count} packets, {big.stat().st_size / 1e6:.0f} MB "
+            f"== {name}: {count} packets, {big.stat().st_size / 1e6:.0f} MB, "
+            f"{smtp:.1%} of packets SMTP "
             f"(built in {time.perf_counter() - started:.0f} s)"
         )
         warm(big)
         fill = {"{pcap}": str(big), "{db}": str(tmpdir / "bench.db")}
         ours = [fill.get(arg, arg) for arg in command]
-        theirs = [fill.get(arg, arg) for arg in TSHARK_COMMAND]
+        theirs = [fill.get(arg, arg) for arg in tshark_command(workload.fields)]
         ours_cost, r_last = measured(ours, tmpdir / "rolecall.out")
         theirs_cost, _ = measured(theirs, tmpdir / "tshark.out")
-        for name, cost in (("rolecall", ours_cost), ("tshark", theirs_cost)):
-            print(
-                f"{name:9} {cost.wall:6.1f} s wall {count / cost.wall:10,.0f} packets/s   "
-                f"{cost.cpu:6.1f} s CPU {count / cost.cpu:10,.0f} packets/CPU-s   "
-                f"peak RSS {cost.tree_rss / 1024:6.1f} MiB "
-                f"(largest process {cost.largest_rss / 1024:.1f} MiB)"
-            )
-        print(f"rolecall: {r_last}")
+    for tool, cost in (("rolecall", ours_cost), ("tshark", theirs_cost)):
         print(
-            f"speed ratio rolecall/tshark: {theirs_cost.wall / ours_cost.wall:.2f}x (wall), "
-            f"{theirs_cost.cpu / ours_cost.cpu:.2f}x (CPU); "
-            f"peak RSS ratio (all processes): {ours_cost.tree_rss / theirs_cost.tree_rss:.3f}"
+            f"{tool:9} {cost.wall:6.1f} s wall {count / cost.wall:10,.0f} packets/s   "
+            f"{cost.cpu:6.1f} s CPU {count / cost.cpu:10,.0f} packets/CPU-s   "
+            f"peak RSS {cost.tree_rss / 1024:6.1f} MiB "
+            f"(largest process {cost.largest_rss / 1024:.1f} MiB)"
         )
+    if r_last:
+        print(f"rolecall: {r_last}")
+    if reader_only:  # the targets are the full ingest's
+        workload = Workload(workload.packets, workload.fields, None, None, None)
+    wall = theirs_cost.wall / ours_cost.wall
+    cpu = theirs_cost.cpu / ours_cost.cpu
+    rss = ours_cost.tree_rss / theirs_cost.tree_rss
+    lines = [
+        f"speed ratio rolecall/tshark: {wall:.2f}x (wall){verdict(wall, workload.wall, True)}",
+        f"                             {cpu:.2f}x (CPU){verdict(cpu, workload.cpu, True)}",
+        f"peak RSS ratio (all processes): {rss:.3f}{verdict(rss, workload.rss, False)}",
+    ]
+    print("\n".join(lines))
+    return "FAIL" not in "".join(lines)
+
+
+def main() -> None:
+    """Build each workload's capture, time both tools, print the comparisons."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workload", choices=[*WORKLOADS, "all"], default="mail-heavy")
+    parser.add_argument(
+        "--packets", type=int, help="capture size (default: per workload, see WORKLOADS)"
+    )
+    parser.add_argument(
+        "--reader-only", action="store_true", help="time the reader alone, in one process"
+    )
+    args = parser.parse_args()
+    names = list(WORKLOADS) if args.workload == "all" else [args.workload]
+    print(f"machine load (1, 5, 15 min): {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    passed = [compare(name, WORKLOADS[name], args.packets, args.reader_only) for name in names]
+    print(f"machine load (1, 5, 15 min): {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if not all(passed):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

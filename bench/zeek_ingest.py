@@ -1,15 +1,24 @@
-"""Benchmark: ingest a large Zeek conn.log and smtp.log; prints lines per second and peak RSS.
+"""Benchmark: ingest large Zeek conn, smtp, socks and dns logs; lines per second and peak RSS.
 
 Generates the logs (Zeek's TSV, realistic values) in a temporary directory,
 never in the repository, then times a subprocess that ingests each one. The
 subprocess is ``INGEST_COMMAND``, the real ``rolecall --db {db} ingest zeek
 {log}`` into a fresh SQLite inventory (roles derived included); ``--reader-only``
-times the reader alone, to show where the time goes. The conn log
-is ingested at a fifth of its size and at full size, to show that memory stays
-flat as the file grows. Peak RSS is given for the largest process and for all
-of them together (a large conn log is parsed in a second process), sampled
-every 20 ms. After each conn ingest the stored flows are counted and their
-connections checked against the lines written.
+times the reader alone, to show where the time goes. Each log is ingested at a
+fifth of its size and at full size, to show that memory stays flat as the file
+grows (the full run's peak RSS over the fifth's is printed). Peak RSS is given
+for the largest process and for all of them together (a large conn log is
+parsed in a second process), sampled every 20 ms. After each conn ingest the
+stored flows are counted and their connections checked against the lines
+written.
+
+Beside each figure, in the same run: what a user would otherwise run to get
+the same fields out of the log. ``zeek-cut`` is not installed here; it is a
+column picker that looks the names up in the ``#fields`` header, so
+``AWK_COMMAND`` does just that with ``awk -F'\t'`` (the fields rolecall reads,
+``READ_FIELDS``, printed to /dev/null). The ratio is rolecall's lines per
+second over awk's (wall, then CPU): awk stores nothing and derives nothing,
+so it is the floor of reading the log, not a like-for-like tool.
 
 The conn log spans two UTC days, lines evenly spread in time: 4000 clients
 (10.x), each with 40 web sites of its own drawn from 3000 servers with a
@@ -18,9 +27,14 @@ HTTPS to one of the client's sites (uniformly), 10% HTTP to one of them, 40%
 split evenly between two DNS resolvers (UDP 53) and a mail relay (TCP 25 and
 587). So a client has at most 84 distinct (server, port) pairs a day: at 5M
 lines there are ~283,000 flow keys a day (8.8 connections each), at 1M lines
-~176,000 (2.8 each).
+~176,000 (2.8 each). The smtp log is one day of transactions from a thousand
+clients to five relays, one or two recipients each; the socks log one day of
+requests from 2000 clients to three proxies (a third by name, some refused);
+the dns log one day of queries from 4000 clients to two resolvers for 20,000
+names (A, AAAA, MX and PTR; A answers with CNAMEs, some NXDOMAIN).
 
     python -m bench.zeek_ingest [--lines 5000000] [--smtp-lines 500000]
+        [--socks-lines 500000] [--dns-lines 1000000] [--logs conn,smtp,socks,dns]
 """
 
 from __future__ import annotations
@@ -32,10 +46,10 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from bench.process_tree import run_measured
+from bench.process_tree import Measured, run_measured
 from bench.rolecall_command import rolecall_command
 from rolecall.probes.passive.zeek.records import ZeekSettings, read_zeek
 from rolecall.probes.records import ReadWarning
@@ -146,6 +160,112 @@ SMTP_TYPES = [
     "bool",
     "vector[string]",
 ]
+SOCKS_FIELDS = [
+    "ts",
+    "uid",
+    "id.orig_h",
+    "id.orig_p",
+    "id.resp_h",
+    "id.resp_p",
+    "version",
+    "user",
+    "password",
+    "status",
+    "request.host",
+    "request.name",
+    "request_p",
+    "bound.host",
+    "bound.name",
+    "bound_p",
+]
+SOCKS_TYPES = [
+    "time",
+    "string",
+    "addr",
+    "port",
+    "addr",
+    "port",
+    "count",
+    "string",
+    "string",
+    "string",
+    "addr",
+    "string",
+    "port",
+    "addr",
+    "string",
+    "port",
+]
+DNS_FIELDS = [
+    "ts",
+    "uid",
+    "id.orig_h",
+    "id.orig_p",
+    "id.resp_h",
+    "id.resp_p",
+    "proto",
+    "trans_id",
+    "rtt",
+    "query",
+    "qclass",
+    "qclass_name",
+    "qtype",
+    "qtype_name",
+    "rcode",
+    "rcode_name",
+    "AA",
+    "TC",
+    "RD",
+    "RA",
+    "Z",
+    "answers",
+    "TTLs",
+    "rejected",
+]
+DNS_TYPES = [
+    "time",
+    "string",
+    "addr",
+    "port",
+    "addr",
+    "port",
+    "enum",
+    "count",
+    "interval",
+    "string",
+    "count",
+    "string",
+    "count",
+    "string",
+    "count",
+    "string",
+    "bool",
+    "bool",
+    "bool",
+    "bool",
+    "count",
+    "vector[string]",
+    "vector[interval]",
+    "bool",
+]
+READ_FIELDS = {
+    "conn": "ts id.orig_h id.resp_h id.resp_p proto conn_state orig_pkts resp_pkts "
+    "orig_ip_bytes resp_ip_bytes orig_bytes resp_bytes",
+    "smtp": "ts id.orig_h id.orig_p id.resp_h id.resp_p trans_depth helo mailfrom rcptto date "
+    "from to msg_id subject last_reply user_agent tls",
+    "socks": "ts id.orig_h id.orig_p id.resp_h id.resp_p version user password status "
+    "request.host request.name request_p bound.host bound_p",
+    "dns": "ts id.orig_h id.resp_h id.resp_p proto query qtype_name rcode_name answers",
+}
+"""The fields rolecall reads from each log (what the awk baseline prints)."""
+# zeek-cut's job, in awk: the columns named in -v want, looked up in the #fields header.
+AWK_PROGRAM = (
+    'BEGIN { n = split(want, names, " ") } '
+    "/^#fields/ { for (i = 2; i <= NF; i++) column[$i] = i - 1; next } "
+    "/^#/ { next } "
+    "{ out = $(column[names[1]]); for (k = 2; k <= n; k++) out = out OFS $(column[names[k]]); "
+    "print out }"
+)
 START = 1795392000.0  # 2026-11-23 00:00:00 UTC
 
 
@@ -211,6 +331,56 @@ def smtp_lines(count: int, rng: random.Random) -> Iterator[str]:
         )
 
 
+def socks_lines(count: int, rng: random.Random) -> Iterator[str]:
+    """SOCKS requests over a day: 2000 clients, three proxies, a third of targets by name."""
+    states = ["succeeded"] * 8 + ["general SOCKS server failure", "connection refused"]
+    step = 86400 / max(count, 1)
+    for n in range(count):
+        client = f"10.2.{rng.randrange(0, 8)}.{rng.randrange(1, 250)}"
+        target = f"198.51.{rng.randrange(0, 100)}.{rng.randrange(1, 250)}"
+        host, name = ("-", f"mx{n % 4000}.example.net") if n % 3 == 0 else (target, "-")
+        user = f"user{n % 50}" if n % 4 == 0 else "-"
+        status = states[n % 10]
+        bound = f"192.0.2.{n % 3 + 10}\t-\t{rng.randrange(1024, 65535)}"
+        if status != "succeeded":
+            bound = "-\t-\t-"
+        yield (
+            f"{START + n * step:.6f}\tC{n:017x}\t{client}\t{rng.randrange(1024, 65535)}\t"
+            f"192.0.2.{n % 3 + 10}\t1080\t5\t{user}\t-\t{status}\t{host}\t{name}\t"
+            f"{(25, 587, 443)[n % 3]}\t{bound}\n"
+        )
+
+
+def dns_lines(count: int, rng: random.Random) -> Iterator[str]:
+    """DNS queries over a day: 4000 clients, two resolvers, 20,000 names by popularity."""
+    names = [f"host{i}.example{i % 300}.com" for i in range(20000)]
+    kinds = [("A", 1)] * 12 + [("AAAA", 28)] * 4 + [("MX", 15), ("PTR", 12)] + [("A", 1)] * 2
+    clients = [f"10.{i // 250}.{i % 250}.{rng.randrange(1, 250)}" for i in range(4000)]
+    step = 86400 / max(count, 1)
+    for n in range(count):
+        client = clients[rng.randrange(4000)]
+        popular = int(20000 * rng.random() ** 3)
+        name, index = names[popular], popular % 250
+        qtype, code = kinds[n % 20]
+        if n % 50 == 0:
+            rcode, answers, ttls = "3\tNXDOMAIN", "-", "-"
+        elif qtype == "A":
+            cname = f"cdn{index % 7}.example.net," if index % 4 == 0 else ""
+            answers = f"{cname}198.51.{index % 100}.{index + 1},203.0.113.{index + 1}"
+            rcode, ttls = "0\tNOERROR", ",".join(["300.000000"] * answers.count(",") + ["60.0"])
+        elif qtype == "AAAA":
+            rcode, answers, ttls = "0\tNOERROR", f"2001:db8::{index:x}", "300.000000"
+        elif qtype == "MX":
+            rcode, answers, ttls = "0\tNOERROR", f"mx{index}.example.net", "3600.000000"
+        else:
+            rcode, answers, ttls = "0\tNOERROR", f"ptr{index}.example.org", "86400.000000"
+        yield (
+            f"{START + n * step:.6f}\tC{n:017x}\t{client}\t{rng.randrange(1024, 65535)}\t"
+            f"192.0.2.{53 + n % 2}\t53\tudp\t{n % 65536}\t0.000{n % 900 + 100}\t{name}\t1\t"
+            f"C_INTERNET\t{code}\t{qtype}\t{rcode}\tF\tF\tT\tT\t0\t{answers}\t{ttls}\tF\n"
+        )
+
+
 def write_log(path: Path, head: str, lines: Iterator[str]) -> None:
     """Write a log: its header, its lines, and Zeek's #close line."""
     with path.open("w", encoding="utf-8", buffering=1 << 20) as out:
@@ -249,19 +419,72 @@ def consume(log: Path) -> None:
     print(f"  {log.name}: {records} records, {warnings} warnings")
 
 
-def report(command: list[str], name: str, lines: int, log: Path, db: Path) -> None:
-    """Ingest one log and print its figures (CPU time too: the machine may be shared)."""
+def run_awk(kind: str, log: Path) -> Measured:
+    """Run the awk baseline (zeek-cut's job) over one log, printing the fields rolecall reads."""
+    argv = ["awk", "-F", "\t", "-v", "OFS=\t", "-v", f"want={READ_FIELDS[kind]}", AWK_PROGRAM]
+    argv.append(str(log))
+    cost = run_measured(argv, Path(os.devnull))
+    if cost.status != 0:
+        raise SystemExit(f"awk over {log} failed: {argv}")
+    return cost
+
+
+def report(command: list[str], kind: str, name: str, lines: int, log: Path, db: Path) -> int:
+    """Ingest one log, run awk over it, print both (CPU time too: the machine may be shared).
+
+    Returns the ingest's peak RSS (KiB, all processes).
+    """
     seconds, cpu, rss, tree_rss = run_ingest(command, log, db)
+    awk = run_awk(kind, log)
     print(
         f"{name}: {lines} lines in {seconds:.2f} s = {lines / seconds:,.0f} lines/s "
         f"({lines / cpu:,.0f} per CPU second), peak RSS {rss / 1024:.1f} MiB "
         f"(all processes {tree_rss / 1024:.1f} MiB)"
     )
-    if db.exists() and name.startswith("conn"):
+    print(
+        f"  awk over the same fields: {lines / awk.wall:,.0f} lines/s "
+        f"({lines / max(awk.cpu, 1e-6):,.0f} per CPU second), peak RSS "
+        f"{awk.largest_rss / 1024:.1f} MiB; rolecall/awk {awk.wall / seconds:.3g}x wall, "
+        f"{awk.cpu / cpu:.3g}x CPU"
+    )
+    if kind in TARGETS and name == f"{kind}.log":
+        met = "met" if lines / seconds >= TARGETS[kind] else "not met"
+        print(f"  target {TARGETS[kind]:,} lines/s (issue 21): {met}")
+    if db.exists() and kind == "conn":
         rows, connections = stored_flows(db)
         if connections != lines:
             raise SystemExit(f"{name}: the stored flows add up to {connections} connections")
         print(f"  {rows} flow rows stored ({lines / max(rows, 1):.1f} lines per row)")
+    return tree_rss
+
+
+def bench_log(command: list[str], kind: str, lines: int, folder: Path, rng: random.Random) -> None:
+    """Write one kind of log at a fifth of ``lines`` and at full size; ingest both; compare."""
+    fields, types, make_lines = LOGS[kind]
+    small, full = folder / "small" / f"{kind}.log", folder / f"{kind}.log"
+    small.parent.mkdir(exist_ok=True)
+    started = time.perf_counter()
+    write_log(small, header(kind, fields, types), make_lines(lines // 5, rng))
+    write_log(full, header(kind, fields, types), make_lines(lines, rng))
+    print(
+        f"{kind}.log generated in {time.perf_counter() - started:.1f} s "
+        f"({full.stat().st_size / 2**20:.0f} MiB)"
+    )
+    fifth_rss = report(command, kind, f"{kind}.log (1/5)", lines // 5, small, folder / "small.db")
+    full_rss = report(command, kind, f"{kind}.log", lines, full, folder / f"{kind}.db")
+    print(f"  peak RSS full size / fifth: {full_rss / max(fifth_rss, 1):.2f}")
+    for path in (small, full, *folder.glob("*.db*")):
+        path.unlink()
+
+
+TARGETS = {"conn": 250_000, "smtp": 100_000}
+"""Lines per second each log's full-size ingest is to reach (issue 21; socks and dns have none)."""
+LOGS: dict[str, tuple[list[str], list[str], Callable[[int, random.Random], Iterator[str]]]] = {
+    "conn": (CONN_FIELDS, CONN_TYPES, conn_lines),
+    "smtp": (SMTP_FIELDS, SMTP_TYPES, smtp_lines),
+    "socks": (SOCKS_FIELDS, SOCKS_TYPES, socks_lines),
+    "dns": (DNS_FIELDS, DNS_TYPES, dns_lines),
+}
 
 
 def main() -> None:
@@ -269,34 +492,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=5_000_000, help="conn.log lines")
     parser.add_argument("--smtp-lines", type=int, default=0, help="smtp.log lines (lines/10)")
+    parser.add_argument("--socks-lines", type=int, default=0, help="socks.log lines (lines/10)")
+    parser.add_argument("--dns-lines", type=int, default=0, help="dns.log lines (lines/5)")
+    parser.add_argument("--logs", default=",".join(LOGS), help="which logs, comma-separated")
     parser.add_argument("--reader-only", action="store_true", help="time read_zeek alone")
     parser.add_argument("--consume", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.consume:
         consume(args.consume)
         return
-    smtp_count = args.smtp_lines or args.lines // 10
+    counts = {
+        "conn": args.lines,
+        "smtp": args.smtp_lines or args.lines // 10,
+        "socks": args.socks_lines or args.lines // 10,
+        "dns": args.dns_lines or args.lines // 5,
+    }
+    kinds = [kind for kind in args.logs.split(",") if kind]
+    if unknown := set(kinds) - set(LOGS):
+        parser.error(f"unknown logs: {', '.join(sorted(unknown))} (known: {', '.join(LOGS)})")
     command = READER_COMMAND if args.reader_only else INGEST_COMMAND
+    print(f"command: {' '.join(command)}; load average {os.getloadavg()[0]:.2f}")
     rng = random.Random(1)
     with tempfile.TemporaryDirectory(prefix="rolecall-bench-") as tmp:
-        folder = Path(tmp)
-        small, full = folder / "small" / "conn.log", folder / "conn.log"
-        small.parent.mkdir()
-        started = time.perf_counter()
-        write_log(small, header("conn", CONN_FIELDS, CONN_TYPES), conn_lines(args.lines // 5, rng))
-        write_log(full, header("conn", CONN_FIELDS, CONN_TYPES), conn_lines(args.lines, rng))
-        write_log(
-            folder / "smtp.log",
-            header("smtp", SMTP_FIELDS, SMTP_TYPES),
-            smtp_lines(smtp_count, rng),
-        )
-        print(
-            f"generated in {time.perf_counter() - started:.1f} s "
-            f"(conn.log {full.stat().st_size / 2**20:.0f} MiB); command: {' '.join(command)}"
-        )
-        report(command, "conn.log (1/5)", args.lines // 5, small, folder / "small.db")
-        report(command, "conn.log", args.lines, full, folder / "conn.db")
-        report(command, "smtp.log", smtp_count, folder / "smtp.log", folder / "smtp.db")
+        for kind in kinds:
+            bench_log(command, kind, counts[kind], Path(tmp), rng)
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Derivation (groups, blocklists, thresholds), nmap, the active probes, the mail relay, the geo
 lookup and the reader of each ingest kind. The settings types live apart from the scanner and
-the mailer, so building them loads neither.
+the mailer, so building them loads neither; each reader and the geo lookup load with the
+function that builds them, so that an ingest loads only its own reader.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rolecall.inventory.derivation.role_rules import ROLES
 from rolecall.inventory.matching.blocklist import BlocklistError, read_blocklist
@@ -21,14 +23,13 @@ from rolecall.orchestrator.errors import UsageError
 from rolecall.probes.active.settings import ProbeSettings
 from rolecall.probes.errors import InputError
 from rolecall.probes.nmap.settings import NmapSettings
-from rolecall.probes.nmap.xml import read_nmap_xml_file
-from rolecall.probes.passive.firewall import FirewallSettings, read_firewall
-from rolecall.probes.passive.pcap.read import PcapSettings, read_pcap
-from rolecall.probes.passive.zeek.records import ZeekSettings, read_zeek
 from rolecall.probes.records import Reader
 from rolecall.reports.errors import ReportInputError
-from rolecall.reports.geo import GeoLookup
 from rolecall.reports.relay_settings import RelaySettings
+
+if TYPE_CHECKING:
+    from rolecall.probes.passive.firewall import FirewallSettings
+    from rolecall.reports.geo import GeoLookup
 
 
 def _group_spec(config: Config, entry: GroupConfig, earlier: set[str]) -> GroupSpec:
@@ -181,6 +182,8 @@ def relay_settings(config: Config) -> RelaySettings:
 
 def geo_lookup(config: Config) -> GeoLookup:
     """The geo lookup the config names (or the built-in data)."""
+    from rolecall.reports.geo import GeoLookup  # noqa: PLC0415 - see the module's docstring
+
     try:
         return GeoLookup([Path(path) for path in config.geo.databases])
     except ReportInputError as exc:
@@ -190,6 +193,8 @@ def geo_lookup(config: Config) -> GeoLookup:
 def reader(config: Config, kind: str) -> Reader:
     """The reader of one ingest kind (pcap, zeek, nmap-xml, firewall) with the config's settings."""
     if kind == "pcap":
+        from rolecall.probes.passive.pcap.read import PcapSettings, read_pcap  # noqa: PLC0415
+
         section = config.pcap
         pcap = PcapSettings(
             idle_timeout=section.idle_timeout,
@@ -198,16 +203,24 @@ def reader(config: Config, kind: str) -> Reader:
         )
         return partial(read_pcap, settings=pcap)
     if kind == "zeek":
+        from rolecall.probes.passive.zeek.records import ZeekSettings, read_zeek  # noqa: PLC0415
+
         return partial(read_zeek, settings=ZeekSettings(keep_passwords=config.zeek.keep_passwords))
     if kind == "firewall":
+        from rolecall.probes.passive.firewall import read_firewall  # noqa: PLC0415
+
         return partial(read_firewall, settings=firewall_settings(config))
     if kind == "nmap-xml":
+        from rolecall.probes.nmap.xml import read_nmap_xml_file  # noqa: PLC0415
+
         return read_nmap_xml_file
     raise ValueError(f"no reader for {kind!r}")
 
 
 def firewall_settings(config: Config) -> FirewallSettings:
     """The firewall reader's settings: LOG prefixes and the time zone of its timestamps."""
+    from rolecall.probes.passive.firewall import FirewallSettings  # noqa: PLC0415
+
     section = config.firewall
     try:
         return FirewallSettings(

@@ -22,9 +22,9 @@ alerts_app = typer.Typer(
 def alerts_pending(ctx: typer.Context, output: FormatOption = ListFormat.text) -> None:
     """For each alert output: events waiting for it, the oldest one's time, its last error."""
     session = session_of(ctx)
-    from rolecall.alerts.delivery import severities_from  # noqa: PLC0415
-    from rolecall.inventory import alert_events  # noqa: PLC0415
-    from rolecall.inventory.exports import iso  # noqa: PLC0415
+    from rolecall.alerts.delivery import severities_from
+    from rolecall.inventory import alert_events
+    from rolecall.inventory.exports import iso
 
     rows: list[dict[str, Any]] = []
     with session.existing_store().read("read the alert cursors") as connection:
@@ -71,8 +71,8 @@ def alerts_test(
 ) -> None:
     """Send one test event to an output and say what happened (exit 1 if it was not taken)."""
     session = session_of(ctx)
-    from rolecall.alerts.delivery import send_test  # noqa: PLC0415
-    from rolecall.orchestrator.runs.alerts import opener, output_named  # noqa: PLC0415
+    from rolecall.alerts.delivery import send_test
+    from rolecall.orchestrator.runs.alerts import opener, output_named
 
     settings = output_named(session.config, name)
     delivered = send_test(settings, opener(session.config))
@@ -92,7 +92,7 @@ def alerts_send(ctx: typer.Context) -> None:
     session = session_of(ctx)
     if not session.config.alerts:
         raise UsageError("no alert outputs configured (see [[alerts]] in the config)")
-    from rolecall.orchestrator.runs.alerts import deliver_configured  # noqa: PLC0415
+    from rolecall.orchestrator.runs.alerts import deliver_configured
 
     failed = False
 

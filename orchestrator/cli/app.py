@@ -27,9 +27,7 @@ from rolecall.orchestrator.cli.schedule import schedule_app
 from rolecall.orchestrator.cli.serve import serve_app
 from rolecall.orchestrator.cli.session import Session
 from rolecall.orchestrator.cli.worker import worker as worker_command
-from rolecall.orchestrator.config import load_config
 from rolecall.orchestrator.interrupts import TERMINATED_STATUS, take_sigterm
-from rolecall.orchestrator.progress import Reporter
 from rolecall.terminal_text import terminal_safe
 
 app = typer.Typer(
@@ -95,8 +93,11 @@ def root(
     ] = False,
 ) -> None:
     """Take a roll call of every host on a network and the roles it plays."""
-    loaded, _ = load_config(config)
-    ctx.obj = Session(loaded, db or loaded.database.url, Reporter(quiet=quiet))
+    # Each option is acted on when the command first needs it (see Session): help loads nothing.
+    ctx.obj = Session(config, db, quiet)
+    # Closed when the command ends, not left to the collector: loaded modules are frozen
+    # (gc.freeze), and a frozen SQLite connection is never closed, so never checkpointed.
+    ctx.call_on_close(ctx.obj.close)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -59,8 +59,8 @@ def changes(
     if start >= end:
         raise UsageError(f"the period is empty: --since {since} is not before its end")
     store = session_of(ctx).existing_store()
-    from rolecall.inventory.changes import changes_between  # noqa: PLC0415 - see the module's imports
-    from rolecall.reports.period_tables import CHANGE_COLUMNS, change_rows  # noqa: PLC0415
+    from rolecall.inventory.changes import changes_between
+    from rolecall.reports.period_tables import CHANGE_COLUMNS, change_rows
 
     with store.read("read what changed") as connection:
         rows = list(change_rows(changes_between(connection, start, end)))

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from rolecall.orchestrator.config import Config
+from typing import TYPE_CHECKING
+
 from rolecall.orchestrator.errors import UsageError
+
+if TYPE_CHECKING:
+    from rolecall.orchestrator.config import Config
 
 
 def check_rule(rule: str | None) -> None:
@@ -11,7 +15,7 @@ def check_rule(rule: str | None) -> None:
     if rule is None:
         return
     # The rules load the database layer: only when a rule id is given.
-    from rolecall.inventory.rules import all_rules  # noqa: PLC0415
+    from rolecall.inventory.rules import all_rules
 
     names = sorted(known.name for known in all_rules())
     if rule not in names:

@@ -41,7 +41,7 @@ def demo(
     Everything the demo starts is stopped when it ends, also on Ctrl-C. It
     uses its own inventory in --out, never the one of --db.
     """
-    from rolecall.orchestrator.demo.run import DemoSettings, run_demo  # noqa: PLC0415
+    from rolecall.orchestrator.demo.run import DemoSettings, run_demo
 
     session = session_of(ctx)
     settings = DemoSettings(network=network, out_dir=out, recorded=recorded)

@@ -48,7 +48,7 @@ def export(
     if output == Path("-"):
         output = None
     # Loaded when the command runs, so that every other command starts without the exporter.
-    from rolecall.orchestrator.runs.export import export_to  # noqa: PLC0415
+    from rolecall.orchestrator.runs.export import export_to
 
     count = export_to(session.existing_store(), what.value, fmt.value, output)
     if output is not None:

@@ -14,7 +14,6 @@ from rolecall.orchestrator.cli.listing import FormatOption, ListFormat, print_ro
 from rolecall.orchestrator.cli.report import parse_when
 from rolecall.orchestrator.cli.session import session_of
 from rolecall.orchestrator.errors import UsageError
-from rolecall.orchestrator.settings import derive_settings, surge_settings
 from rolecall.terminal_text import terminal_safe
 
 if TYPE_CHECKING:
@@ -22,7 +21,7 @@ if TYPE_CHECKING:
     from rolecall.inventory.settings import SurgeSettings
     from rolecall.inventory.store import Store
 
-# The database layer is loaded by the command that runs (see rolecall.orchestrator.cli.app).
+# The database layer and the settings are loaded by the command that runs (see cli.session).
 
 findings_app = typer.Typer(no_args_is_help=True, help="Findings: list, acknowledge, re-derive.")
 groups_app = typer.Typer(no_args_is_help=True, help="Asset groups and what their hosts do.")
@@ -34,6 +33,8 @@ def _derived_store(ctx: typer.Context) -> Store:
 
     Every scan and ingest derives, so a listing normally reads without writing.
     """
+    from rolecall.orchestrator.settings import derive_settings
+
     session = session_of(ctx)
     settings = derive_settings(session.config)
     store: Store = session.existing_store()
@@ -56,8 +57,8 @@ def findings_list(
         raise UsageError(f"--status: {status!r} is not one of {', '.join(STATUSES)}")
     check_rule(rule)
     store = _derived_store(ctx)
-    from rolecall.inventory.exports import iso  # noqa: PLC0415 - see the module's imports
-    from rolecall.inventory.findings import list_findings  # noqa: PLC0415 - see the module's imports
+    from rolecall.inventory.exports import iso
+    from rolecall.inventory.findings import list_findings
 
     with store.read("list the findings") as connection:
         found = list_findings(connection, status, rule)
@@ -88,7 +89,7 @@ def findings_ack(
 ) -> None:
     """Acknowledge a finding: it stays listed, marked acknowledged, with your note."""
     store = _derived_store(ctx)
-    from rolecall.inventory.findings import acknowledge  # noqa: PLC0415 - see the module's imports
+    from rolecall.inventory.findings import acknowledge
 
     with store.transaction("acknowledge a finding") as connection:
         finding = acknowledge(connection, rule, address, note, datetime.now(UTC))
@@ -97,7 +98,7 @@ def findings_ack(
     typer.echo(f"acknowledged {rule} on {address}")
     # The acknowledgement is an alert event: it goes out now, as a derivation's would.
     session = session_of(ctx)
-    from rolecall.orchestrator.runs.alerts import deliver_configured  # noqa: PLC0415
+    from rolecall.orchestrator.runs.alerts import deliver_configured
 
     deliver_configured(store, session.config, session.reporter.note)
 
@@ -110,7 +111,7 @@ def findings_unack(
 ) -> None:
     """Un-acknowledge a finding: it is open again (a "reopened" alert event), its note cleared."""
     store = _derived_store(ctx)
-    from rolecall.inventory.findings import unacknowledge  # noqa: PLC0415 - see the module's imports
+    from rolecall.inventory.findings import unacknowledge
 
     with store.transaction("un-acknowledge a finding") as connection:
         before = unacknowledge(connection, rule, address)
@@ -121,7 +122,7 @@ def findings_unack(
     typer.echo(f"un-acknowledged {rule} on {address}: open again")
     # The reopening is an alert event: it goes out now, as a derivation's would.
     session = session_of(ctx)
-    from rolecall.orchestrator.runs.alerts import deliver_configured  # noqa: PLC0415
+    from rolecall.orchestrator.runs.alerts import deliver_configured
 
     deliver_configured(store, session.config, session.reporter.note)
 
@@ -132,6 +133,8 @@ def findings_derive(
     full: Annotated[bool, typer.Option("--full", help="Derive everything again.")] = False,
 ) -> None:
     """Bring roles, groups, findings and history up to date with the evidence and config."""
+    from rolecall.orchestrator.settings import derive_settings
+
     session = session_of(ctx)
     settings = derive_settings(session.config)
     summary = session.existing_store().derive(settings, full=full)
@@ -148,7 +151,7 @@ def groups_mail_clients(
 ) -> None:
     """How many hosts of each group send SMTP, and which."""
     store = _derived_store(ctx)
-    from rolecall.inventory.groups import mail_clients_by_group  # noqa: PLC0415 - see the module's imports
+    from rolecall.inventory.groups import mail_clients_by_group
 
     with store.read("list the mail clients by group") as connection:
         groups = mail_clients_by_group(connection)
@@ -175,8 +178,10 @@ def history_show(
     last = parse_when(until, "--until").date() if until else datetime.now(UTC).date()
     check_group(group, session_of(ctx).config)
     store = _derived_store(ctx)
+    from rolecall.orchestrator.settings import surge_settings
+
     surge = surge_settings(session_of(ctx).config)
-    from rolecall.inventory.history import daily_points, point_row  # noqa: PLC0415 - see the module's imports
+    from rolecall.inventory.history import daily_points, point_row
 
     with store.read("read the daily series") as connection:
         points = daily_points(connection, metric, days, last, group, surge)

@@ -3,26 +3,29 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from rolecall.orchestrator.cli.loading import loading
 from rolecall.orchestrator.cli.session import session_of
 from rolecall.orchestrator.errors import UsageError
-from rolecall.orchestrator.runs.ingest import (
-    IngestSummary,
-    close_items,
-    ingest_files,
-    refuse_irregular,
-)
-from rolecall.orchestrator.settings import derive_settings, reader
-from rolecall.probes.passive.zeek.log_format import zeek_files
+
+if TYPE_CHECKING:
+    from rolecall.orchestrator.runs.ingest import IngestSummary
+
+# The readers, the settings and the database layer load in the command that runs: each
+# ingest kind loads only its own reader (see cli.session).
 
 ingest_app = typer.Typer(no_args_is_help=True, help="Passive evidence and existing scans.")
 
 
 def _ingest(ctx: typer.Context, kind: str, files: list[Path]) -> None:
     """Run an ingest and turn its summary into output and exit status."""
+    with loading():
+        from rolecall.orchestrator.runs.ingest import close_items, ingest_files, refuse_irregular
+        from rolecall.orchestrator.settings import derive_settings, reader
+
     _refuse_missing(files)
     # Before the reader starts: a pipe would block its opening, a device never end.
     refuse_irregular(kind, files)
@@ -98,6 +101,8 @@ def ingest_zeek(
     ],
 ) -> None:
     """Import Zeek logs (TSV or JSON, gzip'd, rotated, whole archive trees)."""
+    from rolecall.probes.passive.zeek.log_format import zeek_files
+
     files = zeek_files(paths)
     if not files:
         raise UsageError(f"no Zeek logs found in {', '.join(map(str, paths))}")

@@ -18,7 +18,7 @@ def prune(ctx: typer.Context) -> None:
     """
     session = session_of(ctx)
     store = session.existing_store()
-    from rolecall.orchestrator.runs.prune import prune_store  # noqa: PLC0415 - see above
+    from rolecall.orchestrator.runs.prune import prune_store
 
     outcome = prune_store(store, session.config)
     for table, count in outcome.summary.removed.items():

@@ -13,7 +13,6 @@ import typer
 
 from rolecall.orchestrator.cli.session import session_of
 from rolecall.orchestrator.errors import UsageError
-from rolecall.orchestrator.settings import geo_lookup
 from rolecall.reports.clusters.fields import FIELD_NAMES
 from rolecall.reports.clusters.where import parse_where
 from rolecall.reports.errors import ReportInputError
@@ -23,7 +22,7 @@ from rolecall.terminal_text import terminal_safe
 if TYPE_CHECKING:
     from rolecall.reports.clusters.view import Cluster, ClusterResult
 
-# The database layer is loaded by the command that runs (see rolecall.orchestrator.cli.app).
+# The database layer, the settings and the renderer load in the command that runs (cli.session).
 
 report_app = typer.Typer(
     invoke_without_command=True,
@@ -132,7 +131,7 @@ def report(
     store, config = session.existing_store(), session.config
     start, end = period(since, last, until)
     out = output or Path(f"rolecall-report.{fmt.value}")
-    from rolecall.orchestrator.runs.report import write_report  # noqa: PLC0415 - loads the renderer
+    from rolecall.orchestrator.runs.report import write_report
 
     write_report(store, config, fmt.value, start, end, out, bom=bom)
     if out == Path("-"):
@@ -154,7 +153,7 @@ def report_email(
     session = session_of(ctx)
     store, config = session.existing_store(), session.config
     start, end = period(since, last, until)
-    from rolecall.orchestrator.runs.report import email_report  # noqa: PLC0415 - loads the renderer
+    from rolecall.orchestrator.runs.report import email_report
 
     outcome = email_report(store, config, to, start, end)
     typer.echo(
@@ -227,7 +226,8 @@ def mail_cluster(
     until: UntilOption = None,
 ) -> None:
     """Group mail by FIELD and list --on's values per group, e.g. `subject --on rcpt`."""
-    from rolecall.reports.clusters.view import (  # noqa: PLC0415 - see the module's imports
+    from rolecall.orchestrator.settings import geo_lookup
+    from rolecall.reports.clusters.view import (
         FIELDS,
         ClusterResult,
         check_field,

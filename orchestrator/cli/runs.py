@@ -58,7 +58,7 @@ def runs(ctx: typer.Context, output: FormatOption = ListFormat.text) -> None:
     """
     session = session_of(ctx)
     # Loaded when the command runs, so that every other command starts without the exporter.
-    from rolecall.inventory.exports import export_rows  # noqa: PLC0415
+    from rolecall.inventory.exports import export_rows
 
     with session.existing_store().read("list the runs") as connection:
         rows = export_rows(connection, "runs")

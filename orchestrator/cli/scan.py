@@ -8,9 +8,10 @@ from typing import Annotated
 import typer
 
 from rolecall.orchestrator.cli.session import Session, session_of
-from rolecall.orchestrator.config import parse_ports
 from rolecall.orchestrator.errors import UsageError
 from rolecall.orchestrator.node_names import node_name
+
+# The config's checks, the scanner and Celery load in the command that runs (see cli.session).
 
 scan_app = typer.Typer(no_args_is_help=True, help="Active scans of networks in scope.")
 
@@ -68,6 +69,8 @@ def scan_subnet(
     if ports is not None and top_ports is not None:
         raise UsageError("--ports and --top-ports: give one list of ports, not both")
     if ports is not None:
+        from rolecall.orchestrator.config import parse_ports
+
         try:
             ports = parse_ports(ports)
         except ValueError as exc:
@@ -82,7 +85,7 @@ def scan_subnet(
     if no_wait:
         raise UsageError("--no-wait: only a scan queued to workers (--site NAME) can be left")
     # Loaded when the command runs, so that every other command starts without the scanner.
-    from rolecall.orchestrator.runs.scan import scan_subnets  # noqa: PLC0415
+    from rolecall.orchestrator.runs.scan import scan_subnets
 
     summary = scan_subnets(
         session.store(), session.config, targets, session.reporter, ports, chosen, top_ports
@@ -114,8 +117,8 @@ def _scan_at_site(
 ) -> None:
     """Queue the scan to a site's workers; follow it to its end unless told not to wait."""
     # Loaded when the command runs, so that every other command starts without Celery.
-    from rolecall.cluster.coordinator import follow, queue_scan  # noqa: PLC0415
-    from rolecall.cluster.errors import ClusterRunError  # noqa: PLC0415
+    from rolecall.cluster.coordinator import follow, queue_scan
+    from rolecall.cluster.errors import ClusterRunError
 
     store = session.store()
     queued = queue_scan(

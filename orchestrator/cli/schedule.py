@@ -11,13 +11,12 @@ import typer
 from rolecall.orchestrator.cli.listing import FormatOption, ListFormat, print_rows
 from rolecall.orchestrator.cli.scan import TopPortsOption
 from rolecall.orchestrator.cli.session import session_of
-from rolecall.orchestrator.config import ScheduleEntry, schedule_entry
 from rolecall.orchestrator.errors import UsageError
 from rolecall.orchestrator.node_names import node_name
-from rolecall.orchestrator.scope import Scope, parse_target
 from rolecall.terminal_text import terminal_safe
 
 if TYPE_CHECKING:
+    from rolecall.orchestrator.config import ScheduleEntry
     from rolecall.orchestrator.daemon.schedules import ScheduleInfo
 
 schedule_app = typer.Typer(no_args_is_help=True, help="Scheduled scans, ingests and reports.")
@@ -38,8 +37,8 @@ SensorOption = Annotated[
 ]
 
 
-# The schedules (APScheduler's triggers and every job's code) load only when a schedule
-# command runs, so that the other commands start without them.
+# The schedules (APScheduler's triggers and every job's code), the config's checks and the
+# scope load only when a schedule command runs, so that the other commands start without them.
 
 
 def new_id(job: str) -> str:
@@ -49,14 +48,16 @@ def new_id(job: str) -> str:
 
 def _entry(values: dict[str, Any]) -> ScheduleEntry:
     """Validate a schedule given on the command line like a [[schedule]] entry."""
+    from rolecall.orchestrator.config import schedule_entry
+
     return schedule_entry(values, "schedule ")
 
 
 def _store_entry(ctx: typer.Context, entry: ScheduleEntry, replace: bool) -> None:
     """Write the schedule into the inventory's schedule table and say so."""
     session = session_of(ctx)
-    from rolecall.inventory.exports import iso  # noqa: PLC0415
-    from rolecall.orchestrator.daemon.schedules import add_schedule  # noqa: PLC0415
+    from rolecall.inventory.exports import iso
+    from rolecall.orchestrator.daemon.schedules import add_schedule
 
     added = add_schedule(session.store(), entry, replace)
     said = f"added schedule {entry.id}: {entry.job}, next run {iso(added.next_run) or '-'}"
@@ -89,6 +90,8 @@ def add_scan(
     replace: ReplaceOption = False,
 ) -> None:
     """Scan subnets on a schedule (an IPv6 prefix too wide to sweep: its known addresses)."""
+    from rolecall.orchestrator.scope import Scope, parse_target
+
     chosen = None if probes is None else ([] if probes == "none" else _split([probes]))
     values: dict[str, Any] = {
         "id": schedule_id or new_id("scan"),
@@ -170,7 +173,7 @@ def add_report_email(
 
 def _schedule_row(info: ScheduleInfo) -> dict[str, Any]:
     """A schedule as a JSON object: the crontab or interval and the arguments, typed."""
-    from rolecall.inventory.exports import iso  # noqa: PLC0415
+    from rolecall.inventory.exports import iso
 
     return {
         "id": info.id,
@@ -188,8 +191,8 @@ def _schedule_row(info: ScheduleInfo) -> dict[str, Any]:
 def schedule_list(ctx: typer.Context, output: FormatOption = ListFormat.text) -> None:
     """Every schedule, from the command line and from the config, with its next run (UTC)."""
     session = session_of(ctx)
-    from rolecall.inventory.exports import iso  # noqa: PLC0415
-    from rolecall.orchestrator.daemon.schedules import list_schedules  # noqa: PLC0415
+    from rolecall.inventory.exports import iso
+    from rolecall.orchestrator.daemon.schedules import list_schedules
 
     found = list_schedules(session.existing_store(), session.config)
     if output is not ListFormat.text:
@@ -210,7 +213,7 @@ def schedule_remove(
 ) -> None:
     """Remove a schedule added with `schedule add`."""
     session = session_of(ctx)
-    from rolecall.orchestrator.daemon.schedules import remove_schedule  # noqa: PLC0415
+    from rolecall.orchestrator.daemon.schedules import remove_schedule
 
     remove_schedule(session.existing_store(), schedule_id)
     typer.echo(f"removed schedule {terminal_safe(schedule_id)}")
@@ -231,6 +234,6 @@ def run(
     chosen = "" if sensor is None else node_name(sensor, "--sensor")
     session = session_of(ctx)
     config_path: Path | None = ctx.find_root().params.get("config")
-    from rolecall.orchestrator.daemon.service import run_daemon  # noqa: PLC0415 - only the daemon needs it
+    from rolecall.orchestrator.daemon.service import run_daemon
 
     raise typer.Exit(run_daemon(session.database, session.config, config_path, chosen))

@@ -15,10 +15,8 @@ from types import FrameType
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import TypeAdapter, ValidationError
 
 from rolecall.orchestrator.cli.session import session_of
-from rolecall.orchestrator.config import AccessName, split_bind
 from rolecall.orchestrator.errors import RunError, UsageError
 
 if TYPE_CHECKING:
@@ -26,8 +24,8 @@ if TYPE_CHECKING:
     from rolecall.orchestrator.config import Config
     from rolecall.orchestrator.progress import Reporter
 
-# The web stack (starlette, uvicorn) and argon2 load in the command that uses them: every
-# other command starts without them.
+# The web stack (starlette, uvicorn), argon2 and the config's checks (pydantic) load in the
+# command that uses them: every other command starts without them.
 
 serve_app = typer.Typer(
     invoke_without_command=True,
@@ -77,9 +75,9 @@ def _stopped(_signum: int, _frame: FrameType | None) -> None:
 
 def _run(config: Config, store: Store, sock: socket.socket, url: str, reporter: Reporter) -> None:
     """Serve the console on the socket until Ctrl-C or SIGTERM, then stop cleanly."""
-    import uvicorn  # noqa: PLC0415 - see the module's comment
+    import uvicorn
 
-    from rolecall.console.app import create_app  # noqa: PLC0415
+    from rolecall.console.app import create_app
 
     serve = config.serve
     server = uvicorn.Server(
@@ -127,6 +125,8 @@ def serve(
     """Serve the triage console: findings, hosts, mail and changes, with /api/ JSON twins."""
     if ctx.invoked_subcommand is not None:
         return
+    from rolecall.orchestrator.config import split_bind
+
     session = session_of(ctx)
     config = session.config
     where = bind or config.serve.bind
@@ -154,6 +154,10 @@ def serve(
 
 def _checked_name(name: str) -> None:
     """Refuse a name [serve] would refuse, in one sentence."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from rolecall.orchestrator.config import AccessName
+
     try:
         TypeAdapter(AccessName).validate_python(name)
     except ValidationError as exc:
@@ -201,7 +205,7 @@ def adduser(
     ] = False,
 ) -> None:
     """Print a [[serve.users]] entry (argon2id password hash) to add to the config."""
-    from rolecall.console.access.hashes import hash_password  # noqa: PLC0415
+    from rolecall.console.access.hashes import hash_password
 
     _checked_name(name)
     _warn_if_taken(ctx, name)
@@ -217,7 +221,7 @@ def addtoken(
     level: LevelOption,
 ) -> None:
     """Make an API token: print it once (stderr) and its [[serve.tokens]] entry (stdout)."""
-    from rolecall.console.access.hashes import new_token, token_digest  # noqa: PLC0415
+    from rolecall.console.access.hashes import new_token, token_digest
 
     _checked_name(name)
     token = new_token()

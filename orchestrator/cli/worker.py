@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Annotated
 
 import typer
 
 from rolecall.orchestrator.cli.session import session_of
-from rolecall.orchestrator.config import config_error
 from rolecall.orchestrator.node_names import node_name
 
 
@@ -28,16 +26,21 @@ def worker(
     config = session.config
     node_name(site, "--site")
     if not config.scope.allow:
+        from rolecall.orchestrator.config import config_error
+
         raise config_error(
             config,
             "scope.allow: a worker probes only what its own [scope] allows: list this"
             " site's networks there",
         )
-    # Loaded when the command runs, so that every other command starts without Celery.
-    from rolecall.cluster.app import cluster_app, site_queue  # noqa: PLC0415
-    from rolecall.cluster.broker import check_broker  # noqa: PLC0415
-    from rolecall.cluster.sweeper import sweep  # noqa: PLC0415
-    from rolecall.inventory.store import Store  # noqa: PLC0415
+    # Loaded when the command runs, so that every other command starts without Celery (or
+    # logging, which only Celery's worker writes to).
+    import logging
+
+    from rolecall.cluster.app import cluster_app, site_queue
+    from rolecall.cluster.broker import check_broker
+    from rolecall.cluster.sweeper import sweep
+    from rolecall.inventory.store import Store
 
     # Once here: a broker down at start is a mistake to say (exit 1); once the worker runs,
     # Celery retries a broker that goes away until it is back.

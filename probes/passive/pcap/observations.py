@@ -31,6 +31,10 @@ class ObservationTally:
 
     def flush(self) -> list[Observation]:
         """Return every counted observation and forget them."""
-        out = [dataclasses.replace(obs, count=self.counts[key]) for key, obs in self.first.items()]
+        counts = self.counts
+        out = [
+            obs if obs.count == counts[key] else dataclasses.replace(obs, count=counts[key])
+            for key, obs in self.first.items()
+        ]
         self.first, self.counts = {}, {}
         return out

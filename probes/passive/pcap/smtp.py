@@ -145,9 +145,20 @@ class SmtpStream:
         if self.done:
             return []
         if from_client:
-            pos = self._body(data, 0) if self.mode == "body" else 0
-            if pos < len(data):
-                self._client(data, pos, ts)
+            splitter = self.client_lines
+            if (
+                self.mode == "cmd"
+                and data.endswith(b"\r\n")
+                and data.find(b"\n") == len(data) - 1
+                and not splitter.buf
+                and not splitter.discarding
+                and len(data) <= self.max_line
+            ):
+                self._command(data[:-2], ts)  # the usual case: one whole command line
+            else:
+                pos = self._body(data, 0) if self.mode == "body" else 0
+                if pos < len(data):
+                    self._client(data, pos, ts)
         elif (
             data.endswith(b"\r\n")
             and data.find(b"\n") == len(data) - 1
@@ -169,17 +180,6 @@ class SmtpStream:
     def _client(self, data: bytes, pos: int, ts: float) -> None:
         """Route client bytes from ``pos`` on to the command, message or BDAT chunk reader."""
         splitter = self.client_lines
-        if (
-            pos == 0
-            and self.mode == "cmd"
-            and data.endswith(b"\r\n")
-            and data.find(b"\n") == len(data) - 1
-            and not splitter.buf
-            and not splitter.discarding
-            and len(data) <= self.max_line
-        ):
-            self._command(data[:-2], ts)  # the usual case: one whole command line
-            return
         # An offset, never a re-sliced rest: a feed of many short lines stays linear.
         while pos < len(data) and not self.done:
             if self.mode == "bdat":
@@ -188,9 +188,24 @@ class SmtpStream:
             if self.mode == "body":
                 pos = self._body(data, pos)
                 continue
+            if self.mode == "data" and not splitter.buf and not splitter.discarding:
+                after = self._data_lines(data, pos)
+                if after > pos:
+                    pos = after
+                    continue
             # One line at a time: what follows a line may be a chunk or a body, whose
             # bytes must reach their reader exactly as sent (binary, bare LF, long lines).
-            end = data.find(b"\n", pos) + 1 or len(data)
+            nl = data.find(b"\n", pos)
+            if 0 <= nl < pos + self.max_line and not splitter.buf and not splitter.discarding:
+                # A whole line with nothing held before it: what the splitter would return.
+                line = data[pos : nl - 1] if data[nl - 1 : nl] == b"\r" else data[pos:nl]
+                pos = nl + 1
+                if self.mode == "cmd":
+                    self._command(line, ts)
+                else:
+                    self._data_line(line, self.txn)
+                continue
+            end = nl + 1 or len(data)
             for line in splitter.feed(data[pos:end]):
                 if self.mode == "cmd":
                     self._command(line, ts)
@@ -198,11 +213,40 @@ class SmtpStream:
                     self._data_line(line, self.txn)
             pos = end
 
+    def _data_lines(self, data: bytes, pos: int) -> int:
+        """Read the whole lines of DATA from ``pos`` while DATA lasts; return where they end.
+
+        Lines as the splitter would give them (nothing is held before ``pos``), split at
+        once; a line of ``max_line`` bytes or more is left to the splitter.
+        """
+        last = data.rfind(b"\n", pos)
+        if last < 0:
+            return pos
+        txn = self.txn
+        for part in data[pos:last].split(b"\n"):
+            if len(part) >= self.max_line:
+                break
+            pos += len(part) + 1
+            line = part[:-1] if part[-1:] == b"\r" else part
+            if self.in_headers and txn is not None and line and line[0] not in b" \t.":
+                # A header line that starts a header: what _data_line does with it, inline.
+                self.data_lines += 1
+                name, colon, value = line.partition(b":")
+                if colon:
+                    self.header_name = name = name.strip().lower()
+                    if name in HEADERS and name not in txn.headers:
+                        txn.headers[name] = value.strip().decode("utf-8", "backslashreplace")
+                continue
+            self._data_line(line, txn)
+            if self.mode != "data":
+                break
+        return pos
+
     def _command(self, line: bytes, ts: float) -> None:
         """Handle one client command line."""
         verb_raw, _, arg_raw = line.partition(b" ")
         verb = verb_raw.decode("latin-1").upper()
-        arg = text(arg_raw).strip() if verb in ARG_VERBS else ""
+        arg = arg_raw.decode("utf-8", "backslashreplace").strip() if verb in ARG_VERBS else ""
         if not self.confirmed:
             if verb not in SMTP_VERBS or verb in ("AUTH", "STARTTLS"):
                 self.done = True  # a 220 banner but not SMTP (FTP, for one)

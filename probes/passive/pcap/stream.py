@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Protocol
 
 from rolecall.probes.records import Item, ReadWarning
@@ -114,7 +115,13 @@ def text(raw: bytes) -> str:
 
 def detail(**fields: object) -> str:
     """Render raw evidence as the JSON text an Observation's detail holds."""
-    return json.dumps(fields, sort_keys=True, default=str)
+    return _detail_encoder().encode(fields)
+
+
+@cache
+def _detail_encoder() -> json.JSONEncoder:
+    """What ``json.dumps(fields, sort_keys=True, default=str)`` uses, made once, not per call."""
+    return json.JSONEncoder(sort_keys=True, default=str)
 
 
 class LineSplitter:

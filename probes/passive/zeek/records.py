@@ -65,6 +65,7 @@ from rolecall.probes.passive.zeek.log_format import (
     picker,
     read_log,
 )
+from rolecall.probes.passive.zeek.plain_lines import General, Mapped, PlainLines
 from rolecall.probes.records import (
     ConnectRequest,
     HostName,
@@ -89,10 +90,6 @@ class ZeekSettings:
     max_line: int = DEFAULT_MAX_LINE
     # conn logs this large (bytes on disk) are parsed in a second process; None: never
     worker_min_bytes: int | None = 32 << 20
-
-
-Mapped = Record | FlowBatch
-Handler = Callable[[Block, Picker, list[str]], Sequence[Mapped]]
 
 
 def read_zeek(path: Path, settings: ZeekSettings) -> Iterator[Item]:
@@ -148,7 +145,7 @@ class _Mapper:
         self.seconds: dict[str, datetime] = {}
         self.addresses: dict[str, str] = {}
         self.conns = FlowAggregate(settings.flow_cap, self.addresses, self.address, self.time)
-        self.handlers: dict[str, Handler] = {
+        self.handlers: dict[str, General] = {
             "conn": self.conns.add,
             "smtp": self._smtp,
             "socks": self._socks,
@@ -159,6 +156,13 @@ class _Mapper:
             "http": self._http,
             "ssl": self._ssl,
         }
+        plain = PlainLines(self.seconds, self.addresses, self.time, self.address)
+        # the logs that are large and mostly plain: their plain lines take a fast path
+        self.fast: dict[str, Callable[[Block, Picker, General], LineHandler[Mapped]]] = {
+            "smtp": plain.smtp,
+            "socks": partial(plain.socks, keep_passwords=settings.keep_passwords),
+            "dns": plain.dns,
+        }
 
     def project(self, block: Block) -> LineHandler[Mapped] | str:
         """The handler for lines under this header, or why they cannot be read."""
@@ -168,8 +172,12 @@ class _Mapper:
         missing = [name for name in required if name not in block.fields]
         if missing:
             return f"{block.path} log without {', '.join(missing)}"
+        pick = picker(block, required + optional)
+        fast = self.fast.get(block.path)
+        if fast is not None:
+            return fast(block, pick, self.handlers[block.path])
         # a partial, not a lambda: one Python call per line fewer
-        return partial(self.handlers[block.path], block, picker(block, required + optional))
+        return partial(self.handlers[block.path], block, pick)
 
     def time(self, raw: str) -> datetime:
         """A Zeek time (epoch seconds, or ISO 8601 from JSON::TS_ISO8601) as a UTC datetime."""
