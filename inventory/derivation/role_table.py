@@ -110,6 +110,16 @@ def _stored(
     return stored
 
 
+def _evidence_json(proofs: list[str]) -> str:
+    """The JSON text json.dumps writes for a list of proofs, joined directly when no proof
+    needs escaping (a full derivation writes one per role)."""
+    raw = "".join(proofs)
+    if not proofs or not raw.isascii() or not raw.isprintable() or '"' in raw or "\\" in raw:
+        return json.dumps(proofs)
+    quoted = '", "'.join(proofs)
+    return f'["{quoted}"]'
+
+
 def appended_evidence(text: str, proofs: Sequence[str]) -> str:
     """Stored evidence (JSON text) with new proofs appended, without repeats, up to the cap.
 
@@ -244,7 +254,7 @@ def merge_roles(
                     "address": key[0],
                     "role": key[1],
                     "source": key[2],
-                    "evidence": json.dumps(role.evidence),
+                    "evidence": _evidence_json(role.evidence),
                     "first_seen": role.first_seen,
                     "last_seen": role.last_seen,
                 }
@@ -290,32 +300,29 @@ def window_passed(connection: Connection, before: datetime | None, now: datetime
     return found
 
 
-def _serving(connection: Connection, addresses: Sequence[str], since: datetime) -> set[str]:
-    """Addresses with a service seen since a time."""
+def _serving(connection: Connection, addresses: Sequence[str] | None, since: datetime) -> set[str]:
+    """Addresses with a service seen since a time, among these (None: any)."""
     table = core_table(ServiceRow)
+    query = select(table.c.address).where(table.c.last_seen >= since).distinct()
+    if addresses is None:
+        return set(connection.execute(query).scalars())
     found: set[str] = set()
     for chunk in in_slices(addresses):
-        found.update(
-            connection.execute(
-                select(table.c.address)
-                .where(table.c.address.in_(chunk), table.c.last_seen >= since)
-                .distinct()
-            ).scalars()
-        )
+        found.update(connection.execute(query.where(table.c.address.in_(chunk))).scalars())
     return found
 
 
 def _held(found: RoleAccumulator) -> dict[str, dict[str, HeldRole]]:
-    """The roles of a derivation that read everything, by host (no need to read them back)."""
+    """The roles of a derivation that read everything, by host (no need to read them back);
+    spans only: the workstation judgement reads no role's evidence."""
     held: dict[str, dict[str, HeldRole]] = defaultdict(dict)
     for (address, role, _), seen in found.found.items():
         known = held[address].get(role)
         if known is None:
-            held[address][role] = HeldRole(seen.first_seen, seen.last_seen, [], seen.evidence)
+            held[address][role] = HeldRole(seen.first_seen, seen.last_seen)
         else:
             known.first_seen = min(known.first_seen, seen.first_seen)
             known.last_seen = max(known.last_seen, seen.last_seen)
-            known.known_evidence = merged_evidence(known.known_evidence, seen.evidence)
     return held
 
 
@@ -339,7 +346,11 @@ def judge_workstations(
         held.update(connection.execute(select(table.c.address).where(is_workstation)).scalars())
         connection.execute(delete(table).where(is_workstation))
     since = newest - timedelta(days=window_days)
-    serving = _serving(connection, addresses, since)
+    serving = (
+        _serving(connection, addresses, since)
+        if everything is None
+        else _serving(connection, None, since) & set(addresses)
+    )
     rows: list[dict[str, Any]] = []
     hosts = _held(everything) if everything is not None else roles_of(connection, addresses)
     for address, roles in hosts.items():
@@ -359,8 +370,7 @@ def judge_workstations(
                 "last_seen": max(held.last_seen for held in recent.values()),
             }
         )
-    if rows:
-        connection.execute(table.insert(), rows)
+    BulkStatement(table.insert(), copy_into=table).execute(connection, rows)
     if everything is not None:
         return held
     return held ^ {row["address"] for row in rows}
