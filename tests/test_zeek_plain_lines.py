@@ -14,44 +14,8 @@ from pathlib import Path
 import pytest
 
 from rolecall.probes.passive.zeek.records import ZeekSettings, read_zeek
-from tests.zeek_helpers import split_items, write_tsv
+from tests.zeek_helpers import SMTP_LINE, SOCKS_LINE, T0, split_items, write_tsv
 
-T0 = "1795392000.250000"
-SMTP = {
-    "ts": T0,
-    "id.orig_h": "192.0.2.10",
-    "id.orig_p": "40001",
-    "id.resp_h": "198.51.100.25",
-    "id.resp_p": "25",
-    "trans_depth": "2",
-    "helo": "ws1.example.org",
-    "mailfrom": "a@example.org",
-    "rcptto": "b@example.net,c@example.net",
-    "date": "Mon, 23 Nov 2026 00:00:00 +0000",
-    "from": "A <a@example.org>",
-    "to": "<b@example.net>",
-    "msg_id": "<1@example.org>",
-    "subject": "Offer",
-    "last_reply": "250 2.0.0 Ok",
-    "user_agent": "The Bat! (v9.4.2)",
-    "tls": "T",
-}
-SOCKS = {
-    "ts": T0,
-    "id.orig_h": "192.0.2.10",
-    "id.orig_p": "40002",
-    "id.resp_h": "198.51.100.80",
-    "id.resp_p": "1080",
-    "version": "5",
-    "user": "bob",
-    "password": "alice",
-    "status": "succeeded",
-    "request.host": "203.0.113.5",
-    "request.name": "www.example.com",
-    "request_p": "80",
-    "bound.host": "198.51.100.80",
-    "bound_p": "55951",
-}
 DNS = {
     "ts": T0,
     "id.orig_h": "192.0.2.10",
@@ -69,7 +33,7 @@ CASES: list[tuple[str, str, dict[str, str], list[dict[str, str]]]] = [
     (
         "smtp",
         "date",
-        SMTP,
+        SMTP_LINE,
         [
             {},
             {"ts": "1795392000"},
@@ -100,7 +64,7 @@ CASES: list[tuple[str, str, dict[str, str], list[dict[str, str]]]] = [
     (
         "socks",
         "status",
-        SOCKS,
+        SOCKS_LINE | {"request.host": "203.0.113.5"},
         [
             {},
             {"ts": "1795392000.5"},

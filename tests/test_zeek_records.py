@@ -16,9 +16,16 @@ from rolecall.probes.records import (
     SmtpTransaction,
     SocksRequest,
 )
-from tests.zeek_helpers import gzip_copy, split_items, write_json, write_tsv
+from tests.zeek_helpers import (
+    SMTP_LINE,
+    SOCKS_LINE,
+    T0,
+    gzip_copy,
+    split_items,
+    write_json,
+    write_tsv,
+)
 
-T0 = "1795392000.250000"  # 2026-11-23 00:00:00.25 UTC
 T0_TIME = datetime(2026, 11, 23, 0, 0, 0, 250000, tzinfo=UTC)
 
 
@@ -202,32 +209,12 @@ def test_bad_addresses_and_times_are_warned_with_their_line(tmp_path: Path) -> N
     assert lines == ["10", "11", "12", "13", "14", "15", "16"]
     assert "'not-an-address' is not an IP address" in warnings[0].message  # type: ignore[attr-defined]
     assert "'fe80::1%eth0' is not an IP address" in warnings[-1].message  # type: ignore[attr-defined]
-    smtp = write_tsv(tmp_path / "smtp.log", "smtp", [SMTP | {"ts": "99999999999999.5"}])
+    smtp = write_tsv(tmp_path / "smtp.log", "smtp", [SMTP_LINE | {"ts": "99999999999999.5"}])
     records, warnings = read(smtp)
     assert records == []
     assert "out of range" in warnings[0].message  # type: ignore[attr-defined]
 
 
-SMTP = {
-    "ts": T0,
-    "uid": "C2",
-    "id.orig_h": "192.0.2.10",
-    "id.orig_p": "40001",
-    "id.resp_h": "198.51.100.25",
-    "id.resp_p": "25",
-    "trans_depth": "2",
-    "helo": "ws1.example.org",
-    "mailfrom": "a@example.org",
-    "rcptto": "b@example.net,c@example.net",
-    "date": "Mon, 23 Nov 2026 00:00:00 +0000",
-    "from": "A <a@example.org>",
-    "to": "<b@example.net>",
-    "msg_id": "<1@example.org>",
-    "subject": "Offer",
-    "last_reply": "250 2.0.0 Ok",
-    "user_agent": "The Bat! (v9.4.2)",
-    "tls": "T",
-}
 SMTP_RECORD = SmtpTransaction(
     ts=T0_TIME,
     client="192.0.2.10",
@@ -268,8 +255,8 @@ def as_json(row: dict[str, str], sets: tuple[str, ...] = ()) -> dict[str, object
 
 
 def test_smtp_lines_become_transactions_in_tsv_and_json(tmp_path: Path) -> None:
-    tsv, _ = read(write_tsv(tmp_path / "smtp.log", "smtp", [SMTP]))
-    body = as_json(SMTP, ("rcptto", "to"))
+    tsv, _ = read(write_tsv(tmp_path / "smtp.log", "smtp", [SMTP_LINE]))
+    body = as_json(SMTP_LINE, ("rcptto", "to"))
     (tmp_path / "json").mkdir()
     jsonl, warnings = read(write_json(tmp_path / "json" / "smtp.log", [body]))
     assert warnings == []
@@ -277,30 +264,13 @@ def test_smtp_lines_become_transactions_in_tsv_and_json(tmp_path: Path) -> None:
 
 
 def test_json_iso_timestamps_are_read(tmp_path: Path) -> None:
-    body = as_json(SMTP, ("rcptto", "to")) | {"ts": "2026-11-23T00:00:00.250000Z"}
+    body = as_json(SMTP_LINE, ("rcptto", "to")) | {"ts": "2026-11-23T00:00:00.250000Z"}
     records, _ = read(write_json(tmp_path / "smtp.log", [body]))
     assert records == [SMTP_RECORD]
 
 
-SOCKS = {
-    "ts": T0,
-    "id.orig_h": "192.0.2.10",
-    "id.orig_p": "40002",
-    "id.resp_h": "198.51.100.80",
-    "id.resp_p": "1080",
-    "version": "5",
-    "user": "bob",
-    "password": "alice",
-    "status": "succeeded",
-    "request.name": "www.example.com",
-    "request_p": "80",
-    "bound.host": "198.51.100.80",
-    "bound_p": "55951",
-}
-
-
 def test_socks_passwords_are_kept_only_when_asked(tmp_path: Path) -> None:
-    path = write_tsv(tmp_path / "socks.log", "socks", [SOCKS])
+    path = write_tsv(tmp_path / "socks.log", "socks", [SOCKS_LINE])
     (plain,), _ = read(path)
     (kept,), _ = read(path, keep_passwords=True)
     expected = SocksRequest(
@@ -406,7 +376,7 @@ def test_json_conn_lines_make_the_same_flows_as_tsv(tmp_path: Path) -> None:
 def test_a_log_tree_reads_file_by_file(tmp_path: Path) -> None:
     day = tmp_path / "logs" / "2026-11-23"
     day.mkdir(parents=True)
-    write_tsv(day / "smtp.00:00:00-01:00:00.log", "smtp", [SMTP])
+    write_tsv(day / "smtp.00:00:00-01:00:00.log", "smtp", [SMTP_LINE])
     gzip_copy(day / "smtp.00:00:00-01:00:00.log", day / "smtp.01:00:00-02:00:00.log.gz")
     (day / "smtp.00:00:00-01:00:00.log").unlink()
     write_tsv(day / "conn.01:00:00-02:00:00.log", "conn", [conn("192.0.2.1", "198.51.100.9", T0)])

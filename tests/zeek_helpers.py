@@ -65,6 +65,46 @@ LOGS: dict[str, tuple[str, str]] = {
 }
 
 
+T0 = "1795392000.250000"  # 2026-11-23 00:00:00.25 UTC
+SMTP_LINE: dict[str, str] = {
+    "ts": T0,
+    "uid": "C2",
+    "id.orig_h": "192.0.2.10",
+    "id.orig_p": "40001",
+    "id.resp_h": "198.51.100.25",
+    "id.resp_p": "25",
+    "trans_depth": "2",
+    "helo": "ws1.example.org",
+    "mailfrom": "a@example.org",
+    "rcptto": "b@example.net,c@example.net",
+    "date": "Mon, 23 Nov 2026 00:00:00 +0000",
+    "from": "A <a@example.org>",
+    "to": "<b@example.net>",
+    "msg_id": "<1@example.org>",
+    "subject": "Offer",
+    "last_reply": "250 2.0.0 Ok",
+    "user_agent": "The Bat! (v9.4.2)",
+    "tls": "T",
+}
+"""One smtp.log line, by field."""
+SOCKS_LINE: dict[str, str] = {
+    "ts": T0,
+    "id.orig_h": "192.0.2.10",
+    "id.orig_p": "40002",
+    "id.resp_h": "198.51.100.80",
+    "id.resp_p": "1080",
+    "version": "5",
+    "user": "bob",
+    "password": "alice",
+    "status": "succeeded",
+    "request.name": "www.example.com",
+    "request_p": "80",
+    "bound.host": "198.51.100.80",
+    "bound_p": "55951",
+}
+"""One socks.log line, by field."""
+
+
 def fields_of(log: str) -> list[str]:
     """The column names Zeek writes for ``log``."""
     return LOGS[log][0].split()
