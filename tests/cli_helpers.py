@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.core import TyperGroup
 
 from rolecall.orchestrator.cli.app import main
 
@@ -85,3 +86,12 @@ def ingest(capsys: pytest.CaptureFixture[str], db: Path, config: Path | None, pc
     base = ["--db", str(db), "-q"] + (["--config", str(config)] if config else [])
     result = run_cli(capsys, *base, "ingest", "pcap", str(pcap))
     assert result.code == 0, result.err
+
+
+def command_paths(command: object, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command and group below a Click command, as word tuples (the root is ())."""
+    paths = [prefix]
+    if isinstance(command, TyperGroup):
+        for name, sub in command.commands.items():
+            paths.extend(command_paths(sub, (*prefix, name)))
+    return paths

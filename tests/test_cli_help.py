@@ -6,22 +6,12 @@ import re
 
 import pytest
 import typer
-from typer.core import TyperGroup
 
 from rolecall.orchestrator.cli.app import app
-from tests.cli_helpers import run_cli
+from tests.cli_helpers import command_paths, run_cli
 
 TYPE_NAME = re.compile(r"<(?:list\[|tuple\[|str>|int\b|float\b|path>|bool>|Path>|datetime>)")
 """A Python type as Typer writes it into help: `<list[str]>`, `<int range>`, `<path>`."""
-
-
-def _command_paths(command: object, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
-    """Every command and group below a Click command, as word tuples (the root is ())."""
-    paths = [prefix]
-    if isinstance(command, TyperGroup):
-        for name, sub in command.commands.items():
-            paths.extend(_command_paths(sub, (*prefix, name)))
-    return paths
 
 
 def _commands_section(text: str) -> list[str]:
@@ -30,7 +20,7 @@ def _commands_section(text: str) -> list[str]:
     return rest.splitlines() if found else []
 
 
-COMMANDS = _command_paths(typer.main.get_command(app))
+COMMANDS = command_paths(typer.main.get_command(app))
 
 
 @pytest.mark.parametrize("path", COMMANDS, ids=lambda path: " ".join(path) or "rolecall")

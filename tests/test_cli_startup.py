@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 import typer
-from typer.core import TyperGroup
 
 from rolecall.orchestrator.cli.app import app
+from tests.cli_helpers import command_paths
 
 # Loaded by no `--help`: the database layer, the readers, the web stack, the mailers,
 # Celery, the renderer, the progress display, the config's models and the settings.
@@ -60,15 +60,6 @@ def _heavy(loaded: list[str], names: tuple[str, ...]) -> list[str]:
     return [module for module in loaded if module in names or module.startswith(inside)]
 
 
-def _command_paths(command: object, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
-    """Every command and group below a Click command, as word tuples (the root is ())."""
-    paths = [prefix]
-    if isinstance(command, TyperGroup):
-        for name, sub in command.commands.items():
-            paths.extend(_command_paths(sub, (*prefix, name)))
-    return paths
-
-
 def test_loading_the_cli_loads_no_command_s_dependencies() -> None:
     """`ingest pcap` starts reading a large capture while SQLAlchemy loads (see cli._ingest)."""
     loaded = _loaded_after("import rolecall.orchestrator.cli.app")
@@ -82,7 +73,7 @@ def test_root_help_loads_nothing_a_command_uses() -> None:
 
 
 def test_every_command_s_help_loads_nothing_a_command_uses() -> None:
-    paths = [list(path) for path in _command_paths(typer.main.get_command(app)) if path]
+    paths = [list(path) for path in command_paths(typer.main.get_command(app)) if path]
     calls = "; ".join(f"main({[*path, '--help']!r})" for path in paths)
     loaded = _loaded_after(f"from rolecall.orchestrator.cli.app import main; {calls}")
     assert _heavy(loaded, NEVER_FOR_HELP) == []
