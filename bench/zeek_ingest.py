@@ -53,201 +53,12 @@ from bench.process_tree import Measured, run_measured
 from bench.rolecall_command import rolecall_command
 from rolecall.probes.passive.zeek.records import ZeekSettings, read_zeek
 from rolecall.probes.records import ReadWarning
+from tests.zeek_helpers import tsv_header
 
 REPO = Path(__file__).resolve().parent.parent
 INGEST_COMMAND = [*rolecall_command(), "--db", "{db}", "-q", "ingest", "zeek", "{log}"]
 READER_COMMAND = [sys.executable, "-m", "bench.zeek_ingest", "--consume", "{log}"]
 
-CONN_FIELDS = [
-    "ts",
-    "uid",
-    "id.orig_h",
-    "id.orig_p",
-    "id.resp_h",
-    "id.resp_p",
-    "proto",
-    "service",
-    "duration",
-    "orig_bytes",
-    "resp_bytes",
-    "conn_state",
-    "local_orig",
-    "local_resp",
-    "missed_bytes",
-    "history",
-    "orig_pkts",
-    "orig_ip_bytes",
-    "resp_pkts",
-    "resp_ip_bytes",
-    "tunnel_parents",
-]
-CONN_TYPES = [
-    "time",
-    "string",
-    "addr",
-    "port",
-    "addr",
-    "port",
-    "enum",
-    "string",
-    "interval",
-    "count",
-    "count",
-    "string",
-    "bool",
-    "bool",
-    "count",
-    "string",
-    "count",
-    "count",
-    "count",
-    "count",
-    "set[string]",
-]
-SMTP_FIELDS = [
-    "ts",
-    "uid",
-    "id.orig_h",
-    "id.orig_p",
-    "id.resp_h",
-    "id.resp_p",
-    "trans_depth",
-    "helo",
-    "mailfrom",
-    "rcptto",
-    "date",
-    "from",
-    "to",
-    "cc",
-    "reply_to",
-    "msg_id",
-    "in_reply_to",
-    "subject",
-    "x_originating_ip",
-    "first_received",
-    "second_received",
-    "last_reply",
-    "path",
-    "user_agent",
-    "tls",
-    "fuids",
-]
-SMTP_TYPES = [
-    "time",
-    "string",
-    "addr",
-    "port",
-    "addr",
-    "port",
-    "count",
-    "string",
-    "string",
-    "set[string]",
-    "string",
-    "string",
-    "set[string]",
-    "set[string]",
-    "string",
-    "string",
-    "string",
-    "string",
-    "addr",
-    "string",
-    "string",
-    "string",
-    "vector[addr]",
-    "string",
-    "bool",
-    "vector[string]",
-]
-SOCKS_FIELDS = [
-    "ts",
-    "uid",
-    "id.orig_h",
-    "id.orig_p",
-    "id.resp_h",
-    "id.resp_p",
-    "version",
-    "user",
-    "password",
-    "status",
-    "request.host",
-    "request.name",
-    "request_p",
-    "bound.host",
-    "bound.name",
-    "bound_p",
-]
-SOCKS_TYPES = [
-    "time",
-    "string",
-    "addr",
-    "port",
-    "addr",
-    "port",
-    "count",
-    "string",
-    "string",
-    "string",
-    "addr",
-    "string",
-    "port",
-    "addr",
-    "string",
-    "port",
-]
-DNS_FIELDS = [
-    "ts",
-    "uid",
-    "id.orig_h",
-    "id.orig_p",
-    "id.resp_h",
-    "id.resp_p",
-    "proto",
-    "trans_id",
-    "rtt",
-    "query",
-    "qclass",
-    "qclass_name",
-    "qtype",
-    "qtype_name",
-    "rcode",
-    "rcode_name",
-    "AA",
-    "TC",
-    "RD",
-    "RA",
-    "Z",
-    "answers",
-    "TTLs",
-    "rejected",
-]
-DNS_TYPES = [
-    "time",
-    "string",
-    "addr",
-    "port",
-    "addr",
-    "port",
-    "enum",
-    "count",
-    "interval",
-    "string",
-    "count",
-    "string",
-    "count",
-    "string",
-    "count",
-    "string",
-    "bool",
-    "bool",
-    "bool",
-    "bool",
-    "count",
-    "vector[string]",
-    "vector[interval]",
-    "bool",
-]
 READ_FIELDS = {
     "conn": "ts id.orig_h id.resp_h id.resp_p proto conn_state orig_pkts resp_pkts "
     "orig_ip_bytes resp_ip_bytes orig_bytes resp_bytes",
@@ -267,16 +78,6 @@ AWK_PROGRAM = (
     "print out }"
 )
 START = 1795392000.0  # 2026-11-23 00:00:00 UTC
-
-
-def header(path: str, fields: list[str], types: list[str]) -> str:
-    """The header block Zeek's ASCII writer puts at the top of a log."""
-    tab = "\t"
-    return (
-        "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n"
-        f"#path\t{path}\n#open\t2026-11-23-00-00-00\n"
-        f"#fields\t{tab.join(fields)}\n#types\t{tab.join(types)}\n"
-    )
 
 
 def conn_lines(count: int, rng: random.Random) -> Iterator[str]:
@@ -460,12 +261,12 @@ def report(command: list[str], kind: str, name: str, lines: int, log: Path, db: 
 
 def bench_log(command: list[str], kind: str, lines: int, folder: Path, rng: random.Random) -> None:
     """Write one kind of log at a fifth of ``lines`` and at full size; ingest both; compare."""
-    fields, types, make_lines = LOGS[kind]
+    make_lines = LOGS[kind]
     small, full = folder / "small" / f"{kind}.log", folder / f"{kind}.log"
     small.parent.mkdir(exist_ok=True)
     started = time.perf_counter()
-    write_log(small, header(kind, fields, types), make_lines(lines // 5, rng))
-    write_log(full, header(kind, fields, types), make_lines(lines, rng))
+    write_log(small, tsv_header(kind), make_lines(lines // 5, rng))
+    write_log(full, tsv_header(kind), make_lines(lines, rng))
     print(
         f"{kind}.log generated in {time.perf_counter() - started:.1f} s "
         f"({full.stat().st_size / 2**20:.0f} MiB)"
@@ -479,11 +280,12 @@ def bench_log(command: list[str], kind: str, lines: int, folder: Path, rng: rand
 
 TARGETS = {"conn": 250_000, "smtp": 100_000}
 """Lines per second each log's full-size ingest is to reach (issue 21; socks and dns have none)."""
-LOGS: dict[str, tuple[list[str], list[str], Callable[[int, random.Random], Iterator[str]]]] = {
-    "conn": (CONN_FIELDS, CONN_TYPES, conn_lines),
-    "smtp": (SMTP_FIELDS, SMTP_TYPES, smtp_lines),
-    "socks": (SOCKS_FIELDS, SOCKS_TYPES, socks_lines),
-    "dns": (DNS_FIELDS, DNS_TYPES, dns_lines),
+# Each log's columns and header are Zeek's own, as the tests write them (tests/zeek_helpers).
+LOGS: dict[str, Callable[[int, random.Random], Iterator[str]]] = {
+    "conn": conn_lines,
+    "smtp": smtp_lines,
+    "socks": socks_lines,
+    "dns": dns_lines,
 }
 
 
