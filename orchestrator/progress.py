@@ -9,12 +9,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Protocol, TextIO
-
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 from rolecall.terminal_text import terminal_safe
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 class Advance(Protocol):
@@ -30,7 +30,15 @@ class Reporter:
     def __init__(self, stream: TextIO | None = None, quiet: bool = False) -> None:
         self._stream = stream if stream is not None else sys.stderr
         self._quiet = quiet
-        self._console = Console(file=self._stream, highlight=False)
+        self._rich: Console | None = None
+
+    def _console(self) -> Console:
+        """The rich console on the stream, made on first use: rich loads only for a terminal."""
+        if self._rich is None:
+            from rich.console import Console  # noqa: PLC0415 - see the method's docstring
+
+            self._rich = Console(file=self._stream, highlight=False)
+        return self._rich
 
     @property
     def interactive(self) -> bool:
@@ -50,7 +58,7 @@ class Reporter:
         """Print one line, safe for a terminal."""
         line = terminal_safe(message)
         if self.interactive:
-            self._console.print(line, markup=False)
+            self._console().print(line, markup=False)
         else:
             print(line, file=self._stream, flush=True)
 
@@ -67,6 +75,14 @@ class Reporter:
 
             yield advance_plain
             return
+        from rich.progress import (  # noqa: PLC0415 - only a bar on a terminal needs rich
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         columns = (
             TextColumn("{task.description}"),
             BarColumn(),
@@ -74,7 +90,7 @@ class Reporter:
             TimeElapsedColumn(),
             TextColumn("{task.fields[note]}"),
         )
-        with Progress(*columns, console=self._console, transient=False) as progress:
+        with Progress(*columns, console=self._console(), transient=False) as progress:
             task_id = progress.add_task(terminal_safe(description), total=total, note="")
 
             def advance_bar(units: int, note: str) -> None:

@@ -15,6 +15,7 @@ import typer
 
 from rolecall.orchestrator.cli.app import app
 from tests.cli_helpers import command_paths
+from tests.pcap_helpers import tcp_segment, write_pcap
 
 # Loaded by no `--help`: the database layer, the readers, the web stack, the mailers,
 # Celery, the renderer, the progress display, the config's models and the settings.
@@ -25,6 +26,7 @@ NEVER_FOR_HELP = (
     "httpx",
     "jinja2",
     "maxminddb",
+    "netaddr",
     "rich",
     "smtplib",
     "sqlalchemy",
@@ -93,6 +95,19 @@ def test_an_ingest_loads_only_its_own_reader(tmp_path: Path) -> None:
     )
     assert "rolecall.probes.passive.zeek.records" in loaded
     assert _heavy(loaded, others) == []
+
+
+def test_a_quiet_pcap_ingest_loads_no_sender_and_no_progress_bar(tmp_path: Path) -> None:
+    """The config holds the alert outputs' settings: their senders load only to send."""
+    syn = tcp_segment("10.0.0.1", 40000, "10.0.0.2", 25, 1, 0, 0x02, b"")
+    capture = write_pcap(tmp_path / "one.pcap", [(1_700_000_000.0, syn)])
+    args = ["--db", str(tmp_path / "new.db"), "-q", "ingest", "pcap", str(capture)]
+    code = f"from rolecall.orchestrator.cli.app import main; assert main({args!r}) == 0"
+    loaded = _loaded_after(code)
+    assert "rolecall.orchestrator.config" in loaded
+    assert "rolecall.probes.passive.pcap.read" in loaded
+    senders = ("httpx", "rich", "smtplib", "rolecall.reports.delivery")
+    assert _heavy(loaded, senders) == []
 
 
 def test_a_new_inventory_is_made_without_alembic(tmp_path: Path) -> None:

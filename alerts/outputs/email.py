@@ -1,4 +1,8 @@
-"""The email output: one message per batch of events, through the `[email]` relay."""
+"""The email output: one message per batch of events, through the `[email]` relay.
+
+The mailer (smtplib) loads with the first batch sent, not with the config that holds these
+settings.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,6 @@ from rolecall.alerts.event import AlertEvent
 from rolecall.alerts.formats.controls import visible
 from rolecall.alerts.formats.ecs import ecs_document, ecs_time
 from rolecall.alerts.outputs.common import AlertOutput, Delivered, OutputSettings
-from rolecall.reports.delivery import Attachment, build_message, send
 from rolecall.reports.errors import DeliveryError as RelayError
 from rolecall.reports.relay_settings import RelaySettings
 
@@ -91,6 +94,12 @@ class EmailOutput:
             return Delivered(
                 0, f"alerts {self._settings.name}: no recipients (set to, or [email] to)"
             )
+        from rolecall.reports.delivery import (  # noqa: PLC0415 - see the module's docstring
+            Attachment,
+            build_message,
+            send,
+        )
+
         text, html, data = message_parts(events)
         message = build_message(
             subject(self._settings.subject_prefix, events),

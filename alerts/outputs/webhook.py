@@ -1,4 +1,8 @@
-"""The webhook output: batches of events POSTed as ECS JSON or as Slack-compatible text."""
+"""The webhook output: batches of events POSTed as ECS JSON or as Slack-compatible text.
+
+httpx takes about 100 ms to load: each function that uses it imports it, so that loading the
+config (which holds these settings) loads httpx only when it has a webhook to check.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,6 @@ import time
 from collections.abc import Sequence
 from typing import Final, Literal
 
-import httpx
 from pydantic import Field, field_validator
 
 from rolecall.alerts.event import AlertEvent
@@ -43,6 +46,8 @@ class Settings(OutputSettings):
     @classmethod
     def _http_url(cls, value: str) -> str:
         """An absolute http or https URL with a host."""
+        import httpx  # noqa: PLC0415 - see the module's docstring
+
         try:
             url = httpx.URL(value)
         except httpx.InvalidURL as exc:
@@ -65,6 +70,8 @@ class Settings(OutputSettings):
     @property
     def where(self) -> str:
         """The receiver as a sentence names it: scheme, host and port, never the path's secrets."""
+        import httpx  # noqa: PLC0415 - see the module's docstring
+
         url = httpx.URL(self.url)
         port = f":{url.port}" if url.port else ""
         return f"webhook {url.scheme}://{url.host}{port}"
@@ -104,6 +111,8 @@ class WebhookOutput:
 
     def __init__(self, settings: Settings, context: ssl.SSLContext) -> None:
         """Keep the settings and open the client; nothing is connected yet."""
+        import httpx  # noqa: PLC0415 - see the module's docstring
+
         self._settings = settings
         self._client = httpx.Client(
             verify=context,
@@ -124,6 +133,8 @@ class WebhookOutput:
 
     def _post(self, content: bytes) -> str | None:
         """POST one batch, retrying with back-off; None once taken, else why not."""
+        import httpx  # noqa: PLC0415 - see the module's docstring
+
         settings = self._settings
         error = ""
         for attempt in range(settings.retries + 1):
@@ -155,6 +166,8 @@ class WebhookOutput:
 
 def open_output(settings: Settings) -> AlertOutput:
     """The webhook output for these settings; DeliveryError for settings it cannot use."""
+    import httpx  # noqa: PLC0415 - see the module's docstring
+
     if settings.ca_file and httpx.URL(settings.url).scheme != "https":
         raise DeliveryError(f"alerts {settings.name}: ca_file is set but the url is not https")
     return WebhookOutput(settings, verifying_context(settings.ca_file, f"alerts {settings.name}"))

@@ -14,7 +14,6 @@ import typer
 from rolecall.orchestrator.cli.session import session_of
 from rolecall.orchestrator.errors import UsageError
 from rolecall.reports.clusters.fields import FIELD_NAMES
-from rolecall.reports.clusters.where import parse_where
 from rolecall.reports.errors import ReportInputError
 from rolecall.reports.tabular import write_rows
 from rolecall.terminal_text import terminal_safe
@@ -236,6 +235,7 @@ def mail_cluster(
         cluster_mail,
         cluster_rows,
     )
+    from rolecall.reports.clusters.where import parse_where
 
     session = session_of(ctx)
     store, config = session.existing_store(), session.config

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import netaddr
-
 from rolecall.orchestrator.errors import UsageError
 
 DEFAULT_NETWORK = "127.0.60.0/24"
@@ -44,6 +42,8 @@ class LabAddresses:
     @classmethod
     def within(cls, network: str) -> LabAddresses:
         """Place the lab hosts in network (a /26 or larger)."""
+        import netaddr  # noqa: PLC0415 - `rolecall --help` loads this module's defaults
+
         try:
             net = netaddr.IPNetwork(network)
         except (netaddr.AddrFormatError, ValueError):
