@@ -25,15 +25,13 @@ import threading
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
-from sqlalchemy import Table
 
 from bench.report_scale import UNTIL, address, generate
 from bench.rolecall_command import rolecall_command
 from rolecall.inventory.store import Store
-from rolecall.inventory.tables import FindingRow, FlowRow, SmtpRow
+from rolecall.inventory.tables import FINDING_TABLE, FLOW_TABLE, SMTP_TABLE
 
 PAGE_TARGET_MS, HOST_TARGET_MS = 300.0, 100.0
 BUSY = address(4242)
@@ -44,18 +42,12 @@ RULE_PAGE = f"findings rule={RULE}"
 BUSY_PAGE = f"host {BUSY} (10k mails, 9k flows)"
 
 
-def _table(model: Any) -> Table:
-    """The Core table of a SQLModel class."""
-    table: Table = model.__table__
-    return table
-
-
 def add_busy_host(db: Path, mails: int = 10_000, days: int = 90, servers: int = 100) -> None:
     """Give one host many mails, flows every day to many servers, and a finding of each rule."""
     store = Store.open(str(db))
     with store.transaction("add the busy host") as connection:
         connection.execute(
-            _table(SmtpRow).insert(),
+            SMTP_TABLE.insert(),
             [
                 {
                     "ts": UNTIL - timedelta(seconds=30 * i),
@@ -83,7 +75,7 @@ def add_busy_host(db: Path, mails: int = 10_000, days: int = 90, servers: int = 
             ],
         )
         connection.execute(
-            _table(FlowRow).insert(),
+            FLOW_TABLE.insert(),
             [
                 {
                     "client": BUSY,
@@ -105,7 +97,7 @@ def add_busy_host(db: Path, mails: int = 10_000, days: int = 90, servers: int = 
         )
         # The generated findings fall on even hosts; BUSY is one (4242 = 2 * 2121).
         busy_findings = connection.execute(
-            _table(FindingRow).select().where(_table(FindingRow).c.address == BUSY)
+            FINDING_TABLE.select().where(FINDING_TABLE.c.address == BUSY)
         ).all()
         assert busy_findings, f"{BUSY} has no finding in the generated inventory"
     store.close()

@@ -22,13 +22,16 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy import Table
 
 from bench.inventory_backends import add_database_option, analyzed, inventory, load_note
 from rolecall.inventory.store import Store
-from rolecall.inventory.tables import Asset, FindingRow, RoleRow, ServiceRow, SmtpRow
+from rolecall.inventory.tables import (
+    ASSET_TABLE,
+    FINDING_TABLE,
+    ROLE_TABLE,
+    SERVICE_TABLE,
+    SMTP_TABLE,
+)
 
 UNTIL = datetime(2026, 3, 2, tzinfo=UTC)
 RULES = (
@@ -42,12 +45,6 @@ ROLES = ("workstation", "web-server", "smtp-client", "smtp-server", "socks-proxy
 TARGET_SECONDS, TARGET_MB, TARGET_OPEN = 10.0, 500.0, 2.0
 
 
-def _table(model: Any) -> Table:
-    """The Core table of a SQLModel class."""
-    table: Table = model.__table__
-    return table
-
-
 def address(index: int) -> str:
     """The index-th address of 10.0.0.0/8."""
     return f"10.{index >> 16 & 255}.{index >> 8 & 255}.{index & 255}"
@@ -59,11 +56,11 @@ def generate(db: str | Path, assets: int, findings: int) -> None:
     seen = UNTIL - timedelta(days=3)
     with store.transaction("fill the inventory") as connection:
         connection.execute(
-            _table(Asset).insert(),
+            ASSET_TABLE.insert(),
             [{"address": address(i), "first_seen": seen, "last_seen": seen} for i in range(assets)],
         )
         connection.execute(
-            _table(RoleRow).insert(),
+            ROLE_TABLE.insert(),
             [
                 {
                     "address": address(i),
@@ -77,7 +74,7 @@ def generate(db: str | Path, assets: int, findings: int) -> None:
             ],
         )
         connection.execute(
-            _table(ServiceRow).insert(),
+            SERVICE_TABLE.insert(),
             [
                 {
                     "address": address(i),
@@ -96,7 +93,7 @@ def generate(db: str | Path, assets: int, findings: int) -> None:
             ],
         )
         connection.execute(
-            _table(SmtpRow).insert(),
+            SMTP_TABLE.insert(),
             [
                 {
                     "ts": seen + timedelta(seconds=i),
@@ -124,7 +121,7 @@ def generate(db: str | Path, assets: int, findings: int) -> None:
             ],
         )
         connection.execute(
-            _table(FindingRow).insert(),
+            FINDING_TABLE.insert(),
             [
                 {
                     "rule": RULES[i % len(RULES)][0],

@@ -24,12 +24,11 @@ from rolecall.inventory.process_owner import Owner, is_gone
 from rolecall.inventory.sql.bulk import BulkStatement
 from rolecall.inventory.sql.in_lists import in_slices
 from rolecall.inventory.tables import (
-    AlertCursorRow,
-    AlertEventRow,
-    AssetGroupRow,
-    FindingRow,
-    RoleRow,
-    core_table,
+    ALERT_CURSOR_TABLE,
+    ALERT_EVENT_TABLE,
+    ASSET_GROUP_TABLE,
+    FINDING_TABLE,
+    ROLE_TABLE,
 )
 
 MATERIAL_LAST_SEEN: Final = timedelta(hours=1)
@@ -116,7 +115,7 @@ def recorded_changes(connection: Connection) -> Iterator[FindingJournal]:
 
 def record_events(connection: Connection, journal: FindingJournal, at: datetime) -> int:
     """Write the events of the journal's changes; how many."""
-    table = core_table(FindingRow)
+    table = FINDING_TABLE
     rows: list[Any] = []
     for chunk in _keys_by_rule(journal.before):
         rule, addresses = chunk
@@ -153,7 +152,7 @@ def record_events(connection: Connection, journal: FindingJournal, at: datetime)
         }
         for row, action in pending
     ]
-    events = core_table(AlertEventRow)
+    events = ALERT_EVENT_TABLE
     BulkStatement(events.insert(), copy_into=events).execute(connection, values)
     return len(values)
 
@@ -174,7 +173,7 @@ def _host_facts(
     connection: Connection, addresses: Sequence[str]
 ) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     """Each address's roles and groups, sorted."""
-    role, group = core_table(RoleRow), core_table(AssetGroupRow)
+    role, group = ROLE_TABLE, ASSET_GROUP_TABLE
     roles: dict[str, set[str]] = {}
     groups: dict[str, set[str]] = {}
     for chunk in in_slices(addresses):
@@ -214,7 +213,7 @@ def event_of(row: Any) -> AlertEvent:
 
 def events_after(connection: Connection, sequence: int, limit: int) -> list[AlertEvent]:
     """At most `limit` events after a sequence number, in order."""
-    table = core_table(AlertEventRow)
+    table = ALERT_EVENT_TABLE
     rows = connection.execute(
         select(table).where(table.c.sequence > sequence).order_by(table.c.sequence).limit(limit)
     )
@@ -223,7 +222,7 @@ def events_after(connection: Connection, sequence: int, limit: int) -> list[Aler
 
 def last_sequence(connection: Connection) -> int:
     """The newest event's sequence number (0 if none yet)."""
-    table = core_table(AlertEventRow)
+    table = ALERT_EVENT_TABLE
     return int(connection.execute(select(func.max(table.c.sequence))).scalar() or 0)
 
 
@@ -241,7 +240,7 @@ class Cursor:
 
 def cursor(connection: Connection, output: str) -> Cursor:
     """An output's cursor; a new output starts before the first event."""
-    table = core_table(AlertCursorRow)
+    table = ALERT_CURSOR_TABLE
     row = connection.execute(select(table).where(table.c.output == output)).first()
     if row is None:
         return Cursor(output, 0, None, "", None, {})
@@ -251,7 +250,7 @@ def cursor(connection: Connection, output: str) -> Cursor:
 
 def _ensure_cursor(connection: Connection, output: str, now: datetime) -> None:
     """Create an output's cursor row at the start if it has none."""
-    table = core_table(AlertCursorRow)
+    table = ALERT_CURSOR_TABLE
     found = connection.execute(select(table.c.output).where(table.c.output == output)).first()
     if found is None:
         connection.execute(
@@ -291,7 +290,7 @@ def claim(connection: Connection, output: str, holder: str, until: datetime, her
     """
     now = datetime.now(UTC)
     _ensure_cursor(connection, output, now)
-    table = core_table(AlertCursorRow)
+    table = ALERT_CURSOR_TABLE
     free = [
         table.c.holder == "",
         table.c.holder == holder,
@@ -313,7 +312,7 @@ def claim(connection: Connection, output: str, holder: str, until: datetime, her
 
 def release(connection: Connection, output: str, holder: str) -> None:
     """Give up a claim on an output."""
-    table = core_table(AlertCursorRow)
+    table = ALERT_CURSOR_TABLE
     connection.execute(
         update(table)
         .where(table.c.output == output, table.c.holder == holder)
@@ -327,7 +326,7 @@ def advance(
     """Move an output's cursor past the events it took, clearing its error."""
     now = datetime.now(UTC)
     _ensure_cursor(connection, output, now)
-    table = core_table(AlertCursorRow)
+    table = ALERT_CURSOR_TABLE
     connection.execute(
         update(table)
         .where(table.c.output == output)
@@ -345,7 +344,7 @@ def record_error(connection: Connection, output: str, error: str) -> None:
     """Remember why an output could not take its events (its cursor stays)."""
     now = datetime.now(UTC)
     _ensure_cursor(connection, output, now)
-    table = core_table(AlertCursorRow)
+    table = ALERT_CURSOR_TABLE
     connection.execute(
         update(table).where(table.c.output == output).values(error=error, error_at=now)
     )
@@ -363,7 +362,7 @@ def waiting(
     connection: Connection, sequence: int, severities: Sequence[str], rules: Sequence[str]
 ) -> Waiting:
     """The events after a cursor of these severities (and rules, if any): count and oldest."""
-    table = core_table(AlertEventRow)
+    table = ALERT_EVENT_TABLE
     stmt = select(func.count(), func.min(table.c.at)).where(
         table.c.sequence > sequence, table.c.severity.in_(list(severities))
     )

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, Select, func, select
 
 from rolecall.inventory.findings import FindingView, view
-from rolecall.inventory.tables import Asset, FindingRow, RoleRow, ServiceRow, core_table
+from rolecall.inventory.tables import ASSET_TABLE, FINDING_TABLE, ROLE_TABLE, SERVICE_TABLE
 from rolecall.inventory.text_order import by_code_point
 
 # A port as (address, port, transport).
@@ -33,7 +33,7 @@ class Changes:
 
 def _role_spans() -> tuple[Select[Any], Any, Any]:
     """(address, role) over every source as a query to filter, and its first/last seen."""
-    role = core_table(RoleRow)
+    role = ROLE_TABLE
     first, last = func.min(role.c.first_seen), func.max(role.c.last_seen)
     return (
         (
@@ -48,7 +48,7 @@ def _role_spans() -> tuple[Select[Any], Any, Any]:
 
 def _port_spans() -> tuple[Select[Any], Any, Any]:
     """(address, port, transport) over every source as a query to filter; its first/last seen."""
-    service = core_table(ServiceRow)
+    service = SERVICE_TABLE
     first, last = func.min(service.c.first_seen), func.max(service.c.last_seen)
     key = (service.c.address, service.c.port, service.c.transport)
     return select(*key).group_by(*key).order_by(*map(by_code_point, key)), first, last
@@ -61,7 +61,7 @@ def _ports(connection: Connection, query: Select[Any]) -> list[Port]:
 
 def _findings(connection: Connection, *where: Any) -> list[FindingView]:
     """Findings matching the conditions, by rule and address."""
-    finding = core_table(FindingRow)
+    finding = FINDING_TABLE
     stmt = (
         select(finding)
         .where(*where)
@@ -80,7 +80,7 @@ def changes_between(connection: Connection, since: datetime, until: datetime) ->
     or acknowledged and first seen before `until`.
     The database does the filtering: only what changed is read.
     """
-    asset, finding = core_table(Asset), core_table(FindingRow)
+    asset, finding = ASSET_TABLE, FINDING_TABLE
     new_assets = list(
         connection.execute(
             select(asset.c.address)
@@ -94,7 +94,7 @@ def changes_between(connection: Connection, since: datetime, until: datetime) ->
         for row in connection.execute(spans.having(first >= since, first < until))
     ]
     active = select(asset.c.address).where(asset.c.last_seen >= since, asset.c.first_seen < until)
-    role = core_table(RoleRow)
+    role = ROLE_TABLE
     lost_roles = [
         (row.address, row.role)
         for row in connection.execute(spans.where(role.c.address.in_(active)).having(last < since))
@@ -107,7 +107,7 @@ def changes_between(connection: Connection, since: datetime, until: datetime) ->
         ).scalars()
     )
     ports, port_first, port_last = _port_spans()
-    service = core_table(ServiceRow)
+    service = SERVICE_TABLE
     return Changes(
         new_assets=new_assets,
         gone_assets=gone_assets,

@@ -182,9 +182,7 @@ def _created_at_head(engine: Engine) -> bool:
     """
     if engine.dialect.name != "sqlite":
         return False
-    from sqlmodel import SQLModel  # noqa: PLC0415 - loaded with the tables, which register on it
-
-    import rolecall.inventory.tables  # noqa: F401, PLC0415 - registers the tables on SQLModel
+    from rolecall.inventory.tables import METADATA  # noqa: PLC0415 - only a new inventory needs them
 
     with engine.connect() as connection:
         # The write lock first, as the migrations take it: of processes opening one new
@@ -193,7 +191,7 @@ def _created_at_head(engine: Engine) -> bool:
         if connection.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar():
             connection.rollback()
             return False
-        SQLModel.metadata.create_all(connection)
+        METADATA.create_all(connection)
         version = _version_table()
         version.create(connection)
         connection.execute(version.insert().values(version_num=SCHEMA_HEAD))

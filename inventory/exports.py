@@ -8,23 +8,22 @@ from datetime import UTC, date, datetime
 from itertools import groupby
 from typing import Any
 
-from sqlalchemy import Connection, Select, select
+from sqlalchemy import Connection, Select, Table, select
 
 from rolecall.inventory.scan_chunks import chunk_export, chunks_by_run
 from rolecall.inventory.tables import (
-    Asset,
-    AssetGroupRow,
-    AssetSource,
-    ConnectRow,
-    FindingRow,
-    FlowRow,
-    HostnameRow,
-    RoleRow,
-    RunRow,
-    ServiceRow,
-    SmtpRow,
-    SocksRow,
-    core_table,
+    ASSET_GROUP_TABLE,
+    ASSET_SOURCE_TABLE,
+    ASSET_TABLE,
+    CONNECT_TABLE,
+    FINDING_TABLE,
+    FLOW_TABLE,
+    HOSTNAME_TABLE,
+    ROLE_TABLE,
+    RUN_TABLE,
+    SERVICE_TABLE,
+    SMTP_TABLE,
+    SOCKS_TABLE,
 )
 from rolecall.inventory.text_order import by_code_point
 
@@ -132,14 +131,14 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "runs": ("id", "kind", "target", "started", "ended", "status", "counts", "error"),
 }
 JSON_LISTS = frozenset({"rcpt_to", "refused_rcpt", "to", "evidence"})
-TABLES: dict[str, tuple[Any, tuple[str, ...]]] = {
-    "services": (ServiceRow, ("address", "port", "transport", "source")),
-    "findings": (FindingRow, ("address", "rule")),
-    "smtp": (SmtpRow, ("ts", "client", "client_port", "trans_depth")),
-    "socks": (SocksRow, ("ts", "client", "client_port")),
-    "connect": (ConnectRow, ("ts", "client", "client_port")),
-    "flows": (FlowRow, ("day", "client", "server", "server_port", "transport")),
-    "runs": (RunRow, ("id",)),
+TABLES: dict[str, tuple[Table, tuple[str, ...]]] = {
+    "services": (SERVICE_TABLE, ("address", "port", "transport", "source")),
+    "findings": (FINDING_TABLE, ("address", "rule")),
+    "smtp": (SMTP_TABLE, ("ts", "client", "client_port", "trans_depth")),
+    "socks": (SOCKS_TABLE, ("ts", "client", "client_port")),
+    "connect": (CONNECT_TABLE, ("ts", "client", "client_port")),
+    "flows": (FLOW_TABLE, ("day", "client", "server", "server_port", "transport")),
+    "runs": (RUN_TABLE, ("id",)),
 }
 
 
@@ -205,9 +204,9 @@ def _port_key(value: str) -> tuple[int, str]:
 
 def inventory_rows(connection: Connection) -> Iterator[Row]:
     """One row per asset with its names, roles, groups, open ports and sources."""
-    hostname, role = core_table(HostnameRow), core_table(RoleRow)
-    service, source = core_table(ServiceRow), core_table(AssetSource)
-    asset = core_table(Asset)
+    hostname, role = HOSTNAME_TABLE, ROLE_TABLE
+    service, source = SERVICE_TABLE, ASSET_SOURCE_TABLE
+    asset = ASSET_TABLE
     names = _Lookup(
         _grouped(
             connection,
@@ -219,7 +218,7 @@ def inventory_rows(connection: Connection) -> Iterator[Row]:
             connection, select(role.c.address, role.c.role).order_by(by_code_point(role.c.address))
         )
     )
-    group = core_table(AssetGroupRow)
+    group = ASSET_GROUP_TABLE
     groups = _Lookup(
         _grouped(
             connection,
@@ -261,8 +260,7 @@ def inventory_rows(connection: Connection) -> Iterator[Row]:
 
 def _table_rows(connection: Connection, what: str) -> Iterator[Row]:
     """Rows of one stored table with the export's columns, in a stable order."""
-    model, order = TABLES[what]
-    table = core_table(model)
+    table, order = TABLES[what]
     columns = COLUMNS[what]
     # A cluster scan's chunks (JSON only: CSV keeps the columns above).
     chunks = chunks_by_run(connection) if what == "runs" else {}

@@ -10,7 +10,7 @@ from typing import Any, Final
 from sqlalchemy import ColumnElement, Connection, Select, case, func, or_, select
 
 from rolecall.inventory.findings import SEVERITIES
-from rolecall.inventory.tables import AssetGroupRow, FindingRow, core_table
+from rolecall.inventory.tables import ASSET_GROUP_TABLE, FINDING_TABLE
 from rolecall.inventory.text_order import by_code_point
 
 SORTS: Final = ("last_seen", "first_seen", "severity", "rule", "address")
@@ -61,7 +61,7 @@ class FindingPage:
 
 def _conditions(query: FindingQuery) -> list[ColumnElement[bool]]:
     """The WHERE conditions of a query (last_seen in [since, until))."""
-    table, groups = core_table(FindingRow), core_table(AssetGroupRow)
+    table, groups = FINDING_TABLE, ASSET_GROUP_TABLE
     where: list[ColumnElement[bool]] = []
     if query.status is not None:
         where.append(table.c.status == query.status)
@@ -90,7 +90,7 @@ def _conditions(query: FindingQuery) -> list[ColumnElement[bool]]:
 
 def _ordered(stmt: Select[Any], query: FindingQuery) -> Select[Any]:
     """The statement sorted as the query asks, then by rule and address (unique: stable pages)."""
-    table = core_table(FindingRow)
+    table = FINDING_TABLE
     if query.sort not in SORTS:
         raise ValueError(f"unknown sort {query.sort!r}")
     # Severity sorts by weight: "descending" is most severe first.
@@ -108,7 +108,7 @@ def finding_page(
     connection: Connection, query: FindingQuery, offset: int, limit: int
 ) -> FindingPage:
     """The findings a query selects from `offset`, at most `limit`, and their total count."""
-    table = core_table(FindingRow)
+    table = FINDING_TABLE
     where = _conditions(query)
     total = connection.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
     stmt = _ordered(select(table).where(*where), query).offset(offset).limit(limit)

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, bindparam, func, select, update
 from rolecall.inventory.alert_events import recorded_changes
 from rolecall.inventory.derivation.evidence_delta import take_write_lock
 from rolecall.inventory.sql.in_lists import in_slices
-from rolecall.inventory.tables import Asset, FindingRow, ObservationRow, core_table
+from rolecall.inventory.tables import ASSET_TABLE, FINDING_TABLE, OBSERVATION_TABLE
 
 SEVERITIES: Final = ("high", "medium", "low", "info")
 MAX_EVIDENCE: Final = 50
@@ -115,7 +115,7 @@ def _write_raised(
     connection: Connection, inserts: list[dict[str, Any]], updates: list[dict[str, Any]]
 ) -> None:
     """Insert the new findings and update the stored ones."""
-    table = core_table(FindingRow)
+    table = FINDING_TABLE
     if inserts:
         connection.execute(table.insert(), inserts)
         if connection.dialect.name == "postgresql" and len(inserts) >= ANALYZE_AFTER:
@@ -141,7 +141,7 @@ def _write_raised(
 
 def _stored_findings(connection: Connection, keys: Iterable[tuple[str, str]]) -> dict[Any, Any]:
     """The stored findings among these (rule, address) pairs, read rule by rule in chunks."""
-    table = core_table(FindingRow)
+    table = FINDING_TABLE
     by_rule: dict[str, list[str]] = {}
     for rule, address in keys:
         by_rule.setdefault(rule, []).append(address)
@@ -199,7 +199,7 @@ def _update_values(row: Any, found: Raised, replace: bool) -> dict[str, Any]:
 
 def resolve(connection: Connection, rule: str, addresses: Iterable[str]) -> None:
     """Mark the open findings of a rule on these addresses resolved: their evidence is gone."""
-    table = core_table(FindingRow)
+    table = FINDING_TABLE
     wanted = sorted(set(addresses))
     ids: list[int] = []
     for chunk in in_slices(wanted):
@@ -215,7 +215,7 @@ def resolve(connection: Connection, rule: str, addresses: Iterable[str]) -> None
 
 def resolve_before(connection: Connection, rule: str, address: str, day: date) -> None:
     """Resolve an open finding whose evidence all predates a day that showed none."""
-    table = core_table(FindingRow)
+    table = FINDING_TABLE
     start = datetime.combine(day, time(), tzinfo=UTC)
     ids = connection.execute(
         select(table.c.id).where(
@@ -234,7 +234,7 @@ def resolve_stale(connection: Connection, after: timedelta) -> None:
     Findings on a probed service are left to `resolve_reprobed`: a weekly scan's
     open relay is still open on the days between scans.
     """
-    table, asset = core_table(FindingRow), core_table(Asset)
+    table, asset = FINDING_TABLE, ASSET_TABLE
     stale = connection.execute(
         select(table.c.id, table.c.last_seen, asset.c.last_seen.label("host_seen"))
         .join(asset, asset.c.address == table.c.address)
@@ -252,7 +252,7 @@ def resolve_reprobed(connection: Connection, probed_hosts: Collection[str] | Non
     the verdict the finding rests on did not come back. `probed_hosts`: the hosts
     probed since the last look (None: every host).
     """
-    table, obs = core_table(FindingRow), core_table(ObservationRow)
+    table, obs = FINDING_TABLE, OBSERVATION_TABLE
     if probed_hosts is not None and not probed_hosts:
         return
     stmt = select(table.c.id, table.c.address, table.c.last_seen, table.c.evidence).where(
@@ -286,7 +286,7 @@ def resolve_reprobed(connection: Connection, probed_hosts: Collection[str] | Non
 
 def mark_resolved(connection: Connection, ids: Sequence[int]) -> None:
     """Mark findings resolved by id, recording the change as alert events."""
-    table = core_table(FindingRow)
+    table = FINDING_TABLE
     with recorded_changes(connection) as journal:
         for chunk in in_slices(ids):
             journal.note_rows(connection.execute(select(table).where(table.c.id.in_(chunk))))
@@ -297,7 +297,7 @@ def acknowledge(
     connection: Connection, rule: str, address: str, note: str, when: datetime
 ) -> FindingView | None:
     """Acknowledge one finding (an "acknowledged" alert event); None if there is no such finding."""
-    table = core_table(FindingRow)
+    table = FINDING_TABLE
     where = (table.c.rule == rule, table.c.address == address)
     # Events are numbered as they are written: writers take turns, so no event commits
     # after a higher-numbered one that an output may already have taken.
@@ -319,7 +319,7 @@ def unacknowledge(connection: Connection, rule: str, address: str) -> FindingVie
     The finding as it was before; None if there is no such finding. Only an
     acknowledged finding changes: an open or resolved one is left as it is.
     """
-    table = core_table(FindingRow)
+    table = FINDING_TABLE
     where = (table.c.rule == rule, table.c.address == address)
     # Writers take turns, as in acknowledge: events commit in the order they are numbered.
     take_write_lock(connection)
@@ -339,7 +339,7 @@ def list_findings(
     connection: Connection, status: str | None = None, rule: str | None = None
 ) -> list[FindingView]:
     """Findings, most severe first, optionally of one status or rule."""
-    table = core_table(FindingRow)
+    table = FINDING_TABLE
     stmt = select(table)
     if status is not None:
         stmt = stmt.where(table.c.status == status)

@@ -15,12 +15,11 @@ from rolecall.inventory.matching.address_set import AddressSet
 from rolecall.inventory.settings import GroupSpec
 from rolecall.inventory.sql.in_lists import in_slices
 from rolecall.inventory.tables import (
-    Asset,
-    AssetGroupRow,
-    HostnameRow,
-    RoleRow,
-    ServiceRow,
-    core_table,
+    ASSET_GROUP_TABLE,
+    ASSET_TABLE,
+    HOSTNAME_TABLE,
+    ROLE_TABLE,
+    SERVICE_TABLE,
 )
 from rolecall.inventory.text_order import by_code_point
 
@@ -110,7 +109,7 @@ def host_facts(
     (one scan each, not an index lookup per address).
     """
     facts = {address: HostFacts(address) for address in addresses}
-    role, service, hostname = core_table(RoleRow), core_table(ServiceRow), core_table(HostnameRow)
+    role, service, hostname = ROLE_TABLE, SERVICE_TABLE, HOSTNAME_TABLE
     all_roles = select(role.c.address, role.c.role)
     all_ports = select(service.c.address, service.c.port, service.c.transport)
     all_names = select(hostname.c.address, hostname.c.name)
@@ -141,7 +140,7 @@ def update_groups(
 ) -> None:
     """Recompute the group memberships of the given addresses (``everything``: of every
     asset, which the addresses then are)."""
-    table = core_table(AssetGroupRow)
+    table = ASSET_GROUP_TABLE
     if everything:
         connection.execute(delete(table))
     for chunk in [] if everything else in_slices(addresses):
@@ -160,7 +159,7 @@ def update_groups(
 
 def groups_of(connection: Connection) -> dict[str, list[str]]:
     """Address -> the names of the groups it belongs to (sorted); ungrouped addresses absent."""
-    table = core_table(AssetGroupRow)
+    table = ASSET_GROUP_TABLE
     found: dict[str, list[str]] = defaultdict(list)
     for row in connection.execute(
         select(table.c.address, table.c.name).order_by(
@@ -173,7 +172,7 @@ def groups_of(connection: Connection) -> dict[str, list[str]]:
 
 def groups_of_addresses(connection: Connection, addresses: Sequence[str]) -> dict[str, list[str]]:
     """Like groups_of, for the given addresses only."""
-    table = core_table(AssetGroupRow)
+    table = ASSET_GROUP_TABLE
     found: dict[str, list[str]] = defaultdict(list)
     for chunk in in_slices(addresses):
         for row in connection.execute(
@@ -185,7 +184,7 @@ def groups_of_addresses(connection: Connection, addresses: Sequence[str]) -> dic
 
 def mail_clients_by_group(connection: Connection) -> list[GroupMailClients]:
     """Per group, the hosts seen sending SMTP (hosts in no group under "ungrouped")."""
-    role = core_table(RoleRow)
+    role = ROLE_TABLE
     clients = sorted(
         {
             row.address
@@ -207,7 +206,7 @@ def mail_clients_by_group(connection: Connection) -> list[GroupMailClients]:
 
 def group_sizes(connection: Connection) -> dict[str, int]:
     """Group name -> how many hosts it holds; hosts in no group are counted under "ungrouped"."""
-    table, asset = core_table(AssetGroupRow), core_table(Asset)
+    table, asset = ASSET_GROUP_TABLE, ASSET_TABLE
     sizes = {
         row.name: int(row.members)
         for row in connection.execute(

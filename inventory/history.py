@@ -25,12 +25,11 @@ from sqlalchemy import Connection, and_, delete, func, or_, select, tuple_, unio
 from rolecall.inventory.groups import groups_of_addresses
 from rolecall.inventory.settings import SurgeSettings
 from rolecall.inventory.tables import (
-    DailyMetricRow,
-    FlowRow,
-    ObservationRow,
-    ServiceRow,
-    SmtpRow,
-    core_table,
+    DAILY_METRIC_TABLE,
+    FLOW_TABLE,
+    OBSERVATION_TABLE,
+    SERVICE_TABLE,
+    SMTP_TABLE,
 )
 from rolecall.inventory.vocabulary import METRICS
 
@@ -110,7 +109,7 @@ def surge_threshold(band: Band, surge: SurgeSettings) -> int:
 
 def _first_day(connection: Connection, metric: str, group: str) -> date | None:
     """The first day a series has a stored value."""
-    table = core_table(DailyMetricRow)
+    table = DAILY_METRIC_TABLE
     first: date | None = connection.execute(
         select(func.min(table.c.day)).where(table.c.metric == metric, table.c.grp == group)
     ).scalar()
@@ -121,7 +120,7 @@ def stored_values(
     connection: Connection, metric: str, group: str, start: date, end: date
 ) -> dict[date, int]:
     """Stored values of a series for start <= day <= end (missing days are zero)."""
-    table = core_table(DailyMetricRow)
+    table = DAILY_METRIC_TABLE
     rows = connection.execute(
         select(table.c.day, table.c.value).where(
             table.c.metric == metric,
@@ -185,7 +184,7 @@ def _day_span(day: date) -> tuple[datetime, datetime]:
 
 def _smtp_clients(connection: Connection, day: date) -> set[str]:
     """Distinct hosts that sent SMTP on a day (a proxy relaying a client's mail is not one)."""
-    smtp = core_table(SmtpRow)
+    smtp = SMTP_TABLE
     start, end = _day_span(day)
     rows = connection.execute(
         select(smtp.c.client)
@@ -197,7 +196,7 @@ def _smtp_clients(connection: Connection, day: date) -> set[str]:
 
 def _smtp_connections(connection: Connection, day: date) -> Counter[str]:
     """Connections on a day to port 25 and to every server port SMTP was seen on, by client."""
-    flow, smtp, service = core_table(FlowRow), core_table(SmtpRow), core_table(ServiceRow)
+    flow, smtp, service = FLOW_TABLE, SMTP_TABLE, SERVICE_TABLE
     start, end = _day_span(day)
     # A relay on 2525 or 8025 carries mail as much as one on 25 does.
     spoke_smtp = union(
@@ -227,7 +226,7 @@ def _denies(connection: Connection, day: date) -> Counter[str]:
     The firewall reader writes a day's denied connections as flows and marks each
     (host, port, destination) it denied with an fw-smtp-deny fact; the flows keep the days.
     """
-    flow, obs = core_table(FlowRow), core_table(ObservationRow)
+    flow, obs = FLOW_TABLE, OBSERVATION_TABLE
     denied = (
         select(obs.c.id)
         .where(
@@ -256,7 +255,7 @@ def _denies(connection: Connection, day: date) -> Counter[str]:
 
 def _write_day(connection: Connection, metric: str, day: date, values: Mapping[str, int]) -> None:
     """Replace one day of one metric, for every group at once."""
-    table = core_table(DailyMetricRow)
+    table = DAILY_METRIC_TABLE
     connection.execute(delete(table).where(table.c.metric == metric, table.c.day == day))
     rows = [
         {"metric": metric, "grp": grp, "day": day, "value": value}
@@ -298,13 +297,11 @@ def recompute_days(
 
 def newest_day(connection: Connection) -> list[date]:
     """The newest day any series holds (an empty list if none)."""
-    newest: date | None = connection.execute(
-        select(func.max(core_table(DailyMetricRow).c.day))
-    ).scalar()
+    newest: date | None = connection.execute(select(func.max(DAILY_METRIC_TABLE.c.day))).scalar()
     return [] if newest is None else [newest]
 
 
 def expire(connection: Connection, newest: date, retention_days: int) -> None:
     """Drop series days older than the retention window before the newest day."""
-    table = core_table(DailyMetricRow)
+    table = DAILY_METRIC_TABLE
     connection.execute(delete(table).where(table.c.day < newest - timedelta(days=retention_days)))

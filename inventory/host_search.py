@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, Connection, func, or_, select
 
 from rolecall.inventory.host_view import Bounded, Counted, bounded, listed
-from rolecall.inventory.tables import Asset, HostnameRow, SmtpRow, core_table
+from rolecall.inventory.tables import ASSET_TABLE, HOSTNAME_TABLE, SMTP_TABLE
 from rolecall.inventory.text_order import by_code_point
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -55,7 +55,7 @@ def _number(address: str) -> int | None:
 
 def _addresses_in(connection: Connection, network: Network) -> Iterator[tuple[int, str]]:
     """The known addresses inside a network, each with its number (see _number)."""
-    asset = core_table(Asset)
+    asset = ASSET_TABLE
     stmt = select(asset.c.address)
     prefix = _text_prefix(network)
     if prefix:
@@ -71,7 +71,7 @@ def _addresses_in(connection: Connection, network: Network) -> Iterator[tuple[in
 
 def known(connection: Connection, address: str) -> bool:
     """Whether the inventory knows the address."""
-    asset = core_table(Asset)
+    asset = ASSET_TABLE
     found = connection.execute(select(asset.c.id).where(asset.c.address == address)).first()
     return found is not None
 
@@ -94,7 +94,7 @@ def in_network(connection: Connection, network: Network, limit: int) -> Bounded[
 
 def by_hostname(connection: Connection, text: str, limit: int) -> Bounded[NamedHost]:
     """Hosts with a name containing text (any case): each address with the name that matched."""
-    table = core_table(HostnameRow)
+    table = HOSTNAME_TABLE
     stmt = (
         select(table.c.address, table.c.name)
         .where(func.lower(table.c.name).contains(text.lower(), autoescape=True))
@@ -107,7 +107,7 @@ def by_hostname(connection: Connection, text: str, limit: int) -> Bounded[NamedH
 
 def _clients(connection: Connection, *where: ColumnElement[bool], limit: int) -> Bounded[Counted]:
     """The clients of the mail transactions matching where, with how many each sent."""
-    smtp = core_table(SmtpRow)
+    smtp = SMTP_TABLE
     stmt = (
         select(smtp.c.client, func.count().label("n"))
         .where(*where)
@@ -119,14 +119,14 @@ def _clients(connection: Connection, *where: ColumnElement[bool], limit: int) ->
 
 def by_subject(connection: Connection, text: str, limit: int) -> Bounded[Counted]:
     """The hosts that sent mail whose subject contains text (any case), with message counts."""
-    smtp = core_table(SmtpRow)
+    smtp = SMTP_TABLE
     wanted = func.lower(smtp.c.subject).contains(text.lower(), autoescape=True)
     return _clients(connection, wanted, limit=limit)
 
 
 def by_mail_address(connection: Connection, text: str, limit: int) -> Bounded[Counted]:
     """The hosts that sent mail from or to an address containing text (any case), counted."""
-    smtp = core_table(SmtpRow)
+    smtp = SMTP_TABLE
     folded = text.lower()
     wanted = or_(
         func.lower(smtp.c.mail_from).contains(folded, autoescape=True),

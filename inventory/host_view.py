@@ -17,18 +17,17 @@ from sqlalchemy import ColumnElement, Connection, Select, String, cast, func, se
 
 from rolecall.inventory.finding_pages import TriageFinding, triage_finding
 from rolecall.inventory.tables import (
-    AlertEventRow,
-    Asset,
-    ConnectRow,
-    FindingRow,
-    FlowRow,
-    HostnameRow,
-    ObservationRow,
-    RoleRow,
-    ServiceRow,
-    SmtpRow,
-    SocksRow,
-    core_table,
+    ALERT_EVENT_TABLE,
+    ASSET_TABLE,
+    CONNECT_TABLE,
+    FINDING_TABLE,
+    FLOW_TABLE,
+    HOSTNAME_TABLE,
+    OBSERVATION_TABLE,
+    ROLE_TABLE,
+    SERVICE_TABLE,
+    SMTP_TABLE,
+    SOCKS_TABLE,
 )
 from rolecall.inventory.text_order import by_code_point
 
@@ -157,7 +156,7 @@ def listed(
 
 def seen_span(connection: Connection, address: str) -> tuple[datetime, datetime] | None:
     """When the address was first and last seen, or None if the inventory does not know it."""
-    asset = core_table(Asset)
+    asset = ASSET_TABLE
     row = connection.execute(
         select(asset.c.first_seen, asset.c.last_seen).where(asset.c.address == address)
     ).first()
@@ -166,7 +165,7 @@ def seen_span(connection: Connection, address: str) -> tuple[datetime, datetime]
 
 def names(connection: Connection, address: str, limit: int) -> Bounded[NameSeen]:
     """The names the host was seen under, by name."""
-    table = core_table(HostnameRow)
+    table = HOSTNAME_TABLE
     stmt = (
         select(table)
         .where(table.c.address == address)
@@ -182,7 +181,7 @@ def names(connection: Connection, address: str, limit: int) -> Bounded[NameSeen]
 
 def roles(connection: Connection, address: str, limit: int) -> Bounded[RoleSeen]:
     """The roles the host plays, by role, with their evidence references."""
-    table = core_table(RoleRow)
+    table = ROLE_TABLE
     stmt = (
         select(table)
         .where(table.c.address == address)
@@ -209,7 +208,7 @@ def _references(text: str) -> list[str]:
 
 def services(connection: Connection, address: str, limit: int) -> Bounded[ServiceSeen]:
     """The host's services by port, transport and source, as the services export has them."""
-    table = core_table(ServiceRow)
+    table = SERVICE_TABLE
     stmt = (
         select(table)
         .where(table.c.address == address)
@@ -256,7 +255,7 @@ def _certificate(row: Any) -> CertificateSeen:
 
 def certificates(connection: Connection, address: str, limit: int) -> Bounded[CertificateSeen]:
     """The TLS certificates the host's services presented, by port."""
-    table = core_table(ObservationRow)
+    table = OBSERVATION_TABLE
     stmt = (
         select(table)
         .where(table.c.address == address, table.c.kind == "tls-certificate")
@@ -287,7 +286,7 @@ def mail_sent(connection: Connection, address: str, limit: int) -> MailSent:
     A proxy's own copies of messages it relays for its clients (``relayed_for``) are
     counted apart: each is its client's message.
     """
-    smtp = core_table(SmtpRow)
+    smtp = SMTP_TABLE
     relayed = (smtp.c.relayed_for != "").label("relayed")
     # One pass over the host's rows (by the client index) gives every figure.
     stmt = (
@@ -332,8 +331,7 @@ def proxy_traffic(
     the host used; targets are what the requests asked for.
     """
     found = []
-    for kind, model in (("socks", SocksRow), ("connect", ConnectRow)):
-        table = core_table(model)
+    for kind, table in (("socks", SOCKS_TABLE), ("connect", CONNECT_TABLE)):
         mine = table.c.proxy if offered else table.c.client
         where = (mine == address,)
         requests = int(connection.execute(select(func.count()).where(*where)).scalar_one())
@@ -362,7 +360,7 @@ def connections_per_day(
     The days end today, or on the host's last day of flows when that is earlier, so a
     host gone quiet still shows its traffic; every day is present, zero if none.
     """
-    flow = core_table(FlowRow)
+    flow = FLOW_TABLE
     last = connection.execute(
         select(func.max(flow.c.day)).where(flow.c.client == address)
     ).scalar_one()
@@ -380,7 +378,7 @@ def connections_per_day(
 
 def findings(connection: Connection, address: str, limit: int) -> Bounded[TriageFinding]:
     """The host's findings of every status, the open ones and the latest first."""
-    table = core_table(FindingRow)
+    table = FINDING_TABLE
     stmt = (
         select(table)
         .where(table.c.address == address)
@@ -398,7 +396,7 @@ def findings(connection: Connection, address: str, limit: int) -> Bounded[Triage
 
 def finding_events(connection: Connection, address: str, limit: int) -> Bounded[FindingEvent]:
     """The changes of the host's findings (alert events), newest first."""
-    table = core_table(AlertEventRow)
+    table = ALERT_EVENT_TABLE
     stmt = select(table).where(table.c.address == address).order_by(table.c.sequence.desc())
     return listed(
         connection,

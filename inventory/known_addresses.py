@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from sqlalchemy import Connection, select, union
 
-from rolecall.inventory.tables import Asset, HostnameRow, core_table
+from rolecall.inventory.tables import ASSET_TABLE, HOSTNAME_TABLE
 
 
 def known_ipv6(connection: Connection) -> Iterator[str]:
@@ -15,7 +15,7 @@ def known_ipv6(connection: Connection) -> Iterator[str]:
     Only values holding a colon are read; the caller parses them (a value that is not an
     address is no target).
     """
-    asset, hostname = core_table(Asset), core_table(HostnameRow)
+    asset, hostname = ASSET_TABLE, HOSTNAME_TABLE
     query = union(
         select(asset.c.address).where(asset.c.address.contains(":")),
         select(hostname.c.address).where(hostname.c.address.contains(":")),

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, select, text
+from sqlalchemy import Connection, Engine, Table, delete, func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from rolecall.inventory import partitions
@@ -25,24 +25,23 @@ from rolecall.inventory.derivation.evidence_delta import stored_state, take_writ
 from rolecall.inventory.errors import StoreError
 from rolecall.inventory.store import Store
 from rolecall.inventory.tables import (
-    ConnectRow,
-    DeriveStateRow,
-    FlowRow,
-    ObservationRow,
-    SmtpRow,
-    SocksRow,
-    core_table,
+    CONNECT_TABLE,
+    DERIVE_STATE_TABLE,
+    FLOW_TABLE,
+    OBSERVATION_TABLE,
+    SMTP_TABLE,
+    SOCKS_TABLE,
 )
 
 DROP_ATTEMPTS = 5
 """How many times prune tries to drop a day partition of a busy table."""
 PRUNED_TABLES = ("smtp", "socks", "connect", "flow", "observation")
-_MODELS: dict[str, Any] = {
-    "smtp": SmtpRow,
-    "socks": SocksRow,
-    "connect": ConnectRow,
-    "flow": FlowRow,
-    "observation": ObservationRow,
+_TABLES: dict[str, Table] = {
+    "smtp": SMTP_TABLE,
+    "socks": SOCKS_TABLE,
+    "connect": CONNECT_TABLE,
+    "flow": FLOW_TABLE,
+    "observation": OBSERVATION_TABLE,
 }
 _TIME_COLUMNS = {**partitions.PARTITIONED, "observation": "last_seen"}
 # The watermark of each pruned table (see evidence_delta.Marks) and the column it follows.
@@ -117,7 +116,7 @@ def _delete_old(connection: Connection, name: str, cutoff: date, postgres: bool)
             {"bound": bound},
         )
         return int(deleted.rowcount)
-    table = core_table(_MODELS[name])
+    table = _TABLES[name]
     return int(connection.execute(delete(table).where(table.c[column] < bound)).rowcount)
 
 
@@ -161,14 +160,14 @@ def _lower_marks(connection: Connection) -> None:
         return
     lowered: dict[str, Any] = {}
     for field, (name, column) in _MARKS.items():
-        table = core_table(_MODELS[name])
+        table = _TABLES[name]
         newest = connection.execute(select(func.max(table.c[column]))).scalar() or 0
         if newest < getattr(marks, field):
             lowered[field] = newest
     if not lowered:
         return
     values = {**asdict(marks), **lowered}
-    table = core_table(DeriveStateRow)
+    table = DERIVE_STATE_TABLE
     connection.execute(
         table.update()
         .where(table.c.key == "marks")
@@ -178,7 +177,7 @@ def _lower_marks(connection: Connection) -> None:
 
 def _remember_days(connection: Connection, days: int) -> None:
     """Store the retention days, so that writers make partitions for that window only."""
-    table = core_table(DeriveStateRow)
+    table = DERIVE_STATE_TABLE
     connection.execute(delete(table).where(table.c.key == partitions.RETENTION_KEY))
     connection.execute(table.insert().values(key=partitions.RETENTION_KEY, value=str(days)))
 

@@ -18,7 +18,7 @@ from rolecall.inventory.database import BUSY_TIMEOUT_MS
 from rolecall.inventory.database_errors import translated
 from rolecall.inventory.errors import StoreError
 from rolecall.inventory.process_owner import Owner, is_gone, this_process
-from rolecall.inventory.tables import RunRow, core_table
+from rolecall.inventory.tables import RUN_TABLE
 
 STATUSES = ("running", "ok", "partial", "failed", "interrupted")
 BY_THE_USER = "interrupted by the user"
@@ -89,9 +89,7 @@ class RunBook:
         owner = this_process()
         with translated(self._engine.url, "record the start of a run"), self._engine.begin() as db:
             result = db.execute(
-                core_table(RunRow)
-                .insert()
-                .values(
+                RUN_TABLE.insert().values(
                     kind=kind,
                     target=target,
                     started=datetime.now(UTC),
@@ -118,8 +116,8 @@ class RunBook:
         doing = f"record the end of run {run.id}"
         with translated(self._engine.url, doing), self._engine.begin() as connection:
             connection.execute(
-                update(RunRow)
-                .where(RunRow.id == run.id, RunRow.status == "running")  # type: ignore[arg-type]
+                update(RUN_TABLE)
+                .where(RUN_TABLE.c.id == run.id, RUN_TABLE.c.status == "running")
                 .values(
                     ended=datetime.now(UTC),
                     status=status,
@@ -135,7 +133,7 @@ class RunBook:
         or another writer holding SQLite's lock) is left as it is for the next open.
         """
         here = this_process()
-        table = core_table(RunRow)
+        table = RUN_TABLE
         try:
             with self._engine.connect() as connection:
                 rows = connection.execute(
@@ -161,8 +159,8 @@ def _mark_interrupted(connection: Connection, host: str, gone: list[tuple[int, i
     now = datetime.now(UTC)
     for run_id, pid in gone:
         connection.execute(
-            update(RunRow)
-            .where(RunRow.id == run_id, RunRow.status == "running")  # type: ignore[arg-type]
+            update(RUN_TABLE)
+            .where(RUN_TABLE.c.id == run_id, RUN_TABLE.c.status == "running")
             .values(
                 ended=now,
                 status="interrupted",
@@ -192,9 +190,7 @@ def start_unowned(connection: Connection, kind: str, target: str) -> int:
     Owner host "" and pid 0: mark_abandoned never takes it for a run whose process died.
     """
     key = connection.execute(
-        core_table(RunRow)
-        .insert()
-        .values(
+        RUN_TABLE.insert().values(
             kind=kind,
             target=target,
             started=datetime.now(UTC),
@@ -217,8 +213,8 @@ def end_unowned(
 ) -> bool:
     """Record how an unowned run ended unless its end is recorded; whether this call did."""
     result = connection.execute(
-        update(RunRow)
-        .where(RunRow.id == run_id, RunRow.status == "running")  # type: ignore[arg-type]
+        update(RUN_TABLE)
+        .where(RUN_TABLE.c.id == run_id, RUN_TABLE.c.status == "running")
         .values(ended=datetime.now(UTC), status=status, counts=json.dumps(counts), error=error)
     )
     return bool(result.rowcount)

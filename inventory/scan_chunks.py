@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, case, func, select, update
 from rolecall.inventory.database_errors import translated
 from rolecall.inventory.errors import StoreError
 from rolecall.inventory.runs import end_unowned, start_unowned
-from rolecall.inventory.tables import RunRow, ScanChunkRow, core_table
+from rolecall.inventory.tables import RUN_TABLE, SCAN_CHUNK_TABLE
 from rolecall.probes.records import Record
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ class ScanChunks:
     def __init__(self, engine: Engine, writer: Callable[[Connection], RecordWriter]) -> None:
         self._engine = engine
         self._writer = writer
-        self._table = core_table(ScanChunkRow)
+        self._table = SCAN_CHUNK_TABLE
 
     @contextmanager
     def _begin(self, doing: str) -> Iterator[Connection]:
@@ -238,7 +238,7 @@ class ScanChunks:
 
     def state(self, run_id: int) -> RunState:
         """The run's status and chunks, as its coordinator follows it."""
-        run = core_table(RunRow)
+        run = RUN_TABLE
         with self._begin(f"read run {run_id}") as connection:
             row = connection.execute(
                 select(run.c.status, run.c.error, run.c.counts).where(run.c.id == run_id)
@@ -250,7 +250,7 @@ class ScanChunks:
 
     def progress(self, run_id: int) -> RunProgress:
         """The run's status, chunks ended and newest start and end: two indexed aggregates."""
-        run = core_table(RunRow)
+        run = RUN_TABLE
         table = self._table
         with self._begin(f"read run {run_id}") as connection:
             status = connection.execute(select(run.c.status).where(run.c.id == run_id)).scalar()
@@ -322,7 +322,7 @@ class ScanChunks:
 
 def chunks_by_run(connection: Connection) -> dict[int, list[Chunk]]:
     """Every cluster run's chunks by run id, in order (for `runs` and `export runs`)."""
-    table = core_table(ScanChunkRow)
+    table = SCAN_CHUNK_TABLE
     found: dict[int, list[Chunk]] = {}
     for row in connection.execute(select(table).order_by(table.c.run_id, table.c.position)):
         found.setdefault(row.run_id, []).append(Chunk.of(row))

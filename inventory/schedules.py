@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from rolecall.inventory.database_errors import database_error
 from rolecall.inventory.errors import StoreError
-from rolecall.inventory.tables import ScheduleRow, core_table
+from rolecall.inventory.tables import SCHEDULE_TABLE
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ class ScheduleTable:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._table = core_table(ScheduleRow)
+        self._table = SCHEDULE_TABLE
 
     @contextmanager
     def _begin(self) -> Iterator[Connection]:

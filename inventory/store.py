@@ -31,7 +31,7 @@ from rolecall.inventory.schedules import ScheduleTable
 from rolecall.inventory.settings import DeriveSettings, settings_from_json
 from rolecall.inventory.sql import upserts
 from rolecall.inventory.sql.bulk import BulkStatement
-from rolecall.inventory.tables import IngestedFile, core_table
+from rolecall.inventory.tables import INGESTED_FILE_TABLE
 from rolecall.probes.records import (
     ConnectRequest,
     Flow,
@@ -225,7 +225,7 @@ class RecordWriter:
         """
         inserted = self._connection.execute(
             upserts.ingested_file_insert(self._connection.dialect.name).returning(
-                core_table(IngestedFile).c.id
+                INGESTED_FILE_TABLE.c.id
             ),
             {
                 "kind": kind,
@@ -343,8 +343,8 @@ class Store:
         """Return whether a file with this digest was ingested as kind before."""
         with self.read("look up ingested files") as connection:
             found = connection.execute(
-                select(IngestedFile.id).where(  # type: ignore[call-overload]
-                    IngestedFile.kind == kind, IngestedFile.sha256 == sha256
+                select(INGESTED_FILE_TABLE.c.id).where(
+                    INGESTED_FILE_TABLE.c.kind == kind, INGESTED_FILE_TABLE.c.sha256 == sha256
                 )
             ).first()
         return found is not None

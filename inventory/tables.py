@@ -1,431 +1,422 @@
-"""SQLModel tables of the inventory; column names follow the contract's exports."""
+"""The inventory's tables (SQLAlchemy Core); column names follow the contract's exports.
+
+Strings that hold one short token are VARCHAR; anything that may be long (banners,
+subjects, JSON lists, evidence) is TEXT. Every column is NOT NULL unless it says
+otherwise, and every timestamp is stored in UTC (UTCDateTime).
+"""
 
 from __future__ import annotations
 
-from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Column, Index, Table, Text, UniqueConstraint
-from sqlmodel import Field, SQLModel
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Date,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from rolecall.inventory.sql.column_types import UTCDateTime
+
+METADATA = MetaData()
 
 
-class Asset(SQLModel, table=True):
-    """One address seen by any source."""
-
-    id: int | None = Field(default=None, primary_key=True)
-    address: str = Field(unique=True)
-    first_seen: datetime
-    last_seen: datetime
+def _id() -> Column[Any]:
+    """The integer surrogate key every event and fact table has."""
+    return Column("id", Integer, primary_key=True)
 
 
-class AssetSource(SQLModel, table=True):
-    """Which sources saw an address, and when."""
-
-    __tablename__ = "asset_source"
-    __table_args__ = (UniqueConstraint("address", "source", name="uq_asset_source"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    address: str
-    source: str
-    first_seen: datetime
-    last_seen: datetime
+def _token(name: str, **extra: Any) -> Column[Any]:
+    """A short text column (an address, a name, a status)."""
+    return Column(name, String, nullable=False, **extra)
 
 
-class HostnameRow(SQLModel, table=True):
-    """A name an address was seen under."""
-
-    __tablename__ = "hostname"
-    __table_args__ = (UniqueConstraint("address", "name", name="uq_hostname"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    address: str
-    name: str
-    source: str
-    first_seen: datetime
-    last_seen: datetime
+def _text(name: str, **extra: Any) -> Column[Any]:
+    """A text column of any length."""
+    return Column(name, Text, nullable=False, **extra)
 
 
-class ObservationRow(SQLModel, table=True):
-    """The append-only-by-key fact table: one row per distinct fact, counted."""
+def _integer(name: str, **extra: Any) -> Column[Any]:
+    """An integer column."""
+    return Column(name, Integer, nullable=False, **extra)
 
-    __tablename__ = "observation"
-    __table_args__ = (
-        UniqueConstraint(
-            "address", "kind", "source", "port", "transport", "value_key", name="uq_observation"
-        ),
-        Index("ix_observation_kind", "kind"),
-        Index("ix_observation_last_seen", "last_seen"),
-    )
 
-    id: int | None = Field(default=None, primary_key=True)
-    address: str
-    kind: str
-    source: str
-    port: int
-    transport: str
-    value: str = Field(sa_column=Column(Text, nullable=False))
+def _moment(name: str, *, nullable: bool = False) -> Column[Any]:
+    """A UTC timestamp column."""
+    return Column(name, UTCDateTime(), nullable=nullable)
+
+
+def _seen() -> tuple[Column[Any], Column[Any]]:
+    """first_seen and last_seen."""
+    return _moment("first_seen"), _moment("last_seen")
+
+
+# One address seen by any source.
+ASSET_TABLE = Table("asset", METADATA, _id(), _token("address", unique=True), *_seen())
+
+# Which sources saw an address, and when.
+ASSET_SOURCE_TABLE = Table(
+    "asset_source",
+    METADATA,
+    _id(),
+    _token("address"),
+    _token("source"),
+    *_seen(),
+    UniqueConstraint("address", "source", name="uq_asset_source"),
+)
+
+# A name an address was seen under.
+HOSTNAME_TABLE = Table(
+    "hostname",
+    METADATA,
+    _id(),
+    _token("address"),
+    _token("name"),
+    _token("source"),
+    *_seen(),
+    UniqueConstraint("address", "name", name="uq_hostname"),
+)
+
+# The append-only-by-key fact table: one row per distinct fact, counted.
+OBSERVATION_TABLE = Table(
+    "observation",
+    METADATA,
+    _id(),
+    _token("address"),
+    _token("kind"),
+    _token("source"),
+    _integer("port"),
+    _token("transport"),
+    _text("value"),
     # A digest of value keeps the unique index small whatever a banner's length.
-    value_key: str
-    detail: str = Field(sa_column=Column(Text, nullable=False))
-    first_seen: datetime
-    last_seen: datetime
-    count: int
+    _token("value_key"),
+    _text("detail"),
+    *_seen(),
+    _integer("count"),
+    UniqueConstraint(
+        "address", "kind", "source", "port", "transport", "value_key", name="uq_observation"
+    ),
+    Index("ix_observation_kind", "kind"),
+    Index("ix_observation_last_seen", "last_seen"),
+)
 
+# A service on address/port/transport as one source saw it.
+SERVICE_TABLE = Table(
+    "service",
+    METADATA,
+    _id(),
+    _token("address"),
+    _integer("port"),
+    _token("transport"),
+    _token("protocol"),
+    _token("product"),
+    _token("version"),
+    _token("auth"),
+    _text("banner"),
+    _token("source"),
+    *_seen(),
+    UniqueConstraint("address", "port", "transport", "source", name="uq_service"),
+)
 
-class ServiceRow(SQLModel, table=True):
-    """A service on address/port/transport as one source saw it."""
+# A role an address plays, with the observations that show it.
+ROLE_TABLE = Table(
+    "role",
+    METADATA,
+    _id(),
+    _token("address"),
+    _token("role"),
+    _token("source"),
+    _text("evidence"),
+    *_seen(),
+    UniqueConstraint("address", "role", "source", name="uq_role"),
+    Index("ix_role_role", "role"),
+)
 
-    __tablename__ = "service"
-    __table_args__ = (
-        UniqueConstraint("address", "port", "transport", "source", name="uq_service"),
-    )
+# One mail transaction (Zeek smtp.log fields); lists are JSON arrays.
+SMTP_TABLE = Table(
+    "smtp",
+    METADATA,
+    _id(),
+    _moment("ts"),
+    _token("client"),
+    _integer("client_port"),
+    _token("server"),
+    _integer("server_port"),
+    _integer("trans_depth"),
+    _token("helo"),
+    _token("mail_from"),
+    _text("rcpt_to"),
+    _text("refused_rcpt"),
+    _text("subject"),
+    _text("from"),
+    _text("to"),
+    _token("date"),
+    _token("msg_id"),
+    _token("user_agent"),
+    _token("last_reply"),
+    Column("tls", Boolean, nullable=False),
+    _token("via_proxy"),
+    _token("source"),
+    _token("relayed_for", default="", server_default=""),
+    UniqueConstraint(
+        "ts",
+        "client",
+        "client_port",
+        "server",
+        "server_port",
+        "trans_depth",
+        "source",
+        name="uq_smtp",
+    ),
+    Index("ix_smtp_client", "client"),
+    Index("ix_smtp_ts", "ts"),
+)
 
-    id: int | None = Field(default=None, primary_key=True)
-    address: str
-    port: int
-    transport: str
-    protocol: str
-    product: str
-    version: str
-    auth: str
-    banner: str = Field(sa_column=Column(Text, nullable=False))
-    source: str
-    first_seen: datetime
-    last_seen: datetime
+# One SOCKS request (Zeek socks.log fields).
+SOCKS_TABLE = Table(
+    "socks",
+    METADATA,
+    _id(),
+    _moment("ts"),
+    _token("client"),
+    _integer("client_port"),
+    _token("proxy"),
+    _integer("proxy_port"),
+    _integer("version"),
+    _token("user"),
+    _token("password"),
+    _token("status"),
+    _token("request_host"),
+    _token("request_name"),
+    _integer("request_port"),
+    _token("bound_host"),
+    _integer("bound_port"),
+    _token("source"),
+    UniqueConstraint(
+        "ts", "client", "client_port", "proxy", "proxy_port", "source", name="uq_socks"
+    ),
+    Index("ix_socks_client", "client"),
+    Index("ix_socks_proxy", "proxy"),
+)
 
+# One HTTP CONNECT request and the proxy's reply status (0: none seen).
+CONNECT_TABLE = Table(
+    "connect",
+    METADATA,
+    _id(),
+    _moment("ts"),
+    _token("client"),
+    _integer("client_port"),
+    _token("proxy"),
+    _integer("proxy_port"),
+    _token("user"),
+    _token("password"),
+    _integer("status"),
+    _token("request_host"),
+    _integer("request_port"),
+    _token("source"),
+    UniqueConstraint(
+        "ts", "client", "client_port", "proxy", "proxy_port", "source", name="uq_connect"
+    ),
+    Index("ix_connect_client", "client"),
+    Index("ix_connect_proxy", "proxy"),
+)
 
-class RoleRow(SQLModel, table=True):
-    """A role an address plays, with the observations that show it."""
-
-    __tablename__ = "role"
-    __table_args__ = (
-        UniqueConstraint("address", "role", "source", name="uq_role"),
-        Index("ix_role_role", "role"),
-    )
-
-    id: int | None = Field(default=None, primary_key=True)
-    address: str
-    role: str
-    source: str
-    evidence: str = Field(sa_column=Column(Text, nullable=False))
-    first_seen: datetime
-    last_seen: datetime
-
-
-class SmtpRow(SQLModel, table=True):
-    """One mail transaction (Zeek smtp.log fields); lists are JSON arrays."""
-
-    __tablename__ = "smtp"
-    __table_args__ = (
-        UniqueConstraint(
-            "ts",
-            "client",
-            "client_port",
-            "server",
-            "server_port",
-            "trans_depth",
-            "source",
-            name="uq_smtp",
-        ),
-        Index("ix_smtp_client", "client"),
-        Index("ix_smtp_ts", "ts"),
-    )
-
-    id: int | None = Field(default=None, primary_key=True)
-    ts: datetime
-    client: str
-    client_port: int
-    server: str
-    server_port: int
-    trans_depth: int
-    helo: str
-    mail_from: str
-    rcpt_to: str = Field(sa_column=Column(Text, nullable=False))
-    refused_rcpt: str = Field(sa_column=Column(Text, nullable=False))
-    subject: str = Field(sa_column=Column(Text, nullable=False))
-    from_: str = Field(sa_column=Column("from", Text, nullable=False))
-    to: str = Field(sa_column=Column(Text, nullable=False))
-    date: str
-    msg_id: str
-    user_agent: str
-    last_reply: str
-    tls: bool
-    via_proxy: str
-    source: str
-    relayed_for: str = Field(default="", sa_column_kwargs={"server_default": ""})
-
-
-class SocksRow(SQLModel, table=True):
-    """One SOCKS request (Zeek socks.log fields)."""
-
-    __tablename__ = "socks"
-    __table_args__ = (
-        UniqueConstraint(
-            "ts", "client", "client_port", "proxy", "proxy_port", "source", name="uq_socks"
-        ),
-        Index("ix_socks_client", "client"),
-        Index("ix_socks_proxy", "proxy"),
-    )
-
-    id: int | None = Field(default=None, primary_key=True)
-    ts: datetime
-    client: str
-    client_port: int
-    proxy: str
-    proxy_port: int
-    version: int
-    user: str
-    password: str
-    status: str
-    request_host: str
-    request_name: str
-    request_port: int
-    bound_host: str
-    bound_port: int
-    source: str
-
-
-class ConnectRow(SQLModel, table=True):
-    """One HTTP CONNECT request and the proxy's reply status (0: none seen)."""
-
-    __tablename__ = "connect"
-    __table_args__ = (
-        UniqueConstraint(
-            "ts", "client", "client_port", "proxy", "proxy_port", "source", name="uq_connect"
-        ),
-        Index("ix_connect_client", "client"),
-        Index("ix_connect_proxy", "proxy"),
-    )
-
-    id: int | None = Field(default=None, primary_key=True)
-    ts: datetime
-    client: str
-    client_port: int
-    proxy: str
-    proxy_port: int
-    user: str
-    password: str
-    status: int
-    request_host: str
-    request_port: int
-    source: str
-
-
-class FlowRow(SQLModel, table=True):
-    """Traffic per client, server, server port, transport and UTC day, additive."""
-
-    __tablename__ = "flow"
-    __table_args__ = (
-        UniqueConstraint(
-            "client", "server", "server_port", "transport", "day", "source", name="uq_flow"
-        ),
-        Index("ix_flow_day", "day"),
-        Index("ix_flow_seq", "seq"),
-    )
-
-    id: int | None = Field(default=None, primary_key=True)
-    client: str
-    server: str
-    server_port: int
-    transport: str
-    day: date
-    source: str
-    connections: int
-    packets: int
-    bytes: int
-    first_seen: datetime
-    last_seen: datetime
-    answered: bool
+# Traffic per client, server, server port, transport and UTC day, additive.
+FLOW_TABLE = Table(
+    "flow",
+    METADATA,
+    _id(),
+    _token("client"),
+    _token("server"),
+    _integer("server_port"),
+    _token("transport"),
+    Column("day", Date, nullable=False),
+    _token("source"),
+    _integer("connections"),
+    _integer("packets"),
+    _integer("bytes"),
+    *_seen(),
+    Column("answered", Boolean, nullable=False),
     # The write that last added to this row (see evidence_delta.next_write_seq): a
     # derivation reads the flows written since its previous one by this alone.
-    seq: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    _integer("seq", default=0, server_default="0"),
+    UniqueConstraint(
+        "client", "server", "server_port", "transport", "day", "source", name="uq_flow"
+    ),
+    Index("ix_flow_day", "day"),
+    Index("ix_flow_seq", "seq"),
+)
 
+# A finding raised by a rule on an address, with its evidence and status.
+FINDING_TABLE = Table(
+    "finding",
+    METADATA,
+    _id(),
+    _token("rule"),
+    _token("address"),
+    _token("severity"),
+    _text("summary"),
+    _text("evidence"),
+    *_seen(),
+    _token("status"),
+    _text("note", server_default=""),
+    _moment("acknowledged", nullable=True),
+    UniqueConstraint("rule", "address", name="uq_finding"),
+    Index("ix_finding_address", "address"),
+)
 
-class FindingRow(SQLModel, table=True):
-    """A finding raised by a rule on an address, with its evidence and status."""
-
-    __tablename__ = "finding"
-    __table_args__ = (
-        UniqueConstraint("rule", "address", name="uq_finding"),
-        Index("ix_finding_address", "address"),
-    )
-
-    id: int | None = Field(default=None, primary_key=True)
-    rule: str
-    address: str
-    severity: str
-    summary: str = Field(sa_column=Column(Text, nullable=False))
-    evidence: str = Field(sa_column=Column(Text, nullable=False))
-    first_seen: datetime
-    last_seen: datetime
-    status: str
-    note: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
-    acknowledged: datetime | None = None
-
-
-class RunRow(SQLModel, table=True):
-    """Every scan, ingest and report: when, what, how it ended, what it counted."""
-
-    __tablename__ = "run"
-    __table_args__ = (Index("ix_run_status", "status"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    kind: str
-    target: str = Field(sa_column=Column(Text, nullable=False))
-    started: datetime
-    ended: datetime | None = None
-    status: str
-    counts: str = Field(sa_column=Column(Text, nullable=False))
-    error: str = Field(sa_column=Column(Text, nullable=False))
+# Every scan, ingest and report: when, what, how it ended, what it counted.
+RUN_TABLE = Table(
+    "run",
+    METADATA,
+    _id(),
+    _token("kind"),
+    _text("target"),
+    _moment("started"),
+    _moment("ended", nullable=True),
+    _token("status"),
+    _text("counts"),
+    _text("error"),
     # The process that runs it (see process_owner), so a run whose process died can be
     # told from one still running; "" and 0 for runs recorded before they were kept.
-    owner_host: str = Field(default="", sa_column_kwargs={"server_default": ""})
-    owner_pid: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
-    owner_process: str = Field(default="", sa_column_kwargs={"server_default": ""})
+    _token("owner_host", default="", server_default=""),
+    _integer("owner_pid", default=0, server_default="0"),
+    _token("owner_process", default="", server_default=""),
+    Index("ix_run_status", "status"),
+)
 
+# A file already ingested, by content digest, so ingesting it again changes nothing.
+INGESTED_FILE_TABLE = Table(
+    "ingested_file",
+    METADATA,
+    _id(),
+    _token("kind"),
+    _token("sha256"),
+    _text("path"),
+    _integer("size"),
+    _integer("run_id"),
+    _moment("ingested"),
+    UniqueConstraint("kind", "sha256", name="uq_ingested_file"),
+)
 
-class IngestedFile(SQLModel, table=True):
-    """A file already ingested, by content digest, so ingesting it again changes nothing."""
+# An address's membership of a configured asset group.
+ASSET_GROUP_TABLE = Table(
+    "asset_group",
+    METADATA,
+    _id(),
+    _token("address"),
+    _token("name"),
+    UniqueConstraint("address", "name", name="uq_asset_group"),
+    Index("ix_asset_group_name", "name"),
+)
 
-    __tablename__ = "ingested_file"
-    __table_args__ = (UniqueConstraint("kind", "sha256", name="uq_ingested_file"),)
+# One day's value of a history series, network-wide (grp "") or for one group.
+DAILY_METRIC_TABLE = Table(
+    "daily_metric",
+    METADATA,
+    _id(),
+    _token("metric"),
+    _token("grp"),
+    Column("day", Date, nullable=False),
+    _integer("value"),
+    UniqueConstraint("metric", "grp", "day", name="uq_daily_metric"),
+)
 
-    id: int | None = Field(default=None, primary_key=True)
-    kind: str
-    sha256: str
-    path: str = Field(sa_column=Column(Text, nullable=False))
-    size: int
-    run_id: int
-    ingested: datetime
+# Where the last derivation stopped (watermarks) and with which settings.
+DERIVE_STATE_TABLE = Table(
+    "derive_state",
+    METADATA,
+    Column("key", String, primary_key=True),
+    _text("value"),
+)
 
-
-class AssetGroupRow(SQLModel, table=True):
-    """An address's membership of a configured asset group."""
-
-    __tablename__ = "asset_group"
-    __table_args__ = (
-        UniqueConstraint("address", "name", name="uq_asset_group"),
-        Index("ix_asset_group_name", "name"),
-    )
-
-    id: int | None = Field(default=None, primary_key=True)
-    address: str
-    name: str
-
-
-class DailyMetricRow(SQLModel, table=True):
-    """One day's value of a history series, network-wide (grp "") or for one group."""
-
-    __tablename__ = "daily_metric"
-    __table_args__ = (UniqueConstraint("metric", "grp", "day", name="uq_daily_metric"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    metric: str
-    grp: str
-    day: date
-    value: int
-
-
-class DeriveStateRow(SQLModel, table=True):
-    """Where the last derivation stopped (watermarks) and with which settings."""
-
-    __tablename__ = "derive_state"
-
-    key: str = Field(primary_key=True)
-    value: str = Field(sa_column=Column(Text, nullable=False))
-
-
-class ScheduleRow(SQLModel, table=True):
-    """A schedule the daemon runs, as plain data: a job kind, JSON arguments, a trigger."""
-
-    __tablename__ = "schedule"
-
-    id: str = Field(primary_key=True)
-    kind: str
-    arguments: str = Field(sa_column=Column(Text, nullable=False))
+# A schedule the daemon runs, as plain data: a job kind, JSON arguments, a trigger.
+SCHEDULE_TABLE = Table(
+    "schedule",
+    METADATA,
+    Column("id", String, primary_key=True),
+    _token("kind"),
+    _text("arguments"),
     # Exactly one of the two is set: a five-field crontab (UTC) or an interval in seconds.
-    cron: str
-    every: int
-    origin: str
-    created: datetime
+    _token("cron"),
+    _integer("every"),
+    _token("origin"),
+    _moment("created"),
     # Kept by the daemon, so a run missed while it was down still happens when it starts.
-    next_run: datetime | None = None
+    _moment("next_run", nullable=True),
     # The sensor whose daemon runs it (rolecall run --sensor NAME); "" for the central daemon.
-    sensor: str = Field(default="", sa_column_kwargs={"server_default": ""})
+    _token("sensor", default="", server_default=""),
+)
 
-
-class AlertEventRow(SQLModel, table=True):
-    """A change of a finding, as the alert outputs send it: the finding's state at that change."""
-
-    __tablename__ = "alert_event"
+# A change of a finding, as the alert outputs send it: the finding's state at that change.
+ALERT_EVENT_TABLE = Table(
+    "alert_event",
+    METADATA,
+    Column("sequence", Integer, primary_key=True),
+    _token("action"),
+    _moment("at"),
+    _token("rule"),
+    _token("address"),
+    _token("severity"),
+    _text("summary"),
+    _text("roles"),
+    _text("groups"),
+    *_seen(),
+    _text("evidence"),
+    _text("techniques"),
+    _text("note"),
+    Index("ix_alert_event_address", "address"),
     # AUTOINCREMENT: SQLite never hands out a sequence number again, even after deletes,
     # so an output's cursor never skips an event that took a freed number.
-    __table_args__ = (Index("ix_alert_event_address", "address"), {"sqlite_autoincrement": True})
+    sqlite_autoincrement=True,
+)
 
-    sequence: int | None = Field(default=None, primary_key=True)
-    action: str
-    at: datetime
-    rule: str
-    address: str
-    severity: str
-    summary: str = Field(sa_column=Column(Text, nullable=False))
-    roles: str = Field(sa_column=Column(Text, nullable=False))
-    groups: str = Field(sa_column=Column(Text, nullable=False))
-    first_seen: datetime
-    last_seen: datetime
-    evidence: str = Field(sa_column=Column(Text, nullable=False))
-    techniques: str = Field(sa_column=Column(Text, nullable=False))
-    note: str = Field(sa_column=Column(Text, nullable=False))
-
-
-class AlertCursorRow(SQLModel, table=True):
-    """Where an alert output stands: the last event it took, its last error, who delivers."""
-
-    __tablename__ = "alert_cursor"
-
-    output: str = Field(primary_key=True)
-    sequence: int
-    updated: datetime
-    error: str = Field(sa_column=Column(Text, nullable=False))
-    error_at: datetime | None = None
+# Where an alert output stands: the last event it took, its last error, who delivers.
+ALERT_CURSOR_TABLE = Table(
+    "alert_cursor",
+    METADATA,
+    Column("output", String, primary_key=True),
+    _integer("sequence"),
+    _moment("updated"),
+    _text("error"),
+    _moment("error_at", nullable=True),
     # (finding id, action) -> when last sent, within the output's suppression window (JSON).
-    recent: str = Field(sa_column=Column(Text, nullable=False))
+    _text("recent"),
     # The process delivering to the output now, and until when its claim holds.
-    holder: str
-    held_until: datetime | None = None
+    _token("holder"),
+    _moment("held_until", nullable=True),
+)
 
-
-class ScanChunkRow(SQLModel, table=True):
-    """One queued piece of a cluster scan: its targets, the site that runs it, its state."""
-
-    __tablename__ = "scan_chunk"
-    __table_args__ = (
-        UniqueConstraint("run_id", "position", name="uq_scan_chunk"),
-        Index("ix_scan_chunk_state", "state"),
-    )
-
-    id: int | None = Field(default=None, primary_key=True)
-    run_id: int
+# One queued piece of a cluster scan: its targets, the site that runs it, its state.
+SCAN_CHUNK_TABLE = Table(
+    "scan_chunk",
+    METADATA,
+    _id(),
+    _integer("run_id"),
     # The chunk's place in its run (0, 1, ...): with run_id, the natural key.
-    position: int
-    site: str
+    _integer("position"),
+    _token("site"),
     # The chunk's networks, space-separated, in the form the scope reads.
-    targets: str = Field(sa_column=Column(Text, nullable=False))
-    addresses: int
+    _text("targets"),
+    _integer("addresses"),
     # queued, running, done, failed, refused (outside the worker's scope), interrupted
-    state: str
-    task_id: str
+    _token("state"),
+    _token("task_id"),
     # The worker that last took the chunk (host:pid) and how many times it was taken.
-    worker: str
-    attempts: int
-    queued: datetime
-    started: datetime | None = None
-    ended: datetime | None = None
-    counts: str = Field(sa_column=Column(Text, nullable=False))
-    error: str = Field(sa_column=Column(Text, nullable=False))
-
-
-def core_table(model: Any) -> Table:
-    """The SQLAlchemy Core table of a SQLModel table class."""
-    table: Table = model.__table__
-    return table
+    _token("worker"),
+    _integer("attempts"),
+    _moment("queued"),
+    _moment("started", nullable=True),
+    _moment("ended", nullable=True),
+    _text("counts"),
+    _text("error"),
+    UniqueConstraint("run_id", "position", name="uq_scan_chunk"),
+    Index("ix_scan_chunk_state", "state"),
+)

@@ -7,18 +7,17 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Table, select
 
 from rolecall.inventory.exports import iso
 from rolecall.inventory.sql.in_lists import in_slices
 from rolecall.inventory.tables import (
-    ConnectRow,
-    DailyMetricRow,
-    FlowRow,
-    ObservationRow,
-    SmtpRow,
-    SocksRow,
-    core_table,
+    CONNECT_TABLE,
+    DAILY_METRIC_TABLE,
+    FLOW_TABLE,
+    OBSERVATION_TABLE,
+    SMTP_TABLE,
+    SOCKS_TABLE,
 )
 
 MAX_REFERENCES = 10
@@ -95,13 +94,13 @@ def _metric(row: Any) -> str:
     return f"{row.day} {row.metric} ({row.grp or 'all hosts'}) = {row.value}"
 
 
-DESCRIBERS: dict[str, tuple[Any, Callable[[Any], str]]] = {
-    "smtp": (SmtpRow, _smtp),
-    "observation": (ObservationRow, _observation),
-    "socks": (SocksRow, _socks),
-    "connect": (ConnectRow, _connect),
-    "flow": (FlowRow, _flow),
-    "daily_metric": (DailyMetricRow, _metric),
+DESCRIBERS: dict[str, tuple[Table, Callable[[Any], str]]] = {
+    "smtp": (SMTP_TABLE, _smtp),
+    "observation": (OBSERVATION_TABLE, _observation),
+    "socks": (SOCKS_TABLE, _socks),
+    "connect": (CONNECT_TABLE, _connect),
+    "flow": (FLOW_TABLE, _flow),
+    "daily_metric": (DAILY_METRIC_TABLE, _metric),
 }
 
 
@@ -124,8 +123,7 @@ def describe_all(connection: Connection, references: Iterable[list[str]]) -> lis
                 ids[parsed[0]].add(parsed[1])
     lines: dict[str, str] = {}
     for name, numbers in ids.items():
-        model, describe = DESCRIBERS[name]
-        table = core_table(model)
+        table, describe = DESCRIBERS[name]
         ordered = sorted(numbers)
         for chunk in in_slices(ordered):
             stmt = select(table).where(table.c.id.in_(chunk))

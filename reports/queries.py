@@ -8,19 +8,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Table, func, select
 
 from rolecall.inventory.exports import inventory_rows, iso
 from rolecall.inventory.findings import FindingView, view
 from rolecall.inventory.sql.in_lists import in_slices
 from rolecall.inventory.tables import (
-    Asset,
-    FindingRow,
-    HostnameRow,
-    RoleRow,
-    ServiceRow,
-    SmtpRow,
-    core_table,
+    ASSET_TABLE,
+    FINDING_TABLE,
+    HOSTNAME_TABLE,
+    ROLE_TABLE,
+    SERVICE_TABLE,
+    SMTP_TABLE,
 )
 from rolecall.inventory.text_order import by_code_point
 from rolecall.reports.evidence import describe_all
@@ -98,12 +97,12 @@ def finding_items(connection: Connection, views: Sequence[FindingView]) -> list[
 
 def count_assets(connection: Connection) -> int:
     """How many assets the inventory holds."""
-    return int(connection.execute(select(func.count()).select_from(core_table(Asset))).scalar_one())
+    return int(connection.execute(select(func.count()).select_from(ASSET_TABLE)).scalar_one())
 
 
 def role_counts(connection: Connection) -> list[tuple[str, int]]:
     """How many hosts play each role, most common first."""
-    role = core_table(RoleRow)
+    role = ROLE_TABLE
     stmt = select(role.c.role, func.count(role.c.address.distinct())).group_by(role.c.role)
     rows = [(str(name), int(count)) for name, count in connection.execute(stmt)]
     return sorted(rows, key=lambda item: (-item[1], item[0]))
@@ -111,7 +110,7 @@ def role_counts(connection: Connection) -> list[tuple[str, int]]:
 
 def finding_counts(connection: Connection, status: str = "open") -> dict[str, int]:
     """Findings with a status by severity (every severity present, zero if none)."""
-    finding = core_table(FindingRow)
+    finding = FINDING_TABLE
     stmt = (
         select(finding.c.severity, func.count())
         .where(finding.c.status == status)
@@ -125,7 +124,7 @@ def finding_counts(connection: Connection, status: str = "open") -> dict[str, in
 
 def open_findings(connection: Connection, limit: int) -> list[FindingItem]:
     """The open findings, most severe and most recent first, at most limit."""
-    finding = core_table(FindingRow)
+    finding = FINDING_TABLE
     rank = {name: index for index, name in enumerate(SEVERITIES)}
     stmt = select(finding).where(finding.c.status == "open")
     # Ranking in SQL keeps memory bounded however many findings there are.
@@ -142,10 +141,9 @@ def open_findings(connection: Connection, limit: int) -> list[FindingItem]:
 
 
 def _by_address(
-    connection: Connection, model: Any, column: str, addresses: Sequence[str]
+    connection: Connection, source: Table, column: str, addresses: Sequence[str]
 ) -> dict[str, list[str]]:
     """Distinct values of one column per address, for the given addresses."""
-    source = core_table(model)
     found: defaultdict[str, set[str]] = defaultdict(set)
     for chunk in in_slices(addresses):
         stmt = select(source.c.address, source.c[column]).where(source.c.address.in_(chunk))
@@ -163,7 +161,7 @@ def _most_told(texts: set[str]) -> list[str]:
 
 def _services(connection: Connection, addresses: Sequence[str]) -> dict[str, list[str]]:
     """Each address's services as "port/transport protocol product version", each port once."""
-    service = core_table(ServiceRow)
+    service = SERVICE_TABLE
     found: defaultdict[str, set[str]] = defaultdict(set)
     for chunk in in_slices(addresses):
         stmt = select(service).where(service.c.address.in_(chunk))
@@ -185,8 +183,8 @@ def host_details(
     for item in findings:
         by_host[item.address].append(item)
     addresses = sorted(by_host)
-    names = _by_address(connection, HostnameRow, "name", addresses)
-    roles = _by_address(connection, RoleRow, "role", addresses)
+    names = _by_address(connection, HOSTNAME_TABLE, "name", addresses)
+    roles = _by_address(connection, ROLE_TABLE, "role", addresses)
     services = _services(connection, addresses)
     return [
         HostDetail(
@@ -208,7 +206,7 @@ def mail_software(
 
     A proxy's copy of a message it relays for a client is that client's message, counted once.
     """
-    smtp = core_table(SmtpRow)
+    smtp = SMTP_TABLE
     stmt = (
         select(smtp.c.user_agent, smtp.c.client, func.count())
         .where(
@@ -226,7 +224,7 @@ def mail_software(
         clients[agent].add(client)
     shown = sorted(messages, key=lambda agent: (-messages[agent], agent))[:limit]
     everyone = sorted({client for agent in shown for client in clients[agent]})
-    roles = _by_address(connection, RoleRow, "role", everyone)
+    roles = _by_address(connection, ROLE_TABLE, "role", everyone)
     return [
         SoftwareSeen(
             agent,
@@ -239,7 +237,7 @@ def mail_software(
 
 def servers(connection: Connection, limit: int) -> list[ServerSeen]:
     """SOCKS proxies and SMTP servers with how open each is, the open ones first."""
-    role = core_table(RoleRow)
+    role = ROLE_TABLE
     stmt = select(role.c.address, role.c.role).where(
         role.c.role.in_(
             [*SERVER_ROLES, *(name for pairs in SERVER_ROLES.values() for name, _ in pairs)]
@@ -272,7 +270,7 @@ def _server_ports(
     connection: Connection, addresses: Sequence[str]
 ) -> dict[tuple[str, str], tuple[list[str], list[str]]]:
     """Ports and products of SOCKS and SMTP services on the given addresses."""
-    service = core_table(ServiceRow)
+    service = SERVICE_TABLE
     found: defaultdict[tuple[str, str], tuple[set[str], set[str]]] = defaultdict(
         lambda: (set(), set())
     )

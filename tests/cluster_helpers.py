@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 
 from rolecall.inventory.store import Store
-from rolecall.inventory.tables import ObservationRow, core_table
+from rolecall.inventory.tables import OBSERVATION_TABLE
 from tests.daemon_helpers import ROLECALL, rolecall
 
 READY_SECONDS = 60.0
@@ -123,7 +123,7 @@ def facts(cwd: Path, database: str) -> dict[str, Any]:
         json.dumps({k: v for k, v in row.items() if k not in untimed}, sort_keys=True)
         for row in exported(cwd, database, "services")
     )
-    table = core_table(ObservationRow)
+    table = OBSERVATION_TABLE
     store = Store.open(database)
     try:
         with store.read("read observations") as connection:

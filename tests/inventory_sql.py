@@ -6,9 +6,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, text
-from sqlmodel.sql.sqltypes import UTCDateTime
 
 from rolecall.inventory.database import database_url, make_engine
+from rolecall.inventory.sql.column_types import UTCDateTime
 
 
 def query(database: str, sql: str, **params: Any) -> list[tuple[Any, ...]]:

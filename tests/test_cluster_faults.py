@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, update
 from rolecall.cluster.app import TASK, cluster_app, site_queue
 from rolecall.inventory.errors import StoreError
 from rolecall.inventory.store import Store
-from rolecall.inventory.tables import ScanChunkRow, core_table
+from rolecall.inventory.tables import SCAN_CHUNK_TABLE
 from rolecall.orchestrator.config import load_config
 from tests.cli_helpers import Listener
 from tests.cluster_helpers import SilentListener, facts, running_workers, write_config
@@ -251,7 +251,7 @@ def _send(config: Path, database: str, chunk_id: int, task_id: str, ports: str =
 
 def _forge(database: str, chunk_id: int, **values: Any) -> None:
     """Edit a chunk's row in the inventory behind the coordinator's back."""
-    table = core_table(ScanChunkRow)
+    table = SCAN_CHUNK_TABLE
     engine = create_engine(database)
     try:
         with engine.begin() as connection:

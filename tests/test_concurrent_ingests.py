@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlmodel import SQLModel
 
-import rolecall.inventory.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 from rolecall.inventory.derivation.evidence_delta import take_write_lock
 from rolecall.inventory.settings import DeriveSettings
 from rolecall.inventory.store import Store
+from rolecall.inventory.tables import METADATA
 from rolecall.probes.records import Observation
 from tests.daemon_helpers import ROLECALL
 from tests.data_paths import CONFORMANCE
@@ -100,7 +99,7 @@ def _finished(procs: list[subprocess.Popen[str]]) -> None:
 def _content(database: str) -> dict[str, Counter[tuple[Any, ...]]]:
     """Every table's rows as a multiset of content (ids and write order left out)."""
     found: dict[str, Counter[tuple[Any, ...]]] = {}
-    for table in SQLModel.metadata.sorted_tables:
+    for table in METADATA.sorted_tables:
         if table.name in HISTORY_OF_ORDER:
             continue
         skip = NOT_CONTENT | NOT_CONTENT_OF.get(table.name, frozenset())

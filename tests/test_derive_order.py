@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlmodel import SQLModel
 
-import rolecall.inventory.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 from rolecall.inventory.settings import DeriveSettings
 from rolecall.inventory.store import Store
+from rolecall.inventory.tables import METADATA
 from rolecall.probes.records import SmtpTransaction, SocksRequest
 from tests.cli_helpers import run_cli
 from tests.data_paths import CONFORMANCE
@@ -53,7 +52,7 @@ def _sources(tmp_path: Path) -> list[tuple[str, ...]]:
 def _derived(database: str) -> dict[str, Counter[tuple[Any, ...]]]:
     """The derived tables' rows as multisets of content."""
     found: dict[str, Counter[tuple[Any, ...]]] = {}
-    for table in SQLModel.metadata.sorted_tables:
+    for table in METADATA.sorted_tables:
         if table.name not in DERIVED:
             continue
         columns = [column.name for column in table.columns if column.name not in NOT_CONTENT]

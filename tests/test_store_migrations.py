@@ -10,7 +10,6 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlmodel import SQLModel
 
 from rolecall.inventory.database import (
     SCHEMA_HEAD,
@@ -25,6 +24,7 @@ from rolecall.inventory.derivation.evidence_delta import stored_state
 from rolecall.inventory.errors import StoreError
 from rolecall.inventory.settings import DeriveSettings
 from rolecall.inventory.store import Store
+from rolecall.inventory.tables import METADATA
 from rolecall.probes.records import Flow, Observation
 from tests.cli_helpers import run_cli
 from tests.inventory_sql import execute, is_postgres, query
@@ -47,7 +47,7 @@ def test_migrations_build_exactly_the_models(database: str) -> None:
         connection.exec_driver_sql("CREATE TABLE apscheduler_jobs (id VARCHAR PRIMARY KEY)")
     with store.read("read rows") as connection:
         context = MigrationContext.configure(connection, opts={"include_name": owned_by_migrations})
-        differences = compare_metadata(context, SQLModel.metadata)
+        differences = compare_metadata(context, METADATA)
     assert differences == []
     store.close()
     if not is_postgres(database):
@@ -75,7 +75,7 @@ def test_database_from_an_older_release_is_upgraded_with_its_data(
     assert query(database, "SELECT version_num FROM alembic_version") == [(SCHEMA_HEAD,)]
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"include_name": owned_by_migrations})
-        assert compare_metadata(context, SQLModel.metadata) == []
+        assert compare_metadata(context, METADATA) == []
     engine.dispose()
 
 

@@ -19,7 +19,7 @@ import pytest
 from rolecall.inventory.database import database_url, make_engine
 from rolecall.inventory.process_owner import this_process
 from rolecall.inventory.store import Store
-from rolecall.inventory.tables import RunRow, core_table
+from rolecall.inventory.tables import RUN_TABLE
 from tests.inventory_sql import is_postgres, query
 from tests.nmap_samples import write_scan
 
@@ -169,7 +169,7 @@ def _insert_running(db: str | Path, host: str, pid: int, process: str) -> int:
     try:
         with engine.begin() as connection:
             result = connection.execute(
-                core_table(RunRow).insert().values(
+                RUN_TABLE.insert().values(
                     kind="scan", target="t", started=datetime.now(UTC), status="running",
                     counts="{}", error="", owner_host=host, owner_pid=pid, owner_process=process,
                 )

@@ -7,27 +7,27 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 
 from rolecall.inventory.errors import StoreError
 from rolecall.inventory.store import Store
 from rolecall.inventory.tables import (
-    Asset,
-    AssetSource,
-    FlowRow,
-    ObservationRow,
-    RoleRow,
-    ServiceRow,
+    ASSET_SOURCE_TABLE,
+    ASSET_TABLE,
+    FLOW_TABLE,
+    OBSERVATION_TABLE,
+    ROLE_TABLE,
+    SERVICE_TABLE,
 )
 from rolecall.probes.records import Flow, Observation, Service
 
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 
 
-def _rows(store: Store, model: Any) -> list[Any]:
+def _rows(store: Store, table: Table) -> list[Any]:
     """Every stored row of a table."""
     with store.read("read rows") as conn:
-        return list(conn.execute(select(model.__table__)).all())
+        return list(conn.execute(select(table)).all())
 
 
 def _write(store: Store, records: Sequence[Observation | Service | Flow], batch: int) -> None:
@@ -53,21 +53,21 @@ def test_merges_hold_within_and_across_batches(database: str) -> None:
     _write(store, [*obs[:3], *flows[:2], rich], batch=2)
     _write(store, [*obs[3:], *flows[2:], sparse], batch=2)
 
-    (observation,) = _rows(store, ObservationRow)
+    (observation,) = _rows(store, OBSERVATION_TABLE)
     assert observation.count == 5
     assert observation.first_seen == T0
     assert observation.last_seen == T0 + timedelta(hours=4)
-    (flow,) = _rows(store, FlowRow)
+    (flow,) = _rows(store, FLOW_TABLE)
     assert (flow.connections, flow.packets, flow.bytes, flow.answered) == (5, 50, 5000, True)
     assert flow.day == date(2026, 11, 23)
-    (service,) = _rows(store, ServiceRow)
+    (service,) = _rows(store, SERVICE_TABLE)
     # a sparse later sighting widens the span but never erases the richer description
     assert (service.product, service.version, service.banner) == ("Postfix", "3.7", "220 mx")
     assert service.last_seen == T0 + timedelta(days=1)
-    spans = {row.address: (row.first_seen, row.last_seen) for row in _rows(store, Asset)}
+    spans = {row.address: (row.first_seen, row.last_seen) for row in _rows(store, ASSET_TABLE)}
     assert spans["192.0.2.7"] == (T0, T0 + timedelta(days=1))
     assert "198.51.100.1" in spans
-    sources = sorted((row.address, row.source) for row in _rows(store, AssetSource))
+    sources = sorted((row.address, row.source) for row in _rows(store, ASSET_SOURCE_TABLE))
     assert sources == [("192.0.2.7", "pcap"), ("192.0.2.7", "probe"), ("198.51.100.1", "pcap")]
     store.close()
 
@@ -78,7 +78,7 @@ def test_bulk_writes_store_times_as_sqlalchemy_does(database: str) -> None:
     _write(store, [Observation("192.0.2.7", "protocol", "probe", T0, 25, "tcp", "smtp")], 10)
     with store.transaction("write rows") as conn:
         conn.execute(
-            ObservationRow.__table__.insert(),  # type: ignore[attr-defined]
+            OBSERVATION_TABLE.insert(),
             [
                 {
                     "address": "192.0.2.8",
@@ -134,6 +134,6 @@ def test_derivations_from_two_processes_at_once_do_not_collide(database: str) ->
         worker.join()
     assert errors == []
     store = Store.open(database)
-    web = [row for row in _rows(store, RoleRow) if row.role == "web-server"]
+    web = [row for row in _rows(store, ROLE_TABLE) if row.role == "web-server"]
     store.close()
     assert len(web) == 3 * 10 * 40

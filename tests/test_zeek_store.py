@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Table, delete
 
 from rolecall.inventory.sql.bulk import BulkStatement
 from rolecall.inventory.store import Store
-from rolecall.inventory.tables import FlowRow, core_table
+from rolecall.inventory.tables import FLOW_TABLE
 from rolecall.probes.passive.zeek.records import ZeekSettings, read_zeek
 from rolecall.probes.records import ReadWarning
 from tests.test_zeek_worker import damaged_conn_log
@@ -75,7 +75,7 @@ def stored(connection: Connection, table: Table) -> list[tuple[Any, ...]]:
 def test_bulk_rows_are_stored_as_sqlalchemy_stores_them(
     store: Store, times: list[tuple[datetime, datetime, date]]
 ) -> None:
-    table = core_table(FlowRow)
+    table = FLOW_TABLE
     rows = [flow_row(n, first, last, day) for n, (first, last, day) in enumerate(times)]
     with store.transaction("write rows") as connection:
         connection.execute(table.insert(), rows)
@@ -90,7 +90,7 @@ def _without_id(connection: Connection) -> list[tuple[Any, ...]]:
 
 
 def test_columns_left_out_get_their_default_as_sqlalchemy_gives_it(store: Store) -> None:
-    table = core_table(FlowRow)
+    table = FLOW_TABLE
     row = flow_row(
         1,
         datetime(2026, 11, 23, tzinfo=UTC),
@@ -107,7 +107,7 @@ def test_columns_left_out_get_their_default_as_sqlalchemy_gives_it(store: Store)
 
 
 def test_naive_times_are_refused_as_sqlalchemy_refuses_them(store: Store) -> None:
-    table = core_table(FlowRow)
+    table = FLOW_TABLE
     naive = datetime(2026, 11, 23, 8, 0)
     rows = [flow_row(1, naive, naive, date(2026, 11, 23))]
     with store.read("read rows") as connection, pytest.raises(ValueError, match="timezone"):

@@ -54,7 +54,7 @@ from rolecall.inventory.rules import all_rules
 from rolecall.inventory.rules.base import Collector, RowHandler, Rule, RuleContext
 from rolecall.inventory.rules.host_roles import first_smtp_client, roles_of, smtp_senders
 from rolecall.inventory.settings import DeriveSettings, settings_json
-from rolecall.inventory.tables import Asset, AssetGroupRow, FindingRow, RoleRow, core_table
+from rolecall.inventory.tables import ASSET_GROUP_TABLE, ASSET_TABLE, FINDING_TABLE, ROLE_TABLE
 from rolecall.probes.records import Observation
 
 MAIL_EPOCH = "mail_epoch"  # derive_state key: when the store first saw any host send SMTP
@@ -287,20 +287,20 @@ def _flow_roles(row: Any, found: RoleAccumulator, speech: PortSpeech) -> None:
 
 def _newest(connection: Connection) -> datetime:
     """The newest evidence time in the store: derivation's notion of "now"."""
-    table = core_table(Asset)
+    table = ASSET_TABLE
     newest: datetime | None = connection.execute(select(func.max(table.c.last_seen))).scalar()
     return newest or datetime.now(UTC)
 
 
 def _all_addresses(connection: Connection) -> set[str]:
     """Every asset's address."""
-    return set(connection.execute(select(core_table(Asset).c.address)).scalars())
+    return set(connection.execute(select(ASSET_TABLE.c.address)).scalars())
 
 
 def _start_full(connection: Connection) -> None:
     """Forget derived roles and groups, and the evidence of findings (statuses stay)."""
-    connection.execute(delete(core_table(RoleRow)))
-    connection.execute(delete(core_table(AssetGroupRow)))
+    connection.execute(delete(ROLE_TABLE))
+    connection.execute(delete(ASSET_GROUP_TABLE))
 
 
 def _resolve_unraised(
@@ -311,7 +311,7 @@ def _resolve_unraised(
     Findings of rules over the daily series are left to those rules, which end them
     when their series calms.
     """
-    table = core_table(FindingRow)
+    table = FINDING_TABLE
     rows = connection.execute(
         select(table.c.id, table.c.rule, table.c.address).where(table.c.status == "open")
     )
@@ -468,7 +468,7 @@ def _update_history(
 
 def _open_findings(connection: Connection) -> int:
     """How many findings are open."""
-    table = core_table(FindingRow)
+    table = FINDING_TABLE
     return int(
         connection.execute(
             select(func.count()).select_from(table).where(table.c.status == "open")

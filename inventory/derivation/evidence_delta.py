@@ -19,16 +19,15 @@ from sqlalchemy import Connection, Select, Table, delete, func, select
 
 from rolecall.inventory.sql.in_lists import in_slices
 from rolecall.inventory.tables import (
-    Asset,
-    ConnectRow,
-    DeriveStateRow,
-    FlowRow,
-    HostnameRow,
-    ObservationRow,
-    ServiceRow,
-    SmtpRow,
-    SocksRow,
-    core_table,
+    ASSET_TABLE,
+    CONNECT_TABLE,
+    DERIVE_STATE_TABLE,
+    FLOW_TABLE,
+    HOSTNAME_TABLE,
+    OBSERVATION_TABLE,
+    SERVICE_TABLE,
+    SMTP_TABLE,
+    SOCKS_TABLE,
 )
 
 
@@ -55,24 +54,24 @@ def _max(connection: Connection, column: Any) -> Any:
 
 def current_marks(connection: Connection) -> Marks:
     """The watermarks that cover everything stored now."""
-    obs, flow = core_table(ObservationRow), core_table(FlowRow)
+    obs, flow = OBSERVATION_TABLE, FLOW_TABLE
     return Marks(
         observation_id=_max(connection, obs.c.id) or 0,
         observation_time=_max(connection, obs.c.last_seen),
-        smtp_id=_max(connection, core_table(SmtpRow).c.id) or 0,
-        socks_id=_max(connection, core_table(SocksRow).c.id) or 0,
-        connect_id=_max(connection, core_table(ConnectRow).c.id) or 0,
+        smtp_id=_max(connection, SMTP_TABLE.c.id) or 0,
+        socks_id=_max(connection, SOCKS_TABLE.c.id) or 0,
+        connect_id=_max(connection, CONNECT_TABLE.c.id) or 0,
         flow_seq=_max(connection, flow.c.seq) or 0,
-        hostname_id=_max(connection, core_table(HostnameRow).c.id) or 0,
-        asset_id=_max(connection, core_table(Asset).c.id) or 0,
-        service_id=_max(connection, core_table(ServiceRow).c.id) or 0,
-        service_time=_max(connection, core_table(ServiceRow).c.last_seen),
+        hostname_id=_max(connection, HOSTNAME_TABLE.c.id) or 0,
+        asset_id=_max(connection, ASSET_TABLE.c.id) or 0,
+        service_id=_max(connection, SERVICE_TABLE.c.id) or 0,
+        service_time=_max(connection, SERVICE_TABLE.c.last_seen),
     )
 
 
 def _state(connection: Connection) -> dict[str, str]:
     """Every stored derivation-state entry."""
-    table = core_table(DeriveStateRow)
+    table = DERIVE_STATE_TABLE
     return {row.key: row.value for row in connection.execute(select(table))}
 
 
@@ -100,7 +99,7 @@ def save_state(
     extra: dict[str, str] | None = None,
 ) -> None:
     """Remember how far this derivation read, with which settings, and any extra entries."""
-    table = core_table(DeriveStateRow)
+    table = DERIVE_STATE_TABLE
     values = {
         "marks": json.dumps(asdict(marks), default=lambda value: value.isoformat()),
         "fingerprint": fingerprint,
@@ -141,7 +140,7 @@ def observations(
     Since marks, the id range and the last_seen index find the rows; the kind is
     checked here, so that the database never walks the kind index instead.
     """
-    table = core_table(ObservationRow)
+    table = OBSERVATION_TABLE
     stmt = _observation_columns(table)
     if marks is None:
         yield from connection.execute(stmt.where(table.c.kind.in_(sorted(kinds))))
@@ -164,7 +163,7 @@ def observations(
 def observation_spans(connection: Connection, kinds: frozenset[str]) -> Iterator[Any]:
     """Per (address, kind, source) of all observations of the given kinds: first and last
     seen, first and last row id (for kinds whose roles do not depend on the value)."""
-    table = core_table(ObservationRow)
+    table = OBSERVATION_TABLE
     stmt = select(
         table.c.address,
         table.c.kind,
@@ -183,7 +182,7 @@ def observation_spans(connection: Connection, kinds: frozenset[str]) -> Iterator
 
 def smtp_rows(connection: Connection, marks: Marks | None) -> Iterator[Any]:
     """Mail transactions stored since marks (all if None)."""
-    table = core_table(SmtpRow)
+    table = SMTP_TABLE
     return _past(connection, select(table), table.c.id, 0 if marks is None else marks.smtp_id)
 
 
@@ -195,7 +194,7 @@ def tunnelled_smtp_rows(
     The client's copy names the proxy (via_proxy); the proxy's own copy names the
     client (relayed_for). In id order.
     """
-    table = core_table(SmtpRow)
+    table = SMTP_TABLE
     hosts = sorted({host for pair in pairs for host in pair})
     found: list[Any] = []
     for chunk in in_slices(hosts):
@@ -212,13 +211,13 @@ def tunnelled_smtp_rows(
 
 def socks_rows(connection: Connection, marks: Marks | None) -> Iterator[Any]:
     """SOCKS requests stored since marks (all if None)."""
-    table = core_table(SocksRow)
+    table = SOCKS_TABLE
     return _past(connection, select(table), table.c.id, 0 if marks is None else marks.socks_id)
 
 
 def connect_rows(connection: Connection, marks: Marks | None) -> Iterator[Any]:
     """HTTP CONNECT requests stored since marks (all if None)."""
-    table = core_table(ConnectRow)
+    table = CONNECT_TABLE
     since = 0 if marks is None else marks.connect_id
     return _past(connection, select(table), table.c.id, since)
 
@@ -230,7 +229,7 @@ def flow_rows(
 
     With all flows, `ports` limits them to those server ports.
     """
-    table = core_table(FlowRow)
+    table = FLOW_TABLE
     if marks is None:
         stmt = select(table)
         if ports is not None:
@@ -263,7 +262,7 @@ def next_write_seq(connection: Connection) -> int:
     read up to some number has seen every flow written with it or below.
     """
     take_write_lock(connection)
-    return int(_max(connection, core_table(FlowRow).c.seq) or 0) + 1
+    return int(_max(connection, FLOW_TABLE.c.seq) or 0) + 1
 
 
 def new_addresses(connection: Connection, marks: Marks) -> set[str]:
@@ -273,14 +272,13 @@ def new_addresses(connection: Connection, marks: Marks) -> set[str]:
     if the marks have none) can put a host's service back in the workstation window.
     """
     found: set[str] = set()
-    for model, mark in (
-        (Asset, marks.asset_id),
-        (HostnameRow, marks.hostname_id),
-        (ServiceRow, marks.service_id),
+    for table, mark in (
+        (ASSET_TABLE, marks.asset_id),
+        (HOSTNAME_TABLE, marks.hostname_id),
+        (SERVICE_TABLE, marks.service_id),
     ):
-        table = core_table(model)
         found.update(connection.execute(select(table.c.address).where(table.c.id > mark)).scalars())
-    service = core_table(ServiceRow)
+    service = SERVICE_TABLE
     seen_again = select(service.c.address).distinct()
     if marks.service_time is not None:
         seen_again = seen_again.where(service.c.last_seen > marks.service_time)
@@ -293,7 +291,7 @@ def flow_spans(connection: Connection, side: str, ports: frozenset[int]) -> Iter
 
     Rows: address, server_port, transport, source, first_seen, last_seen, first_id, last_id.
     """
-    table = core_table(FlowRow)
+    table = FLOW_TABLE
     host = table.c[side]
     stmt = (
         select(

@@ -18,12 +18,11 @@ from sqlalchemy import Connection, delete, func, or_, select, update
 
 from rolecall.inventory.sql.in_lists import in_slices
 from rolecall.inventory.tables import (
-    ConnectRow,
-    FlowRow,
-    ObservationRow,
-    RoleRow,
-    SocksRow,
-    core_table,
+    CONNECT_TABLE,
+    FLOW_TABLE,
+    OBSERVATION_TABLE,
+    ROLE_TABLE,
+    SOCKS_TABLE,
 )
 
 GUESSED: Final[dict[int, frozenset[str]]] = {
@@ -47,7 +46,7 @@ Pair = tuple[str, int]
 
 def _heard(connection: Connection, addresses: Sequence[str] | None) -> dict[Pair, set[str]]:
     """What each guessed port of these addresses (all if None) was seen to speak."""
-    obs, socks, connect = core_table(ObservationRow), core_table(SocksRow), core_table(ConnectRow)
+    obs, socks, connect = OBSERVATION_TABLE, SOCKS_TABLE, CONNECT_TABLE
     ports = sorted(GUESSED)
     spoken = select(obs.c.address, obs.c.port, obs.c.value).where(
         obs.c.kind == "protocol",
@@ -141,7 +140,7 @@ def withdraw_guesses(
     role stays while an answered flow of the same source to another port that
     gives it (and is not itself heard speaking otherwise) supports it.
     """
-    roles_table = core_table(RoleRow)
+    roles_table = ROLE_TABLE
     withdrawn: set[str] = set()
     for address in sorted({address for address, port in pairs}):
         wrong = {port for port in GUESSED if speech.speaks_otherwise(address, port)}
@@ -184,7 +183,7 @@ def _flow_span(
     server (None if there is none)."""
     if not keys:
         return None
-    flows = core_table(FlowRow)
+    flows = FLOW_TABLE
     to_key = or_(*((flows.c.transport == t) & (flows.c.server_port == p) for t, p in keys))
     first, last = connection.execute(
         select(func.min(flows.c.first_seen), func.max(flows.c.last_seen))

@@ -32,7 +32,7 @@ from rolecall.inventory.findings import merged_evidence
 from rolecall.inventory.rules.host_roles import HeldRole, roles_of
 from rolecall.inventory.sql.bulk import BulkStatement
 from rolecall.inventory.sql.in_lists import in_slices
-from rolecall.inventory.tables import RoleRow, ServiceRow, core_table
+from rolecall.inventory.tables import ROLE_TABLE, SERVICE_TABLE
 
 MAX_EVIDENCE: Final = 20
 WORKSTATION_SOURCE: Final = "derived"
@@ -92,7 +92,7 @@ def _stored(
     connection: Connection, keys: Iterable[RoleKey], window_start: datetime
 ) -> dict[RoleKey, StoredRole]:
     """The stored roles among the given roles' hosts, role by role."""
-    table = core_table(RoleRow)
+    table = ROLE_TABLE
     by_role: dict[str, set[str]] = defaultdict(set)
     for address, role, _ in keys:
         by_role[role].add(address)
@@ -200,7 +200,7 @@ def refresh_workstations(connection: Connection, addresses: Sequence[str], since
     judgement: the verdict and the workstation's evidence are unchanged; only the
     span can have grown.
     """
-    table = core_table(RoleRow)
+    table = ROLE_TABLE
     client = table.alias("client")
     for chunk in in_slices(addresses):
         spans = (
@@ -238,7 +238,7 @@ def merge_roles(
     Spans are widened in the database; evidence is appended while under the cap.
     `window_start`: the start of the workstation window (see judge_workstations).
     """
-    table = core_table(RoleRow)
+    table = ROLE_TABLE
     addresses = sorted({key[0] for key in found.found})
     stored = {} if empty else _stored(connection, found.found, window_start)
     held = {(key[0], key[1]) for key in stored}
@@ -291,8 +291,7 @@ def window_passed(connection: Connection, before: datetime | None, now: datetime
         return set()
     start, end = (None, now) if before is None else (min(before, now), max(before, now))
     found: set[str] = set()
-    for model in (RoleRow, ServiceRow):
-        table = core_table(model)
+    for table in (ROLE_TABLE, SERVICE_TABLE):
         passed = table.c.last_seen < end
         if start is not None:
             passed &= table.c.last_seen >= start
@@ -302,7 +301,7 @@ def window_passed(connection: Connection, before: datetime | None, now: datetime
 
 def _serving(connection: Connection, addresses: Sequence[str] | None, since: datetime) -> set[str]:
     """Addresses with a service seen since a time, among these (None: any)."""
-    table = core_table(ServiceRow)
+    table = SERVICE_TABLE
     query = select(table.c.address).where(table.c.last_seen >= since).distinct()
     if addresses is None:
         return set(connection.execute(query).scalars())
@@ -339,7 +338,7 @@ def judge_workstations(
     `everything`: the roles of a full derivation, used instead of reading the table
     (every host is then returned as changed).
     """
-    table = core_table(RoleRow)
+    table = ROLE_TABLE
     held: set[str] = set(addresses) if everything is not None else set()
     for chunk in in_slices(addresses if everything is None else []):
         is_workstation = table.c.address.in_(chunk) & (table.c.role == "workstation")
@@ -378,6 +377,4 @@ def judge_workstations(
 
 def role_count(connection: Connection) -> int:
     """How many (address, role, source) roles hold."""
-    return int(
-        connection.execute(select(func.count()).select_from(core_table(RoleRow))).scalar() or 0
-    )
+    return int(connection.execute(select(func.count()).select_from(ROLE_TABLE)).scalar() or 0)

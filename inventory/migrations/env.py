@@ -2,10 +2,9 @@
 
 from alembic import context
 from sqlalchemy import Connection, Engine, text
-from sqlmodel import SQLModel
 
-import rolecall.inventory.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 from rolecall.inventory.database import owned_by_migrations
+from rolecall.inventory.tables import METADATA
 
 MIGRATION_LOCK = 1502000179  # zlib.crc32(b"rolecall-migrations"): an advisory lock key of its own
 
@@ -30,7 +29,7 @@ def run_migrations() -> None:
         _one_at_a_time(connection)
         context.configure(
             connection=connection,
-            target_metadata=SQLModel.metadata,
+            target_metadata=METADATA,
             render_as_batch=connection.dialect.name == "sqlite",
             include_name=owned_by_migrations,
         )

@@ -22,7 +22,8 @@ import sqlalchemy as sa
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Connection
-from sqlmodel.sql.sqltypes import AutoString, UTCDateTime
+
+from rolecall.inventory.sql.column_types import UTCDateTime
 
 LEGACY_TABLE = "apscheduler_jobs"
 LOGGER_NAME = "rolecall.inventory.migrations"
@@ -64,12 +65,12 @@ CRONTAB_FIELDS = ("minute", "hour", "day", "month", "day_of_week")
 
 SCHEDULE = sa.table(
     "schedule",
-    sa.column("id", AutoString()),
-    sa.column("kind", AutoString()),
+    sa.column("id", sa.String()),
+    sa.column("kind", sa.String()),
     sa.column("arguments", sa.Text()),
-    sa.column("cron", AutoString()),
+    sa.column("cron", sa.String()),
     sa.column("every", sa.Integer()),
-    sa.column("origin", AutoString()),
+    sa.column("origin", sa.String()),
     sa.column("created", UTCDateTime()),
     sa.column("next_run", UTCDateTime()),
 )
@@ -221,7 +222,7 @@ def convert_legacy_jobs(connection: Connection) -> int:
 
     Each row left is logged as a warning saying why it was not converted.
     """
-    legacy = sa.table(LEGACY_TABLE, sa.column("id", AutoString()), sa.column("job_state"))
+    legacy = sa.table(LEGACY_TABLE, sa.column("id", sa.String()), sa.column("job_state"))
     stored = connection.execute(sa.select(legacy.c.id, legacy.c.job_state)).all()
     now = datetime.now(UTC)
     logger = logging.getLogger(LOGGER_NAME)

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, func, select
 
 from rolecall.inventory.findings import merged_evidence
 from rolecall.inventory.sql.in_lists import in_slices
-from rolecall.inventory.tables import RoleRow, SmtpRow, core_table
+from rolecall.inventory.tables import ROLE_TABLE, SMTP_TABLE
 from rolecall.inventory.text_order import by_code_point
 
 NAMED_CLIENTS: Final = 3
@@ -39,7 +39,7 @@ class HeldRole:
 
 def roles_of(connection: Connection, addresses: Sequence[str]) -> dict[str, dict[str, HeldRole]]:
     """Address -> role -> what holds it, for the given addresses."""
-    table = core_table(RoleRow)
+    table = ROLE_TABLE
     found: dict[str, dict[str, HeldRole]] = defaultdict(dict)
     for chunk in in_slices(addresses):
         rows = connection.execute(
@@ -67,7 +67,7 @@ def roles_of(connection: Connection, addresses: Sequence[str]) -> dict[str, dict
 
 def smtp_senders(connection: Connection, among: Collection[str] | None) -> set[str]:
     """The hosts with the smtp-client role, among these addresses (None: every host)."""
-    table = core_table(RoleRow)
+    table = ROLE_TABLE
     query = select(table.c.address).where(table.c.role == "smtp-client").distinct()
     if among is None:
         return set(connection.execute(query).scalars())
@@ -79,7 +79,7 @@ def smtp_senders(connection: Connection, among: Collection[str] | None) -> set[s
 
 def first_smtp_client(connection: Connection) -> datetime | None:
     """When the store first saw any host send SMTP."""
-    table = core_table(RoleRow)
+    table = ROLE_TABLE
     first: datetime | None = connection.execute(
         select(func.min(table.c.first_seen)).where(table.c.role == "smtp-client")
     ).scalar()
@@ -88,7 +88,7 @@ def first_smtp_client(connection: Connection) -> datetime | None:
 
 def mail_servers_of(connection: Connection, clients: Sequence[str]) -> dict[str, set[str]]:
     """Client -> the servers it sent mail to, for the given clients."""
-    table = core_table(SmtpRow)
+    table = SMTP_TABLE
     found: dict[str, set[str]] = defaultdict(set)
     for chunk in in_slices(clients):
         rows = connection.execute(
@@ -101,7 +101,7 @@ def mail_servers_of(connection: Connection, clients: Sequence[str]) -> dict[str,
 
 def relayed_clients(connection: Connection, proxies: Sequence[str]) -> dict[str, list[str]]:
     """Proxy -> the clients (sorted) whose tunnelled mail its own connections carried."""
-    table = core_table(SmtpRow)
+    table = SMTP_TABLE
     found: dict[str, set[str]] = defaultdict(set)
     for chunk in in_slices(proxies):
         rows = connection.execute(

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from rolecall.inventory.findings import Raised
 from rolecall.inventory.rules.base import Collector, Row, Rule, RuleContext
-from rolecall.inventory.tables import ConnectRow, SocksRow, core_table
+from rolecall.inventory.tables import CONNECT_TABLE, SOCKS_TABLE
 
 NAME = "mail-via-proxy"
 SEVERITY = "high"
@@ -19,8 +19,7 @@ SEVERITY = "high"
 
 def proxy_kind(ctx: RuleContext, client: str, proxy: str) -> str:
     """How the client asked the proxy for its tunnel, as the store recorded it, in words."""
-    for row_type, kind in ((SocksRow, "SOCKS proxy"), (ConnectRow, "HTTP proxy (CONNECT)")):
-        table = core_table(row_type)
+    for table, kind in ((SOCKS_TABLE, "SOCKS proxy"), (CONNECT_TABLE, "HTTP proxy (CONNECT)")):
         asked = select(table.c.id).where(table.c.client == client, table.c.proxy == proxy)
         if ctx.connection.execute(asked.limit(1)).first() is not None:
             return kind

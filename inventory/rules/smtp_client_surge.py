@@ -11,7 +11,7 @@ from rolecall.inventory.findings import Raised
 from rolecall.inventory.history import Band, baseline_band
 from rolecall.inventory.rules.base import Rule, RuleContext, SeriesVerdict
 from rolecall.inventory.settings import SurgeSettings
-from rolecall.inventory.tables import DailyMetricRow, core_table
+from rolecall.inventory.tables import DAILY_METRIC_TABLE
 
 NAME = "smtp-client-surge"
 SEVERITY = "medium"
@@ -27,7 +27,7 @@ def _series(
     connection: Connection, group: str, start: date, end: date
 ) -> tuple[dict[date, int], date | None]:
     """Day -> value for start..end, and the series' first day."""
-    table = core_table(DailyMetricRow)
+    table = DAILY_METRIC_TABLE
     mine = (table.c.metric == METRIC, table.c.grp == group)
     rows = connection.execute(
         select(table.c.day, table.c.value).where(*mine, table.c.day >= start, table.c.day <= end)

@@ -10,17 +10,16 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.sql.dml import Insert
 
 from rolecall.inventory.tables import (
-    Asset,
-    AssetSource,
-    ConnectRow,
-    FlowRow,
-    HostnameRow,
-    IngestedFile,
-    ObservationRow,
-    ServiceRow,
-    SmtpRow,
-    SocksRow,
-    core_table,
+    ASSET_SOURCE_TABLE,
+    ASSET_TABLE,
+    CONNECT_TABLE,
+    FLOW_TABLE,
+    HOSTNAME_TABLE,
+    INGESTED_FILE_TABLE,
+    OBSERVATION_TABLE,
+    SERVICE_TABLE,
+    SMTP_TABLE,
+    SOCKS_TABLE,
 )
 
 
@@ -59,9 +58,8 @@ def _seen_span(table: Table, excluded: Any) -> dict[str, ColumnElement[Any]]:
     }
 
 
-def _span_upsert(dialect: str, model: Any, keys: Sequence[str]) -> Insert:
+def _span_upsert(dialect: str, table: Table, keys: Sequence[str]) -> Insert:
     """An upsert that only widens first_seen/last_seen of an existing row."""
-    table = core_table(model)
     stmt = _insert(dialect, table)
     return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
         index_elements=list(keys), set_=_seen_span(table, stmt.excluded)
@@ -70,22 +68,22 @@ def _span_upsert(dialect: str, model: Any, keys: Sequence[str]) -> Insert:
 
 def asset_upsert(dialect: str) -> Insert:
     """Upsert of assets by address."""
-    return _span_upsert(dialect, Asset, ["address"])
+    return _span_upsert(dialect, ASSET_TABLE, ["address"])
 
 
 def asset_source_upsert(dialect: str) -> Insert:
     """Upsert of which sources saw an address."""
-    return _span_upsert(dialect, AssetSource, ["address", "source"])
+    return _span_upsert(dialect, ASSET_SOURCE_TABLE, ["address", "source"])
 
 
 def hostname_upsert(dialect: str) -> Insert:
     """Upsert of names by address and name."""
-    return _span_upsert(dialect, HostnameRow, ["address", "name"])
+    return _span_upsert(dialect, HOSTNAME_TABLE, ["address", "name"])
 
 
 def observation_upsert(dialect: str) -> Insert:
     """Upsert of facts by natural key: count adds up, the latest detail wins."""
-    table = core_table(ObservationRow)
+    table = OBSERVATION_TABLE
     stmt = _insert(dialect, table)
     excluded = stmt.excluded
     newer = excluded.last_seen >= table.c.last_seen
@@ -101,7 +99,7 @@ def observation_upsert(dialect: str) -> Insert:
 
 def service_upsert(dialect: str) -> Insert:
     """Upsert of services: non-empty incoming descriptions replace stored ones."""
-    table = core_table(ServiceRow)
+    table = SERVICE_TABLE
     stmt = _insert(dialect, table)
     excluded = stmt.excluded
     described = {
@@ -116,7 +114,7 @@ def service_upsert(dialect: str) -> Insert:
 
 def flow_upsert(dialect: str) -> Insert:
     """Upsert of daily flows: counters add up, answered once means answered."""
-    table = core_table(FlowRow)
+    table = FLOW_TABLE
     stmt = _insert(dialect, table)
     excluded = stmt.excluded
     return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
@@ -132,26 +130,26 @@ def flow_upsert(dialect: str) -> Insert:
     )
 
 
-def insert_once(dialect: str, model: Any) -> Insert:
+def insert_once(dialect: str, table: Table) -> Insert:
     """An insert that leaves an existing row with the same natural key alone."""
-    return _insert(dialect, core_table(model)).on_conflict_do_nothing()  # type: ignore[no-any-return]
+    return _insert(dialect, table).on_conflict_do_nothing()  # type: ignore[no-any-return]
 
 
 def smtp_insert(dialect: str) -> Insert:
     """Insert of mail transactions, once per natural key."""
-    return insert_once(dialect, SmtpRow)
+    return insert_once(dialect, SMTP_TABLE)
 
 
 def socks_insert(dialect: str) -> Insert:
     """Insert of SOCKS requests, once per natural key."""
-    return insert_once(dialect, SocksRow)
+    return insert_once(dialect, SOCKS_TABLE)
 
 
 def connect_insert(dialect: str) -> Insert:
     """Insert of HTTP CONNECT requests, once per natural key."""
-    return insert_once(dialect, ConnectRow)
+    return insert_once(dialect, CONNECT_TABLE)
 
 
 def ingested_file_insert(dialect: str) -> Insert:
     """Insert of an ingested file's digest, once."""
-    return insert_once(dialect, IngestedFile)
+    return insert_once(dialect, INGESTED_FILE_TABLE)

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from rolecall.inventory.tables import SmtpRow, core_table
+from rolecall.inventory.tables import SMTP_TABLE
 from rolecall.reports.clusters.where import Condition, matches
 from rolecall.reports.errors import ReportInputError
 from rolecall.reports.geo import GeoInfo, GeoLookup
@@ -120,7 +120,7 @@ def _smtp_rows(
     A proxy's own copy of a message it relays for a client (``relayed_for``) is left out:
     the client's transaction, read inside its tunnel, is that message.
     """
-    table = core_table(SmtpRow)
+    table = SMTP_TABLE
     columns = [
         table.c[name]
         for name in ("client", "server", "subject", "mail_from", "rcpt_to", "user_agent", "helo")
@@ -146,7 +146,7 @@ def client_mail(connection: Connection, client: str, fields: Sequence[str]) -> l
     Only the fields' columns are read, and alike rows come once with their ``repeats``:
     one host's mail repeats itself, and its rows are read by the client index alone.
     """
-    table = core_table(SmtpRow)
+    table = SMTP_TABLE
     columns = [table.c[_column_of(check_field(name, "FIELD"))] for name in sorted(set(fields))]
     stmt = (
         select(*columns, func.count().label("repeats"))

@@ -7,7 +7,8 @@ Create Date: 2026-11-24 02:50:00.000000
 
 import sqlalchemy as sa
 from alembic import op
-from sqlmodel.sql.sqltypes import AutoString, UTCDateTime
+
+from rolecall.inventory.sql.column_types import UTCDateTime
 
 revision = "0002"
 down_revision = "0001"
@@ -20,8 +21,8 @@ def upgrade() -> None:
     op.create_table(
         "asset_group",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("address", AutoString(), nullable=False),
-        sa.Column("name", AutoString(), nullable=False),
+        sa.Column("address", sa.String(), nullable=False),
+        sa.Column("name", sa.String(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("address", "name", name="uq_asset_group"),
     )
@@ -29,8 +30,8 @@ def upgrade() -> None:
     op.create_table(
         "daily_metric",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("metric", AutoString(), nullable=False),
-        sa.Column("grp", AutoString(), nullable=False),
+        sa.Column("metric", sa.String(), nullable=False),
+        sa.Column("grp", sa.String(), nullable=False),
         sa.Column("day", sa.Date(), nullable=False),
         sa.Column("value", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
@@ -38,7 +39,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "derive_state",
-        sa.Column("key", AutoString(), nullable=False),
+        sa.Column("key", sa.String(), nullable=False),
         sa.Column("value", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("key"),
     )

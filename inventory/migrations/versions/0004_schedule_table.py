@@ -7,9 +7,9 @@ Create Date: 2026-12-02 20:00:00.000000
 
 import sqlalchemy as sa
 from alembic import op
-from sqlmodel.sql.sqltypes import AutoString, UTCDateTime
 
 from rolecall.inventory.migrations.legacy_jobs import LEGACY_TABLE, convert_legacy_jobs
+from rolecall.inventory.sql.column_types import UTCDateTime
 
 revision = "0004"
 down_revision = "0003"
@@ -21,12 +21,12 @@ def upgrade() -> None:
     """Apply this revision."""
     op.create_table(
         "schedule",
-        sa.Column("id", AutoString(), nullable=False),
-        sa.Column("kind", AutoString(), nullable=False),
+        sa.Column("id", sa.String(), nullable=False),
+        sa.Column("kind", sa.String(), nullable=False),
         sa.Column("arguments", sa.Text(), nullable=False),
-        sa.Column("cron", AutoString(), nullable=False),
+        sa.Column("cron", sa.String(), nullable=False),
         sa.Column("every", sa.Integer(), nullable=False),
-        sa.Column("origin", AutoString(), nullable=False),
+        sa.Column("origin", sa.String(), nullable=False),
         sa.Column("created", UTCDateTime(), nullable=False),
         sa.Column("next_run", UTCDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id"),

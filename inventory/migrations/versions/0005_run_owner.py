@@ -7,7 +7,6 @@ Create Date: 2026-12-02 21:00:00.000000
 
 import sqlalchemy as sa
 from alembic import op
-from sqlmodel.sql.sqltypes import AutoString
 
 revision = "0005"
 down_revision = "0004"
@@ -18,14 +17,12 @@ depends_on = None
 def upgrade() -> None:
     """Apply this revision."""
     with op.batch_alter_table("run", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("owner_host", AutoString(), server_default="", nullable=False)
-        )
+        batch_op.add_column(sa.Column("owner_host", sa.String(), server_default="", nullable=False))
         batch_op.add_column(
             sa.Column("owner_pid", sa.Integer(), server_default="0", nullable=False)
         )
         batch_op.add_column(
-            sa.Column("owner_process", AutoString(), server_default="", nullable=False)
+            sa.Column("owner_process", sa.String(), server_default="", nullable=False)
         )
         batch_op.create_index("ix_run_status", ["status"], unique=False)
 

@@ -7,7 +7,8 @@ Create Date: 2026-12-03 04:00:00.000000
 
 import sqlalchemy as sa
 from alembic import op
-from sqlmodel.sql.sqltypes import AutoString, UTCDateTime
+
+from rolecall.inventory.sql.column_types import UTCDateTime
 
 revision = "0006"
 down_revision = "0005"
@@ -20,11 +21,11 @@ def upgrade() -> None:
     op.create_table(
         "alert_event",
         sa.Column("sequence", sa.Integer(), nullable=False),
-        sa.Column("action", AutoString(), nullable=False),
+        sa.Column("action", sa.String(), nullable=False),
         sa.Column("at", UTCDateTime(), nullable=False),
-        sa.Column("rule", AutoString(), nullable=False),
-        sa.Column("address", AutoString(), nullable=False),
-        sa.Column("severity", AutoString(), nullable=False),
+        sa.Column("rule", sa.String(), nullable=False),
+        sa.Column("address", sa.String(), nullable=False),
+        sa.Column("severity", sa.String(), nullable=False),
         sa.Column("summary", sa.Text(), nullable=False),
         sa.Column("roles", sa.Text(), nullable=False),
         sa.Column("groups", sa.Text(), nullable=False),
@@ -38,13 +39,13 @@ def upgrade() -> None:
     )
     op.create_table(
         "alert_cursor",
-        sa.Column("output", AutoString(), nullable=False),
+        sa.Column("output", sa.String(), nullable=False),
         sa.Column("sequence", sa.Integer(), nullable=False),
         sa.Column("updated", UTCDateTime(), nullable=False),
         sa.Column("error", sa.Text(), nullable=False),
         sa.Column("error_at", UTCDateTime(), nullable=True),
         sa.Column("recent", sa.Text(), nullable=False),
-        sa.Column("holder", AutoString(), nullable=False),
+        sa.Column("holder", sa.String(), nullable=False),
         sa.Column("held_until", UTCDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("output"),
     )

@@ -7,7 +7,8 @@ Create Date: 2026-12-03 06:00:00.000000
 
 import sqlalchemy as sa
 from alembic import op
-from sqlmodel.sql.sqltypes import AutoString, UTCDateTime
+
+from rolecall.inventory.sql.column_types import UTCDateTime
 
 revision = "0007"
 down_revision = "0006"
@@ -21,16 +22,16 @@ def upgrade() -> None:
         "connect",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("ts", UTCDateTime(), nullable=False),
-        sa.Column("client", AutoString(), nullable=False),
+        sa.Column("client", sa.String(), nullable=False),
         sa.Column("client_port", sa.Integer(), nullable=False),
-        sa.Column("proxy", AutoString(), nullable=False),
+        sa.Column("proxy", sa.String(), nullable=False),
         sa.Column("proxy_port", sa.Integer(), nullable=False),
-        sa.Column("user", AutoString(), nullable=False),
-        sa.Column("password", AutoString(), nullable=False),
+        sa.Column("user", sa.String(), nullable=False),
+        sa.Column("password", sa.String(), nullable=False),
         sa.Column("status", sa.Integer(), nullable=False),
-        sa.Column("request_host", AutoString(), nullable=False),
+        sa.Column("request_host", sa.String(), nullable=False),
         sa.Column("request_port", sa.Integer(), nullable=False),
-        sa.Column("source", AutoString(), nullable=False),
+        sa.Column("source", sa.String(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint(
             "ts", "client", "client_port", "proxy", "proxy_port", "source", name="uq_connect"
@@ -40,7 +41,7 @@ def upgrade() -> None:
     op.create_index("ix_connect_proxy", "connect", ["proxy"], unique=False)
     with op.batch_alter_table("smtp", schema=None) as batch_op:
         batch_op.add_column(
-            sa.Column("relayed_for", AutoString(), server_default="", nullable=False)
+            sa.Column("relayed_for", sa.String(), server_default="", nullable=False)
         )
 
 

@@ -7,7 +7,8 @@ Create Date: 2026-12-03 09:20:00.000000
 
 import sqlalchemy as sa
 from alembic import op
-from sqlmodel.sql.sqltypes import AutoString, UTCDateTime
+
+from rolecall.inventory.sql.column_types import UTCDateTime
 
 revision = "0009"
 down_revision = "0008"
@@ -22,12 +23,12 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("run_id", sa.Integer(), nullable=False),
         sa.Column("position", sa.Integer(), nullable=False),
-        sa.Column("site", AutoString(), nullable=False),
+        sa.Column("site", sa.String(), nullable=False),
         sa.Column("targets", sa.Text(), nullable=False),
         sa.Column("addresses", sa.Integer(), nullable=False),
-        sa.Column("state", AutoString(), nullable=False),
-        sa.Column("task_id", AutoString(), nullable=False),
-        sa.Column("worker", AutoString(), nullable=False),
+        sa.Column("state", sa.String(), nullable=False),
+        sa.Column("task_id", sa.String(), nullable=False),
+        sa.Column("worker", sa.String(), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("queued", UTCDateTime(), nullable=False),
         sa.Column("started", UTCDateTime(), nullable=True),

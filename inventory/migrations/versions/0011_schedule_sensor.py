@@ -9,7 +9,6 @@ Create Date: 2026-12-03 10:00:00.000000
 
 import sqlalchemy as sa
 from alembic import op
-from sqlmodel.sql.sqltypes import AutoString
 
 revision = "0011"
 down_revision = "0010"
@@ -20,7 +19,7 @@ depends_on = None
 def upgrade() -> None:
     """Apply this revision."""
     with op.batch_alter_table("schedule", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("sensor", AutoString(), server_default="", nullable=False))
+        batch_op.add_column(sa.Column("sensor", sa.String(), server_default="", nullable=False))
 
 
 def downgrade() -> None:
