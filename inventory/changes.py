@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Connection, Select, func, select
+from sqlalchemy import Connection, Row, Select, func, select
 
 from rolecall.inventory.findings import FindingView, view
 from rolecall.inventory.tables import ASSET_TABLE, FINDING_TABLE, ROLE_TABLE, SERVICE_TABLE
@@ -14,6 +15,7 @@ from rolecall.inventory.text_order import by_code_point
 
 # A port as (address, port, transport).
 Port = tuple[str, int, str]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,68 @@ class Changes:
     new_findings: list[FindingView]
     resolved_findings: list[FindingView]
     open_findings: list[FindingView]
+
+
+@dataclass(frozen=True)
+class Head(Generic[T]):
+    """The first items of a changes list and how many items the whole list holds."""
+
+    items: list[T]
+    total: int
+
+
+@dataclass(frozen=True)
+class Listing(Generic[T]):
+    """One changes list: the query selecting it in its order, and the item a row makes."""
+
+    query: Select[Any]
+    item: Callable[[Row[Any]], T]
+
+    def all(self, connection: Connection) -> list[T]:
+        """Every item of the list, in order."""
+        return [self.item(row) for row in connection.execute(self.query)]
+
+    def count(self, connection: Connection) -> int:
+        """How many items the list holds, counted by the database."""
+        counted = select(func.count()).select_from(self.query.order_by(None).subquery())
+        return int(connection.execute(counted).scalar_one())
+
+    def head(self, connection: Connection, limit: int) -> Head[T]:
+        """The first `limit` items, and the whole list's length counted by the database."""
+        rows = list(connection.execute(self.query.limit(limit)))
+        # A list shorter than the limit is all there: no need to count it again.
+        total = len(rows) if len(rows) < limit else self.count(connection)
+        return Head([self.item(row) for row in rows], total)
+
+
+@dataclass(frozen=True)
+class ChangeListings:
+    """The lists of Changes as listings, the one definition of what each list holds."""
+
+    new_assets: Listing[str]
+    gone_assets: Listing[str]
+    opened_ports: Listing[Port]
+    closed_ports: Listing[Port]
+    new_roles: Listing[tuple[str, str]]
+    lost_roles: Listing[tuple[str, str]]
+    new_findings: Listing[FindingView]
+    resolved_findings: Listing[FindingView]
+    open_findings: Listing[FindingView]
+
+
+def _address(row: Row[Any]) -> str:
+    """An asset row's address."""
+    return str(row.address)
+
+
+def _role(row: Row[Any]) -> tuple[str, str]:
+    """A role row as (address, role)."""
+    return (row.address, row.role)
+
+
+def _port(row: Row[Any]) -> Port:
+    """A port row as (address, port, transport)."""
+    return (row.address, row.port, row.transport)
 
 
 def _role_spans() -> tuple[Select[Any], Any, Any]:
@@ -54,24 +118,26 @@ def _port_spans() -> tuple[Select[Any], Any, Any]:
     return select(*key).group_by(*key).order_by(*map(by_code_point, key)), first, last
 
 
-def _ports(connection: Connection, query: Select[Any]) -> list[Port]:
-    """The ports a span query selects."""
-    return [(row.address, row.port, row.transport) for row in connection.execute(query)]
+def _assets(*where: Any) -> Listing[str]:
+    """Addresses of the assets matching the conditions, in address order."""
+    asset = ASSET_TABLE
+    query = select(asset.c.address).where(*where).order_by(by_code_point(asset.c.address))
+    return Listing(query, _address)
 
 
-def _findings(connection: Connection, *where: Any) -> list[FindingView]:
+def _findings(*where: Any) -> Listing[FindingView]:
     """Findings matching the conditions, by rule and address."""
     finding = FINDING_TABLE
-    stmt = (
+    query = (
         select(finding)
         .where(*where)
         .order_by(by_code_point(finding.c.rule), by_code_point(finding.c.address))
     )
-    return [view(row) for row in connection.execute(stmt)]
+    return Listing(query, view)
 
 
-def changes_between(connection: Connection, since: datetime, until: datetime) -> Changes:
-    """What the evidence shows changed in [since, until).
+def change_listings(since: datetime, until: datetime) -> ChangeListings:
+    """What the evidence shows changed in [since, until), as one listing per list.
 
     New (host, port, role): first seen in the window. Gone host: last seen in the
     period of the window's length just before `since`, not since. Closed port and
@@ -80,55 +146,46 @@ def changes_between(connection: Connection, since: datetime, until: datetime) ->
     or acknowledged and first seen before `until`.
     The database does the filtering: only what changed is read.
     """
-    asset, finding = ASSET_TABLE, FINDING_TABLE
-    new_assets = list(
-        connection.execute(
-            select(asset.c.address)
-            .where(asset.c.first_seen >= since, asset.c.first_seen < until)
-            .order_by(by_code_point(asset.c.address))
-        ).scalars()
-    )
-    spans, first, last = _role_spans()
-    new_roles = [
-        (row.address, row.role)
-        for row in connection.execute(spans.having(first >= since, first < until))
-    ]
+    asset, finding, role, service = ASSET_TABLE, FINDING_TABLE, ROLE_TABLE, SERVICE_TABLE
     active = select(asset.c.address).where(asset.c.last_seen >= since, asset.c.first_seen < until)
-    role = ROLE_TABLE
-    lost_roles = [
-        (row.address, row.role)
-        for row in connection.execute(spans.where(role.c.address.in_(active)).having(last < since))
-    ]
-    gone_assets = list(
-        connection.execute(
-            select(asset.c.address)
-            .where(asset.c.last_seen >= since - (until - since), asset.c.last_seen < since)
-            .order_by(by_code_point(asset.c.address))
-        ).scalars()
-    )
+    roles, role_first, role_last = _role_spans()
     ports, port_first, port_last = _port_spans()
-    service = SERVICE_TABLE
-    return Changes(
-        new_assets=new_assets,
-        gone_assets=gone_assets,
-        opened_ports=_ports(connection, ports.having(port_first >= since, port_first < until)),
-        closed_ports=_ports(
-            connection, ports.where(service.c.address.in_(active)).having(port_last < since)
+    return ChangeListings(
+        new_assets=_assets(asset.c.first_seen >= since, asset.c.first_seen < until),
+        gone_assets=_assets(
+            asset.c.last_seen >= since - (until - since), asset.c.last_seen < since
         ),
-        new_roles=new_roles,
-        lost_roles=lost_roles,
-        new_findings=_findings(
-            connection, finding.c.first_seen >= since, finding.c.first_seen < until
+        opened_ports=Listing(ports.having(port_first >= since, port_first < until), _port),
+        closed_ports=Listing(
+            ports.where(service.c.address.in_(active)).having(port_last < since), _port
         ),
+        new_roles=Listing(roles.having(role_first >= since, role_first < until), _role),
+        lost_roles=Listing(
+            roles.where(role.c.address.in_(active)).having(role_last < since), _role
+        ),
+        new_findings=_findings(finding.c.first_seen >= since, finding.c.first_seen < until),
         resolved_findings=_findings(
-            connection,
             finding.c.status == "resolved",
             finding.c.last_seen >= since,
             finding.c.last_seen < until,
         ),
         open_findings=_findings(
-            connection,
-            finding.c.status.in_(("open", "acknowledged")),
-            finding.c.first_seen < until,
+            finding.c.status.in_(("open", "acknowledged")), finding.c.first_seen < until
         ),
+    )
+
+
+def changes_between(connection: Connection, since: datetime, until: datetime) -> Changes:
+    """Every item of every list of what changed in [since, until) (see change_listings)."""
+    listings = change_listings(since, until)
+    return Changes(
+        new_assets=listings.new_assets.all(connection),
+        gone_assets=listings.gone_assets.all(connection),
+        opened_ports=listings.opened_ports.all(connection),
+        closed_ports=listings.closed_ports.all(connection),
+        new_roles=listings.new_roles.all(connection),
+        lost_roles=listings.lost_roles.all(connection),
+        new_findings=listings.new_findings.all(connection),
+        resolved_findings=listings.resolved_findings.all(connection),
+        open_findings=listings.open_findings.all(connection),
     )

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
 
-from rolecall.inventory.changes import Changes, changes_between
+from rolecall.inventory.changes import change_listings
 from rolecall.inventory.exports import iso
-from rolecall.inventory.groups import groups_of, mail_clients_by_group
+from rolecall.inventory.groups import groups_of_addresses, mail_clients_by_group
 from rolecall.inventory.history import DayPoint, daily_points
 from rolecall.inventory.store import utcnow
 from rolecall.reports import queries
@@ -75,21 +74,29 @@ def _group_section(connection: Connection, limit: int) -> tuple[BarChart, list[G
     return chart, targets
 
 
-def _changes_view(connection: Connection, changes: Changes, limit: int) -> ChangesView:
-    """The period's changes cut to the row limit, with whole counts."""
+def _changes_view(
+    connection: Connection, since: datetime, until: datetime, limit: int
+) -> ChangesView:
+    """The period's changes cut to the row limit, with whole counts (the rest is not read)."""
+    listings = change_listings(since, until)
+    new_assets = listings.new_assets.head(connection, limit)
+    new_roles = listings.new_roles.head(connection, limit)
+    lost_roles = listings.lost_roles.head(connection, limit)
+    new_findings = listings.new_findings.head(connection, limit)
+    resolved_findings = listings.resolved_findings.head(connection, limit)
     return ChangesView(
-        changes.new_assets[:limit],
-        [f"{address} {role}" for address, role in changes.new_roles[:limit]],
-        [f"{address} {role}" for address, role in changes.lost_roles[:limit]],
-        queries.finding_items(connection, changes.new_findings[:limit]),
-        queries.finding_items(connection, changes.resolved_findings[:limit]),
+        new_assets.items,
+        [f"{address} {role}" for address, role in new_roles.items],
+        [f"{address} {role}" for address, role in lost_roles.items],
+        queries.finding_items(connection, new_findings.items),
+        queries.finding_items(connection, resolved_findings.items),
         {
-            "new_assets": len(changes.new_assets),
-            "new_roles": len(changes.new_roles),
-            "lost_roles": len(changes.lost_roles),
-            "new_findings": len(changes.new_findings),
-            "resolved_findings": len(changes.resolved_findings),
-            "open_findings": len(changes.open_findings),
+            "new_assets": new_assets.total,
+            "new_roles": new_roles.total,
+            "lost_roles": lost_roles.total,
+            "new_findings": new_findings.total,
+            "resolved_findings": resolved_findings.total,
+            "open_findings": listings.open_findings.count(connection),
         },
     )
 
@@ -115,10 +122,9 @@ def build_report(
 ) -> ReportData:
     """Everything the report of [since, until) shows, read in one connection."""
     limit = settings.row_limit
-    groups = groups_of(connection)
-    group_counts = Counter(name for names in groups.values() for name in names)
     open_counts = queries.finding_counts(connection)
     findings = queries.open_findings(connection, limit)
+    finding_groups = groups_of_addresses(connection, sorted({item.address for item in findings}))
     chart, targets = _group_section(connection, limit)
     generated = utcnow()
     return ReportData(
@@ -129,12 +135,12 @@ def build_report(
         generated=iso(generated),
         assets=queries.count_assets(connection),
         roles=queries.role_counts(connection),
-        groups=sorted(group_counts.items(), key=lambda item: (-item[1], item[0])),
+        groups=queries.group_counts(connection),
         open_by_severity=open_counts,
-        changes=_changes_view(connection, changes_between(connection, since, until), limit),
+        changes=_changes_view(connection, since, until, limit),
         findings=findings,
         findings_total=sum(open_counts.values()),
-        hosts=queries.host_details(connection, findings, groups),
+        hosts=queries.host_details(connection, findings, finding_groups),
         clients_chart=history_chart(
             connection, "Distinct SMTP clients per day, 90 days", "smtp_clients", 90, until
         ),
@@ -151,6 +157,6 @@ def build_report(
         software=queries.mail_software(connection, since, until, limit),
         servers=queries.servers(connection, limit),
         clusters=mail_clusters(connection, geo, since, until),
-        inventory=queries.inventory_page(connection, groups, limit),
+        inventory=queries.inventory_page(connection, limit),
         row_limit=limit,
     )

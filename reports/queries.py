@@ -12,8 +12,10 @@ from sqlalchemy import Connection, Table, func, select
 
 from rolecall.inventory.exports import inventory_rows, iso
 from rolecall.inventory.findings import FindingView, view
+from rolecall.inventory.groups import groups_of_addresses
 from rolecall.inventory.sql.in_lists import in_slices
 from rolecall.inventory.tables import (
+    ASSET_GROUP_TABLE,
     ASSET_TABLE,
     FINDING_TABLE,
     HOSTNAME_TABLE,
@@ -104,6 +106,14 @@ def role_counts(connection: Connection) -> list[tuple[str, int]]:
     """How many hosts play each role, most common first."""
     role = ROLE_TABLE
     stmt = select(role.c.role, func.count(role.c.address.distinct())).group_by(role.c.role)
+    rows = [(str(name), int(count)) for name, count in connection.execute(stmt)]
+    return sorted(rows, key=lambda item: (-item[1], item[0]))
+
+
+def group_counts(connection: Connection) -> list[tuple[str, int]]:
+    """How many hosts each asset group holds, largest first."""
+    member = ASSET_GROUP_TABLE
+    stmt = select(member.c.name, func.count()).group_by(member.c.name)
     rows = [(str(name), int(count)) for name, count in connection.execute(stmt)]
     return sorted(rows, key=lambda item: (-item[1], item[0]))
 
@@ -288,14 +298,14 @@ def _server_ports(
     return {key: (sorted(ports), sorted(products)) for key, (ports, products) in found.items()}
 
 
-def inventory_page(
-    connection: Connection, groups: dict[str, list[str]], limit: int
-) -> list[dict[str, Any]]:
+def inventory_page(connection: Connection, limit: int) -> list[dict[str, Any]]:
     """The first limit inventory rows (address order), with groups filled in."""
     rows: list[dict[str, Any]] = []
     for row in inventory_rows(connection):
-        row["groups"] = groups.get(row["address"], [])
         rows.append(row)
         if len(rows) >= limit:
             break
+    groups = groups_of_addresses(connection, [row["address"] for row in rows])
+    for row in rows:
+        row["groups"] = groups.get(row["address"], [])
     return rows
