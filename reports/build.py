@@ -5,17 +5,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection
 
 from rolecall.inventory.changes import change_listings
 from rolecall.inventory.exports import iso
-from rolecall.inventory.groups import groups_of_addresses, mail_clients_by_group
+from rolecall.inventory.groups import groups_of_addresses, mail_client_groups
 from rolecall.inventory.history import DayPoint, daily_points
 from rolecall.inventory.store import utcnow
 from rolecall.reports import queries
 from rolecall.reports.charts import BarChart, LineChart, SeriesPoint, bar_chart, line_chart
-from rolecall.reports.clusters.view import ClusterResult, cluster_mail
+from rolecall.reports.clusters.view import (
+    ClusterResult,
+    cluster_mail,
+    mail_columns,
+    period_mail,
+)
 from rolecall.reports.geo import GeoLookup
 from rolecall.reports.model import ChangesView, GroupHosts, ReportData
 
@@ -62,9 +68,9 @@ def day_chart(title: str, points: Sequence[DayPoint], threshold: bool = False) -
 
 def _group_section(connection: Connection, limit: int) -> tuple[BarChart, list[GroupHosts]]:
     """The email-clients-per-group bar chart and the host lists its bars link to."""
-    counted = mail_clients_by_group(connection)
+    counted = mail_client_groups(connection, limit)
     targets = [
-        GroupHosts(f"group-{index}", item.group, sorted(item.addresses)[:limit], item.count)
+        GroupHosts(f"group-{index}", item.group, item.addresses, item.count)
         for index, item in enumerate(counted, start=1)
     ]
     chart = bar_chart(
@@ -106,8 +112,15 @@ def mail_clusters(
 ) -> list[ClusterResult]:
     """The report's mail clusters for the period: subjects by recipient, senders by network."""
     found = []
+    read: dict[tuple[str, ...], list[Any]] = {}
     for field_name, on in REPORT_CLUSTERS:
-        result = cluster_mail(connection, field_name, on, [], geo, since=since, until=until)
+        # Clusters on the same columns (the client's network, its organisation) share one read.
+        columns = mail_columns((field_name, on))
+        if columns not in read:
+            read[columns] = list(period_mail(connection, (field_name, on), since, until))
+        result = cluster_mail(
+            connection, field_name, on, [], geo, rows=read[columns], most=CLUSTERS_SHOWN
+        )
         shown = result.clusters[:CLUSTERS_SHOWN]
         found.append(ClusterResult(result.field, result.on, result.messages, shown))
     return found

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, func, select
+from sqlalchemy import Connection, Table, case, func, select
 
 from rolecall.inventory.exports import inventory_rows, iso
 from rolecall.inventory.findings import FindingView, view
@@ -233,13 +233,13 @@ def mail_software(
         messages[agent] += int(count)
         clients[agent].add(client)
     shown = sorted(messages, key=lambda agent: (-messages[agent], agent))[:limit]
-    everyone = sorted({client for agent in shown for client in clients[agent]})
+    listed = {agent: sorted(clients[agent])[:limit] for agent in shown}
+    # Roles of the hosts listed only: an agent may have sent from every host of the network.
+    everyone = sorted({client for hosts in listed.values() for client in hosts})
     roles = _by_address(connection, ROLE_TABLE, "role", everyone)
     return [
         SoftwareSeen(
-            agent,
-            messages[agent],
-            [(client, roles.get(client, [])) for client in sorted(clients[agent])[:limit]],
+            agent, messages[agent], [(client, roles.get(client, [])) for client in listed[agent]]
         )
         for agent in shown
     ]
@@ -247,21 +247,9 @@ def mail_software(
 
 def servers(connection: Connection, limit: int) -> list[ServerSeen]:
     """SOCKS proxies and SMTP servers with how open each is, the open ones first."""
-    role = ROLE_TABLE
-    stmt = select(role.c.address, role.c.role).where(
-        role.c.role.in_(
-            [*SERVER_ROLES, *(name for pairs in SERVER_ROLES.values() for name, _ in pairs)]
-        )
-    )
-    held: defaultdict[str, set[str]] = defaultdict(set)
-    for address, name in connection.execute(stmt):
-        held[address].add(name)
     found: list[ServerSeen] = []
-    for kind, pairs in SERVER_ROLES.items():
-        for address in sorted(a for a, names in held.items() if kind in names):
-            states = [text for name, text in pairs if name in held[address]]
-            found.append(ServerSeen(kind, address, ", ".join(states) or "not shown open", [], []))
-    found.sort(key=lambda item: (item.kind, item.openness == "not shown open", item.address))
+    for kind in sorted(SERVER_ROLES):
+        found.extend(_servers_of(connection, kind, limit))
     found = found[:limit]
     ports = _server_ports(connection, [item.address for item in found])
     return [
@@ -274,6 +262,32 @@ def servers(connection: Connection, limit: int) -> list[ServerSeen]:
         )
         for item in found
     ]
+
+
+def _servers_of(connection: Connection, kind: str, limit: int) -> list[ServerSeen]:
+    """The first limit hosts playing a server role, the ones shown open first, then by address.
+
+    The database ranks every host of the role and reads only the ones shown.
+    """
+    role, pairs = ROLE_TABLE, SERVER_ROLES[kind]
+    names = [name for name, _ in pairs]
+
+    def held(*wanted: str) -> Any:
+        return func.max(case((role.c.role.in_(wanted), 1), else_=0))
+
+    stmt = (
+        select(role.c.address, *(held(name) for name in names))
+        .where(role.c.role.in_([kind, *names]))
+        .group_by(role.c.address)
+        .having(held(kind) == 1)
+        .order_by(held(*names).desc(), by_code_point(role.c.address))
+        .limit(limit)
+    )
+    found = []
+    for address, *flags in connection.execute(stmt):
+        states = [text for (_, text), flag in zip(pairs, flags, strict=True) if flag]
+        found.append(ServerSeen(kind, address, ", ".join(states) or "not shown open", [], []))
+    return found
 
 
 def _server_ports(

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Select, func, select
 
 from rolecall.inventory.tables import SMTP_TABLE
 from rolecall.reports.clusters.where import Condition, matches
@@ -112,25 +112,9 @@ def check_field(name: str, option: str) -> str:
     return name
 
 
-def _smtp_rows(
-    connection: Connection, since: datetime | None, until: datetime | None
-) -> Iterator[Any]:
-    """Stream the columns the cluster fields read of the mail transactions in [since, until).
-
-    A proxy's own copy of a message it relays for a client (``relayed_for``) is left out:
-    the client's transaction, read inside its tunnel, is that message.
-    """
-    table = SMTP_TABLE
-    columns = [
-        table.c[name]
-        for name in ("client", "server", "subject", "mail_from", "rcpt_to", "user_agent", "helo")
-    ]
-    stmt = select(*columns).where(table.c.relayed_for == "")
-    if since is not None:
-        stmt = stmt.where(table.c.ts >= since)
-    if until is not None:
-        stmt = stmt.where(table.c.ts < until)
-    yield from connection.execute(stmt)
+def mail_columns(fields: Iterable[str]) -> tuple[str, ...]:
+    """The smtp columns the fields are read from, each once, in name order."""
+    return tuple(sorted({_column_of(check_field(name, "FIELD")) for name in fields}))
 
 
 def _column_of(field_name: str) -> str:
@@ -140,20 +124,48 @@ def _column_of(field_name: str) -> str:
     return "client" if field_name.startswith("src_") else field_name
 
 
+def _alike_mail(fields: Iterable[str], *where: Any) -> Select[Any]:
+    """The mail transactions matching where, alike ones once with their ``repeats``.
+
+    Only the fields' columns are read. A proxy's own copy of a message it relays for a
+    client (``relayed_for``) is left out: the client's transaction, read inside its
+    tunnel, is that message.
+    """
+    table = SMTP_TABLE
+    columns = [table.c[name] for name in mail_columns(fields)]
+    return (
+        select(*columns, func.count().label("repeats"))
+        .where(table.c.relayed_for == "", *where)
+        .group_by(*columns)
+    )
+
+
+def period_mail(
+    connection: Connection,
+    fields: Iterable[str],
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Iterator[Any]:
+    """The mail transactions of [since, until), to cluster (cluster_mail ``rows``) by fields.
+
+    The database groups alike transactions (same values of the fields' columns): mail
+    repeats itself, and a cluster counts a row as its ``repeats`` messages.
+    """
+    table = SMTP_TABLE
+    where = []
+    if since is not None:
+        where.append(table.c.ts >= since)
+    if until is not None:
+        where.append(table.c.ts < until)
+    yield from connection.execute(_alike_mail(fields, *where))
+
+
 def client_mail(connection: Connection, client: str, fields: Sequence[str]) -> list[Any]:
     """One client's mail transactions, to cluster (cluster_mail ``rows``) by these fields.
 
-    Only the fields' columns are read, and alike rows come once with their ``repeats``:
-    one host's mail repeats itself, and its rows are read by the client index alone.
+    Alike rows come once with their ``repeats``; they are read by the client index alone.
     """
-    table = SMTP_TABLE
-    columns = [table.c[_column_of(check_field(name, "FIELD"))] for name in sorted(set(fields))]
-    stmt = (
-        select(*columns, func.count().label("repeats"))
-        .where(table.c.client == client, table.c.relayed_for == "")
-        .group_by(*columns)
-    )
-    return list(connection.execute(stmt))
+    return list(connection.execute(_alike_mail(fields, SMTP_TABLE.c.client == client)))
 
 
 def cluster_mail(
@@ -180,7 +192,10 @@ def cluster_mail(
     counts: defaultdict[str, int] = defaultdict(int)
     others: defaultdict[str, defaultdict[str, int]] = defaultdict(lambda: defaultdict(int))
     total = 0
-    for row in _smtp_rows(connection, since, until) if rows is None else rows:
+    if rows is None:
+        read = {field_name, on, *readers}
+        rows = period_mail(connection, read, since, until)
+    for row in rows:
         if conditions:
             values = {name: read(row, geo) for name, read in readers.items()}
             if not matches(conditions, values):
