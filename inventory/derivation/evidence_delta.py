@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, Table, delete, func, select
 
-from rolecall.inventory.sql.in_lists import in_slices
+from rolecall.inventory.sql.in_lists import in_list
 from rolecall.inventory.tables import (
     ASSET_TABLE,
     CONNECT_TABLE,
@@ -196,16 +196,16 @@ def tunnelled_smtp_rows(
     """
     table = SMTP_TABLE
     hosts = sorted({host for pair in pairs for host in pair})
-    found: list[Any] = []
-    for chunk in in_slices(hosts):
-        rows = connection.execute(
-            select(table).where(table.c.client.in_(chunk), table.c.id <= marks.smtp_id)
-        )
-        found.extend(
-            row
-            for row in rows
-            if (row.client, row.via_proxy) in pairs or (row.relayed_for, row.client) in pairs
-        )
+    if not hosts:
+        return
+    among = in_list(connection.dialect, table.c.client, hosts)
+    rows = connection.execute(select(table).where(among, table.c.id <= marks.smtp_id))
+    found = [
+        row
+        for row in rows
+        if (row.client, row.via_proxy) in pairs or (row.relayed_for, row.client) in pairs
+    ]
+    # Sorted here: ORDER BY id could lead the database to walk every row in id order.
     yield from sorted(found, key=lambda row: int(row.id))
 
 

@@ -16,7 +16,7 @@ from typing import Final
 
 from sqlalchemy import Connection, delete, func, or_, select, update
 
-from rolecall.inventory.sql.in_lists import in_slices
+from rolecall.inventory.sql.in_lists import in_list
 from rolecall.inventory.tables import (
     CONNECT_TABLE,
     FLOW_TABLE,
@@ -67,24 +67,20 @@ def _heard(connection: Connection, addresses: Sequence[str] | None) -> dict[Pair
         )
         .distinct()
     )
-    chunks: Iterable[Sequence[str] | None] = [None] if addresses is None else in_slices(addresses)
+    if addresses is not None:
+        if not addresses:
+            return {}
+        dialect = connection.dialect
+        spoken = spoken.where(in_list(dialect, obs.c.address, addresses))
+        carried = carried.where(in_list(dialect, socks.c.proxy, addresses))
+        proxied = proxied.where(in_list(dialect, connect.c.proxy, addresses))
     heard: dict[Pair, set[str]] = {}
-    for chunk in chunks:
-        statements = (
-            (spoken, carried, proxied)
-            if chunk is None
-            else (
-                spoken.where(obs.c.address.in_(chunk)),
-                carried.where(socks.c.proxy.in_(chunk)),
-                proxied.where(connect.c.proxy.in_(chunk)),
-            )
-        )
-        for address, port, value in connection.execute(statements[0]):
-            heard.setdefault((address, port), set()).add(str(value))
-        for address, port, version in connection.execute(statements[1]):
-            heard.setdefault((address, port), set()).add(f"socks{version}")
-        for address, port in connection.execute(statements[2]):
-            heard.setdefault((address, port), set()).add(HTTP_PROXY)
+    for address, port, value in connection.execute(spoken):
+        heard.setdefault((address, port), set()).add(str(value))
+    for address, port, version in connection.execute(carried):
+        heard.setdefault((address, port), set()).add(f"socks{version}")
+    for address, port in connection.execute(proxied):
+        heard.setdefault((address, port), set()).add(HTTP_PROXY)
     return heard
 
 

@@ -31,7 +31,7 @@ from rolecall.inventory.derivation.role_rules import CLIENT_ROLES
 from rolecall.inventory.findings import merged_evidence
 from rolecall.inventory.rules.host_roles import HeldRole, roles_of
 from rolecall.inventory.sql.bulk import BulkStatement
-from rolecall.inventory.sql.in_lists import in_slices
+from rolecall.inventory.sql.in_lists import in_list
 from rolecall.inventory.tables import ROLE_TABLE, SERVICE_TABLE
 
 MAX_EVIDENCE: Final = 20
@@ -101,12 +101,10 @@ def _stored(
     before = case((table.c.last_seen < window_start, 1), else_=0)
     columns = (table.c.id, table.c.address, table.c.source, table.c.evidence, before)
     for role, addresses in by_role.items():
-        for chunk in in_slices(sorted(addresses)):
-            rows = connection.execute(
-                select(*columns).where(table.c.role == role, table.c.address.in_(chunk))
-            ).all()
-            for rid, address, source, evidence, old in rows:
-                stored[address, role, source] = StoredRole(rid, evidence, bool(old))
+        among = in_list(connection.dialect, table.c.address, sorted(addresses))
+        rows = connection.execute(select(*columns).where(table.c.role == role, among))
+        for rid, address, source, evidence, old in rows:
+            stored[address, role, source] = StoredRole(rid, evidence, bool(old))
     return stored
 
 
@@ -202,32 +200,33 @@ def refresh_workstations(connection: Connection, addresses: Sequence[str], since
     """
     table = ROLE_TABLE
     client = table.alias("client")
-    for chunk in in_slices(addresses):
-        spans = (
-            select(
-                client.c.address,
-                func.min(client.c.first_seen).label("first"),
-                func.max(client.c.last_seen).label("last"),
-            )
-            .where(
-                client.c.address.in_(chunk),
-                client.c.role.in_(sorted(CLIENT_ROLES)),
-                client.c.last_seen >= since,
-            )
-            .group_by(client.c.address)
-            .subquery()
+    if not addresses:
+        return
+    spans = (
+        select(
+            client.c.address,
+            func.min(client.c.first_seen).label("first"),
+            func.max(client.c.last_seen).label("last"),
         )
-        # One aggregate per slice, joined (UPDATE ... FROM), and only spans that moved.
-        connection.execute(
-            update(table)
-            .where(
-                table.c.role == "workstation",
-                table.c.address.in_(chunk),
-                table.c.address == spans.c.address,
-                or_(table.c.first_seen != spans.c.first, table.c.last_seen != spans.c.last),
-            )
-            .values(first_seen=spans.c.first, last_seen=spans.c.last)
+        .where(
+            in_list(connection.dialect, client.c.address, addresses),
+            client.c.role.in_(sorted(CLIENT_ROLES)),
+            client.c.last_seen >= since,
         )
+        .group_by(client.c.address)
+        .subquery()
+    )
+    # One aggregate, joined (UPDATE ... FROM), and only spans that moved.
+    connection.execute(
+        update(table)
+        .where(
+            table.c.role == "workstation",
+            in_list(connection.dialect, table.c.address, addresses),
+            table.c.address == spans.c.address,
+            or_(table.c.first_seen != spans.c.first, table.c.last_seen != spans.c.last),
+        )
+        .values(first_seen=spans.c.first, last_seen=spans.c.last)
+    )
 
 
 def merge_roles(
@@ -305,10 +304,8 @@ def _serving(connection: Connection, addresses: Sequence[str] | None, since: dat
     query = select(table.c.address).where(table.c.last_seen >= since).distinct()
     if addresses is None:
         return set(connection.execute(query).scalars())
-    found: set[str] = set()
-    for chunk in in_slices(addresses):
-        found.update(connection.execute(query.where(table.c.address.in_(chunk))).scalars())
-    return found
+    among = in_list(connection.dialect, table.c.address, addresses)
+    return set(connection.execute(query.where(among)).scalars())
 
 
 def _held(found: RoleAccumulator) -> dict[str, dict[str, HeldRole]]:
@@ -340,8 +337,9 @@ def judge_workstations(
     """
     table = ROLE_TABLE
     held: set[str] = set(addresses) if everything is not None else set()
-    for chunk in in_slices(addresses if everything is None else []):
-        is_workstation = table.c.address.in_(chunk) & (table.c.role == "workstation")
+    if everything is None and addresses:
+        among = in_list(connection.dialect, table.c.address, addresses)
+        is_workstation = among & (table.c.role == "workstation")
         held.update(connection.execute(select(table.c.address).where(is_workstation)).scalars())
         connection.execute(delete(table).where(is_workstation))
     since = newest - timedelta(days=window_days)

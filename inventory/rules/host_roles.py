@@ -12,7 +12,7 @@ from typing import Final
 from sqlalchemy import Connection, func, select
 
 from rolecall.inventory.findings import merged_evidence
-from rolecall.inventory.sql.in_lists import in_slices
+from rolecall.inventory.sql.in_lists import in_list, in_slices
 from rolecall.inventory.tables import ROLE_TABLE, SMTP_TABLE
 from rolecall.inventory.text_order import by_code_point
 
@@ -41,27 +41,28 @@ def roles_of(connection: Connection, addresses: Sequence[str]) -> dict[str, dict
     """Address -> role -> what holds it, for the given addresses."""
     table = ROLE_TABLE
     found: dict[str, dict[str, HeldRole]] = defaultdict(dict)
-    for chunk in in_slices(addresses):
-        rows = connection.execute(
-            select(
-                table.c.address,
-                table.c.role,
-                table.c.first_seen,
-                table.c.last_seen,
-                table.c.evidence,
-            )
-            .where(table.c.address.in_(chunk))
-            # Sources in one order, so a role's merged evidence is the same on every backend.
-            .order_by(by_code_point(table.c.source))
+    if not addresses:
+        return {}
+    rows = connection.execute(
+        select(
+            table.c.address,
+            table.c.role,
+            table.c.first_seen,
+            table.c.last_seen,
+            table.c.evidence,
         )
-        for address, role, first_seen, last_seen, evidence in rows:
-            held = found[address].get(role)
-            if held is None:
-                found[address][role] = HeldRole(first_seen, last_seen, [evidence])
-                continue
-            held.first_seen = min(held.first_seen, first_seen)
-            held.last_seen = max(held.last_seen, last_seen)
-            held.raw_evidence.append(evidence)
+        .where(in_list(connection.dialect, table.c.address, addresses))
+        # Sources in one order, so a role's merged evidence is the same on every backend.
+        .order_by(by_code_point(table.c.source))
+    )
+    for address, role, first_seen, last_seen, evidence in rows:
+        held = found[address].get(role)
+        if held is None:
+            found[address][role] = HeldRole(first_seen, last_seen, [evidence])
+            continue
+        held.first_seen = min(held.first_seen, first_seen)
+        held.last_seen = max(held.last_seen, last_seen)
+        held.raw_evidence.append(evidence)
     return dict(found)
 
 
@@ -71,10 +72,10 @@ def smtp_senders(connection: Connection, among: Collection[str] | None) -> set[s
     query = select(table.c.address).where(table.c.role == "smtp-client").distinct()
     if among is None:
         return set(connection.execute(query).scalars())
-    found: set[str] = set()
-    for chunk in in_slices(sorted(among)):
-        found.update(connection.execute(query.where(table.c.address.in_(chunk))).scalars())
-    return found
+    if not among:
+        return set()
+    listed = in_list(connection.dialect, table.c.address, sorted(among))
+    return set(connection.execute(query.where(listed)).scalars())
 
 
 def first_smtp_client(connection: Connection) -> datetime | None:

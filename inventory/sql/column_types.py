@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import types
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql.operators import OperatorType
+
+STORED_TEXT_LENGTH = len("2026-11-23 01:02:03.456789")
+"""SQLite's text of a stored timestamp (SQLAlchemy's format, microseconds always written)."""
 
 
 class UTCDateTime(types.TypeDecorator[datetime]):
@@ -38,6 +42,26 @@ class UTCDateTime(types.TypeDecorator[datetime]):
         if value.utcoffset() is None:
             raise ValueError(f"a naive datetime cannot be stored: {value.isoformat()}")
         return value.astimezone(UTC)
+
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Callable[[Any], Any] | None:
+        """As process_result_value, but SQLite's text with the zone appended is parsed in one C
+        call (building the naive value and then replacing its zone costs five times more)."""
+        slow = super().result_processor(dialect, coltype)
+        if dialect.name != "sqlite" or slow is None:
+            return slow
+
+        def process(value: Any) -> Any:
+            """The stored text as an aware UTC datetime."""
+            # Only the stored format, "YYYY-MM-DD HH:MM:SS.ffffff": a date alone with an
+            # offset appended would parse as a naive datetime.
+            if type(value) is str and len(value) == STORED_TEXT_LENGTH:
+                try:
+                    return datetime.fromisoformat(value + "+00:00")
+                except ValueError:
+                    pass  # not the stored format after all: the general path
+            return slow(value)
+
+        return process
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         """The stored value as an aware UTC datetime."""

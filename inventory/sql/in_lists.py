@@ -1,9 +1,13 @@
-"""Long value lists bound into SQL ``IN (...)``, cut into slices every database accepts."""
+"""Long value lists in SQL: bound as one parameter, or cut into slices every database accepts."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import Final, TypeVar
+import json
+from collections.abc import Collection, Iterator, Sequence
+from typing import Any, Final, TypeVar
+
+from sqlalchemy import ARRAY, ColumnElement, any_, func, literal, select
+from sqlalchemy.engine.interfaces import Dialect
 
 T = TypeVar("T")
 IN_LIST_SIZE: Final = 500
@@ -14,3 +18,19 @@ def in_slices(items: Sequence[T]) -> Iterator[Sequence[T]]:
     """Consecutive slices of at most IN_LIST_SIZE items."""
     for start in range(0, len(items), IN_LIST_SIZE):
         yield items[start : start + IN_LIST_SIZE]
+
+
+def in_list(
+    dialect: Dialect, column: ColumnElement[Any], values: Collection[Any]
+) -> ColumnElement[bool]:
+    """The condition that ``column`` is one of ``values`` (strings or integers), however many.
+
+    The list is one bound parameter (a JSON array that SQLite's json_each reads, an
+    array on PostgreSQL), so the statement is compiled once and cached whatever the
+    list's length, and one round trip serves the whole list; an expanding ``IN`` is
+    rendered anew on every execution, and a slice of it a statement.
+    """
+    if dialect.name == "postgresql":
+        return column == any_(literal(list(values), ARRAY(column.type)))
+    listed = func.json_each(literal(json.dumps(list(values)))).table_valued("value")
+    return column.in_(select(listed.c.value))
