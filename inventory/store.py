@@ -99,6 +99,45 @@ class _Pending:
             self.rows.clear()
 
 
+@dataclass
+class _Once:
+    """Rows of an insert-once table as tuples of driver values, the first of each key kept."""
+
+    statement: Insert
+    names: tuple[str, ...]
+    key: tuple[str, ...]
+    rows: dict[Any, tuple[Any, ...]] = field(default_factory=dict)
+    bulk: BulkStatement = field(init=False)
+    key_of: Callable[[tuple[Any, ...]], Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        """Prepare the statement for many rows at a time, and the row's key getter."""
+        self.bulk = BulkStatement(self.statement)
+        self.key_of = itemgetter(*(self.names.index(name) for name in self.key))
+
+    def stamp(self, connection: Connection, column: str) -> Callable[[Any], Any]:
+        """What turns a value of the column into the driver's, applied as rows are made."""
+        return self.bulk.processor(connection, self.names, column)
+
+    def add(self, row: tuple[Any, ...]) -> None:
+        """Queue a row unless a row with the same key is queued (the stored one stays)."""
+        self.rows.setdefault(self.key_of(row), row)
+
+    def days(self, column: str) -> list[Row]:
+        """The queued rows' distinct values of a column, as rows of that column alone."""
+        position = self.names.index(column)
+        return [{column: value} for value in {row[position] for row in self.rows.values()}]
+
+    def write(self, connection: Connection, converted: tuple[str, ...]) -> None:
+        """Write the queued rows with one executemany (columns in converted: done already)."""
+        if self.rows:
+            self.bulk.execute_values(connection, self.names, list(self.rows.values()), converted)
+            self.rows.clear()
+
+
+Sighting = tuple[str, str, datetime, datetime]
+
+
 class RecordWriter:
     """Writes records inside one open transaction, in batches."""
 
@@ -109,6 +148,8 @@ class RecordWriter:
         self._queued = 0
         self._flow_seq = 0
         self.counts: Counter[str] = Counter()
+        # Who saw which address when, in order: assets are made of them at each write.
+        self._sightings: list[Sighting] = []
         # PostgreSQL: the event tables' day partitions, made before a day's first rows.
         self._partitions = DayPartitions(connection) if dialect == "postgresql" else None
         self._tables = {
@@ -125,35 +166,38 @@ class RecordWriter:
             "service": _Pending(
                 upserts.service_upsert(dialect), KEYS["service"], rows.merge_service
             ),
-            "smtp": _Pending(upserts.smtp_insert(dialect), KEYS["smtp"], rows.keep_first),
-            "socks": _Pending(upserts.socks_insert(dialect), KEYS["socks"], rows.keep_first),
-            "connect": _Pending(upserts.connect_insert(dialect), KEYS["connect"], rows.keep_first),
             "flow": _Pending(upserts.flow_upsert(dialect), KEYS["flow"], rows.merge_flow),
         }
-
-    def _seen(self, address: str, source: str, first: datetime, last: datetime) -> None:
-        """Record that source saw address between first and last; only an IP is an asset.
-
-        Anything else where an address belongs (a host name) is a reader's mistake: no
-        asset is made of it, and it is counted (``not_addresses`` in the run's counts)
-        rather than costing the whole file; the record's own row keeps what it says.
-        """
-        queued = self._tables["asset_source"].rows.get((address, source))
-        if queued is not None:
-            # The common case at ingest rates: widen in place, no new rows.
-            queued["first_seen"] = min(queued["first_seen"], first)
-            queued["last_seen"] = max(queued["last_seen"], last)
-            return
-        if not is_ip_address(address):
-            self.counts["not_addresses"] += 1
-            return
-        span = {"first_seen": first, "last_seen": last}
-        self._tables["asset"].add({"address": address, **span})
-        self._tables["asset_source"].add({"address": address, "source": source, **span})
+        self._once = {
+            "smtp": _Once(upserts.smtp_insert(dialect), rows.SMTP_COLUMNS, KEYS["smtp"]),
+            "socks": _Once(upserts.socks_insert(dialect), rows.SOCKS_COLUMNS, KEYS["socks"]),
+            "connect": _Once(
+                upserts.connect_insert(dialect), rows.CONNECT_COLUMNS, KEYS["connect"]
+            ),
+        }
+        # Each insert-once row is made with its timestamp (and flag) already the driver's.
+        smtp, socks, connect = self._once["smtp"], self._once["socks"], self._once["connect"]
+        self._smtp_values = rows.smtp_values(
+            smtp.stamp(connection, "ts"), smtp.stamp(connection, "tls")
+        )
+        self._socks_values = rows.socks_values(socks.stamp(connection, "ts"))
+        self._connect_values = rows.connect_values(connect.stamp(connection, "ts"))
+        self._routes: dict[type, Callable[[Any], None]] = {
+            Observation: self._observation,
+            Service: self._service,
+            HostName: self._hostname,
+            SmtpTransaction: self._smtp,
+            SocksRequest: self._socks,
+            ConnectRequest: self._connect,
+            Flow: self._flow,
+        }
 
     def add(self, record: Record) -> None:
         """Queue one record (and the assets it names) for writing."""
-        self._route(record)
+        route = self._routes.get(type(record))
+        if route is None:
+            route = self._routes[_record_class(record)]
+        route(record)
         self.counts[type(record).__name__] += 1
         self._queued += 1
         if self._queued >= self._batch_size:
@@ -164,48 +208,102 @@ class RecordWriter:
         for record in records:
             self.add(record)
 
-    def _route(self, record: Record) -> None:
-        """Turn a record into rows of the tables it belongs in."""
-        match record:
-            case Observation():
-                self._tables["observation"].add(rows.observation_row(record))
-                self._seen(record.address, record.source, record.seen, record.seen)
-            case Service():
-                self._tables["service"].add(rows.service_row(record))
-                self._seen(record.address, record.source, record.seen, record.seen)
-            case HostName():
-                self._tables["hostname"].add(rows.hostname_row(record))
-                self._seen(record.address, record.source, record.seen, record.seen)
-            case SmtpTransaction():
-                self._tables["smtp"].add(rows.smtp_row(record))
-                self._seen(record.client, record.source, record.ts, record.ts)
-                # Mail tunnelled to a name (SOCKS or CONNECT by name) names no address.
-                if not record.via_proxy or is_ip_address(record.server):
-                    self._seen(record.server, record.source, record.ts, record.ts)
-            case SocksRequest():
-                self._tables["socks"].add(rows.socks_row(record))
-                self._seen(record.client, record.source, record.ts, record.ts)
-                self._seen(record.proxy, record.source, record.ts, record.ts)
-            case ConnectRequest():
-                self._tables["connect"].add(rows.connect_row(record))
-                self._seen(record.client, record.source, record.ts, record.ts)
-                self._seen(record.proxy, record.source, record.ts, record.ts)
-            case Flow():
-                self._tables["flow"].add(rows.flow_row(record))
-                self._seen(record.client, record.source, record.first_seen, record.last_seen)
-                self._seen(record.server, record.source, record.first_seen, record.last_seen)
+    def _observation(self, record: Observation) -> None:
+        """Queue an observation and its sighting."""
+        self._tables["observation"].add(rows.observation_row(record))
+        self._sightings.append((record.address, record.source, record.seen, record.seen))
+
+    def _service(self, record: Service) -> None:
+        """Queue a service and its sighting."""
+        self._tables["service"].add(rows.service_row(record))
+        self._sightings.append((record.address, record.source, record.seen, record.seen))
+
+    def _hostname(self, record: HostName) -> None:
+        """Queue a host name and its sighting."""
+        self._tables["hostname"].add(rows.hostname_row(record))
+        self._sightings.append((record.address, record.source, record.seen, record.seen))
+
+    def _smtp(self, record: SmtpTransaction) -> None:
+        """Queue a mail transaction and the sightings of its ends."""
+        self._once["smtp"].add(self._smtp_values(record))
+        ts, source = record.ts, record.source
+        self._sightings.append((record.client, source, ts, ts))
+        # Mail tunnelled to a name (SOCKS or CONNECT by name) names no address.
+        if not record.via_proxy or is_ip_address(record.server):
+            self._sightings.append((record.server, source, ts, ts))
+
+    def _socks(self, record: SocksRequest) -> None:
+        """Queue a SOCKS request and the sightings of client and proxy."""
+        self._once["socks"].add(self._socks_values(record))
+        ts, source = record.ts, record.source
+        self._sightings += ((record.client, source, ts, ts), (record.proxy, source, ts, ts))
+
+    def _connect(self, record: ConnectRequest) -> None:
+        """Queue a CONNECT request and the sightings of client and proxy."""
+        self._once["connect"].add(self._connect_values(record))
+        ts, source = record.ts, record.source
+        self._sightings += ((record.client, source, ts, ts), (record.proxy, source, ts, ts))
+
+    def _flow(self, record: Flow) -> None:
+        """Queue a flow and the sightings of its ends."""
+        self._tables["flow"].add(rows.flow_row(record))
+        first, last, source = record.first_seen, record.last_seen, record.source
+        self._sightings += (
+            (record.client, source, first, last),
+            (record.server, source, first, last),
+        )
+
+    def _assets(self) -> None:
+        """Queue the assets (and their sources) of the sightings since the last write.
+
+        Only an IP is an asset. Anything else where an address belongs (a host name) is
+        a reader's mistake: no asset is made of it, and each sighting is counted
+        (``not_addresses`` in the run's counts) rather than costing the whole file; the
+        record's own row keeps what it says. Rows are queued in order of first sight.
+        """
+        sightings = self._sightings
+        if not sightings:
+            return
+        self._sightings = []
+        named = dict.fromkeys(map(itemgetter(0), sightings))
+        wrong = {address for address in named if not is_ip_address(address)}
+        if wrong:
+            kept = [sighting for sighting in sightings if sighting[0] not in wrong]
+            self.counts["not_addresses"] += len(sightings) - len(kept)
+            sightings = kept
+        keys = list(map(itemgetter(0, 1), sightings))
+        # Sorted by time, the last value a dict keeps for a key is the latest (or, sorted
+        # backwards, the earliest): one C-level pass instead of a comparison per sighting.
+        earliest = dict(
+            sorted(
+                zip(keys, map(itemgetter(2), sightings), strict=True),
+                key=itemgetter(1),
+                reverse=True,
+            )
+        )
+        latest = dict(
+            sorted(zip(keys, map(itemgetter(3), sightings), strict=True), key=itemgetter(1))
+        )
+        by_source, by_address = self._tables["asset_source"], self._tables["asset"]
+        for key in dict.fromkeys(keys):
+            address, source = key
+            first, last = earliest[key], latest[key]
+            by_source.add(
+                {"address": address, "source": source, "first_seen": first, "last_seen": last}
+            )
+            by_address.add({"address": address, "first_seen": first, "last_seen": last})
 
     def flush(self) -> None:
         """Write every queued row."""
-        for address, source in self._tables["asset_source"].rows:
-            # Assets were queued only on first sight; carry the widened spans over.
-            span = self._tables["asset_source"].rows[(address, source)]
-            asset = self._tables["asset"].rows[(address,)]
-            asset["first_seen"] = min(asset["first_seen"], span["first_seen"])
-            asset["last_seen"] = max(asset["last_seen"], span["last_seen"])
+        self._assets()
         if self._partitions is not None:
             self._partitions.before_write(
-                {table: self._tables[table].rows.values() for table in PARTITIONED}
+                {
+                    table: self._once[table].days(column)
+                    if table in self._once
+                    else self._tables[table].rows.values()
+                    for table, column in PARTITIONED.items()
+                }
             )
         flows = self._tables["flow"].rows.values()
         if flows:
@@ -215,6 +313,8 @@ class RecordWriter:
                 flow["seq"] = self._flow_seq
         for pending in self._tables.values():
             pending.write(self._connection)
+        for once in self._once.values():
+            once.write(self._connection, ("ts", "tls"))
         self._queued = 0
 
     def mark_ingested(self, kind: str, sha256: str, path: str, size: int, run_id: int) -> bool:
@@ -237,6 +337,16 @@ class RecordWriter:
             },
         ).first()
         return inserted is not None
+
+
+def _record_class(record: Record) -> type:
+    """The record type a record is an instance of (a subclass is stored as its base)."""
+    for kind in (Observation, Service, HostName, SmtpTransaction, SocksRequest, ConnectRequest):
+        if isinstance(record, kind):
+            return kind
+    if isinstance(record, Flow):
+        return Flow
+    raise TypeError(f"not a record: {type(record).__name__}")
 
 
 class Store:

@@ -8,7 +8,7 @@ rows go to the DB-API driver's executemany directly.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from operator import itemgetter
@@ -62,14 +62,60 @@ class BulkStatement:
         )
         connection.exec_driver_sql(compiled.sql, params)
 
-    def _compile(self, connection: Connection, sample: Row) -> _Compiled:
-        """The statement compiled for this dialect and the sample row's columns."""
+    def processor(self, connection: Connection, names: Sequence[str], name: str) -> Processor:
+        """What turns one value of column ``name`` into the driver's (rows of ``names``)."""
+        compiled = self._compile(connection, names)
+        found = compiled.processors[compiled.names.index(name)]
+        return found if found is not None else _same
+
+    def execute_values(
+        self,
+        connection: Connection,
+        names: Sequence[str],
+        rows: Sequence[tuple[Any, ...]],
+        converted: Collection[str],
+    ) -> None:
+        """Run the statement once per row of values in the order of ``names``.
+
+        The values of the columns in ``converted`` went through ``processor`` already (as the
+        rows were made, the cheapest place); the others are converted here, column by column.
+        """
+        if not rows:
+            return
+        compiled = self._compile(connection, names)
+        index = {name: position for position, name in enumerate(names)}
+        pending = [
+            (index[name], convert)
+            for name, convert in zip(compiled.names, compiled.processors, strict=True)
+            if convert is not None and name not in converted and name in index
+        ]
+        if pending:
+            columns = [list(column) for column in zip(*rows, strict=True)]
+            for position, convert in dict(pending).items():
+                columns[position] = [
+                    value if value is None else convert(value) for value in columns[position]
+                ]
+            rows = list(zip(*columns, strict=True))
+        if list(compiled.names) != list(names):
+            rows = _reordered(compiled, names, rows)
+        if self._copy_into is not None and connection.dialect.name == "postgresql":
+            _copy(connection, self._copy_into, compiled.names, rows)
+            return
+        params: Sequence[Any] = (
+            rows
+            if compiled.positional
+            else [dict(zip(compiled.names, values, strict=True)) for values in rows]
+        )
+        connection.exec_driver_sql(compiled.sql, list(params))
+
+    def _compile(self, connection: Connection, sample: Iterable[str]) -> _Compiled:
+        """The statement compiled for this dialect and the sample row's columns (its keys)."""
         dialect = connection.dialect
         key = (dialect.name, tuple(sample))
         found = self._compiled.get(key)
         if found is not None:
             return found
-        compiled = self._statement.compile(dialect=dialect, column_keys=list(sample))
+        compiled = self._statement.compile(dialect=dialect, column_keys=list(key[1]))
         if not isinstance(compiled, SQLCompiler):
             raise TypeError(f"{type(self._statement).__name__} does not compile to SQL")
         if compiled.positional and compiled.positiontup is not None:
@@ -81,7 +127,7 @@ class BulkStatement:
         constants = {
             name: _constant(self._statement, name, bind.effective_value)
             for name, bind in compiled.binds.items()
-            if name not in sample
+            if name not in key[1]
         }
         # The dialect's implementation of each type, as SQLAlchemy itself binds it (a
         # TypeDecorator's own processor alone would store another text format).
@@ -92,6 +138,36 @@ class BulkStatement:
         found = _Compiled(compiled.string, names, processors, constants, compiled.positional)
         self._compiled[key] = found
         return found
+
+
+def _reordered(
+    compiled: _Compiled, names: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> list[tuple[Any, ...]]:
+    """Rows of values in the order of ``names`` put in the statement's parameter order."""
+    index = {name: position for position, name in enumerate(names)}
+    width = len(names)
+    # A parameter the rows leave out takes its constant, appended to each row once.
+    extra = [name for name in dict.fromkeys(compiled.names) if name not in index]
+    if extra:
+        tail = tuple(_converted_constant(compiled, name) for name in extra)
+        index.update({name: width + offset for offset, name in enumerate(extra)})
+        rows = [row + tail for row in rows]
+    pick = itemgetter(*(index[name] for name in compiled.names))
+    if len(compiled.names) == 1:
+        return [(value,) for value in map(pick, rows)]
+    return list(map(pick, rows))
+
+
+def _converted_constant(compiled: _Compiled, name: str) -> Any:
+    """A constant parameter's value, as the driver takes it."""
+    constant = compiled.constants[name]
+    convert = compiled.processors[compiled.names.index(name)]
+    return constant if convert is None or constant is None else convert(constant)
+
+
+def _same(value: Any) -> Any:
+    """The value as it is (a column the driver takes without conversion)."""
+    return value
 
 
 def _columns(compiled: _Compiled, batch: list[Row]) -> list[list[Any]]:

@@ -40,7 +40,7 @@ class UTCDateTime(types.TypeDecorator[datetime]):
         if value is None:
             return None
         if value.utcoffset() is None:
-            raise ValueError(f"a naive datetime cannot be stored: {value.isoformat()}")
+            raise ValueError(f"a datetime without a timezone cannot be stored: {value.isoformat()}")
         return value.astimezone(UTC)
 
     def result_processor(self, dialect: Dialect, coltype: Any) -> Callable[[Any], Any] | None:
