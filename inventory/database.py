@@ -191,7 +191,7 @@ def _created_at_head(engine: Engine) -> bool:
         if connection.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar():
             connection.rollback()
             return False
-        METADATA.create_all(connection)
+        METADATA.create_all(connection, checkfirst=False)  # the database is empty: checked above
         version = _version_table()
         version.create(connection)
         connection.execute(version.insert().values(version_num=SCHEMA_HEAD))

@@ -24,6 +24,9 @@ def neutralise(text: str) -> str:
 
 def csv_cell(value: Any) -> str:
     """The CSV text of a value: lists ';'-joined, booleans lower-case, formulas neutralised."""
+    if type(value) is str:
+        # Most cells: inlined neutralise, as a report writes a million of them.
+        return "'" + value if value.startswith(FORMULA_LEAD) else value
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list | tuple):
