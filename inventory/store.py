@@ -101,17 +101,22 @@ class _Pending:
 
 @dataclass
 class _Once:
-    """Rows of an insert-once table as tuples of driver values, the first of each key kept."""
+    """Rows of an insert-once table as tuples of driver values, the first of each key kept.
+
+    A row holds the table's columns in the table's order, its surrogate key left out.
+    """
 
     statement: Insert
-    names: tuple[str, ...]
     key: tuple[str, ...]
     rows: dict[Any, tuple[Any, ...]] = field(default_factory=dict)
+    names: tuple[str, ...] = field(init=False)
     bulk: BulkStatement = field(init=False)
     key_of: Callable[[tuple[Any, ...]], Any] = field(init=False)
 
     def __post_init__(self) -> None:
         """Prepare the statement for many rows at a time, and the row's key getter."""
+        columns = self.statement.table.columns
+        self.names = tuple(column.name for column in columns if not column.primary_key)
         self.bulk = BulkStatement(self.statement)
         self.key_of = itemgetter(*(self.names.index(name) for name in self.key))
 
@@ -169,11 +174,9 @@ class RecordWriter:
             "flow": _Pending(upserts.flow_upsert(dialect), KEYS["flow"], rows.merge_flow),
         }
         self._once = {
-            "smtp": _Once(upserts.smtp_insert(dialect), rows.SMTP_COLUMNS, KEYS["smtp"]),
-            "socks": _Once(upserts.socks_insert(dialect), rows.SOCKS_COLUMNS, KEYS["socks"]),
-            "connect": _Once(
-                upserts.connect_insert(dialect), rows.CONNECT_COLUMNS, KEYS["connect"]
-            ),
+            "smtp": _Once(upserts.smtp_insert(dialect), KEYS["smtp"]),
+            "socks": _Once(upserts.socks_insert(dialect), KEYS["socks"]),
+            "connect": _Once(upserts.connect_insert(dialect), KEYS["connect"]),
         }
         # Each insert-once row is made with its timestamp (and flag) already the driver's.
         smtp, socks, connect = self._once["smtp"], self._once["socks"], self._once["connect"]
