@@ -6,7 +6,8 @@ packets by repeating that recording with every copy's addresses rewritten into i
 own 10.x.y.0/24 (many distinct hosts) and its timestamps shifted:
 
 - ``mail-heavy``: large messages (4-150 kB), a quarter of the sessions via SOCKS5;
-- ``mail-gateway``: short sessions of 1-4 kB messages, a fifth via SOCKS5, records dense;
+- ``mail-gateway``: short sessions of 1-4 kB messages, a fifth via SOCKS5, a tenth chunked
+  (BDAT to Exim), records dense;
 - ``mixed``: mostly HTTPS, DNS and HTTP, about 1% of the packets SMTP.
 
 Everything is generated in a temporary directory, never in the repository (the small

@@ -5,7 +5,8 @@ Each recorder runs real peers on 127.0.192.0/24 while tcpdump records them:
 - ``mail-heavy``: smtplib to aiosmtpd, three messages of 4-150 kB a session, a quarter
   of the sessions through microsocks (SOCKS5);
 - ``mail-gateway``: short sessions of two to five messages of 1-4 kB, a fifth of them
-  through microsocks: nearly every packet is mail and records are dense;
+  through microsocks and a tenth sent with CHUNKING (BDAT) to an Exim that offers it:
+  nearly every packet is mail and records are dense;
 - ``mixed``: HTTPS downloads (a Python TLS server, clients naming a server by SNI),
   plain HTTP (http.server and http.client), DNS lookups (a UDP responder on port 53 answering
   A queries) and one short SMTP session, about 1% of the packets.
@@ -31,9 +32,10 @@ from pathlib import Path
 
 import dpkt
 
-VERSION = 2
+VERSION = 3
 NET = "127.0.192.0/24"
 SERVER, PROXY, WEB, DNS = "127.0.192.2", "127.0.192.3", "127.0.192.4", "127.0.192.5"
+CHUNKING_SERVER = "127.0.192.6"
 # A short note, a typical mail, one with an attachment: about 65 kB on average, which is
 # what mail measured in the wild averages (most packets are then message data).
 HEAVY_SIZES = (4_000, 40_000, 150_000)
@@ -95,8 +97,30 @@ def record_mail_heavy(path: Path) -> None:
             _mail_session(source, (host, port), via, list(HEAVY_SIZES), str(session))
 
 
+def _chunked_session(source: str, server: tuple[str, int], sizes: list[int], tag: str) -> None:
+    """One SMTP session from ``source`` sending each message as two BDAT chunks, then QUIT."""
+    from tests.pcap_helpers import SourcedSMTP, message  # noqa: PLC0415 (bench-time only)
+
+    client = SourcedSMTP(source)
+    client.connect(*server)
+    client.ehlo("bench.example")
+    assert client.has_extn("chunking"), "the server does not offer CHUNKING"
+    for n, size in enumerate(sizes):
+        rcpt = f"user{n}@example.net"
+        body = message("a@example.org", rcpt, f"bench {tag} {n}", "The Bat! (v9)", size)
+        client.mail("a@example.org")
+        client.rcpt(rcpt)
+        half = len(body) // 2
+        for chunk, last in ((body[:half], b""), (body[half:], b" LAST")):
+            client.send(b"BDAT %d%s\r\n" % (len(chunk), last) + chunk)
+            code, reply = client.getreply()
+            assert code == 250, reply
+    client.quit()
+
+
 def record_mail_gateway(path: Path) -> None:
-    """Short sessions of 2-5 messages of 1-4 kB, a fifth of them through SOCKS5."""
+    """Short sessions of 2-5 messages of 1-4 kB: a fifth through SOCKS5, a tenth chunked."""
+    from tests.mta_helpers import chunking_exim  # noqa: PLC0415 (test helpers only when recording)
     from tests.pcap_helpers import (  # noqa: PLC0415 (test helpers only when recording)
         aiosmtpd_server,
         loopback_capture,
@@ -105,14 +129,19 @@ def record_mail_gateway(path: Path) -> None:
 
     rng = random.Random(21)
     with (
+        tempfile.TemporaryDirectory(prefix="rolecall-bench-exim-") as exim_root,
         aiosmtpd_server(SERVER) as (host, port, _),
+        chunking_exim(Path(exim_root), CHUNKING_SERVER) as chunking_port,
         microsocks(PROXY) as proxy,
         loopback_capture(path, NET),
     ):
         for session in range(100):
-            via = proxy if session % 5 == 4 else None
             source = f"127.0.192.{10 + session % 50}"
             sizes = [rng.randrange(1_000, 4_000) for _ in range(rng.randrange(2, 6))]
+            if session % 10 == 2:
+                _chunked_session(source, (CHUNKING_SERVER, chunking_port), sizes, str(session))
+                continue
+            via = proxy if session % 5 == 4 else None
             _mail_session(source, (host, port), via, sizes, str(session))
 
 
@@ -298,9 +327,9 @@ def replicate(source: Path, target: Path, packets: int) -> tuple[int, float]:
     """
     with source.open("rb") as fh:
         recorded = [seg for ts, frame in dpkt.pcap.Reader(fh) for seg in resegment(ts, frame)]
-    server = socket.inet_aton(SERVER)
+    servers = {socket.inet_aton(SERVER), socket.inet_aton(CHUNKING_SERVER)}
     smtp = sum(
-        frame[12:14] == b"\x08\x00" and server in (frame[26:30], frame[30:34])
+        frame[12:14] == b"\x08\x00" and not servers.isdisjoint((frame[26:30], frame[30:34]))
         for _, frame in recorded
     )
     first, last = recorded[0][0], recorded[-1][0]

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rolecall.orchestrator.demo.lab_support import self_signed, wait_listening
+from tests.pcap_helpers import free_port
 
 EXIM = shutil.which("exim4", path="/usr/sbin:/usr/bin:/sbin") or "/usr/sbin/exim4"
 
@@ -82,6 +83,35 @@ plain:
   server_condition = false
 """
 """AUTH PLAIN offered, no credentials accepted."""
+
+
+CHUNKING_CONF = """\
+primary_hostname = mx.chunk.test
+qualify_domain = chunk.test
+spool_directory = {root}/spool
+log_file_path = {root}/log/%slog
+exim_user = root
+exim_group = root
+local_interfaces = {address}
+daemon_smtp_ports = {port}
+host_lookup =
+rfc1413_hosts =
+tls_advertise_hosts =
+chunking_advertise_hosts = *
+acl_smtp_rcpt = acl_rcpt
+
+begin acl
+
+acl_rcpt:
+  accept
+
+begin routers
+
+discard:
+  driver = redirect
+  data = :blackhole:
+"""
+"""An Exim that offers CHUNKING (no STARTTLS, so the capture can be read) and takes all mail."""
 
 
 @dataclass(frozen=True)
@@ -148,4 +178,26 @@ def exim(
     finally:
         # Exim's connection children share its process group, which is its PID.
         os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+
+
+@contextmanager
+def chunking_exim(root: Path, address: str) -> Iterator[int]:
+    """Run an Exim daemon offering CHUNKING on address for the block; yield its port."""
+    for sub in ("spool", "log"):
+        (root / sub).mkdir(parents=True)
+    port = free_port(address)
+    conf = root / "exim.conf"
+    conf.write_text(CHUNKING_CONF.format(root=root, address=address, port=port))
+    proc = subprocess.Popen(
+        [EXIM, "-C", str(conf), "-bdf"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_listening(address, port)
+        yield port
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # Exim's children share its process group
         proc.wait(timeout=10)

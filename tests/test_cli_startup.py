@@ -30,7 +30,6 @@ NEVER_FOR_HELP = (
     "rich",
     "smtplib",
     "sqlalchemy",
-    "sqlmodel",
     "starlette",
     "uvicorn",
     "rolecall.inventory.store",

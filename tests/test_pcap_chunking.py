@@ -5,22 +5,18 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import shutil
-import signal
 import subprocess
 import tempfile
 import tracemalloc
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from rolecall.orchestrator.demo.lab_support import wait_listening
 from tests.cli_helpers import run_cli
 from tests.data_paths import CHUNKING
+from tests.mta_helpers import EXIM, chunking_exim
 from tests.pcap_helpers import (
-    free_port,
     loopback_capture,
     read_all,
     session,
@@ -31,39 +27,10 @@ from tests.pcap_helpers import (
 )
 from tests.test_pcap_conformance import assert_same_as_zeek, zeek_log
 
-EXIM = shutil.which("exim4", path="/usr/sbin:/usr/bin:/sbin") or "/usr/sbin/exim4"
 NET = "127.0.197.0/24"
 SERVER, CLIENT = "127.0.197.2", "127.0.197.10"
 CASES = ["smtp-bdat", "smtp-bdat-pipeline"]
 HUGE = 2**63
-
-SERVER_CONF = """\
-primary_hostname = mx.chunk.test
-qualify_domain = chunk.test
-spool_directory = {root}/spool
-log_file_path = {root}/log/%slog
-exim_user = root
-exim_group = root
-local_interfaces = {address}
-daemon_smtp_ports = {port}
-host_lookup =
-rfc1413_hosts =
-tls_advertise_hosts =
-chunking_advertise_hosts = *
-acl_smtp_rcpt = acl_rcpt
-
-begin acl
-
-acl_rcpt:
-  accept
-
-begin routers
-
-discard:
-  driver = redirect
-  data = :blackhole:
-"""
-"""An Exim that offers CHUNKING (no STARTTLS, so the capture can be read) and takes all mail."""
 
 CLIENT_CONF = """\
 primary_hostname = client.chunk.test
@@ -149,28 +116,6 @@ def test_zeek_log_of_chunked_mail_ingests_as_the_capture_does(
 # Real traffic: Exim delivering to Exim, which offers CHUNKING.
 
 
-@contextmanager
-def exim_server(root: Path) -> Iterator[int]:
-    """Run an Exim daemon offering CHUNKING on SERVER for the block; yield its port."""
-    for sub in ("spool", "log"):
-        (root / sub).mkdir(parents=True)
-    port = free_port(SERVER)
-    conf = root / "exim.conf"
-    conf.write_text(SERVER_CONF.format(root=root, address=SERVER, port=port))
-    proc = subprocess.Popen(
-        [EXIM, "-C", str(conf), "-bdf"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        wait_listening(SERVER, port)
-        yield port
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # Exim's children share its process group
-        proc.wait(timeout=10)
-
-
 @pytest.fixture
 def client_root() -> Iterator[Path]:
     """A folder for the Exim client that its user can reach (pytest's tmp_path is root's only)."""
@@ -209,7 +154,10 @@ def test_exim_delivering_with_bdat(tmp_path: Path, client_root: Path) -> None:
         b"Message-ID: <big.1@chunk.test>\n\n" + body
     )
     small = b"Subject: second message\nFrom: solo@chunk.test\nUser-Agent: Mutt/2.2\n\nhi\n"
-    with exim_server(tmp_path / "server") as port, loopback_capture(tmp_path / "x.pcap", NET):
+    with (
+        chunking_exim(tmp_path / "server", SERVER) as port,
+        loopback_capture(tmp_path / "x.pcap", NET),
+    ):
         exim_send(client_root, port, "bulk@chunk.test", ["one@far.test", "two@far.test"], big)
         exim_send(client_root, port, "solo@chunk.test", ["three@far.test"], small)
     raw = (tmp_path / "x.pcap").read_bytes()
