@@ -163,13 +163,16 @@ def _read(
         for handler in by_kind.get(row.kind, ()):
             handler(ctx, row, found.rows)
     smtp_rules = [rule.smtp for rule in rules if rule.smtp is not None]
+    # Once per mail transaction (an smtp.log is mostly that): each column read once.
+    add_role, clients, days = found.roles.add, found.smtp_clients, found.days
     for row in delta.smtp_rows(connection, marks):
+        client, ts, source = row.client, row.ts, row.source
         proof = f"smtp:{row.id}"
-        found.roles.add((row.client, "smtp-client", row.source), row.ts, row.ts, proof)
+        add_role((client, "smtp-client", source), ts, ts, proof)
         if not row.via_proxy or is_ip_address(row.server):  # a tunnel may name a host
-            found.roles.add((row.server, "smtp-server", row.source), row.ts, row.ts, proof)
-        found.smtp_clients.add(row.client)
-        found.days.add(row.ts.date())
+            add_role((row.server, "smtp-server", source), ts, ts, proof)
+        clients.add(client)
+        days.add(ts.date())
         for handler in smtp_rules:
             handler(ctx, row, found.rows)
     socks_rules = [rule.socks for rule in rules if rule.socks is not None]
