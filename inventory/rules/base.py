@@ -35,6 +35,9 @@ class RuleContext:
     blocklist: AddressSet
     groups: Mapping[str, list[str]]
     newest: datetime
+    # What rules looked up in the evidence tables, by a key each rule makes its own: no
+    # evidence is written while a derivation runs, so an answer holds until it ends.
+    answers: dict[tuple[str, ...], str] = field(default_factory=dict)
 
     def is_inside(self, address: str) -> bool:
         """Whether an address is inside the configured scope (never, if none is configured)."""

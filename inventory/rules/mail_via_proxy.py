@@ -7,7 +7,7 @@ proxy's own copy of the message, read on its connection to the server (``relayed
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from rolecall.inventory.findings import Raised
 from rolecall.inventory.rules.base import Collector, Row, Rule, RuleContext
@@ -19,9 +19,19 @@ SEVERITY = "high"
 
 def proxy_kind(ctx: RuleContext, client: str, proxy: str) -> str:
     """How the client asked the proxy for its tunnel, as the store recorded it, in words."""
+    # Looked up once per pair and derivation: a busy tunnel carries thousands of messages.
+    key = (NAME, client, proxy)
+    kind = ctx.answers.get(key)
+    if kind is None:
+        kind = ctx.answers[key] = _asked_kind(ctx.connection, client, proxy)
+    return kind
+
+
+def _asked_kind(connection: Connection, client: str, proxy: str) -> str:
+    """How the client asked the proxy for a tunnel, read in the SOCKS and CONNECT tables."""
     for table, kind in ((SOCKS_TABLE, "SOCKS proxy"), (CONNECT_TABLE, "HTTP proxy (CONNECT)")):
         asked = select(table.c.id).where(table.c.client == client, table.c.proxy == proxy)
-        if ctx.connection.execute(asked.limit(1)).first() is not None:
+        if connection.execute(asked.limit(1)).first() is not None:
             return kind
     return "proxy"
 
