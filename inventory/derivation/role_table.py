@@ -62,10 +62,12 @@ class RoleAccumulator:
         if role is None:
             self.found[key] = FoundRole(first, last, [proof])
             return
-        role.first_seen = min(role.first_seen, first)
-        role.last_seen = max(role.last_seen, last)
-        if len(role.evidence) < MAX_EVIDENCE and proof not in role.evidence:
-            role.evidence.append(proof)
+        # Compared, not min() and max() (a sixth of their cost): once per evidence row.
+        role.first_seen = first if first < role.first_seen else role.first_seen
+        role.last_seen = last if last > role.last_seen else role.last_seen
+        evidence = role.evidence
+        if len(evidence) < MAX_EVIDENCE and proof not in evidence:
+            evidence.append(proof)
 
 
 @dataclass(frozen=True)
