@@ -8,6 +8,7 @@ what was stored before is still there.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import socket
@@ -230,3 +231,12 @@ def test_a_stopped_digest_reads_no_further(tmp_path: Path) -> None:
     assert size == 0
     _, size = file_digest(path)
     assert size == 8 * DIGEST_CHUNK
+
+
+@pytest.mark.parametrize("size", [0, 1, 4097, DIGEST_CHUNK - 1, DIGEST_CHUNK + 1])
+def test_digest_of_files_smaller_and_larger_than_a_chunk(tmp_path: Path, size: int) -> None:
+    """The buffer is sized to the file; what is read is the whole file, whatever its size."""
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    path = tmp_path / "file.bin"
+    path.write_bytes(data)
+    assert file_digest(path) == (hashlib.sha256(data).hexdigest(), size)

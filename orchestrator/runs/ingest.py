@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import stat
 import threading
 from collections import Counter
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 MAX_WARNINGS_SHOWN = 5
 DIGEST_CHUNK = 16 << 20
+DIGEST_FLOOR = 1 << 20
 WRITE_BATCHES = {"pcap": 4096}
 """Records queued before a write, where the store's default does not suit: a capture yields
 few records while its reader works in a second process, so they are written as they come
@@ -72,12 +74,15 @@ def file_digest(path: Path, stop: threading.Event | None = None) -> tuple[str, i
     """
     digest = hashlib.sha256()
     size = 0
-    # Large reads into one buffer: read and update release the GIL, and each chunk
-    # takes it back once, so few chunks keep this thread from slowing the reader.
-    buffer = bytearray(DIGEST_CHUNK)
-    view = memoryview(buffer)
     try:
         with path.open("rb", buffering=0) as handle:
+            # Large reads into one buffer: read and update release the GIL, and each chunk
+            # takes it back once, so few chunks keep this thread from slowing the reader.
+            # No larger than the file needs (the buffer is zeroed, so all of it is resident),
+            # nor small enough to crawl through a file that grows while it is read.
+            length = min(DIGEST_CHUNK, max(os.fstat(handle.fileno()).st_size, DIGEST_FLOOR))
+            buffer = bytearray(length)
+            view = memoryview(buffer)
             while read := handle.readinto(buffer):
                 if stop is not None and stop.is_set():
                     break
