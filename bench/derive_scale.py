@@ -7,7 +7,9 @@ times ``Store.derive`` from scratch, again with nothing new (a no-op), and after
 new evidence (incremental). Targets on a 2-core machine, either backend: full < 60 s,
 incremental < 5 s. The mix is passive-heavy, as a site's evidence is: most
 observations are DNS queries, HTTP hosts and TLS names of clients; a fifth of the
-hosts are servers probed actively.
+hosts are servers probed actively. Before each timed derivation what was written
+before it is flushed to disk (``settle``), so that the kernel's write-back of the
+generated gigabytes does not throttle the derivation's own writes.
 
     python -m bench.derive_scale [--database sqlite|postgresql] [--assets 100000]
         [--observations 10000000]
@@ -30,6 +32,7 @@ from bench.inventory_backends import (
     bulk_writer,
     inventory,
     load_note,
+    settle,
 )
 from rolecall.inventory.settings import DeriveSettings, GroupPolicy, GroupSpec
 from rolecall.inventory.store import Store
@@ -326,6 +329,7 @@ def add_one_percent(database: str, args: argparse.Namespace, rng: random.Random)
 
 def timed(store: Store, full: bool) -> tuple[float, str]:
     """Seconds one derivation takes, and what it did."""
+    settle()
     started = time.perf_counter()
     summary = store.derive(SETTINGS, full=full)
     elapsed = time.perf_counter() - started

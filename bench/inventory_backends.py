@@ -53,6 +53,16 @@ def inventory(backend: str, directory: Path) -> Iterator[str]:
         server.stop()
 
 
+def settle() -> None:
+    """Flush what was just written (the generated inventory, the last step's changes) to disk.
+
+    A generated inventory is gigabytes of dirty pages: the kernel writes them back for a
+    minute after, and throttles any process that writes meanwhile, so without this the
+    step timed next would pay for the generator's writes (as pcap_vs_tshark.warm avoids).
+    """
+    os.sync()
+
+
 def load_note() -> str:
     """The machine's load averages, printed beside the figures they may have slowed."""
     one, five, fifteen = os.getloadavg()

@@ -23,7 +23,13 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bench.inventory_backends import add_database_option, analyzed, inventory, load_note
+from bench.inventory_backends import (
+    add_database_option,
+    analyzed,
+    inventory,
+    load_note,
+    settle,
+)
 from rolecall.inventory.store import Store
 from rolecall.inventory.tables import (
     ASSET_TABLE,
@@ -150,6 +156,7 @@ def run_report(db: str, fmt: str, out: Path) -> tuple[float, float]:
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); "
         "sys.exit(rc)"
     )
+    settle()
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     wall = time.perf_counter() - start
