@@ -196,6 +196,13 @@ def _conninfo(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+def shell_command(target: str, sql: str) -> list[str]:
+    """The database's own shell running sql on the inventory at target (sqlite3 or psql)."""
+    if "://" in target:
+        return ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", _conninfo(target), "-c", sql]
+    return ["sqlite3", target, sql]
+
+
 def bulk_writer(target: str) -> BulkWriter:
     """A writer for the inventory at target (an SQLite path or a PostgreSQL URL)."""
     if "://" in target:
