@@ -165,6 +165,13 @@ def exim(
             authenticators=REFUSING_AUTHENTICATOR if auth else "",
         )
     )
+    with _daemon(conf, address, ports) as pid:
+        yield Exim(address, pid, root / "log" / "mainlog")
+
+
+@contextmanager
+def _daemon(conf: Path, address: str, ports: Sequence[int]) -> Iterator[int]:
+    """Run an Exim daemon in the foreground with a config until the block ends; yield its PID."""
     proc = subprocess.Popen(
         [EXIM, "-C", str(conf), "-bdf"],
         stdout=subprocess.DEVNULL,
@@ -174,7 +181,7 @@ def exim(
     try:
         for port in ports:
             wait_listening(address, port)
-        yield Exim(address, proc.pid, root / "log" / "mainlog")
+        yield proc.pid
     finally:
         # Exim's connection children share its process group, which is its PID.
         os.killpg(proc.pid, signal.SIGTERM)
@@ -189,15 +196,5 @@ def chunking_exim(root: Path, address: str) -> Iterator[int]:
     port = free_port(address)
     conf = root / "exim.conf"
     conf.write_text(CHUNKING_CONF.format(root=root, address=address, port=port))
-    proc = subprocess.Popen(
-        [EXIM, "-C", str(conf), "-bdf"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        wait_listening(address, port)
+    with _daemon(conf, address, [port]):
         yield port
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # Exim's children share its process group
-        proc.wait(timeout=10)
