@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,7 +19,13 @@ OWN_NETWORK = "ROLECALL_TEST_OWN_NETWORK"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """As root, move the suite into a network of its own (tests/own_network.py says why)."""
+    """Let the suite's children be interrupted; as root, move the suite into a network of
+    its own (tests/own_network.py says why)."""
+    # Started as a background job of a script, the suite inherits SIGINT ignored, and so
+    # would every rolecall it runs: the Ctrl-C tests would wait on commands deaf to it.
+    # A handled signal is reset to its default in a child; an ignored one stays ignored.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if os.geteuid() != 0 or os.environ.get(OWN_NETWORK) == "0":
         return
     try:
