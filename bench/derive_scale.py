@@ -13,7 +13,8 @@ generated gigabytes does not throttle the derivation's own writes. Last, in the 
 run, the database's own shell (sqlite3, psql) aggregates the evidence once as one would
 by hand (``REFERENCE_SQL``: per host its observation kinds and answered server ports):
 the derivations are printed as multiples of that, a figure that moves less than seconds
-with the machine's speed. It is a floor, not a like-for-like tool.
+with the machine's speed. It is a floor, not a like-for-like tool. Needs the sqlite3
+shell (``apt install sqlite3``); psql comes with PostgreSQL.
 
     python -m bench.derive_scale [--database sqlite|postgresql] [--assets 100000]
         [--observations 10000000]
