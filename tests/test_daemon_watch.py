@@ -89,6 +89,15 @@ def test_files_are_recognised_by_content_and_name(drop: Path) -> None:
     assert fresh not in [path for _, path in found], "a file still being written must wait"
 
 
+def test_a_hidden_file_waits_until_it_is_renamed(drop: Path) -> None:
+    hidden = drop / ".late.pcap"
+    replay_recorded(hidden, "127.0.122.64/26")
+    _age(hidden)
+    assert hidden not in [path for _, path in ready_files(drop, settle=0.0)]
+    shown = hidden.rename(drop / "late.pcap")
+    assert ("pcap", shown) in ready_files(drop, settle=0.0)
+
+
 def test_watch_ingests_each_new_file_once_and_sets_it_aside(
     drop: Path, context: jobs.JobContext
 ) -> None:
