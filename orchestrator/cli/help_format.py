@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
 if TYPE_CHECKING:
-    # Typer's own Click (vendored since 0.2x); its public Context subclasses this one.
+    # Typer's own Click (vendored since 0.26); its public Context subclasses this one.
     from typer._click import Command, Context
 
 
