@@ -128,8 +128,10 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "answered",
         "source",
     ),
-    "runs": ("id", "kind", "target", "started", "ended", "status", "counts", "error"),
+    "runs": ("id", "kind", "target", "started", "ended", "status", "counts", "error", "host"),
 }
+STORED_AS: dict[str, dict[str, str]] = {"runs": {"host": "owner_host"}}
+"""Export columns stored under another name, per export."""
 JSON_LISTS = frozenset({"rcpt_to", "refused_rcpt", "to", "evidence"})
 TABLES: dict[str, tuple[Table, tuple[str, ...]]] = {
     "services": (SERVICE_TABLE, ("address", "port", "transport", "source")),
@@ -262,12 +264,13 @@ def _table_rows(connection: Connection, what: str) -> Iterator[Row]:
     """Rows of one stored table with the export's columns, in a stable order."""
     table, order = TABLES[what]
     columns = COLUMNS[what]
+    stored = STORED_AS.get(what, {})
     # A cluster scan's chunks (JSON only: CSV keeps the columns above).
     chunks = chunks_by_run(connection) if what == "runs" else {}
     for row in connection.execute(
         select(table).order_by(*(by_code_point(table.c[name]) for name in order))
     ).mappings():
-        out = {column: _plain(row[column]) for column in columns}
+        out = {column: _plain(row[stored.get(column, column)]) for column in columns}
         for column in JSON_LISTS.intersection(columns):
             out[column] = json.loads(out[column])
         if what == "runs":

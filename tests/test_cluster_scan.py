@@ -134,11 +134,12 @@ def test_no_wait_returns_the_run_and_runs_shows_its_chunks(
             time.sleep(0.5)
     assert run["status"] == "ok"
     assert [c["state"] for c in run["chunks"]] == ["done", "done"]
+    assert run["host"] == "", "a queued scan belongs to no process; its chunks name workers"
     text = rolecall("--db", inventory, "runs", cwd=tmp_path)
     assert "  chunk 1 site a 127.0.81.4/30: done worker " in text.stdout
     # CSV keeps the contract's columns; the chunks are in JSON.
     csv = rolecall("--db", inventory, "export", "runs", "--format", "csv", cwd=tmp_path)
-    assert csv.stdout.splitlines()[0] == "id,kind,target,started,ended,status,counts,error"
+    assert csv.stdout.splitlines()[0] == "id,kind,target,started,ended,status,counts,error,host"
 
 
 def test_a_chunk_outside_the_workers_scope_is_refused_never_probed(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -222,13 +223,15 @@ def test_runs_list_what_ran_with_numbers_and_one_time_precision(
         assert run["status"] == "ok"
         assert isinstance(run["counts"], dict)
         assert all(isinstance(count, int) for count in run["counts"].values())
+        assert run["host"] == socket.gethostname(), "the machine whose process ran it"
     exported = json.loads(_listing(capsys, inventory, ("export", "runs"), "json"))
     assert exported == runs
     text = run_cli(capsys, "--db", inventory, "runs").out.splitlines()
-    assert text[0] == "id\tkind\tstatus\tstarted\tended\ttarget\tcounts\terror"
+    assert text[0] == "id\tkind\tstatus\tstarted\tended\ttarget\tcounts\terror\thost"
     first = text[1].split("\t")
     assert first[:5] == ["1", "ingest pcap", "ok", runs[0]["started"], runs[0]["ended"]]
     assert "files=1" in first[6]
+    assert first[8] == socket.gethostname()
 
 
 def test_an_empty_listing_is_an_empty_document(

@@ -10,7 +10,7 @@ from rolecall.orchestrator.cli.listing import FormatOption, ListFormat, print_ro
 from rolecall.orchestrator.cli.session import session_of
 from rolecall.terminal_text import terminal_safe
 
-RUN_HEADER = "id\tkind\tstatus\tstarted\tended\ttarget\tcounts\terror"
+RUN_HEADER = "id\tkind\tstatus\tstarted\tended\ttarget\tcounts\terror\thost"
 
 
 def _counts_text(counts: dict[str, Any]) -> str:
@@ -29,6 +29,7 @@ def _run_line(row: dict[str, Any]) -> str:
         row["target"],
         _counts_text(row["counts"]),
         row["error"],
+        row["host"] or "-",
     ]
     return "\t".join(terminal_safe(cell.replace("\t", " ")) for cell in cells)
 
