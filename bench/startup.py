@@ -7,7 +7,9 @@ Two figures, each the median of ``--runs`` fresh processes after one warm-up run
   inventory (schema created, revision recorded, roles derived), target under 400 ms,
   beside ``tshark -r ONE.pcap -T fields -e frame.number``.
 
-``rolecall ingest pcap --help`` and the bare interpreter are shown too, without a target.
+``rolecall ingest pcap --help``, the bare interpreter and the interpreter importing the
+libraries an ingest loads before any of rolecall's own work (typer, pydantic, SQLAlchemy)
+are shown too, without a target: how much of the ingest's figure those alone take.
 The runs of the tools alternate, so a change in the machine's load falls on all of them
 alike; wall time is what the targets are about, CPU time the steadier figure on a shared
 machine. Python's byte-code cache is used as an installed rolecall uses it
@@ -128,6 +130,8 @@ TSHARK_HELP = "tshark -h"
 NMAP_VERSION = "nmap -V"
 TSHARK_READ = "tshark -r ONE.pcap -T fields -e frame.number"
 PYTHON = "python -c pass (the interpreter alone)"
+LIBRARIES = "python -c 'import typer, pydantic, sqlalchemy'"
+"""The libraries an ingest loads (``--help`` loads typer alone)."""
 
 
 def commands(tmp: Path, pcap: Path) -> dict[str, Callable[[int], list[str]]]:
@@ -143,6 +147,7 @@ def commands(tmp: Path, pcap: Path) -> dict[str, Callable[[int], list[str]]]:
         ),
         TSHARK_READ: lambda _: ["tshark", "-r", str(pcap), "-T", "fields", "-e", "frame.number"],
         PYTHON: lambda _: [sys.executable, "-c", "pass"],
+        LIBRARIES: lambda _: [sys.executable, "-c", "import typer, pydantic, sqlalchemy"],
     }
 
 
@@ -173,6 +178,7 @@ def main() -> None:
         line(TSHARK_READ, timed[TSHARK_READ]),
         ratio(timed[INGEST], timed[TSHARK_READ], "tshark -r ONE.pcap"),
         line(PYTHON, timed[PYTHON]),
+        line(LIBRARIES, timed[LIBRARIES]),
     ]
     print("\n".join(report))
     print(f"machine load (1, 5, 15 min): {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
