@@ -27,6 +27,11 @@ pragmas) in one transaction, ``insert_floor``. Those rows are what the
 contract's exports hold, so no reader, however fast, stores the log quicker
 than that; it is printed as lines of the log per second beside the target.
 
+``--store-only`` shows the other side: each full-size log's records are read
+into memory first, untimed, and then only what the ingest does with them is
+timed (storing, the file's digest, derivation; ``store_alone``), in this
+process. No reader, however fast, makes the ingest quicker than that.
+
 The conn log spans two UTC days, lines evenly spread in time: 4000 clients
 (10.x), each with 40 web sites of its own drawn from 3000 servers with a
 popularity skew (a few servers are in many clients' lists). Per line: 50%
@@ -42,11 +47,13 @@ names (A, AAAA, MX and PTR; A answers with CNAMEs, some NXDOMAIN).
 
     python -m bench.zeek_ingest [--lines 5000000] [--smtp-lines 500000]
         [--socks-lines 500000] [--dns-lines 1000000] [--logs conn,smtp,socks,dns]
+        [--reader-only | --store-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import random
 import sqlite3
@@ -246,6 +253,57 @@ def insert_floor(db: Path, table: str) -> tuple[int, float]:
     return count, seconds
 
 
+def store_alone(log: Path, db: Path) -> tuple[int, float]:
+    """How many records ``log`` holds, and the seconds an ingest of them into a new inventory
+    takes once they are in memory: everything ``rolecall ingest zeek`` does but reading."""
+    # Loaded here: ``--consume`` (the timed reader of --reader-only) imports this module too.
+    from rolecall.inventory.store import Store  # noqa: PLC0415
+    from rolecall.orchestrator.progress import Reporter  # noqa: PLC0415
+    from rolecall.orchestrator.runs.ingest import ingest_files  # noqa: PLC0415
+
+    settings = ZeekSettings()
+    records = list(read_zeek(log, settings))
+    # Out of the collector's sight, as they would be if they streamed in: otherwise every
+    # full collection during the ingest walks all of them.
+    gc.collect()
+    gc.freeze()
+    store = Store.open(str(db))
+    try:
+        started = time.perf_counter()
+        summary = ingest_files(
+            store,
+            "zeek",
+            [log],
+            lambda path: read_zeek(path, settings),
+            Reporter(quiet=True),
+            first=iter(records),
+        )
+        seconds = time.perf_counter() - started
+    finally:
+        store.close()
+        gc.unfreeze()
+    if summary.failures or summary.counts["warnings"]:
+        raise SystemExit(f"ingest of {log} failed: {summary.failures or summary.warnings}")
+    return len(records), seconds
+
+
+def bench_store_alone(kind: str, lines: int, folder: Path, rng: random.Random) -> None:
+    """Write one kind of log, time everything its ingest does but reading, print it."""
+    log = folder / f"{kind}.log"
+    write_log(log, tsv_header(kind), LOGS[kind](lines, rng))
+    records, seconds = store_alone(log, folder / f"{kind}.db")
+    said = (
+        f"{kind}.log: {lines} lines, {records} records read into memory first; storing, "
+        f"digest and derivation alone: {seconds:.2f} s = {lines / seconds:,.0f} lines/s"
+    )
+    if kind in TARGETS:
+        within = "within" if lines / seconds >= TARGETS[kind] else "beyond"
+        said += f"; the target ({TARGETS[kind]:,} lines/s) is {within} what they allow"
+    print(said)
+    for path in (log, *folder.glob("*.db*")):
+        path.unlink()
+
+
 def consume(log: Path) -> None:
     """Read a log fully with read_zeek (the subprocess side) and print what came out."""
     records = warnings = 0
@@ -348,7 +406,11 @@ def main() -> None:
     parser.add_argument("--socks-lines", type=int, default=0, help="socks.log lines (lines/10)")
     parser.add_argument("--dns-lines", type=int, default=0, help="dns.log lines (lines/5)")
     parser.add_argument("--logs", default=",".join(LOGS), help="which logs, comma-separated")
-    parser.add_argument("--reader-only", action="store_true", help="time read_zeek alone")
+    alone = parser.add_mutually_exclusive_group()
+    alone.add_argument("--reader-only", action="store_true", help="time read_zeek alone")
+    alone.add_argument(
+        "--store-only", action="store_true", help="time all an ingest does but reading"
+    )
     parser.add_argument("--consume", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.consume:
@@ -364,11 +426,15 @@ def main() -> None:
     if unknown := set(kinds) - set(LOGS):
         parser.error(f"unknown logs: {', '.join(sorted(unknown))} (known: {', '.join(LOGS)})")
     command = READER_COMMAND if args.reader_only else INGEST_COMMAND
-    print(f"command: {' '.join(command)}; load average {os.getloadavg()[0]:.2f}")
+    said = "store_alone, in this process" if args.store_only else " ".join(command)
+    print(f"command: {said}; load average {os.getloadavg()[0]:.2f}")
     rng = random.Random(1)
     with tempfile.TemporaryDirectory(prefix="rolecall-bench-") as tmp:
         for kind in kinds:
-            bench_log(command, kind, counts[kind], Path(tmp), rng)
+            if args.store_only:
+                bench_store_alone(kind, counts[kind], Path(tmp), rng)
+            else:
+                bench_log(command, kind, counts[kind], Path(tmp), rng)
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
 
 

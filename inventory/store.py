@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.sql.dml import Insert
 
+from rolecall.collector import collector_paused
 from rolecall.inventory import record_rows as rows
 from rolecall.inventory.address_syntax import is_ip_address
 from rolecall.inventory.daemon_lock import DaemonLock
@@ -416,7 +417,11 @@ class Store:
 
         Without settings, the settings of the last derivation (or the defaults) apply.
         """
-        with self.transaction("derive") as connection:
+        # A derivation holds every role it finds (a full one: hundreds of thousands, each
+        # with its evidence list) while it reads millions of rows. The cyclic collector's
+        # full passes walk all of them and free next to nothing, a quarter of a full
+        # derivation's time (measured); reference counting frees the rows as before.
+        with self.transaction("derive") as connection, collector_paused():
             take_write_lock(connection)
             if settings is None:
                 settings = settings_from_json(stored_state(connection)[2])

@@ -6,6 +6,8 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from rolecall.collector import collector_paused
+
 
 @contextmanager
 def loading() -> Iterator[None]:
@@ -17,12 +19,9 @@ def loading() -> Iterator[None]:
     froze what it had loaded at start (the console entry point does) freezes this too, so no
     later collection walks it; one that did not (tests running commands in-process) does not.
     """
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if gc.get_freeze_count():
-            gc.freeze()
-        if paused:
-            gc.enable()
+    with collector_paused():
+        try:
+            yield
+        finally:
+            if gc.get_freeze_count():
+                gc.freeze()
