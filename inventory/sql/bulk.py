@@ -246,7 +246,17 @@ def _datetime_text(slow: Processor) -> Processor:
     def convert(value: Any) -> Any:
         """The stored text of one value."""
         if type(value) is datetime and value.tzinfo is UTC:
-            return value.isoformat(" ", "microseconds")[:26]
+            # A third faster than isoformat(" ", "microseconds")[:26], which formats the
+            # offset only to cut it off: a derivation writes millions of these.
+            return "%04d-%02d-%02d %02d:%02d:%02d.%06d" % (  # noqa: UP031
+                value.year,
+                value.month,
+                value.day,
+                value.hour,
+                value.minute,
+                value.second,
+                value.microsecond,
+            )
         return slow(value)
 
     return convert
