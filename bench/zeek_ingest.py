@@ -227,10 +227,12 @@ def stored_flows(db: Path) -> tuple[int, int]:
 def insert_floor(db: Path, table: str) -> tuple[int, float]:
     """How many rows ``table`` holds in ``db``, and the seconds SQLite alone takes to insert
     them into an empty copy of the table (same schema and pragmas), in one transaction."""
+    # Loaded here, as in store_alone: --consume imports this module too.
+    from rolecall.inventory.database import sqlite_pragmas  # noqa: PLC0415
+
     copy = db.with_name(f"floor-{table}.db")
     with closing(sqlite3.connect(db)) as source, closing(sqlite3.connect(copy)) as target:
-        for pragma in STORE_PRAGMAS:
-            target.execute(f"PRAGMA {pragma}")
+        sqlite_pragmas(target, None)  # the store's own, as on each of its connections
         for (sql,) in source.execute(
             "SELECT sql FROM sqlite_master WHERE tbl_name = ? AND sql IS NOT NULL", (table,)
         ):
@@ -387,8 +389,6 @@ TARGETS = {"conn": 250_000, "smtp": 100_000}
 FLOOR_TABLES = {"conn": "flow", "smtp": "smtp"}
 """The table each targeted log's records are stored in (what ``insert_floor`` re-inserts)."""
 FLOOR_CHUNK = 50_000
-STORE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "cache_size=-32768")
-"""The pragmas the store sets on every SQLite connection (rolecall.inventory.database)."""
 # Each log's columns and header are Zeek's own, as the tests write them (tests/zeek_helpers).
 LOGS: dict[str, Callable[[int, random.Random], Iterator[str]]] = {
     "conn": conn_lines,

@@ -87,7 +87,7 @@ def _check_sqlite_path(path: Path) -> None:
         raise StoreError(f"cannot create database {path}: {exc.strerror}") from exc
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     """Put every new SQLite connection in WAL mode with a busy timeout and a larger cache."""
     cursor = dbapi_connection.cursor()
     cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
@@ -114,7 +114,7 @@ def make_engine(url: str) -> Engine:
         raise StoreError(f"cannot use database URL {database_name(parsed)}: {exc}") from exc
     if engine.dialect.name == "sqlite":
         engine = create_engine(parsed, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", sqlite_pragmas)
     elif engine.dialect.name == "postgresql":
         quiet_driver_log()
     else:

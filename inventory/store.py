@@ -419,7 +419,7 @@ class Store:
         """
         # A derivation holds every role it finds (a full one: hundreds of thousands, each
         # with its evidence list) while it reads millions of rows. The cyclic collector's
-        # full passes walk all of them and free next to nothing, a quarter of a full
+        # full passes walk all of them and free next to nothing: up to a quarter of a full
         # derivation's time (measured); reference counting frees the rows as before.
         with self.transaction("derive") as connection, collector_paused():
             take_write_lock(connection)
