@@ -15,12 +15,12 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final
 
-from sqlalchemy import Connection, and_, delete, func, or_, select, tuple_, union
+from sqlalchemy import Connection, and_, case, delete, func, select
 
 from rolecall.inventory.groups import groups_of_addresses
 from rolecall.inventory.settings import SurgeSettings
@@ -34,6 +34,9 @@ from rolecall.inventory.tables import (
 from rolecall.inventory.vocabulary import METRICS
 
 SMTP_PORTS: Final = (25,)
+PASS_DAYS: Final = 31
+"""Days recomputed from one read of the evidence: a full derivation's days take a few reads
+rather than three queries each, and what one read holds stays bounded."""
 FIREWALL_SMTP_PORTS: Final = (25, 465, 587)
 MAD_SCALE: Final = 1.4826
 """MAD times this estimates a normal standard deviation."""
@@ -176,58 +179,79 @@ def daily_points(
     return points
 
 
-def _day_span(day: date) -> tuple[datetime, datetime]:
-    """The UTC start of a day and of the next one."""
-    start = datetime.combine(day, time(), tzinfo=UTC)
-    return start, start + timedelta(days=1)
+@dataclass
+class _DaySeries:
+    """One day's raw series: its SMTP clients, and its SMTP connections and firewall
+    denies by client."""
+
+    clients: set[str] = field(default_factory=set)
+    connections: Counter[str] = field(default_factory=Counter)
+    denied: Counter[str] = field(default_factory=Counter)
 
 
-def _smtp_clients(connection: Connection, day: date) -> set[str]:
-    """Distinct hosts that sent SMTP on a day (a proxy relaying a client's mail is not one)."""
+def _passes(days: Sequence[date]) -> Iterator[list[date]]:
+    """Sorted days in runs that span at most PASS_DAYS days each."""
+    run: list[date] = []
+    for day in days:
+        if run and (day - run[0]).days >= PASS_DAYS:
+            yield run
+            run = []
+        run.append(day)
+    if run:
+        yield run
+
+
+def _read_mail(
+    connection: Connection, found: dict[date, _DaySeries], first: date, last: date
+) -> set[tuple[date, str, int]]:
+    """Each day's SMTP clients into found (a proxy relaying a client's mail is not one);
+    return the (day, server, port) that mail went to."""
     smtp = SMTP_TABLE
-    start, end = _day_span(day)
+    start = datetime.combine(first, time(), tzinfo=UTC)
+    end = datetime.combine(last + timedelta(days=1), time(), tzinfo=UTC)
     rows = connection.execute(
-        select(smtp.c.client)
-        .distinct()
-        .where(and_(smtp.c.ts >= start, smtp.c.ts < end, smtp.c.relayed_for == ""))
+        select(
+            smtp.c.ts, smtp.c.client, smtp.c.server, smtp.c.server_port, smtp.c.relayed_for
+        ).where(smtp.c.ts >= start, smtp.c.ts < end)
     )
-    return {row.client for row in rows}
+    spoke: set[tuple[date, str, int]] = set()
+    for ts, client, server, port, relayed_for in rows:
+        day = ts.date()
+        series = found.get(day)
+        if series is not None:
+            spoke.add((day, server, port))
+            if relayed_for == "":
+                series.clients.add(client)
+    return spoke
 
 
-def _smtp_connections(connection: Connection, day: date) -> Counter[str]:
-    """Connections on a day to port 25 and to every server port SMTP was seen on, by client."""
-    flow, smtp, service = FLOW_TABLE, SMTP_TABLE, SERVICE_TABLE
-    start, end = _day_span(day)
-    # A relay on 2525 or 8025 carries mail as much as one on 25 does.
-    spoke_smtp = union(
-        select(smtp.c.server, smtp.c.server_port).where(smtp.c.ts >= start, smtp.c.ts < end),
-        select(service.c.address, service.c.port).where(
-            service.c.transport == "tcp", service.c.protocol == "smtp"
-        ),
-    )
-    rows = connection.execute(
-        select(flow.c.client, func.sum(flow.c.connections))
-        .where(
-            flow.c.day == day,
-            flow.c.transport == "tcp",
-            or_(
-                flow.c.server_port.in_(SMTP_PORTS),
-                tuple_(flow.c.server, flow.c.server_port).in_(spoke_smtp),
-            ),
-        )
-        .group_by(flow.c.client)
-    )
-    return Counter({row[0]: int(row[1]) for row in rows})
+def _read_connections(
+    connection: Connection,
+    found: dict[date, _DaySeries],
+    first: date,
+    last: date,
+    spoke: set[tuple[date, str, int]],
+) -> None:
+    """Each day's TCP connections into found, by client: to port 25 and to every server port
+    SMTP was seen on (that day's mail, or a service speaking SMTP); and those the firewall
+    denied going out to SMTP ports.
 
-
-def _denies(connection: Connection, day: date) -> Counter[str]:
-    """Outbound SMTP connections the firewall denied on a day, by inside host.
-
-    The firewall reader writes a day's denied connections as flows and marks each
-    (host, port, destination) it denied with an fw-smtp-deny fact; the flows keep the days.
+    The firewall reader writes a day's denied connections as flows and marks each (host,
+    port, destination) it denied with an fw-smtp-deny fact; the flows keep the days.
     """
-    flow, obs = FLOW_TABLE, OBSERVATION_TABLE
-    denied = (
+    flow, obs, service = FLOW_TABLE, OBSERVATION_TABLE, SERVICE_TABLE
+    services = {
+        (row.address, row.port)
+        for row in connection.execute(
+            select(service.c.address, service.c.port).where(
+                service.c.transport == "tcp", service.c.protocol == "smtp"
+            )
+        )
+    }
+    smtp_ports = set(SMTP_PORTS)
+    ports = smtp_ports | set(FIREWALL_SMTP_PORTS) | {port for _, port in services}
+    ports |= {port for _, _, port in spoke}
+    marked = (
         select(obs.c.id)
         .where(
             obs.c.address == flow.c.client,
@@ -239,18 +263,40 @@ def _denies(connection: Connection, day: date) -> Counter[str]:
         )
         .exists()
     )
-    rows = connection.execute(
-        select(flow.c.client, func.sum(flow.c.connections))
-        .where(
-            flow.c.day == day,
-            flow.c.source == "firewall",
-            flow.c.transport == "tcp",
-            flow.c.server_port.in_(FIREWALL_SMTP_PORTS),
-            denied,
-        )
-        .group_by(flow.c.client)
+    denied = case(
+        (
+            and_(flow.c.source == "firewall", flow.c.server_port.in_(FIREWALL_SMTP_PORTS)),
+            marked,
+        ),
+        else_=False,
     )
-    return Counter({row[0]: int(row[1]) for row in rows})
+    # One read of the days' flows serves both series (the day index finds them).
+    rows = connection.execute(
+        select(
+            flow.c.day, flow.c.client, flow.c.server, flow.c.server_port, flow.c.connections, denied
+        ).where(
+            flow.c.day >= first,
+            flow.c.day <= last,
+            flow.c.transport == "tcp",
+            flow.c.server_port.in_(sorted(ports)),
+        )
+    )
+    for day, client, server, port, count, was_denied in rows:
+        series = found.get(day)
+        if series is None:
+            continue
+        if port in smtp_ports or (server, port) in services or (day, server, port) in spoke:
+            series.connections[client] += count
+        if was_denied:
+            series.denied[client] += count
+
+
+def _read_days(connection: Connection, days: list[date]) -> dict[date, _DaySeries]:
+    """The raw series of these days (sorted, spanning at most PASS_DAYS), from one read."""
+    found = {day: _DaySeries() for day in days}
+    spoke = _read_mail(connection, found, days[0], days[-1])
+    _read_connections(connection, found, days[0], days[-1], spoke)
+    return found
 
 
 def _write_day(connection: Connection, metric: str, day: date, values: Mapping[str, int]) -> None:
@@ -272,27 +318,36 @@ def recompute_days(
 
     ``groups``: every host's groups, or None to read those of each day's hosts.
     """
-    for day in sorted(set(days)):
-        clients = _smtp_clients(connection, day)
-        by_client = _smtp_connections(connection, day)
-        denied = _denies(connection, day)
-        known = groups
-        if known is None:
-            known = groups_of_addresses(connection, sorted(clients | set(by_client) | set(denied)))
-        per_group: Counter[str] = Counter({"": len(clients)})
-        for client in clients:
-            per_group.update(known.get(client, ()))
-        _write_day(connection, "smtp_clients", day, per_group)
-        totals: Counter[str] = Counter({"": sum(by_client.values())})
-        for client, count in by_client.items():
-            for name in known.get(client, ()):
-                totals[name] += count
-        _write_day(connection, "smtp_connections", day, totals)
-        per_group = Counter({"": sum(denied.values())})
-        for client, count in denied.items():
-            for name in known.get(client, ()):
-                per_group[name] += count
-        _write_day(connection, "fw_smtp_denies", day, per_group)
+    for run in _passes(sorted(set(days))):
+        for day, series in _read_days(connection, run).items():
+            _write_series(connection, day, series, groups)
+
+
+def _write_series(
+    connection: Connection,
+    day: date,
+    series: _DaySeries,
+    groups: Mapping[str, list[str]] | None,
+) -> None:
+    """Store one day's series, network-wide and per group."""
+    clients, by_client, denied = series.clients, series.connections, series.denied
+    known = groups
+    if known is None:
+        known = groups_of_addresses(connection, sorted(clients | set(by_client) | set(denied)))
+    per_group: Counter[str] = Counter({"": len(clients)})
+    for client in clients:
+        per_group.update(known.get(client, ()))
+    _write_day(connection, "smtp_clients", day, per_group)
+    totals: Counter[str] = Counter({"": sum(by_client.values())})
+    for client, count in by_client.items():
+        for name in known.get(client, ()):
+            totals[name] += count
+    _write_day(connection, "smtp_connections", day, totals)
+    per_group = Counter({"": sum(denied.values())})
+    for client, count in denied.items():
+        for name in known.get(client, ()):
+            per_group[name] += count
+    _write_day(connection, "fw_smtp_denies", day, per_group)
 
 
 def newest_day(connection: Connection) -> list[date]:

@@ -257,3 +257,40 @@ def test_smtp_connections_count_every_port_smtp_was_seen_on(
         points = daily_points(connection, "smtp_connections", 1, START.date())
     store.close()
     assert [point.value for point in points] == [3]
+
+
+def test_days_far_apart_are_each_counted_in_a_full_derivation(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, database: str
+) -> None:
+    # Seventy days: more than one read's worth (history.PASS_DAYS), mail on a few of them,
+    # port-25 connections on two days that fall in different reads.
+    counts = [0] * 70
+    for day, senders in ((0, 2), (20, 3), (31, 4), (45, 1), (69, 5)):
+        counts[day] = senders
+    root = _zeek_days(tmp_path, counts)
+    conns = [_conn_row("10.1.0.7", "10.9.0.25", 25, n) for n in range(2)]
+    late = START + timedelta(days=45)
+    conns += [
+        _conn_row("10.1.0.8", "10.9.0.25", 25, n) | {"ts": f"{late.timestamp() + n:.6f}"}
+        for n in range(2, 5)
+    ]
+    (root / "conns").mkdir()
+    write_tsv(root / "conns" / "conn.log", "conn", conns)
+    config = write_config(tmp_path, CONFIG)
+    cli(capsys, database, config, "ingest", "zeek", str(root))
+    cli(capsys, database, config, "findings", "derive", "--full")
+    store = Store.open(database)
+    last = (START + timedelta(days=69)).date()
+    with store.read("read rows") as connection:
+        clients = daily_points(connection, "smtp_clients", 70, last)
+        office = daily_points(connection, "smtp_clients", 70, last, group="office")
+        connections = daily_points(connection, "smtp_connections", 70, last)
+    store.close()
+    assert [point.value for point in clients] == counts
+    assert [point.value for point in office] == counts
+    # Each day's mail sessions are connections too (the smtp.log has no conn.log of its own
+    # here, so only the conn.log's count): two on the first day, three on day 45.
+    assert {point.day: point.value for point in connections if point.value} == {
+        START.date(): 2,
+        late.date(): 3,
+    }
