@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Column,
+    Connection,
     Engine,
     MetaData,
     PrimaryKeyConstraint,
@@ -38,6 +39,8 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 # already there opens without loading alembic, which costs more than a small ingest.
 SCHEMA_HEAD = "0011"
 BUSY_TIMEOUT_MS = 30_000
+ANALYTIC_WORK_MEM_KB = 64 * 1024
+"""PostgreSQL memory for each sort or hash of a derivation (see analytic_memory)."""
 # Tables the schema does not describe. apscheduler_jobs held the pickled schedules of
 # releases up to 0.1.0: migration 0004 converts its rows and drops it, or keeps it with the
 # rows it could not convert, for their owner to look at.
@@ -97,6 +100,23 @@ def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # role table would otherwise spill dirty pages to the WAL before it commits.
     cursor.execute("PRAGMA cache_size=-32768")
     cursor.close()
+
+
+def analytic_memory(connection: Connection) -> None:
+    """On PostgreSQL, let this transaction's sorts and hashes take at least
+    ANALYTIC_WORK_MEM_KB each (a server set higher keeps its own setting).
+
+    A derivation aggregates every observation and flow: at the server's default 4 MB
+    the aggregates spill to disk (measured at 100k hosts and 10M observations: the
+    observation spans took 7.8 s, 3.0 s with 64 MB).
+    """
+    if connection.dialect.name != "postgresql":
+        return
+    current = connection.exec_driver_sql(
+        "SELECT setting::bigint FROM pg_settings WHERE name = 'work_mem'"
+    ).scalar()
+    if current is not None and int(current) < ANALYTIC_WORK_MEM_KB:
+        connection.exec_driver_sql(f"SET LOCAL work_mem = '{ANALYTIC_WORK_MEM_KB}kB'")
 
 
 def make_engine(url: str) -> Engine:

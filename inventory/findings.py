@@ -12,7 +12,7 @@ from sqlalchemy import Connection, bindparam, func, select, update
 
 from rolecall.inventory.alert_events import recorded_changes
 from rolecall.inventory.derivation.evidence_delta import take_write_lock
-from rolecall.inventory.sql.in_lists import in_slices
+from rolecall.inventory.sql.in_lists import in_list, in_slices
 from rolecall.inventory.tables import ASSET_TABLE, FINDING_TABLE, OBSERVATION_TABLE
 
 SEVERITIES: Final = ("high", "medium", "low", "info")
@@ -201,16 +201,14 @@ def resolve(connection: Connection, rule: str, addresses: Iterable[str]) -> None
     """Mark the open findings of a rule on these addresses resolved: their evidence is gone."""
     table = FINDING_TABLE
     wanted = sorted(set(addresses))
-    ids: list[int] = []
-    for chunk in in_slices(wanted):
-        ids.extend(
-            connection.execute(
-                select(table.c.id).where(
-                    table.c.rule == rule, table.c.status == "open", table.c.address.in_(chunk)
-                )
-            ).scalars()
-        )
-    mark_resolved(connection, ids)
+    if not wanted:
+        return
+    # One statement whatever the count: a full derivation judges every mail sender.
+    among = in_list(connection.dialect, table.c.address, wanted)
+    ids = connection.execute(
+        select(table.c.id).where(table.c.rule == rule, table.c.status == "open", among)
+    ).scalars()
+    mark_resolved(connection, list(ids))
 
 
 def resolve_before(connection: Connection, rule: str, address: str, day: date) -> None:

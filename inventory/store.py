@@ -17,7 +17,7 @@ from rolecall.collector import collector_paused
 from rolecall.inventory import record_rows as rows
 from rolecall.inventory.address_syntax import is_ip_address
 from rolecall.inventory.daemon_lock import DaemonLock
-from rolecall.inventory.database import database_url, make_engine, upgrade_schema
+from rolecall.inventory.database import analytic_memory, database_url, make_engine, upgrade_schema
 from rolecall.inventory.database_errors import database_name, translated
 from rolecall.inventory.derivation.engine import DeriveSummary, derive
 from rolecall.inventory.derivation.evidence_delta import (
@@ -423,6 +423,7 @@ class Store:
         # derivation's time (measured); reference counting frees the rows as before.
         with self.transaction("derive") as connection, collector_paused():
             take_write_lock(connection)
+            analytic_memory(connection)
             if settings is None:
                 settings = settings_from_json(stored_state(connection)[2])
             summary = derive(connection, settings, full)

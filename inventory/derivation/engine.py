@@ -387,7 +387,7 @@ def _derive(
     changed |= judge_workstations(connection, sorted(judged_hosts), newest, window, everything)
     # Any other touched host has the same roles within the window as before, so keeps its
     # workstation role or its lack of one; a workstation is stretched over its new traffic.
-    refresh_workstations(connection, sorted(merged.touched - judged_hosts), window_start)
+    refresh_workstations(connection, merged.client_spans, judged_hosts)
     update_groups(connection, sorted(changed), settings.groups, everything=full)
     # Host rules judge mail senders only: a host that sends nothing breaks no mail policy.
     senders = smtp_senders(connection, None if full else changed) & changed

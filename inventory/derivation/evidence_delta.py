@@ -335,7 +335,10 @@ def flow_spans(connection: Connection, side: str, ports: frozenset[int]) -> Iter
     Rows: address, server_port, transport, source, first_seen, last_seen, first_id, last_id.
     """
     table = FLOW_TABLE
-    host = table.c[side]
+    # "|| ''": grouping by the client, SQLite would walk the unique index (client first)
+    # and fetch every row from it in the index's order, slower than a scan and a sort
+    # (measured: 3.6 s against 2.2 s over a million flows).
+    host = table.c[side].concat("")
     stmt = (
         select(
             host.label("address"),

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import (
     BigInteger,
-    BindParameter,
     Column,
     Connection,
     MetaData,
@@ -22,7 +21,6 @@ from sqlalchemy import (
     case,
     delete,
     func,
-    or_,
     select,
     update,
 )
@@ -82,12 +80,13 @@ class StoredRole:
 
 @dataclass(frozen=True)
 class Merged:
-    """Hosts a merge changed: with a new role, with any role merged, with a role seen again
-    within the workstation window after its last sighting had fallen out of it."""
+    """Hosts a merge changed: with a new role, with a role seen again within the
+    workstation window after its last sighting had fallen out of it; and by host, the
+    span of the new evidence of its client roles within the window."""
 
     gained: set[str]
-    touched: set[str]
     renewed: set[str]
+    client_spans: dict[str, tuple[datetime, datetime]]
 
 
 def _stored(
@@ -159,76 +158,83 @@ def _stretch(table: Table, where: Any, first: Any, last: Any, evidence: Any) -> 
     )
 
 
+def _update_rows(
+    connection: Connection,
+    columns: Sequence[Column[Any]],
+    rows: list[dict[str, Any]],
+    statement: Callable[[Mapping[str, Any]], Update],
+) -> None:
+    """Run an UPDATE once per row; ``statement`` is given each row's values by column name.
+
+    On SQLite, one executemany of bound parameters; psycopg sends an executemany as one
+    statement per row, so on PostgreSQL the rows go in by COPY to a temporary table
+    instead, and one UPDATE ... FROM joins them.
+    """
+    if not rows:
+        return
+    if connection.dialect.name != "postgresql":
+        # Typed, so the bulk path converts datetimes exactly as the column stores them.
+        binds = {column.name: bindparam(column.name, type_=column.type) for column in columns}
+        BulkStatement(statement(binds)).execute(connection, rows)
+        return
+    changes = Table("row_changes", MetaData(), *columns, prefixes=["TEMPORARY"])
+    changes.create(connection)
+    BulkStatement(changes.insert(), copy_into=changes).execute(connection, rows)
+    connection.execute(statement({column.name: column for column in changes.c}))
+    changes.drop(connection)
+
+
 def _write_merges(connection: Connection, table: Table, updates: list[dict[str, Any]]) -> None:
     """Widen the spans and set the evidence of stored roles (rows of rid, first, last,
     evidence)."""
-    if connection.dialect.name != "postgresql":
-        # Typed, so the bulk path converts datetimes exactly as the column stores them.
-        first: BindParameter[Any] = bindparam("first", type_=table.c.first_seen.type)
-        last: BindParameter[Any] = bindparam("last", type_=table.c.last_seen.type)
-        row_id = bindparam("rid", type_=table.c.id.type)
-        merge = _stretch(table, table.c.id == row_id, first, last, bindparam("evidence"))
-        BulkStatement(merge).execute(connection, updates)
-        return
-    if not updates:
-        return
-    # psycopg sends an executemany as one statement per row: the changes go in by COPY to
-    # a temporary table instead, and one UPDATE ... FROM joins them.
-    changes = Table(
-        "role_changes",
-        MetaData(),
+    columns = (
         Column("rid", BigInteger),
         Column("first", table.c.first_seen.type),
         Column("last", table.c.last_seen.type),
         Column("evidence", Text),
-        prefixes=["TEMPORARY"],
     )
-    changes.create(connection)
-    BulkStatement(changes.insert(), copy_into=changes).execute(connection, updates)
-    connection.execute(
-        _stretch(
-            table, table.c.id == changes.c.rid, changes.c.first, changes.c.last, changes.c.evidence
-        )
-    )
-    changes.drop(connection)
+
+    def merge(row: Mapping[str, Any]) -> Update:
+        """The role's row, widened and with its evidence."""
+        return _stretch(table, table.c.id == row["rid"], row["first"], row["last"], row["evidence"])
+
+    _update_rows(connection, columns, updates, merge)
 
 
-def refresh_workstations(connection: Connection, addresses: Sequence[str], since: datetime) -> None:
-    """Stretch the workstation spans of these hosts over their recent client roles, in SQL.
+def refresh_workstations(
+    connection: Connection, spans: Mapping[str, tuple[datetime, datetime]], judged: set[str]
+) -> None:
+    """Stretch hosts' workstation spans over the given (first, last) spans, but for the
+    hosts just judged.
 
     For hosts whose roles and services within the window are the same as at the last
-    judgement: the verdict and the workstation's evidence are unchanged; only the
-    span can have grown.
+    judgement: the verdict and the workstation's evidence are unchanged; only the span
+    can have grown, by the new evidence of their client roles within the window. A host
+    without the role is left alone.
     """
     table = ROLE_TABLE
-    client = table.alias("client")
-    if not addresses:
-        return
-    spans = (
-        select(
-            client.c.address,
-            func.min(client.c.first_seen).label("first"),
-            func.max(client.c.last_seen).label("last"),
-        )
-        .where(
-            in_list(connection.dialect, client.c.address, addresses),
-            client.c.role.in_(sorted(CLIENT_ROLES)),
-            client.c.last_seen >= since,
-        )
-        .group_by(client.c.address)
-        .subquery()
+    columns = (
+        Column("host", Text),
+        Column("first", table.c.first_seen.type),
+        Column("last", table.c.last_seen.type),
     )
-    # One aggregate, joined (UPDATE ... FROM), and only spans that moved.
-    connection.execute(
-        update(table)
-        .where(
-            table.c.role == "workstation",
-            in_list(connection.dialect, table.c.address, addresses),
-            table.c.address == spans.c.address,
-            or_(table.c.first_seen != spans.c.first, table.c.last_seen != spans.c.last),
+    rows = [
+        {"host": address, "first": first, "last": last}
+        for address, (first, last) in sorted(spans.items())
+        if address not in judged
+    ]
+
+    def stretch(row: Mapping[str, Any]) -> Update:
+        """The host's workstation row, widened where the span reaches past it."""
+        held = (
+            (table.c.address == row["host"])
+            & (table.c.role == "workstation")
+            & (table.c.source == WORKSTATION_SOURCE)
+            & ((table.c.first_seen > row["first"]) | (table.c.last_seen < row["last"]))
         )
-        .values(first_seen=spans.c.first, last_seen=spans.c.last)
-    )
+        return _stretch(table, held, row["first"], row["last"], table.c.evidence)
+
+    _update_rows(connection, columns, rows, stretch)
 
 
 def merge_roles(
@@ -240,15 +246,24 @@ def merge_roles(
     `window_start`: the start of the workstation window (see judge_workstations).
     """
     table = ROLE_TABLE
-    addresses = sorted({key[0] for key in found.found})
     stored = {} if empty else _stored(connection, found.found, window_start)
     held = {(key[0], key[1]) for key in stored}
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     gained: set[str] = set()
     renewed: set[str] = set()
+    spans: dict[str, tuple[datetime, datetime]] = {}
     for key, role in found.found.items():
         known = stored.get(key)
+        if (
+            not empty
+            and key[1] in CLIENT_ROLES
+            and (window_start <= role.last_seen or (known is not None and not known.before_window))
+        ):
+            # Merged, the role is within the window: the host's workstation span covers it
+            # (a full derivation judges every host instead).
+            first, last = spans.get(key[0], (role.first_seen, role.last_seen))
+            spans[key[0]] = (min(first, role.first_seen), max(last, role.last_seen))
         if known is None:
             inserts.append(
                 {
@@ -278,7 +293,7 @@ def merge_roles(
     updates.sort(key=lambda row: row["rid"])
     BulkStatement(table.insert(), copy_into=table).execute(connection, inserts)
     _write_merges(connection, table, updates)
-    return Merged(gained, set(addresses), renewed)
+    return Merged(gained, renewed, spans)
 
 
 def window_passed(connection: Connection, before: datetime | None, now: datetime) -> set[str]:
