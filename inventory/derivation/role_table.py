@@ -81,8 +81,9 @@ class StoredRole:
 @dataclass(frozen=True)
 class Merged:
     """Hosts a merge changed: with a new role, with a role seen again within the
-    workstation window after its last sighting had fallen out of it; and by host, the
-    span of the new evidence of its client roles within the window."""
+    workstation window after its last sighting (any source's) had fallen out of it; and
+    by host, the span of the new evidence of its client roles that were within the
+    window already."""
 
     gained: set[str]
     renewed: set[str]
@@ -247,7 +248,10 @@ def merge_roles(
     """
     table = ROLE_TABLE
     stored = {} if empty else _stored(connection, found.found, window_start)
+    # A host's role counts for the workstation window merged over its sources (as
+    # judge_workstations reads it): recent if any source's row was seen within the window.
     held = {(key[0], key[1]) for key in stored}
+    recent = {(key[0], key[1]) for key, row in stored.items() if not row.before_window}
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     gained: set[str] = set()
@@ -255,15 +259,15 @@ def merge_roles(
     spans: dict[str, tuple[datetime, datetime]] = {}
     for key, role in found.found.items():
         known = stored.get(key)
-        if (
-            not empty
-            and key[1] in CLIENT_ROLES
-            and (window_start <= role.last_seen or (known is not None and not known.before_window))
-        ):
-            # Merged, the role is within the window: the host's workstation span covers it
-            # (a full derivation judges every host instead).
-            first, last = spans.get(key[0], (role.first_seen, role.last_seen))
-            spans[key[0]] = (min(first, role.first_seen), max(last, role.last_seen))
+        pair = (key[0], key[1])
+        if pair in recent:
+            if key[1] in CLIENT_ROLES:
+                # Still within the window, merged: the workstation span covers the new
+                # evidence, whatever its time.
+                first, last = spans.get(key[0], (role.first_seen, role.last_seen))
+                spans[key[0]] = (min(first, role.first_seen), max(last, role.last_seen))
+        elif pair in held and window_start <= role.last_seen:
+            renewed.add(key[0])
         if known is None:
             inserts.append(
                 {
@@ -275,11 +279,9 @@ def merge_roles(
                     "last_seen": role.last_seen,
                 }
             )
-            if (key[0], key[1]) not in held:
+            if pair not in held:
                 gained.add(key[0])
             continue
-        if known.before_window and window_start <= role.last_seen:
-            renewed.add(key[0])
         evidence = appended_evidence(known.evidence, role.evidence)
         updates.append(
             {
