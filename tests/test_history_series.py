@@ -288,8 +288,7 @@ def test_days_far_apart_are_each_counted_in_a_full_derivation(
     store.close()
     assert [point.value for point in clients] == counts
     assert [point.value for point in office] == counts
-    # Each day's mail sessions are connections too (the smtp.log has no conn.log of its own
-    # here, so only the conn.log's count): two on the first day, three on day 45.
+    # Connections come from the conn.log alone: two on the first day, three on day 45.
     assert {point.day: point.value for point in connections if point.value} == {
         START.date(): 2,
         late.date(): 3,
