@@ -34,11 +34,12 @@ from rolecall.inventory.derivation.role_rules import (
 )
 from rolecall.inventory.derivation.role_table import (
     RoleAccumulator,
+    held_roles,
     judge_workstations,
     merge_roles,
-    refresh_workstations,
     role_count,
     window_passed,
+    with_workstations,
 )
 from rolecall.inventory.findings import (
     mark_resolved,
@@ -52,7 +53,12 @@ from rolecall.inventory.groups import groups_of, groups_of_addresses, update_gro
 from rolecall.inventory.matching.address_set import AddressSet
 from rolecall.inventory.rules import all_rules
 from rolecall.inventory.rules.base import Collector, RowHandler, Rule, RuleContext
-from rolecall.inventory.rules.host_roles import first_smtp_client, roles_of, smtp_senders
+from rolecall.inventory.rules.host_roles import (
+    HeldRole,
+    first_smtp_client,
+    roles_of,
+    smtp_senders,
+)
 from rolecall.inventory.settings import DeriveSettings, settings_json
 from rolecall.inventory.tables import ASSET_GROUP_TABLE, ASSET_TABLE, FINDING_TABLE, ROLE_TABLE
 from rolecall.probes.records import Observation
@@ -383,11 +389,11 @@ def _derive(
             connection, datetime.fromisoformat(before) if before else None, window_start
         )
         judged_hosts = changed | merged.renewed | passed
-    everything = found.roles if full else None
+    # Reading everything, every host's roles are at hand: the table need not be read back.
+    everything = held_roles(found.roles) if full else None
+    # Any other host has the same roles within the window as before, so keeps its
+    # workstation role or its lack of one (merge_roles stretched it over its new traffic).
     changed |= judge_workstations(connection, sorted(judged_hosts), newest, window, everything)
-    # Any other touched host has the same roles within the window as before, so keeps its
-    # workstation role or its lack of one; a workstation is stretched over its new traffic.
-    refresh_workstations(connection, merged.client_spans, judged_hosts)
     update_groups(connection, sorted(changed), settings.groups, everything=full)
     # Host rules judge mail senders only: a host that sends nothing breaks no mail policy.
     senders = smtp_senders(connection, None if full else changed) & changed
@@ -412,7 +418,7 @@ def _derive(
         groups_of_addresses(connection, judged) if groups is None else groups,
         newest,
     )
-    hosts = _judge_hosts(ctx, rules, judged)
+    hosts = _judge_hosts(ctx, rules, judged, everything)
     store_raised(connection, found.rows.found.values(), replace=full)
     store_raised(connection, hosts.found.values(), replace=True)
     for rule in rules:
@@ -434,11 +440,25 @@ def _derive(
     return DeriveSummary(role_count(connection), _open_findings(connection), len(judged), full)
 
 
-def _judge_hosts(ctx: RuleContext, rules: Iterable[Rule], judged: Sequence[str]) -> Collector:
-    """What the host rules raise on the judged hosts (their roles read once for every rule)."""
+def _judge_hosts(
+    ctx: RuleContext,
+    rules: Iterable[Rule],
+    judged: Sequence[str],
+    everything: Mapping[str, Mapping[str, HeldRole]] | None,
+) -> Collector:
+    """What the host rules raise on the judged hosts (their roles read once for every rule).
+
+    ``everything``: every host's roles but the workstations, when the derivation read all.
+    """
     hosts = Collector()
     handlers = [rule.hosts for rule in rules if rule.hosts is not None]
-    held = roles_of(ctx.connection, judged) if handlers else {}
+    held: Mapping[str, Mapping[str, HeldRole]] = {}
+    if handlers:
+        held = (
+            roles_of(ctx.connection, judged)
+            if everything is None
+            else with_workstations(ctx.connection, everything, judged)
+        )
     for handler in handlers:
         handler(ctx, held, hosts)
     return hosts

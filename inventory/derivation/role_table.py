@@ -80,14 +80,11 @@ class StoredRole:
 
 @dataclass(frozen=True)
 class Merged:
-    """Hosts a merge changed: with a new role, with a role seen again within the
-    workstation window after its last sighting (any source's) had fallen out of it; and
-    by host, the span of the new evidence of its client roles that were within the
-    window already."""
+    """Hosts a merge changed: with a new role, and with a role seen again within the
+    workstation window after its last sighting (any source's) had fallen out of it."""
 
     gained: set[str]
     renewed: set[str]
-    client_spans: dict[str, tuple[datetime, datetime]]
 
 
 def _stored(
@@ -202,40 +199,30 @@ def _write_merges(connection: Connection, table: Table, updates: list[dict[str, 
     _update_rows(connection, columns, updates, merge)
 
 
-def refresh_workstations(
-    connection: Connection, spans: Mapping[str, tuple[datetime, datetime]], judged: set[str]
-) -> None:
-    """Stretch hosts' workstation spans over the given (first, last) spans, but for the
-    hosts just judged.
+def _workstation_stretches(
+    connection: Connection, spans: Mapping[str, tuple[datetime, datetime]]
+) -> list[dict[str, Any]]:
+    """Merges that stretch hosts' workstation rows over (first, last) spans (rows of rid,
+    first, last, evidence); a host without the role has none.
 
-    For hosts whose roles and services within the window are the same as at the last
-    judgement: the verdict and the workstation's evidence are unchanged; only the span
-    can have grown, by the new evidence of their client roles within the window. A host
-    without the role is left alone.
+    The verdict and the workstation's evidence rest on the host's roles and services
+    within the window; for a host whose roles there are the same as at its last
+    judgement, only the span can have grown, by the new evidence of its client roles.
+    A host judged again after the merge has its workstation row made anew.
     """
     table = ROLE_TABLE
-    columns = (
-        Column("host", Text),
-        Column("first", table.c.first_seen.type),
-        Column("last", table.c.last_seen.type),
-    )
-    rows = [
-        {"host": address, "first": first, "last": last}
-        for address, (first, last) in sorted(spans.items())
-        if address not in judged
-    ]
-
-    def stretch(row: Mapping[str, Any]) -> Update:
-        """The host's workstation row, widened where the span reaches past it."""
-        held = (
-            (table.c.address == row["host"])
-            & (table.c.role == "workstation")
-            & (table.c.source == WORKSTATION_SOURCE)
-            & ((table.c.first_seen > row["first"]) | (table.c.last_seen < row["last"]))
+    if not spans:
+        return []
+    among = in_list(connection.dialect, table.c.address, sorted(spans))
+    rows = connection.execute(
+        select(table.c.id, table.c.address, table.c.evidence).where(
+            table.c.role == "workstation", table.c.source == WORKSTATION_SOURCE, among
         )
-        return _stretch(table, held, row["first"], row["last"], table.c.evidence)
-
-    _update_rows(connection, columns, rows, stretch)
+    )
+    return [
+        {"rid": rid, "first": spans[address][0], "last": spans[address][1], "evidence": evidence}
+        for rid, address, evidence in rows
+    ]
 
 
 def merge_roles(
@@ -243,7 +230,9 @@ def merge_roles(
 ) -> Merged:
     """Merge derived roles into the table; say which hosts changed how (see Merged).
 
-    Spans are widened in the database; evidence is appended while under the cap.
+    Spans are widened in the database; evidence is appended while under the cap. A
+    workstation is stretched over the new evidence of its host's client roles that
+    were within the window already (see _workstation_stretches).
     `window_start`: the start of the workstation window (see judge_workstations).
     """
     table = ROLE_TABLE
@@ -291,11 +280,12 @@ def merge_roles(
                 "evidence": evidence,
             }
         )
+    updates.extend(_workstation_stretches(connection, spans))
     # In row order, each table page is written once however many of its rows change.
     updates.sort(key=lambda row: row["rid"])
     BulkStatement(table.insert(), copy_into=table).execute(connection, inserts)
     _write_merges(connection, table, updates)
-    return Merged(gained, renewed, spans)
+    return Merged(gained, renewed)
 
 
 def window_passed(connection: Connection, before: datetime | None, now: datetime) -> set[str]:
@@ -327,18 +317,45 @@ def _serving(connection: Connection, addresses: Sequence[str] | None, since: dat
     return set(connection.execute(query.where(among)).scalars())
 
 
-def _held(found: RoleAccumulator) -> dict[str, dict[str, HeldRole]]:
-    """The roles of a derivation that read everything, by host (no need to read them back);
-    spans only: the workstation judgement reads no role's evidence."""
+def held_roles(found: RoleAccumulator) -> dict[str, dict[str, HeldRole]]:
+    """The roles of a derivation that read everything, by host and merged over sources, as
+    roles_of reads them back from the table (no need to)."""
     held: dict[str, dict[str, HeldRole]] = defaultdict(dict)
-    for (address, role, _), seen in found.found.items():
+    sources: dict[tuple[str, str], list[tuple[str, list[str]]]] = {}
+    for (address, role, source), seen in found.found.items():
         known = held[address].get(role)
         if known is None:
-            held[address][role] = HeldRole(seen.first_seen, seen.last_seen)
-        else:
-            known.first_seen = min(known.first_seen, seen.first_seen)
-            known.last_seen = max(known.last_seen, seen.last_seen)
-    return held
+            held[address][role] = HeldRole(seen.first_seen, seen.last_seen, [], seen.evidence)
+            sources[address, role] = [(source, seen.evidence)]
+            continue
+        known.first_seen = min(known.first_seen, seen.first_seen)
+        known.last_seen = max(known.last_seen, seen.last_seen)
+        sources[address, role].append((source, seen.evidence))
+    for (address, role), lists in sources.items():
+        if len(lists) > 1:
+            # Merged in the sources' code point order, as roles_of merges them.
+            merged: list[str] = []
+            for _, evidence in sorted(lists):
+                merged = merged_evidence(merged, evidence)
+            held[address][role].known_evidence = merged
+    return dict(held)
+
+
+def with_workstations(
+    connection: Connection, held: Mapping[str, Mapping[str, HeldRole]], addresses: Sequence[str]
+) -> dict[str, dict[str, HeldRole]]:
+    """The roles of these hosts, from held roles, with their stored workstation roles added."""
+    table = ROLE_TABLE
+    found = {address: dict(held[address]) for address in addresses if address in held}
+    rows = connection.execute(
+        select(table.c.address, table.c.first_seen, table.c.last_seen, table.c.evidence).where(
+            table.c.role == "workstation", table.c.source == WORKSTATION_SOURCE
+        )
+    )
+    for address, first_seen, last_seen, evidence in rows:
+        if address in found:
+            found[address]["workstation"] = HeldRole(first_seen, last_seen, [evidence])
+    return found
 
 
 def judge_workstations(
@@ -346,13 +363,13 @@ def judge_workstations(
     addresses: Sequence[str],
     newest: datetime,
     window_days: int,
-    everything: RoleAccumulator | None = None,
+    everything: Mapping[str, Mapping[str, HeldRole]] | None = None,
 ) -> set[str]:
     """Give `workstation` to hosts seen only as clients, with no service, over the window;
     return the hosts that gained or lost it.
 
-    `everything`: the roles of a full derivation, used instead of reading the table
-    (every host is then returned as changed).
+    `everything`: every host's roles in a full derivation (see held_roles), used instead
+    of reading the table (every host is then returned as changed).
     """
     table = ROLE_TABLE
     held: set[str] = set(addresses) if everything is not None else set()
@@ -368,7 +385,7 @@ def judge_workstations(
         else _serving(connection, None, since) & set(addresses)
     )
     rows: list[dict[str, Any]] = []
-    hosts = _held(everything) if everything is not None else roles_of(connection, addresses)
+    hosts = everything if everything is not None else roles_of(connection, addresses)
     for address, roles in hosts.items():
         recent = {name: held for name, held in roles.items() if held.last_seen >= since}
         recent.pop("workstation", None)
