@@ -321,23 +321,25 @@ def held_roles(found: RoleAccumulator) -> dict[str, dict[str, HeldRole]]:
     """The roles of a derivation that read everything, by host and merged over sources, as
     roles_of reads them back from the table (no need to)."""
     held: dict[str, dict[str, HeldRole]] = defaultdict(dict)
-    sources: dict[tuple[str, str], list[tuple[str, list[str]]]] = {}
-    for (address, role, source), seen in found.found.items():
+    shared: set[tuple[str, str]] = set()  # roles of a host seen by more than one source
+    for (address, role, _), seen in found.found.items():
         known = held[address].get(role)
         if known is None:
             held[address][role] = HeldRole(seen.first_seen, seen.last_seen, [], seen.evidence)
-            sources[address, role] = [(source, seen.evidence)]
             continue
         known.first_seen = min(known.first_seen, seen.first_seen)
         known.last_seen = max(known.last_seen, seen.last_seen)
-        sources[address, role].append((source, seen.evidence))
-    for (address, role), lists in sources.items():
-        if len(lists) > 1:
-            # Merged in the sources' code point order, as roles_of merges them.
-            merged: list[str] = []
-            for _, evidence in sorted(lists):
-                merged = merged_evidence(merged, evidence)
-            held[address][role].known_evidence = merged
+        shared.add((address, role))
+    by_source: dict[tuple[str, str], list[tuple[str, list[str]]]] = defaultdict(list)
+    for (address, role, source), seen in found.found.items() if shared else ():
+        if (address, role) in shared:
+            by_source[address, role].append((source, seen.evidence))
+    for (address, role), lists in by_source.items():
+        # Merged in the sources' code point order, as roles_of merges them.
+        merged: list[str] = []
+        for _, evidence in sorted(lists):
+            merged = merged_evidence(merged, evidence)
+        held[address][role].known_evidence = merged
     return dict(held)
 
 

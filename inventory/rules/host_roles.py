@@ -19,7 +19,7 @@ from rolecall.inventory.text_order import by_code_point
 NAMED_CLIENTS: Final = 3
 
 
-@dataclass
+@dataclass(slots=True)
 class HeldRole:
     """One role of a host over every source: its span and (still JSON) evidence."""
 
