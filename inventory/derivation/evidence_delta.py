@@ -337,8 +337,9 @@ def flow_spans(connection: Connection, side: str, ports: frozenset[int]) -> Iter
     table = FLOW_TABLE
     # "|| ''": grouping by the client, SQLite would walk the unique index (client first)
     # and fetch every row from it in the index's order, slower than a scan and a sort
-    # (measured: 3.6 s against 2.2 s over a million flows).
-    host = table.c[side].concat("")
+    # (measured: 3.6 s against 2.2 s over a million flows). No index leads with the
+    # server: it is grouped as it is (there the concatenation only costs time).
+    host = table.c.client.concat("") if side == "client" else table.c.server
     stmt = (
         select(
             host.label("address"),
