@@ -28,6 +28,7 @@ from rolecall.inventory.tables import METADATA
 from rolecall.probes.records import Flow, Observation
 from tests.cli_helpers import run_cli
 from tests.inventory_sql import execute, is_postgres, query
+from tests.postgres_server import PostgresServer
 
 # Each release's schema: an inventory it left behind is upgraded in place, data and all.
 OLDER_REVISIONS = [f"{number:04d}" for number in range(1, int(SCHEMA_HEAD))]
@@ -143,3 +144,15 @@ def test_flows_written_before_the_write_sequence_are_kept_and_derived_in_full(
     ((seen,),) = query(database, "SELECT last_seen FROM role WHERE role = 'web-client'")
     assert str(seen).startswith("2026-01-02 05:00:00")
     store.close()
+
+
+def test_role_pages_keep_room_for_rows_rewritten_in_place_on_postgresql(
+    postgres: PostgresServer,
+) -> None:
+    new, upgraded = postgres.create_database(), postgres.create_database()
+    _schema_at(upgraded, "0011")
+    assert query(upgraded, "SELECT reloptions FROM pg_class WHERE relname = 'role'") == [(None,)]
+    for database in (new, upgraded):
+        Store.open(database).close()
+        options = query(database, "SELECT reloptions FROM pg_class WHERE relname = 'role'")
+        assert options == [(["fillfactor=80"],)], database
