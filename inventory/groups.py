@@ -13,6 +13,7 @@ from sqlalchemy import Connection, delete, exists, func, or_, select
 
 from rolecall.inventory.matching.address_set import AddressSet
 from rolecall.inventory.settings import GroupSpec
+from rolecall.inventory.sql.bulk import BulkStatement
 from rolecall.inventory.sql.in_lists import in_slices
 from rolecall.inventory.tables import (
     ASSET_GROUP_TABLE,
@@ -153,8 +154,8 @@ def update_groups(
         for address, host in facts.items()
         for name in groups_for(host, specs)
     ]
-    if rows:
-        connection.execute(table.insert(), rows)
+    # By COPY on PostgreSQL: a full derivation writes a membership for nearly every host.
+    BulkStatement(table.insert(), copy_into=table).execute(connection, rows)
 
 
 def groups_of(connection: Connection) -> dict[str, list[str]]:
