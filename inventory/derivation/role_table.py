@@ -319,7 +319,8 @@ def _serving(connection: Connection, addresses: Sequence[str] | None, since: dat
 
 def held_roles(found: RoleAccumulator) -> dict[str, dict[str, HeldRole]]:
     """The roles of a derivation that read everything, by host and merged over sources, as
-    roles_of reads them back from the table (no need to)."""
+    roles_of would read them back from the table, but for the workstations (judged from
+    these; with_workstations adds them)."""
     held: dict[str, dict[str, HeldRole]] = defaultdict(dict)
     shared: set[tuple[str, str]] = set()  # roles of a host seen by more than one source
     for (address, role, _), seen in found.found.items():
