@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final
@@ -82,10 +82,17 @@ def view(row: Any) -> FindingView:
 ANALYZE_AFTER: Final = 5000
 
 
-def store_raised(connection: Connection, raised: Iterable[Raised], replace: bool) -> None:
+def store_raised(
+    connection: Connection,
+    raised: Iterable[Raised],
+    replace: bool,
+    stale_after: timedelta | None = None,
+) -> None:
     """Merge raised findings into the table; `replace` drops the stored evidence first.
 
-    The changes are recorded as alert events in the same transaction (see alert_events).
+    `stale_after`: a finding that would be open but that resolve_stale would resolve
+    (its host seen that long after its last evidence) is written resolved at once. The
+    changes are recorded as alert events in the same transaction (see alert_events).
     """
     folded: dict[tuple[str, str], Raised] = {}
     for item in raised:
@@ -98,17 +105,47 @@ def store_raised(connection: Connection, raised: Iterable[Raised], replace: bool
     if not found:
         return
     stored = _stored_findings(connection, folded)
+    stale = _stale_rule(connection, found, stale_after)
     inserts, updates = [], []
     with recorded_changes(connection) as journal:
         for item in found:
             row = stored.get((item.rule, item.address))
             if row is None:
                 journal.note(item.rule, item.address, None)
-                inserts.append(_insert_values(item))
+                inserts.append(_insert_values(item, stale))
             else:
                 journal.note_rows([row])
-                updates.append(_update_values(row, item, replace))
+                updates.append(_update_values(row, item, replace, stale))
         _write_raised(connection, inserts, updates)
+
+
+Staleness = Callable[[str, str, datetime], bool]
+"""Whether a finding (rule, address, last evidence) would be resolved as stale."""
+
+
+def _stale_rule(
+    connection: Connection, found: Sequence[Raised], after: timedelta | None
+) -> Staleness:
+    """The test resolve_stale applies, for the hosts of these findings (never, if None).
+
+    A full derivation raises new-smtp-client on every sender that came after the
+    learning period, most of them seen again long since: written open, each would be
+    read back and resolved by resolve_stale in the same transaction.
+    """
+    if after is None:
+        return lambda _rule, _address, _last: False
+    asset = ASSET_TABLE
+    hosts = sorted({item.address for item in found if item.rule not in PROBED_RULES})
+    among = in_list(connection.dialect, asset.c.address, hosts)
+    rows = connection.execute(select(asset.c.address, asset.c.last_seen).where(among))
+    seen: dict[str, datetime] = {row.address: row.last_seen for row in rows}
+
+    def stale(rule: str, address: str, last: datetime) -> bool:
+        """Whether resolve_stale would resolve this finding if it were open."""
+        host = seen.get(address)
+        return rule not in PROBED_RULES and host is not None and host - last > after
+
+    return stale
 
 
 def _write_raised(
@@ -155,8 +192,8 @@ def _stored_findings(connection: Connection, keys: Iterable[tuple[str, str]]) ->
     return stored
 
 
-def _insert_values(found: Raised) -> dict[str, Any]:
-    """Column values of a newly raised finding."""
+def _insert_values(found: Raised, stale: Staleness) -> dict[str, Any]:
+    """Column values of a newly raised finding (resolved at once if stale)."""
     return {
         "rule": found.rule,
         "address": found.address,
@@ -165,13 +202,14 @@ def _insert_values(found: Raised) -> dict[str, Any]:
         "evidence": json.dumps(found.evidence),
         "first_seen": found.first_seen,
         "last_seen": found.last_seen,
-        "status": "open",
+        "status": "resolved" if stale(found.rule, found.address, found.last_seen) else "open",
         "note": "",
     }
 
 
-def _update_values(row: Any, found: Raised, replace: bool) -> dict[str, Any]:
-    """Parameters that fold a raise into a stored finding (reopening it if it was resolved)."""
+def _update_values(row: Any, found: Raised, replace: bool, stale: Staleness) -> dict[str, Any]:
+    """Parameters that fold a raise into a stored finding (reopening it if it was resolved,
+    resolving it if it would be open but is stale)."""
     merged = found
     if not replace:
         merged = Raised(
@@ -184,8 +222,11 @@ def _update_values(row: Any, found: Raised, replace: bool) -> dict[str, Any]:
             json.loads(row.evidence),
         )
         merged.merge(found)
-    # A re-judged finding starts open again; resolve_stale then resolves it if it is stale.
+    # A re-judged finding starts open again, unless resolve_stale would resolve it.
     reopened = row.status == "resolved" and (replace or found.last_seen > row.last_seen)
+    state = "open" if reopened else row.status
+    if state == "open" and stale(row.rule, row.address, merged.last_seen):
+        state = "resolved"
     return {
         "fid": row.id,
         "severity": merged.severity,
@@ -193,7 +234,7 @@ def _update_values(row: Any, found: Raised, replace: bool) -> dict[str, Any]:
         "evidence": json.dumps(merged.evidence),
         "first": merged.first_seen,
         "last": merged.last_seen,
-        "state": "open" if reopened else row.status,
+        "state": state,
     }
 
 

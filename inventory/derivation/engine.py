@@ -419,16 +419,18 @@ def _derive(
         newest,
     )
     hosts = _judge_hosts(ctx, rules, judged, everything)
-    store_raised(connection, found.rows.found.values(), replace=full)
-    store_raised(connection, hosts.found.values(), replace=True)
+    # What resolve_stale would resolve at the end is written resolved at once.
+    stale = timedelta(hours=settings.resolve_after_hours)
+    store_raised(connection, found.rows.found.values(), replace=full, stale_after=stale)
+    store_raised(connection, hosts.found.values(), replace=True, stale_after=stale)
     for rule in rules:
         if rule.hosts is not None:
             resolve(connection, rule.name, [a for a in judged if (rule.name, a) not in hosts.found])
     if full:
         series_rules = {rule.name for rule in rules if rule.series is not None}
         _resolve_unraised(connection, set(found.rows.found) | set(hosts.found), series_rules)
-    _update_history(ctx, rules, found.days, groups)
-    resolve_stale(connection, timedelta(hours=settings.resolve_after_hours))
+    _update_history(ctx, rules, found.days, groups, stale)
+    resolve_stale(connection, stale)
     resolve_reprobed(connection, None if full else found.probed)
     delta.save_state(
         connection,
@@ -469,10 +471,12 @@ def _update_history(
     rules: Iterable[Rule],
     found_days: set[date],
     groups: Mapping[str, list[str]] | None,
+    stale: timedelta,
 ) -> None:
     """Recompute the touched days of the series, expire old days, and run the series rules.
 
-    ``groups``: every host's groups, or None for the series to read those they need.
+    ``groups``: every host's groups, or None for the series to read those they need;
+    ``stale``: see store_raised.
     """
     connection, settings = ctx.connection, ctx.settings
     newest = max([*found_days, *history.newest_day(connection)], default=None)
@@ -484,7 +488,7 @@ def _update_history(
     history.expire(connection, newest, settings.history_retention_days)
     for rule in rules:
         verdict = rule.judge_series(ctx, days)
-        store_raised(connection, verdict.raised, replace=False)
+        store_raised(connection, verdict.raised, replace=False, stale_after=stale)
         for address, day in verdict.calm:
             resolve_before(connection, rule.name, address, day)
 
