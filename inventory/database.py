@@ -102,6 +102,20 @@ def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def utc_session(dbapi_connection: Any, _record: Any) -> None:
+    """Put every new PostgreSQL session in UTC, whatever the server's time zone.
+
+    The store keeps and compares UTC; psycopg then reads each timestamp with Python's
+    own UTC zone, which UTCDateTime takes as it is (a server in Etc/UTC, Debian's
+    default, makes it convert every value read).
+    """
+    cursor = dbapi_connection.cursor()
+    cursor.execute("SET TIME ZONE 'UTC'")
+    cursor.close()
+    # Committed, so that the pool's rollback of the first transaction does not undo it.
+    dbapi_connection.commit()
+
+
 def analytic_memory(connection: Connection) -> None:
     """On PostgreSQL, let this transaction's sorts and hashes take at least
     ANALYTIC_WORK_MEM_KB each (a server set higher keeps its own setting).
@@ -137,6 +151,7 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", sqlite_pragmas)
     elif engine.dialect.name == "postgresql":
         quiet_driver_log()
+        event.listen(engine, "connect", utc_session)
     else:
         raise StoreError(
             f"database {engine.dialect.name} is not supported: use SQLite or PostgreSQL"

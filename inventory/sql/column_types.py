@@ -45,9 +45,19 @@ class UTCDateTime(types.TypeDecorator[datetime]):
 
     def result_processor(self, dialect: Dialect, coltype: Any) -> Callable[[Any], Any] | None:
         """As process_result_value, but SQLite's text with the zone appended is parsed in one C
-        call (building the naive value and then replacing its zone costs five times more)."""
+        call (building the naive value and then replacing its zone costs five times more),
+        and PostgreSQL's values already in UTC are taken as they are."""
         slow = super().result_processor(dialect, coltype)
-        if dialect.name != "sqlite" or slow is None:
+        if slow is None:
+            return slow
+        if dialect.name == "postgresql":
+
+            def utc(value: Any) -> Any:
+                """The value as it is if psycopg read it in UTC (see database.utc_session)."""
+                return value if type(value) is datetime and value.tzinfo is UTC else slow(value)
+
+            return utc
+        if dialect.name != "sqlite":
             return slow
 
         def process(value: Any) -> Any:
