@@ -143,9 +143,14 @@ def _stale_rule(
     def stale(rule: str, address: str, last: datetime) -> bool:
         """Whether resolve_stale would resolve this finding if it were open."""
         host = seen.get(address)
-        return rule not in PROBED_RULES and host is not None and host - last > after
+        return rule not in PROBED_RULES and host is not None and _outlived(host, last, after)
 
     return stale
+
+
+def _outlived(host_seen: datetime, last_seen: datetime, after: timedelta) -> bool:
+    """Whether a host was seen `after` past a finding's last evidence (resolve_stale's test)."""
+    return host_seen - last_seen > after
 
 
 def _write_raised(
@@ -279,7 +284,7 @@ def resolve_stale(connection: Connection, after: timedelta) -> None:
         .join(asset, asset.c.address == table.c.address)
         .where(table.c.status == "open", table.c.rule.not_in(sorted(PROBED_RULES)))
     )
-    ids = [row.id for row in stale if row.host_seen - row.last_seen > after]
+    ids = [row.id for row in stale if _outlived(row.host_seen, row.last_seen, after)]
     mark_resolved(connection, ids)
 
 
