@@ -19,6 +19,8 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
+from rolecall.inventory.sql.column_types import utc_as_is
+
 Row = Mapping[str, Any]
 Processor = Callable[[Any], Any]
 
@@ -291,17 +293,6 @@ def _date_text(slow: Processor) -> Processor:
     return convert
 
 
-def _aware_utc(slow: Processor) -> Processor:
-    """Aware UTC datetimes as they are (the driver takes them so); anything else as ``slow``
-    does (on PostgreSQL, UTCDateTime's processor converts each to UTC again)."""
-
-    def convert(value: Any) -> Any:
-        """The driver's value."""
-        return value if type(value) is datetime and value.tzinfo is UTC else slow(value)
-
-    return convert
-
-
 # Each shortcut is used for a column only when it matches SQLAlchemy's own processor
 # on these values (so a dialect or format they do not fit keeps SQLAlchemy's).
 _SHORTCUTS: tuple[tuple[Callable[[Processor], Processor], tuple[Any, ...]], ...] = (
@@ -314,5 +305,5 @@ _SHORTCUTS: tuple[tuple[Callable[[Processor], Processor], tuple[Any, ...]], ...]
         ),
     ),
     (_date_text, (date(2026, 11, 23), date(999, 1, 2))),
-    (_aware_utc, (datetime(2026, 11, 23, 1, 2, 3, 456789, UTC), datetime(999, 1, 2, tzinfo=UTC))),
+    (utc_as_is, (datetime(2026, 11, 23, 1, 2, 3, 456789, UTC), datetime(999, 1, 2, tzinfo=UTC))),
 )

@@ -14,6 +14,17 @@ STORED_TEXT_LENGTH = len("2026-11-23 01:02:03.456789")
 """SQLite's text of a stored timestamp (SQLAlchemy's format, microseconds always written)."""
 
 
+def utc_as_is(slow: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A processor giving aware UTC datetimes as they are, anything else as ``slow`` does
+    (PostgreSQL's driver reads and writes those; converting each to UTC again costs)."""
+
+    def convert(value: Any) -> Any:
+        """The value, untouched if it is an aware UTC datetime."""
+        return value if type(value) is datetime and value.tzinfo is UTC else slow(value)
+
+    return convert
+
+
 class UTCDateTime(types.TypeDecorator[datetime]):
     """A timestamp stored with its time zone and always read back as an aware UTC datetime.
 
@@ -51,12 +62,8 @@ class UTCDateTime(types.TypeDecorator[datetime]):
         if slow is None:
             return slow
         if dialect.name == "postgresql":
-
-            def utc(value: Any) -> Any:
-                """The value as it is if psycopg read it in UTC (see database.utc_session)."""
-                return value if type(value) is datetime and value.tzinfo is UTC else slow(value)
-
-            return utc
+            # psycopg reads in the session's zone, UTC (see database.utc_session).
+            return utc_as_is(slow)
         if dialect.name != "sqlite":
             return slow
 
