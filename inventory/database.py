@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 SQLITE_MAGIC = b"SQLite format 3\x00"
 # The newest migration's revision (a test checks it against the migrations). A database
 # already there opens without loading alembic, which costs more than a small ingest.
-SCHEMA_HEAD = "0012"
+SCHEMA_HEAD = "0013"
 BUSY_TIMEOUT_MS = 30_000
 ANALYTIC_WORK_MEM_KB = 64 * 1024
 """PostgreSQL memory for each sort or hash of a derivation (see analytic_memory)."""

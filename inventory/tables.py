@@ -137,8 +137,8 @@ ROLE_TABLE = Table(
     UniqueConstraint("address", "role", "source", name="uq_role"),
     Index("ix_role_role", "role"),
     # Derivations rewrite roles in place: room on each page keeps a rewrite out of the
-    # indexes on PostgreSQL (migration 0012 says more).
-    postgresql_with={"fillfactor": 80},
+    # indexes on PostgreSQL (migrations 0012 and 0013 say more).
+    postgresql_with={"fillfactor": 50},
 )
 
 # One mail transaction (Zeek smtp.log fields); lists are JSON arrays.

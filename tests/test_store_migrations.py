@@ -155,4 +155,4 @@ def test_role_pages_keep_room_for_rows_rewritten_in_place_on_postgresql(
     for database in (new, upgraded):
         Store.open(database).close()
         options = query(database, "SELECT reloptions FROM pg_class WHERE relname = 'role'")
-        assert options == [(["fillfactor=80"],)], database
+        assert options == [(["fillfactor=50"],)], database
