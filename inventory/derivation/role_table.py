@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from operator import itemgetter
 from typing import Any, Final
 
 from sqlalchemy import (
@@ -68,14 +69,15 @@ class RoleAccumulator:
             evidence.append(proof)
 
 
-@dataclass(frozen=True)
-class StoredRole:
-    """What merging needs of a stored role: its row, evidence JSON, and whether it was last
-    seen before the workstation window's start."""
+@dataclass(slots=True)
+class StoredRoles:
+    """What merging needs of the stored roles among some hosts: each role's row id and
+    evidence JSON by (address, role, source), and the (address, role) pairs held by any
+    source, and held by one seen since the workstation window's start."""
 
-    rid: int
-    evidence: str
-    before_window: bool
+    rows: dict[RoleKey, tuple[int, str]] = field(default_factory=dict)
+    held: set[tuple[str, str]] = field(default_factory=set)
+    recent: set[tuple[str, str]] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -87,23 +89,25 @@ class Merged:
     renewed: set[str]
 
 
-def _stored(
-    connection: Connection, keys: Iterable[RoleKey], window_start: datetime
-) -> dict[RoleKey, StoredRole]:
+def _stored(connection: Connection, keys: Iterable[RoleKey], window_start: datetime) -> StoredRoles:
     """The stored roles among the given roles' hosts, role by role."""
     table = ROLE_TABLE
     by_role: dict[str, set[str]] = defaultdict(set)
     for address, role, _ in keys:
         by_role[role].add(address)
-    stored: dict[RoleKey, StoredRole] = {}
+    stored = StoredRoles()
+    rows_by_key, held, recent = stored.rows, stored.held, stored.recent
     # Compared in the database: no datetime is built for each of many rows.
-    before = case((table.c.last_seen < window_start, 1), else_=0)
-    columns = (table.c.id, table.c.address, table.c.source, table.c.evidence, before)
+    since = case((table.c.last_seen < window_start, 0), else_=1)
+    columns = (table.c.id, table.c.address, table.c.source, table.c.evidence, since)
     for role, addresses in by_role.items():
         among = in_list(connection.dialect, table.c.address, sorted(addresses))
         rows = connection.execute(select(*columns).where(table.c.role == role, among))
-        for rid, address, source, evidence, old in rows:
-            stored[address, role, source] = StoredRole(rid, evidence, bool(old))
+        for rid, address, source, evidence, within in rows:
+            rows_by_key[address, role, source] = (rid, evidence)
+            held.add((address, role))
+            if within:
+                recent.add((address, role))
     return stored
 
 
@@ -159,10 +163,11 @@ def _stretch(table: Table, where: Any, first: Any, last: Any, evidence: Any) -> 
 def _update_rows(
     connection: Connection,
     columns: Sequence[Column[Any]],
-    rows: list[dict[str, Any]],
+    rows: list[tuple[Any, ...]],
     statement: Callable[[Mapping[str, Any]], Update],
 ) -> None:
-    """Run an UPDATE once per row; ``statement`` is given each row's values by column name.
+    """Run an UPDATE once per row (its values in the order of ``columns``); ``statement``
+    is given each row's values by column name.
 
     On SQLite, one executemany of bound parameters; psycopg sends an executemany as one
     statement per row, so on PostgreSQL the rows go in by COPY to a temporary table
@@ -170,19 +175,20 @@ def _update_rows(
     """
     if not rows:
         return
+    names = [column.name for column in columns]
     if connection.dialect.name != "postgresql":
         # Typed, so the bulk path converts datetimes exactly as the column stores them.
         binds = {column.name: bindparam(column.name, type_=column.type) for column in columns}
-        BulkStatement(statement(binds)).execute(connection, rows)
+        BulkStatement(statement(binds)).execute_values(connection, names, rows, ())
         return
     changes = Table("row_changes", MetaData(), *columns, prefixes=["TEMPORARY"])
     changes.create(connection)
-    BulkStatement(changes.insert(), copy_into=changes).execute(connection, rows)
+    BulkStatement(changes.insert(), copy_into=changes).execute_values(connection, names, rows, ())
     connection.execute(statement({column.name: column for column in changes.c}))
     changes.drop(connection)
 
 
-def _write_merges(connection: Connection, table: Table, updates: list[dict[str, Any]]) -> None:
+def _write_merges(connection: Connection, table: Table, updates: list[tuple[Any, ...]]) -> None:
     """Widen the spans and set the evidence of stored roles (rows of rid, first, last,
     evidence)."""
     columns = (
@@ -201,7 +207,7 @@ def _write_merges(connection: Connection, table: Table, updates: list[dict[str, 
 
 def _workstation_stretches(
     connection: Connection, spans: Mapping[str, tuple[datetime, datetime]]
-) -> list[dict[str, Any]]:
+) -> list[tuple[Any, ...]]:
     """Merges that stretch hosts' workstation rows over (first, last) spans (rows of rid,
     first, last, evidence); a host without the role has none.
 
@@ -219,10 +225,7 @@ def _workstation_stretches(
             table.c.role == "workstation", table.c.source == WORKSTATION_SOURCE, among
         )
     )
-    return [
-        {"rid": rid, "first": spans[address][0], "last": spans[address][1], "evidence": evidence}
-        for rid, address, evidence in rows
-    ]
+    return [(rid, *spans[address], evidence) for rid, address, evidence in rows]
 
 
 def merge_roles(
@@ -236,18 +239,17 @@ def merge_roles(
     `window_start`: the start of the workstation window (see judge_workstations).
     """
     table = ROLE_TABLE
-    stored = {} if empty else _stored(connection, found.found, window_start)
+    stored = StoredRoles() if empty else _stored(connection, found.found, window_start)
     # A host's role counts for the workstation window merged over its sources (as
     # judge_workstations reads it): recent if any source's row was seen within the window.
-    held = {(key[0], key[1]) for key in stored}
-    recent = {(key[0], key[1]) for key, row in stored.items() if not row.before_window}
+    rows, held, recent = stored.rows, stored.held, stored.recent
     inserts: list[dict[str, Any]] = []
-    updates: list[dict[str, Any]] = []
+    updates: list[tuple[Any, ...]] = []
     gained: set[str] = set()
     renewed: set[str] = set()
     spans: dict[str, tuple[datetime, datetime]] = {}
     for key, role in found.found.items():
-        known = stored.get(key)
+        known = rows.get(key)
         pair = (key[0], key[1])
         if pair in recent:
             if key[1] in CLIENT_ROLES:
@@ -271,18 +273,13 @@ def merge_roles(
             if pair not in held:
                 gained.add(key[0])
             continue
-        evidence = appended_evidence(known.evidence, role.evidence)
+        rid, evidence = known
         updates.append(
-            {
-                "rid": known.rid,
-                "first": role.first_seen,
-                "last": role.last_seen,
-                "evidence": evidence,
-            }
+            (rid, role.first_seen, role.last_seen, appended_evidence(evidence, role.evidence))
         )
     updates.extend(_workstation_stretches(connection, spans))
     # In row order, each table page is written once however many of its rows change.
-    updates.sort(key=lambda row: row["rid"])
+    updates.sort(key=itemgetter(0))
     BulkStatement(table.insert(), copy_into=table).execute(connection, inserts)
     _write_merges(connection, table, updates)
     return Merged(gained, renewed)
